@@ -1,0 +1,37 @@
+"""waypoint: durable agent workflows.
+
+    from waypoint import GraphBuilder, START, END, SQLiteStore, run_sync
+
+Layering (imports point one way; nothing imports the engine but the CLI and
+this front door):
+
+    cli -> engine -> graphs -> nodes
+    engine -> checkpoints          checkpoints knows nothing of the engine
+    nodes receive a NodeContext, never the scheduler
+    testing may import anything above
+
+Heavy imports (openai, networkx, graphviz) happen only where they are used.
+"""
+
+from waypoint.checkpoints import MemoryStore, RunInfo, SQLiteStore, Step, Store
+from waypoint.engine import (
+    Event, GateRequest, RunHandle, RunResult, fork, get_run, history, pending_gates, resume,
+    resume_sync, run_sync, start, state_at,
+)
+from waypoint.errors import (
+    ConflictError, GateError, GraphChangedError, GraphError, LeaseError, NodeError, RunError,
+    StoreError, WaypointError,
+)
+from waypoint.graphs import END, START, Graph, GraphBuilder, append, merge, reducer
+from waypoint.nodes import NodeContext, RetryPolicy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "END", "START", "ConflictError", "Event", "GateError", "GateRequest", "Graph",
+    "GraphBuilder", "GraphChangedError", "GraphError", "LeaseError", "MemoryStore",
+    "NodeContext", "NodeError", "RetryPolicy", "RunError", "RunHandle", "RunInfo",
+    "RunResult", "SQLiteStore", "Step", "Store", "StoreError", "WaypointError", "append",
+    "fork", "get_run", "history", "merge", "pending_gates", "reducer", "resume",
+    "resume_sync", "run_sync", "start", "state_at",
+]

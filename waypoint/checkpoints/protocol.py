@@ -1,0 +1,85 @@
+"""The Store protocol: what the engine needs from persistence, and nothing SQLite-specific.
+
+    store = SQLiteStore("runs.db")          # or MemoryStore()
+    async with store:
+        await store.create_run(info)
+        await store.claim(run_id, owner="host:pid:uuid", ttl=30.0)
+        await store.append(run_id, owner, steps, snapshot=None, status="running")
+        snapshot, tail = await store.load(run_id)
+
+Leases, sequence numbers and group commit are part of the protocol so that a
+networked store (PostgreSQL) is one more implementation passing the same
+conformance suite (`waypoint.testing.store_conformance`):
+
+- `claim` takes the run's lease if it is free, expired, or already ours;
+  otherwise it raises `LeaseError`.
+- `append` is fenced: it writes only if `owner` still holds the lease and the
+  first step's seq is `last_seq + 1`; otherwise `LeaseError` and nothing is
+  written. Concurrent appends (of one run or many) may be committed together in
+  one transaction (group commit); each call returns once its steps are durable.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Durable home of runs. All methods are coroutines unless noted."""
+
+    async def open(self) -> None:
+        """Open connections and create/migrate the schema. Idempotent."""
+
+    async def close(self) -> None:
+        """Flush pending commits and close. Idempotent."""
+
+    async def create_run(self, info: RunInfo) -> None:
+        """Insert a new run row. An existing run id raises `RunStateError`."""
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        """The run's row; an unknown id raises `RunNotFoundError`."""
+
+    async def list_runs(
+        self, *, status: RunStatus | None = None, graph: str | None = None, limit: int = 100
+    ) -> list[RunInfo]:
+        """Runs, newest first, optionally filtered."""
+
+    async def claim(self, run_id: str, owner: str, ttl: float) -> RunInfo:
+        """Take the lease for `ttl` seconds (free, expired or already ours) or raise `LeaseError`."""
+
+    async def renew(self, run_id: str, owner: str, ttl: float) -> None:
+        """Extend our lease; `LeaseError` if we no longer hold it."""
+
+    async def release(
+        self,
+        run_id: str,
+        owner: str,
+        status: RunStatus,
+        *,
+        error: str | None = None,
+        waiting: list[str] | None = None,
+    ) -> None:
+        """Set the final status of this execution and drop the lease (fenced by owner)."""
+
+    async def append(
+        self,
+        run_id: str,
+        owner: str,
+        steps: list[Step],
+        snapshot: Snapshot | None = None,
+    ) -> None:
+        """Durably append steps (and a snapshot) if `owner` holds the lease; group-committed."""
+
+    async def load(self, run_id: str) -> tuple[Snapshot | None, list[Step]]:
+        """The latest snapshot and the steps after it: what the engine replays on resume."""
+
+    async def history(
+        self, run_id: str, *, after: int = 0, upto: int | None = None
+    ) -> list[Step]:
+        """Steps with `after < seq <= upto`, in order."""
+
+    async def snapshot_at(self, run_id: str, seq: int) -> Snapshot | None:
+        """The latest snapshot with `snapshot.seq <= seq`, if any."""

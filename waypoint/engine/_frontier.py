@@ -1,0 +1,105 @@
+"""The scheduler's durable memory: what is pending, and how a Step changes it.
+
+`Frontier.apply(step)` is the one function that turns a committed Step into the
+next (state, frontier). The live scheduler calls it right after building a step
+and replay calls it for every step of the tail, so a resumed run reaches exactly
+the state an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from waypoint.checkpoints.records import Step
+from waypoint.graphs.graph import START, Graph
+
+
+@dataclass
+class Activation:
+    """One pending execution of a node: `id` is `"<seq>.<i>"` of the step that made it."""
+
+    id: str
+    node: str
+    parent: str  # the node whose completion activated it (START for the first)
+
+
+@dataclass
+class Frontier:
+    pending: dict[str, Activation] = field(default_factory=dict)
+    arrivals: dict[str, int] = field(default_factory=dict)  # join -> arrivals not yet fired
+    loop_counts: dict[str, int] = field(default_factory=dict)  # guard -> iterations
+    writers: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # field -> seq, node, act
+    items: dict[str, dict[int, Any]] = field(default_factory=dict)  # map act -> index -> plain
+    waits: dict[str, dict[str, Any]] = field(default_factory=dict)  # gate act -> request
+
+    @classmethod
+    def initial(cls, graph: Graph) -> Frontier:
+        frontier = cls()
+        for i, node in enumerate(graph.start):
+            frontier.add(graph, f"0.{i}", node, START)
+        return frontier
+
+    def add(self, graph: Graph, act_id: str, node: str, parent: str) -> None:
+        self.pending[act_id] = Activation(act_id, node, parent)
+        if graph.nodes[node].join:
+            self.arrivals.pop(node, None)
+
+    def ready_joins(self, graph: Graph) -> list[str]:
+        """Joins with arrivals and no pending activation upstream of them."""
+        ready = []
+        for join, count in self.arrivals.items():
+            upstream = graph.join_upstream[join]
+            if count and not any(a.node in upstream for a in self.pending.values()):
+                ready.append(join)
+        return sorted(ready)
+
+    def apply(self, graph: Graph, state: BaseModel, step: Step, values: dict[str, Any]) -> BaseModel:
+        """Advance past `step` (whose decoded delta is `values`); return the new state."""
+        if step.kind == "item":
+            self.items.setdefault(step.activation, {})[step.extra["index"]] = step.extra["result"]
+            return state
+        if step.kind == "wait":
+            self.waits[step.activation] = step.extra
+            return state
+        if step.kind != "done":
+            return state
+        schema = graph.schema
+        new_state = schema.apply(state, values)
+        for name in values:
+            if schema.fields[name].reducer is None:
+                self.writers[name] = (step.seq, step.node, step.activation)
+        self.pending.pop(step.activation, None)
+        self.items.pop(step.activation, None)
+        self.waits.pop(step.activation, None)
+        if "loop_count" in step.extra or graph.nodes[step.node].kind == "guard":
+            self.loop_counts[step.node] = step.extra.get("loop_count", 0)
+        for join in step.extra.get("arrived", ()):
+            self.arrivals[join] = self.arrivals.get(join, 0) + 1
+        for i, child in enumerate(step.children):
+            self.add(graph, f"{step.seq}.{i}", child, step.node)
+        return new_state
+
+    # -- persistence as plain data -----------------------------------------
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "pending": [[a.id, a.node, a.parent] for a in self.pending.values()],
+            "arrivals": self.arrivals,
+            "loop_counts": self.loop_counts,
+            "writers": {k: list(v) for k, v in self.writers.items()},
+            "items": {k: [[i, r] for i, r in v.items()] for k, v in self.items.items()},
+            "waits": self.waits,
+        }
+
+    @classmethod
+    def from_plain(cls, data: dict[str, Any]) -> Frontier:
+        return cls(
+            pending={a[0]: Activation(*a) for a in data.get("pending", [])},
+            arrivals=dict(data.get("arrivals", {})),
+            loop_counts=dict(data.get("loop_counts", {})),
+            writers={k: (v[0], v[1], v[2]) for k, v in data.get("writers", {}).items()},
+            items={k: {i: r for i, r in v} for k, v in data.get("items", {}).items()},
+            waits=dict(data.get("waits", {})),
+        )

@@ -1,0 +1,71 @@
+"""Who executes a run: lease owners, heartbeats, and leases left by dead processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+
+from waypoint.checkpoints.protocol import Store
+from waypoint.checkpoints.records import RunInfo
+from waypoint.errors import LeaseError
+
+LEASE_TTL = 30.0
+
+
+def new_owner() -> str:
+    """`host:pid:nonce`: unique per execution, and tells whether the holder still lives."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_is_dead(owner: str | None) -> bool:
+    """True if `owner` is a process on this host that no longer exists."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+async def claim(store: Store, run_id: str, owner: str, ttl: float = LEASE_TTL) -> RunInfo:
+    """Take the run's lease; a lease held by a dead local process is taken over at once."""
+    try:
+        return await store.claim(run_id, owner, ttl)
+    except LeaseError:
+        info = await store.get_run(run_id)
+        if not _holder_is_dead(info.lease_owner):
+            raise
+        # The holder was SIGKILLed: waiting out its lease would only delay recovery.
+        await store.release(run_id, info.lease_owner, info.status, waiting=info.waiting)
+        return await store.claim(run_id, owner, ttl)
+
+
+async def heartbeat(store: Store, run_id: str, owner: str, ttl: float, on_lost) -> None:
+    """Renew the lease every ttl/3 until cancelled; call `on_lost(exc)` if it is gone."""
+    while True:
+        await asyncio.sleep(ttl / 3)
+        try:
+            await store.renew(run_id, owner, ttl)
+        except LeaseError as exc:
+            on_lost(exc)
+            return

@@ -1,0 +1,245 @@
+"""The scheduler: runs every ready activation of one run concurrently.
+
+Dataflow, not supersteps: a node starts as soon as the step that activated it is
+durable. Completions are funnelled through one queue; whatever arrived while
+the previous commit was in flight is committed together (group commit), then
+the activations those steps created are launched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import typing
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import msgspec
+from pydantic import BaseModel, TypeAdapter
+
+from waypoint.checkpoints.protocol import Store
+from waypoint.checkpoints.records import RunStatus, Snapshot, Step
+from waypoint.engine._frontier import Activation, Frontier
+from waypoint.engine._nodes import ChildWaiting, Finished, NodeRunner
+from waypoint.engine.events import Event, EventBus
+from waypoint.errors import ConflictError, CorruptRecordError, NodeError, WaypointError
+from waypoint.graphs.graph import END, Graph
+
+SNAPSHOT_MIN_BYTES = 64 * 1024
+
+
+@dataclass
+class Answer:
+    value: BaseModel
+    by: str | None = None
+    at: float = field(default_factory=time.time)
+
+
+@dataclass
+class Outcome:
+    status: RunStatus
+    state: BaseModel
+    error: WaypointError | None = None
+    waiting: list[str] = field(default_factory=list)
+
+
+class RunLoop:
+    """Executes one run from its stored log until it finishes, fails or waits."""
+
+    def __init__(self, graph: Graph, store: Store, run_id: str, owner: str, *,
+                 deps: Any = None, answers: dict[str, Answer] | None = None,
+                 bus: EventBus | None = None, max_concurrency: int | None = None) -> None:
+        self.graph, self.store, self.run_id, self.owner = graph, store, run_id, owner
+        self.answers = dict(answers or {})
+        self.bus = bus or EventBus()
+        self.runner = NodeRunner(self, deps, max_concurrency)
+        self.queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.outstanding = 0
+        self.seq = 0
+        self.since_snapshot = 0
+        self.snapshot_size = 0
+
+    # -- loading --------------------------------------------------------------
+    async def load(self) -> None:
+        snapshot, tail = await self.store.load(self.run_id)
+        if snapshot is None:
+            raise CorruptRecordError(
+                f"run {self.run_id!r} has no initial snapshot; it was not created by "
+                "waypoint.start or its snapshots were deleted.", run_id=self.run_id)
+        try:
+            self.state = self.graph.schema.decode_state(snapshot.state)
+            self.frontier = Frontier.from_plain(snapshot.frontier)
+            self.seq = snapshot.seq
+            for step in tail:
+                values = self.graph.schema.decode(step.delta) if step.kind == "done" else {}
+                self.state = self.frontier.apply(self.graph, self.state, step, values)
+                self.seq = step.seq
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise CorruptRecordError(
+                f"run {self.run_id!r}: step {self.seq + 1} does not fit graph "
+                f"{self.graph.name!r} ({type(exc).__name__}: {str(exc)[:300]}); fork the run "
+                "from an earlier step or restore the database.",
+                run_id=self.run_id, seq=self.seq + 1) from None
+        self.snapshot_size = len(msgspec.msgpack.encode(snapshot.state))
+
+    # -- driving --------------------------------------------------------------
+    async def drive(self) -> Outcome:
+        """Run until nothing can make progress; returns the run's new status."""
+        try:
+            for act in list(self.frontier.pending.values()):
+                self.launch(act)
+            while self.outstanding:
+                await self.commit_batch(await self.next_batch())
+        except WaypointError as exc:
+            await self.stop_tasks()
+            await self.record_failure(exc)
+            return Outcome("failed", self.state, exc)
+        except BaseException:
+            await self.stop_tasks()
+            raise
+        if self.frontier.pending:
+            return Outcome("waiting", self.state, waiting=self.waiting_gates())
+        return Outcome("done", self.state)
+
+    async def next_batch(self) -> list[tuple[Any, ...]]:
+        batch = [await self.queue.get()]
+        while not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        return batch
+
+    async def commit_batch(self, batch: list[tuple[Any, ...]]) -> None:
+        steps: list[Step] = []
+        futures = []
+        error: WaypointError | None = None
+        for msg in batch:
+            kind, act = msg[0], msg[1]
+            try:
+                if kind == "done":
+                    steps.append(self.complete(act, msg[2]))
+                elif kind == "failed":
+                    raise msg[2]
+            except WaypointError as exc:
+                error = exc  # commit what came before it, then fail the run
+                break
+            if kind == "wait":
+                steps.append(self.step("wait", act, extra=msg[2]))
+            elif kind == "item":
+                steps.append(self.step("item", act, extra={"index": msg[2], "result": msg[3]}))
+                futures.append(msg[4])
+            if kind in ("done", "wait"):
+                self.outstanding -= 1
+        if steps:
+            await self.store.append(self.run_id, self.owner, steps, self.maybe_snapshot(steps))
+        for fut in futures:
+            fut.set_result(None)
+        if error is not None:
+            raise error
+        for step in steps:
+            self.after_commit(step)
+
+    def after_commit(self, step: Step) -> None:
+        node, act = step.node, step.activation
+        if step.kind == "done":
+            self.bus.publish(Event("node_finished", self.run_id, node, act, step.seq,
+                                   {"delta": step.delta, **step.extra}))
+            for i in range(len(step.children)):
+                self.launch(self.frontier.pending[f"{step.seq}.{i}"])
+        elif step.kind == "wait":
+            self.bus.publish(Event("gate_waiting", self.run_id, node, act, step.seq, step.extra))
+
+    def step(self, kind: str, act: Activation, **fields: Any) -> Step:
+        self.seq += 1
+        step = Step(seq=self.seq, kind=kind, node=act.node, activation=act.id,
+                    at=time.time(), **fields)
+        self.state = self.frontier.apply(self.graph, self.state, step, {})
+        return step
+
+    def complete(self, act: Activation, done: Finished) -> Step:
+        """Validate a finished activation's update and turn it into the next Step."""
+        graph, schema = self.graph, self.graph.schema
+        values = schema.check_update(act.node, done.outcome.update, run_id=self.run_id)
+        self.check_conflicts(act, values, done.started_seq)
+        targets = graph.successors(act.node, done.outcome.labels)
+        children = [t for t in targets if t != END and not graph.nodes[t].join]
+        extra = dict(done.record)
+        if done.outcome.labels is not None:
+            extra["route"] = list(done.outcome.labels)
+        arrived = [t for t in targets if t != END and graph.nodes[t].join]
+        if arrived:
+            extra["arrived"] = arrived
+        self.seq += 1
+        step = Step(seq=self.seq, kind="done", node=act.node, activation=act.id, at=time.time(),
+                    delta=schema.encode(values), children=children, extra=extra)
+        self.state = self.frontier.apply(graph, self.state, step, values)
+        joins = self.frontier.ready_joins(graph)
+        for join in joins:
+            self.frontier.add(graph, f"{step.seq}.{len(children)}", join, act.node)
+            children.append(join)
+        return msgspec.structs.replace(step, children=children) if joins else step
+
+    def check_conflicts(self, act: Activation, values: dict[str, Any], started: int) -> None:
+        for name in values:
+            writer = self.frontier.writers.get(name)
+            if self.graph.schema.fields[name].reducer is None and writer and writer[0] > started:
+                raise ConflictError(
+                    f"run {self.run_id!r}: nodes {writer[1]!r} and {act.node!r} ran at the same "
+                    f"time and both wrote last-value field {name!r} ({writer[1]!r} at step "
+                    f"{writer[0]}). Give the field a reducer (e.g. Annotated[..., append]) or "
+                    "let only one of them write it.", run_id=self.run_id, node=act.node,
+                    seq=writer[0])
+
+    def maybe_snapshot(self, steps: list[Step]) -> Snapshot | None:
+        self.since_snapshot += sum(len(msgspec.msgpack.encode(s.delta)) + 64 for s in steps)
+        if self.since_snapshot < max(self.snapshot_size, SNAPSHOT_MIN_BYTES):
+            return None
+        state = self.graph.schema.encode_state(self.state)
+        self.snapshot_size = len(msgspec.msgpack.encode(state))
+        self.since_snapshot = 0
+        return Snapshot(seq=self.seq, state=state, frontier=self.frontier.to_plain())
+
+    # -- launching -------------------------------------------------------------
+    def launch(self, act: Activation) -> None:
+        if act.id in self.tasks:
+            return
+        node = self.graph.nodes[act.node]
+        if act.id in self.frontier.waits and not self.runner.has_answer(act):
+            return  # still waiting for a human
+        if node.kind == "gate" and not self.runner.has_answer(act):
+            self.outstanding += 1
+            self.queue.put_nowait(("wait", act, node.request(self.state)))
+            return
+        self.outstanding += 1
+        self.bus.publish(Event("node_started", self.run_id, act.node, act.id, self.seq))
+        task = asyncio.create_task(self.runner.execute(act, self.state, self.seq))
+        self.tasks[act.id] = task
+        task.add_done_callback(lambda _t, a=act.id: self.tasks.pop(a, None))
+
+    async def stop_tasks(self) -> None:
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def record_failure(self, exc: WaypointError) -> None:
+        node = exc.node or "-"
+        act = next((a for a in self.frontier.pending.values() if a.node == node), None)
+        act = act or Activation("-", node, "-")
+        extra = {"error": str(exc), "type": type(exc).__name__}
+        self.bus.publish(Event("node_failed", self.run_id, node, act.id, self.seq + 1, extra))
+        try:
+            await self.store.append(self.run_id, self.owner, [self.step("fail", act, extra=extra)])
+        except WaypointError:
+            pass  # the store itself failed; the run row still says what it can
+
+    def waiting_gates(self) -> list[str]:
+        names = []
+        for act_id, request in self.frontier.waits.items():
+            child_gates = request.get("gates")
+            names.extend(child_gates if child_gates else [self.frontier.pending[act_id].node])
+        return sorted(dict.fromkeys(names))
+
+    def item_adapter(self, field_name: str) -> TypeAdapter[Any]:
+        annotation = self.graph.schema.fields[field_name].annotation
+        args = typing.get_args(annotation)
+        return TypeAdapter(args[0] if typing.get_origin(annotation) is list and args else Any)

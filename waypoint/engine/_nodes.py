@@ -1,0 +1,189 @@
+"""Executing one activation: context, limits, retries, timeouts, gates, maps, subgraphs.
+
+The runner turns whatever a node does into exactly one message on the run
+loop's queue: ("done", act, Finished) or ("failed", act, NodeError) or, for a
+subgraph that stopped at a gate inside it, ("wait", act, request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from waypoint.engine._frontier import Activation
+from waypoint.engine.events import Event
+from waypoint.errors import NodeError, WaypointError
+from waypoint.nodes.base import Outcome
+from waypoint.nodes.context import NodeContext
+
+if TYPE_CHECKING:
+    from waypoint.engine._loop import RunLoop
+
+
+@dataclass
+class Finished:
+    outcome: Outcome
+    record: dict[str, Any]
+    started_seq: int
+
+
+class ChildWaiting(Exception):
+    """A subgraph's child run stopped at gates (names relative to the child)."""
+
+    def __init__(self, child_run_id: str, gates: list[str]) -> None:
+        self.child_run_id, self.gates = child_run_id, gates
+        super().__init__(f"child run {child_run_id} waits at {gates}")
+
+
+class NodeRunner:
+    def __init__(self, loop: RunLoop, deps: Any, max_concurrency: int | None) -> None:
+        self.loop = loop
+        self.deps = deps
+        self.limit = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+        self.node_limits: dict[str, asyncio.Semaphore] = {}
+
+    def has_answer(self, act: Activation) -> bool:
+        answers = self.loop.answers
+        return act.node in answers or any(k.startswith(act.node + "/") for k in answers)
+
+    async def execute(self, act: Activation, state: BaseModel, started_seq: int) -> None:
+        queue = self.loop.queue
+        try:
+            async with self._limits(act.node):
+                done = await self._attempts(act, state, started_seq)
+            queue.put_nowait(("done", act, done))
+        except ChildWaiting as waiting:
+            prefix = act.node + "/"
+            request = {"child": waiting.child_run_id, "gates": [prefix + g for g in waiting.gates]}
+            queue.put_nowait(("wait", act, request))
+        except WaypointError as exc:
+            queue.put_nowait(("failed", act, _with_place(exc, self.loop.run_id, act)))
+        except Exception as exc:
+            queue.put_nowait(("failed", act, self._node_error(act, exc)))
+
+    async def _attempts(self, act: Activation, state: BaseModel, started_seq: int) -> Finished:
+        node = self.loop.graph.nodes[act.node]
+        attempt = 1
+        while True:
+            ctx = self._context(act, attempt)
+            try:
+                outcome = await self._run(node, act, state, ctx)
+                if attempt > 1:
+                    ctx.record["attempt"] = attempt
+                return Finished(outcome, ctx.record, started_seq)
+            except (ChildWaiting, WaypointError):
+                raise
+            except Exception as exc:
+                if not node.retry.should_retry(exc, attempt):
+                    raise
+                delay = node.retry.delay(attempt)
+                self.loop.bus.publish(Event("node_retried", self.loop.run_id, act.node, act.id,
+                                            data={"attempt": attempt, "error": repr(exc), "delay": delay}))
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def _run(self, node: Any, act: Activation, state: BaseModel, ctx: NodeContext) -> Outcome:
+        if node.kind == "gate":
+            return self._answer_gate(node, act, state, ctx)
+        try:
+            return await node.run_with_timeout(state, ctx)
+        except TimeoutError:
+            raise NodeError(
+                f"run {self.loop.run_id!r}, node {act.node!r}: timed out after {node.timeout}s "
+                f"(attempt {ctx.attempt}); raise the node's timeout or fix what hangs, then "
+                "resume the run.", run_id=self.loop.run_id, node=act.node) from None
+
+    def _answer_gate(self, node: Any, act: Activation, state: BaseModel, ctx: NodeContext) -> Outcome:
+        answer = self.loop.answers.pop(act.node)
+        ctx.record.update(answer=answer.value.model_dump(mode="json"), by=answer.by,
+                          answered_at=answer.at)
+        return Outcome(update=node.update_for(state, answer.value))
+
+    def _context(self, act: Activation, attempt: int) -> NodeContext:
+        loop = self.loop
+        node = loop.graph.nodes[act.node]
+        ctx = NodeContext(run_id=loop.run_id, node=act.node, activation=act.id, deps=self.deps,
+                          attempt=attempt, emit=self._emitter(act))
+        if node.kind == "guard" and act.parent in loop.graph.loop_bodies.get(act.node, ()):
+            ctx.loop_count = loop.frontier.loop_counts.get(act.node, 0)
+        if node.kind == "map":
+            ctx.commit_item = self._item_committer(act, node)
+            adapter = loop.item_adapter(node.into)
+            done = loop.frontier.items.get(act.id, {})
+            ctx.done_items = {i: adapter.validate_python(r) for i, r in done.items()}
+        if node.kind == "subgraph":
+            from waypoint.engine._child import child_runner
+
+            ctx.run_child = child_runner(loop, act)
+        return ctx
+
+    def _emitter(self, act: Activation):
+        bus, run_id = self.loop.bus, self.loop.run_id
+
+        def emit(kind: str, data: dict[str, Any]) -> None:
+            bus.publish(Event(kind, run_id, act.node, act.id, data=data))
+
+        return emit
+
+    def _item_committer(self, act: Activation, node: Any):
+        adapter = self.loop.item_adapter(node.into)
+
+        async def commit_item(index: int, result: Any) -> Any:
+            try:
+                value = adapter.validate_python(result)
+            except Exception as exc:
+                raise NodeError(
+                    f"run {self.loop.run_id!r}, map {act.node!r}: item {index} returned "
+                    f"{result!r:.200}, which does not fit the items of field {node.into!r}: {exc}",
+                    run_id=self.loop.run_id, node=act.node) from None
+            future = asyncio.get_running_loop().create_future()
+            plain = adapter.dump_python(value, mode="json")
+            self.loop.queue.put_nowait(("item", act, index, plain, future))
+            await future
+            return value
+
+        return commit_item
+
+    def _limits(self, node: str):
+        return _Limits(self.limit, self._node_limit(node))
+
+    def _node_limit(self, name: str) -> asyncio.Semaphore | None:
+        limit = self.loop.graph.nodes[name].concurrency
+        if limit is None:
+            return None
+        if name not in self.node_limits:
+            self.node_limits[name] = asyncio.Semaphore(limit)
+        return self.node_limits[name]
+
+    def _node_error(self, act: Activation, exc: Exception) -> NodeError:
+        error = NodeError(
+            f"run {self.loop.run_id!r}, node {act.node!r} (activation {act.id}) raised "
+            f"{type(exc).__name__}: {exc}. Fix the cause, then resume the run by its id; "
+            "completed nodes will not run again.", run_id=self.loop.run_id, node=act.node)
+        error.__cause__ = exc
+        return error
+
+
+def _with_place(exc: WaypointError, run_id: str, act: Activation) -> WaypointError:
+    exc.run_id = exc.run_id or run_id
+    exc.node = exc.node or act.node
+    return exc
+
+
+class _Limits:
+    """Acquire the global, then the per-node semaphore (either may be absent)."""
+
+    def __init__(self, *sems: asyncio.Semaphore | None) -> None:
+        self.sems = [s for s in sems if s is not None]
+
+    async def __aenter__(self) -> None:
+        for sem in self.sems:
+            await sem.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        for sem in reversed(self.sems):
+            sem.release()

@@ -1,0 +1,64 @@
+"""A run's events, as an async stream you can iterate while it runs.
+
+    handle = await start(graph, input, store=store)
+    async for event in handle.events():
+        print(event.kind, event.node)
+
+Kinds: run_started, run_resumed, node_started, node_finished, node_failed,
+node_retried, run_waiting, run_finished, run_failed, run_cancelled, plus any
+custom kind a node emits through `ctx.emit(kind, data)` (e.g. "token").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+TERMINAL = frozenset({"run_waiting", "run_finished", "run_failed", "run_cancelled"})
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    run_id: str
+    node: str | None = None
+    activation: str | None = None
+    seq: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+
+
+class EventBus:
+    """Fan-out of events to any number of subscribers; each gets every event after it joined."""
+
+    def __init__(self) -> None:
+        self._queues: list[asyncio.Queue[Event]] = []
+        self.history: list[Event] = []
+        self.closed = False
+
+    def publish(self, event: Event) -> None:
+        self.history.append(event)
+        for queue in self._queues:
+            queue.put_nowait(event)
+
+    async def subscribe(self, *, replay: bool = True) -> AsyncIterator[Event]:
+        """Events until the run stops (finishes, fails, waits or is cancelled)."""
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        backlog = list(self.history) if replay else []
+        self._queues.append(queue)
+        try:
+            for event in backlog:
+                yield event
+                if event.kind in TERMINAL:
+                    return
+            if self.closed and backlog:
+                return
+            while True:
+                event = await queue.get()
+                yield event
+                if event.kind in TERMINAL:
+                    return
+        finally:
+            self._queues.remove(queue)

@@ -1,0 +1,250 @@
+"""Starting, resuming and forking runs.
+
+    store = SQLiteStore("runs.db")
+    handle = await start(graph, {"topic": "tides"}, store=store)
+    result = await handle.result()            # RunResult(status="waiting", ...)
+    handle = await resume(graph, result.run_id, {"approved": True}, store=store)
+    result = await handle.result()            # status "done"
+
+    run_sync(graph, {"topic": "tides"}, store=store)   # the same, without async
+
+`result()` raises the run's error when it failed; `resume` it once the cause is
+fixed and only the failed and interrupted nodes run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Mapping
+
+from pydantic import BaseModel, ValidationError
+
+from waypoint.checkpoints.memory import MemoryStore
+from waypoint.checkpoints.protocol import Store
+from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot
+from waypoint.engine import _lease
+from waypoint.engine._frontier import Frontier
+from waypoint.engine._loop import Answer, RunLoop
+from waypoint.engine.events import Event, EventBus
+from waypoint.errors import (
+    GateError, GraphChangedError, RunError, RunStateError, WaypointError,
+)
+from waypoint.graphs.graph import Graph
+from waypoint.nodes.gate import GateNode
+
+
+@dataclass
+class RunResult:
+    """Where a run stands after an execution: `status` is done, waiting or cancelled."""
+
+    run_id: str
+    status: RunStatus
+    state: Any
+    waiting: list[str] = field(default_factory=list)
+    error: WaypointError | None = None
+
+
+class RunHandle:
+    """A run executing in the background of this event loop."""
+
+    def __init__(self, run_id: str, store: Store, bus: EventBus) -> None:
+        self.run_id = run_id
+        self.store = store
+        self._bus = bus
+        self._task: asyncio.Task[RunResult] | None = None
+
+    async def result(self, *, raise_on_failure: bool = True) -> RunResult:
+        """Wait for the run to finish, fail or wait at a gate."""
+        assert self._task is not None
+        result = await asyncio.shield(self._task)
+        if result.status == "failed" and raise_on_failure and result.error is not None:
+            raise result.error
+        return result
+
+    def events(self) -> AsyncIterator[Event]:
+        """The run's events from its start until it stops; iterate with `async for`."""
+        return self._bus.subscribe()
+
+    async def cancel(self) -> RunResult:
+        """Stop the run; it stays resumable (status "cancelled")."""
+        assert self._task is not None
+        self._task.cancel()
+        return await self.result(raise_on_failure=False)
+
+    def __await__(self):
+        return self.result().__await__()
+
+
+def new_run_id() -> str:
+    return "run-" + uuid.uuid4().hex[:12]
+
+
+async def create_run_record(
+    store: Store, graph: Graph, run_id: str, state: BaseModel, *, owner: str | None = None,
+    graph_ref: str | None = None, parent_run_id: str | None = None, forked_from: str | None = None,
+    frontier: Frontier | None = None, seq: int = 0,
+) -> str:
+    """Insert the run row and its first snapshot; returns the lease owner now holding it."""
+    now = time.time()
+    owner = owner or _lease.new_owner()
+    await store.create_run(RunInfo(
+        run_id=run_id, graph=graph.name, graph_hash=graph.structure_hash, status="running",
+        created_at=now, updated_at=now, last_seq=seq, graph_ref=graph_ref,
+        parent_run_id=parent_run_id, forked_from=forked_from))
+    await store.claim(run_id, owner, _lease.LEASE_TTL)
+    frontier = frontier or Frontier.initial(graph)
+    snapshot = Snapshot(seq=seq, state=graph.schema.encode_state(state), frontier=frontier.to_plain())
+    await store.append(run_id, owner, [], snapshot)
+    return owner
+
+
+async def start(
+    graph: Graph, input: Any = None, *, store: Store | None = None, deps: Any = None,
+    run_id: str | None = None, graph_ref: str | None = None, max_concurrency: int | None = None,
+) -> RunHandle:
+    """Create a run of `graph` from `input` (a state model, a dict or None) and execute it."""
+    store = store or MemoryStore()
+    await store.open()
+    run_id = run_id or new_run_id()
+    try:
+        state = graph.schema.initial(input)
+    except ValidationError as exc:
+        raise RunError(f"graph {graph.name!r}: the input does not fit {graph.state_type.__name__}: "
+                       f"{exc}", run_id=run_id) from None
+    owner = await create_run_record(store, graph, run_id, state, graph_ref=graph_ref)
+    return _launch(graph, store, run_id, owner, {}, deps, max_concurrency, "run_started")
+
+
+async def resume(
+    graph: Graph, run_id: str, answer: Any = None, *, gate: str | None = None,
+    answers: Mapping[str, Any] | None = None, by: str | None = None, store: Store,
+    deps: Any = None, allow_graph_change: bool = False, max_concurrency: int | None = None,
+) -> RunHandle:
+    """Continue a waiting, failed, cancelled or crashed run, answering gates if given.
+
+    `answer` answers `gate` (or the only pending gate); `answers` maps gate names
+    to answers. Answers are validated before anything changes.
+    """
+    await store.open()
+    info = await store.get_run(run_id)
+    _check_resumable(graph, info, allow_graph_change)
+    raw = dict(answers or {})
+    if answer is not None:
+        raw[_pick_gate(info, gate)] = answer
+    checked = {name: Answer(_validate_answer(graph, info, name, value), by) for name, value in raw.items()}
+    owner = _lease.new_owner()
+    await _lease.claim(store, run_id, owner)
+    return _launch(graph, store, run_id, owner, checked, deps, max_concurrency, "run_resumed")
+
+
+def _launch(graph, store, run_id, owner, answers, deps, max_concurrency, first_event) -> RunHandle:
+    bus = EventBus()
+    handle = RunHandle(run_id, store, bus)
+    bus.publish(Event(first_event, run_id, data={"graph": graph.name}))
+    handle._task = asyncio.create_task(
+        _execute(graph, store, run_id, owner, answers, deps, bus, max_concurrency))
+    return handle
+
+
+async def _execute(graph, store, run_id, owner, answers, deps, bus, max_concurrency) -> RunResult:
+    current = asyncio.current_task()
+    beat = asyncio.create_task(_lease.heartbeat(
+        store, run_id, owner, _lease.LEASE_TTL, lambda exc: current and current.cancel()))
+    loop = RunLoop(graph, store, run_id, owner, deps=deps, answers=answers, bus=bus,
+                   max_concurrency=max_concurrency)
+    try:
+        await loop.load()
+        outcome = await loop.drive()
+    except asyncio.CancelledError:
+        await _finish(store, run_id, owner, "cancelled", None, [])
+        bus.publish(Event("run_cancelled", run_id))
+        return RunResult(run_id, "cancelled", getattr(loop, "state", None))
+    except WaypointError as exc:
+        await _finish(store, run_id, owner, "failed", exc, [])
+        bus.publish(Event("run_failed", run_id, exc.node, data={"error": str(exc)}))
+        return RunResult(run_id, "failed", getattr(loop, "state", None), error=exc)
+    finally:
+        beat.cancel()
+    await _finish(store, run_id, owner, outcome.status, outcome.error, outcome.waiting)
+    kind = {"done": "run_finished", "waiting": "run_waiting", "failed": "run_failed"}[outcome.status]
+    data = {"waiting": outcome.waiting} if outcome.waiting else {}
+    if outcome.error is not None:
+        data["error"] = str(outcome.error)
+    bus.publish(Event(kind, run_id, data=data))
+    return RunResult(run_id, outcome.status, outcome.state, outcome.waiting, outcome.error)
+
+
+async def _finish(store, run_id, owner, status, error, waiting) -> None:
+    try:
+        await store.release(run_id, owner, status, error=str(error) if error else None,
+                            waiting=waiting)
+    except WaypointError:
+        pass  # lost the lease or the store is gone: whoever holds it now decides
+
+
+def _check_resumable(graph: Graph, info: RunInfo, allow_graph_change: bool) -> None:
+    if info.status == "done":
+        raise RunStateError(
+            f"run {info.run_id!r} already finished; nothing to resume. Fork it from a step "
+            "to run part of it again.", run_id=info.run_id)
+    if info.graph_hash != graph.structure_hash and not allow_graph_change:
+        raise GraphChangedError(
+            f"run {info.run_id!r} started with a different structure of graph {info.graph!r} "
+            f"(hash {info.graph_hash}, now {graph.structure_hash}); resume it with the graph "
+            "it started with, or pass allow_graph_change=True if the change is safe.",
+            run_id=info.run_id)
+
+
+def _pick_gate(info: RunInfo, gate: str | None) -> str:
+    if gate is not None:
+        return gate
+    if len(info.waiting) == 1:
+        return info.waiting[0]
+    raise GateError(
+        f"run {info.run_id!r} waits at {info.waiting or 'no gate'}; name the gate to answer "
+        "(gate=... / --gate).", run_id=info.run_id)
+
+
+def _validate_answer(graph: Graph, info: RunInfo, name: str, value: Any) -> BaseModel:
+    if info.status != "waiting" or name not in info.waiting:
+        raise GateError(
+            f"run {info.run_id!r}: gate {name!r} is not waiting for an answer (run status "
+            f"{info.status!r}, waiting at {info.waiting}).", run_id=info.run_id, node=name)
+    return find_gate(graph, name).validate(value, run_id=info.run_id)
+
+
+def find_gate(graph: Graph, name: str) -> GateNode:
+    """The gate `name`, or `subgraph/gate` inside a subgraph node."""
+    head, _, rest = name.partition("/")
+    node = graph.nodes.get(head)
+    if rest and node is not None and node.kind == "subgraph":
+        return find_gate(node.graph, rest)  # type: ignore[attr-defined]
+    if not isinstance(node, GateNode):
+        raise GateError(f"graph {graph.name!r} has no gate {name!r}.", node=name)
+    return node
+
+
+def run_sync(graph: Graph, input: Any = None, *, store: Store | None = None, **options: Any) -> RunResult:
+    """Start a run and wait for it, without async; closes the store's connection after."""
+    async def main() -> RunResult:
+        s = store or MemoryStore()
+        try:
+            return await (await start(graph, input, store=s, **options)).result()
+        finally:
+            await s.close()
+
+    return asyncio.run(main())
+
+
+def resume_sync(graph: Graph, run_id: str, answer: Any = None, *, store: Store, **options: Any) -> RunResult:
+    """`resume` and wait, without async; closes the store's connection after."""
+    async def main() -> RunResult:
+        try:
+            return await (await resume(graph, run_id, answer, store=store, **options)).result()
+        finally:
+            await store.close()
+
+    return asyncio.run(main())

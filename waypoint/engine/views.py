@@ -1,0 +1,99 @@
+"""Looking into runs: status, state as of any step, history, pending gates; forking.
+
+    info = await get_run(store, run_id)               # RunInfo: status, lease, waiting
+    steps = await history(store, run_id)              # ordered Steps with their deltas
+    state = await state_at(graph, store, run_id, 3)   # the state right after step 3
+    gates = await pending_gates(graph, store, run_id) # what the waiting gates ask
+    handle = await fork(graph, run_id, at=3, store=store)  # a new run from step 3
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from waypoint.checkpoints.protocol import Store
+from waypoint.checkpoints.records import RunInfo, Step
+from waypoint.engine import _lease
+from waypoint.engine._frontier import Frontier
+from waypoint.engine._loop import RunLoop
+from waypoint.engine.runs import RunHandle, _launch, create_run_record, new_run_id
+from waypoint.errors import RunError
+from waypoint.graphs.graph import Graph
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    """A question a waiting run asks: answer it with `resume(..., gate=name)`."""
+
+    name: str
+    prompt: str
+    payload: Any
+    schema: dict[str, Any]
+
+
+async def get_run(store: Store, run_id: str) -> RunInfo:
+    await store.open()
+    return await store.get_run(run_id)
+
+
+async def history(store: Store, run_id: str) -> list[Step]:
+    await store.open()
+    await store.get_run(run_id)  # a clear RunNotFoundError for unknown ids
+    return await store.history(run_id)
+
+
+async def replay(graph: Graph, store: Store, run_id: str, seq: int | None = None) -> tuple[BaseModel, Frontier, int]:
+    """State and frontier right after step `seq` (default: the latest)."""
+    await store.open()
+    info = await store.get_run(run_id)
+    upto = info.last_seq if seq is None else seq
+    if not 0 <= upto <= info.last_seq:
+        raise RunError(f"run {run_id!r} has steps 0..{info.last_seq}; step {seq} does not exist.",
+                       run_id=run_id, seq=seq)
+    loop = RunLoop(graph, _Bounded(store, upto), run_id, owner="inspector")
+    await loop.load()
+    return loop.state, loop.frontier, loop.seq
+
+
+async def state_at(graph: Graph, store: Store, run_id: str, seq: int | None = None) -> BaseModel:
+    return (await replay(graph, store, run_id, seq))[0]
+
+
+async def pending_gates(graph: Graph, store: Store, run_id: str) -> list[GateRequest]:
+    _, frontier, _ = await replay(graph, store, run_id)
+    requests = []
+    for act_id, request in frontier.waits.items():
+        node = frontier.pending[act_id].node
+        if "child" in request:
+            sub = graph.nodes[node].graph  # type: ignore[attr-defined]
+            for inner in await pending_gates(sub, store, request["child"]):
+                requests.append(GateRequest(f"{node}/{inner.name}", inner.prompt, inner.payload, inner.schema))
+        else:
+            requests.append(GateRequest(node, request["prompt"], request["payload"], request["schema"]))
+    return requests
+
+
+async def fork(graph: Graph, run_id: str, *, at: int, store: Store, deps: Any = None,
+               new_run_id_: str | None = None) -> RunHandle:
+    """Start a new run from the state and pending work of `run_id` right after step `at`."""
+    state, frontier, seq = await replay(graph, store, run_id, at)
+    source = await store.get_run(run_id)
+    child_id = new_run_id_ or new_run_id()
+    owner = await create_run_record(store, graph, child_id, state, frontier=frontier, seq=seq,
+                                    graph_ref=source.graph_ref, forked_from=f"{run_id}@{seq}")
+    return _launch(graph, store, child_id, owner, {}, deps, None, "run_started")
+
+
+class _Bounded:
+    """A read-only view of a store that stops at step `upto` (for state as of a step)."""
+
+    def __init__(self, store: Store, upto: int) -> None:
+        self.store, self.upto = store, upto
+
+    async def load(self, run_id: str):
+        snapshot = await self.store.snapshot_at(run_id, self.upto)
+        after = snapshot.seq if snapshot else 0
+        return snapshot, await self.store.history(run_id, after=after, upto=self.upto)

@@ -1,0 +1,199 @@
+"""Defining graphs: `GraphBuilder`, then `compile()`.
+
+    g = GraphBuilder(State, name="essay")
+
+    @g.node
+    def draft(state: State) -> dict:
+        return {"text": "..."}
+
+    @g.router(routes={"good": "publish", "bad": "draft"})
+    def judge(state: State) -> Literal["good", "bad"]: ...
+
+    g.gate("approve", Approval, prompt="Publish?", into="approval")
+    g.loop_guard("enough", max_iterations=3, until=lambda s: s.ok,
+                 routes={"continue": "draft", "done": "publish"})
+    g.edge(START, "draft")
+    graph = g.compile()          # raises GraphError listing every problem found
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar
+
+from pydantic import BaseModel
+
+from waypoint.errors import GraphError
+from waypoint.graphs._infer import literal_labels, returned_keys
+from waypoint.graphs.graph import Graph
+from waypoint.nodes._call import arity, is_async
+from waypoint.nodes.base import NO_RETRY, Node, RetryPolicy
+from waypoint.nodes.composite import MapNode, SubgraphNode
+from waypoint.nodes.function import FunctionNode, RouterNode
+from waypoint.nodes.gate import GateNode
+from waypoint.nodes.guard import GUARD_LABELS, LoopGuard
+
+S = TypeVar("S", bound=BaseModel)
+Targets = str | Sequence[str]
+
+
+def _targets(value: Targets) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+class GraphBuilder(Generic[S]):
+    """Collects nodes and edges; `compile()` validates them into an immutable Graph."""
+
+    def __init__(self, state: type[S], *, name: str | None = None) -> None:
+        if not (isinstance(state, type) and issubclass(state, BaseModel)):
+            raise GraphError(
+                f"GraphBuilder(state=...) needs a pydantic BaseModel subclass, got {state!r}; "
+                "declare the state as `class State(BaseModel): ...`."
+            )
+        self.state = state
+        self.name = name or state.__name__
+        self.nodes: dict[str, Node] = {}
+        self.edges: list[tuple[str, str]] = []
+        self.routes: dict[str, dict[str, tuple[str, ...]]] = {}
+        self.duplicates: list[str] = []
+
+    # -- nodes ---------------------------------------------------------------
+    def add(self, node: Node, routes: Mapping[str, Targets] | None = None) -> Node:
+        """Add any node object (the other methods build one and call this)."""
+        if node.name in self.nodes:
+            self.duplicates.append(node.name)
+        self.nodes[node.name] = node
+        if routes is not None:
+            self.routes[node.name] = {label: _targets(t) for label, t in routes.items()}
+        return node
+
+    def node(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Add a function node; usable as `@g.node`, `@g.node(name=...)` or `g.node(fn)`.
+
+        Options: name, writes (field names; inferred from returned dict literals),
+        retry (RetryPolicy), timeout (seconds), join (wait for all started branches),
+        concurrency (max simultaneous activations of this node).
+        """
+        if fn is None:
+            return lambda f: self.node(f, **options)
+        self.add(FunctionNode(**self._function_fields(fn, options)))
+        return fn
+
+    def router(
+        self, fn: Callable[..., Any] | None = None, /, *, routes: Mapping[str, Targets], **options: Any
+    ) -> Any:
+        """Add a router: `fn(state)` returns a label of `routes` (or a list of labels)."""
+        if fn is None:
+            return lambda f: self.router(f, routes=routes, **options)
+        fields = self._function_fields(fn, options)
+        fields["labels"] = literal_labels(fn) or tuple(routes)
+        fields["writes"] = frozenset()
+        self.add(RouterNode(**fields), routes)
+        return fn
+
+    def join(self, name: str, fn: Callable[..., Any] | None = None, **options: Any) -> None:
+        """Add a join: runs once every branch started towards it has arrived or ended."""
+        if fn is None:
+            self.add(FunctionNode(name=name, join=True, writes=frozenset()))
+        else:
+            self.node(fn, name=name, join=True, **options)
+
+    def gate(
+        self,
+        name: str,
+        answer: type[BaseModel],
+        *,
+        prompt: str | Callable[[Any], str] = "",
+        payload: Callable[[Any], Any] | None = None,
+        into: str | None = None,
+        on_answer: Callable[[Any, Any], Any] | None = None,
+    ) -> None:
+        """Add a human gate that waits for an answer validated against `answer`."""
+        writes = frozenset({into}) if into else (frozenset() if on_answer is None else None)
+        self.add(
+            GateNode(
+                name=name, answer=answer, prompt=prompt, payload=payload, into=into,
+                on_answer=on_answer, writes=writes,
+            )
+        )
+
+    def loop_guard(
+        self,
+        name: str,
+        *,
+        max_iterations: int,
+        routes: Mapping[str, Targets],
+        until: Callable[[Any], bool] | None = None,
+    ) -> None:
+        """Add a loop guard: routes `continue` up to `max_iterations` times, then `exhausted`.
+
+        `done` is taken as soon as `until(state)` holds. Without an `exhausted`
+        route, exhaustion follows the `done` route.
+        """
+        routes = dict(routes)
+        if "exhausted" not in routes and "done" in routes:
+            routes["exhausted"] = routes["done"]
+        guard = LoopGuard(
+            name=name, max_iterations=max_iterations, until=until,
+            labels=GUARD_LABELS, writes=frozenset(),
+        )
+        self.add(guard, routes)
+
+    def map(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *,
+        over: str,
+        into: str,
+        max_concurrency: int = 8,
+        max_items: int | None = None,
+        **options: Any,
+    ) -> None:
+        """Run `fn(item[, ctx])` for each item of `state.<over>`; results go to `into` in order."""
+        self.add(
+            MapNode(
+                name=name, fn=fn, over=over, into=into, max_concurrency=max_concurrency,
+                max_items=max_items, wants_ctx=arity(fn) >= 2, is_async=is_async(fn),
+                writes=frozenset({into}), **options,
+            )
+        )
+
+    def subgraph(
+        self,
+        name: str,
+        graph: Graph,
+        *,
+        input: Callable[[Any], Any] | None = None,
+        output: Callable[[Any], Any] | None = None,
+        **options: Any,
+    ) -> None:
+        """Run a compiled graph as one node; by default fields of the same name flow in and out."""
+        self.add(SubgraphNode(name=name, graph=graph, input=input, output=output, **options))
+
+    # -- edges ---------------------------------------------------------------
+    def edge(self, source: str, target: Targets) -> None:
+        """Static edge(s): every completion of `source` activates each target once."""
+        for t in _targets(target):
+            self.edges.append((source, t))
+
+    def compile(self) -> Graph:
+        """Validate and freeze; raises GraphError listing every problem with its fix."""
+        from waypoint.graphs.validate import build
+
+        return build(self)
+
+    # -- helpers -------------------------------------------------------------
+    @staticmethod
+    def _function_fields(fn: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
+        name = options.pop("name", None) or getattr(fn, "__name__", None)
+        if not name or name == "<lambda>":
+            raise GraphError("a lambda node needs a name: g.node(fn, name='...').")
+        writes = options.pop("writes", None)
+        writes = frozenset(writes) if writes is not None else returned_keys(fn)
+        retry = options.pop("retry", None) or NO_RETRY
+        if isinstance(retry, int):
+            retry = RetryPolicy(attempts=retry)
+        return dict(
+            name=name, fn=fn, writes=writes, retry=retry, wants_ctx=arity(fn) >= 2,
+            is_async=is_async(fn), **options,
+        )

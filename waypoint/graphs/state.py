@@ -1,0 +1,124 @@
+"""The state schema: which fields a state has, their reducers, and their codecs.
+
+    schema = StateSchema(State)
+    values = schema.check_update("draft", {"text": "hi"}, run_id=run_id)
+    plain = schema.encode(values)            # msgpack-ready plain data
+    schema.decode(plain) == values
+
+Updates are validated field by field against the declared types; what is
+persisted is plain data, decoded only into the declared types.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from waypoint.errors import UpdateError
+from waypoint.graphs.reducers import Reducer
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    adapter: TypeAdapter[Any]
+    reducer: Callable[[Any, Any], Any] | None
+    annotation: Any
+
+
+def _is_reducer(meta: Any) -> bool:
+    return isinstance(meta, Reducer) or inspect.isfunction(meta) or inspect.isbuiltin(meta)
+
+
+class StateSchema:
+    """Field specs of a pydantic state model, built once at compile time."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.model = model
+        self.fields: dict[str, FieldSpec] = {}
+        for name, info in model.model_fields.items():
+            reducers = [m for m in info.metadata if _is_reducer(m)]
+            others = [m for m in info.metadata if not _is_reducer(m)]
+            annotation = Annotated[(info.annotation, *others)] if others else info.annotation
+            self.fields[name] = FieldSpec(
+                name, TypeAdapter(annotation), reducers[0] if reducers else None, info.annotation
+            )
+
+    def normalize(self, node: str, update: Any, *, run_id: str) -> dict[str, Any]:
+        """A node's return value as a dict of field updates."""
+        if update is None:
+            return {}
+        if isinstance(update, dict):
+            return update
+        if isinstance(update, BaseModel):
+            return {k: getattr(update, k) for k in update.model_fields_set}
+        raise UpdateError(
+            f"run {run_id!r}, node {node!r}: returned {type(update).__name__}, but a node "
+            "must return a dict of field updates, a state model, or None.",
+            run_id=run_id,
+            node=node,
+        )
+
+    def check_update(self, node: str, update: Any, *, run_id: str) -> dict[str, Any]:
+        """Validate each field of `update`; unknown fields and bad values raise UpdateError."""
+        values = self.normalize(node, update, run_id=run_id)
+        checked: dict[str, Any] = {}
+        for name, value in values.items():
+            spec = self.fields.get(name)
+            if spec is None:
+                raise UpdateError(
+                    f"run {run_id!r}, node {node!r}: wrote unknown field {name!r}; the state "
+                    f"{self.model.__name__} has {sorted(self.fields)}. Add the field to the "
+                    "state or fix the key.",
+                    run_id=run_id,
+                    node=node,
+                )
+            checked[name] = self._validate(spec, value, node=node, run_id=run_id)
+        return checked
+
+    def _validate(self, spec: FieldSpec, value: Any, *, node: str, run_id: str) -> Any:
+        try:
+            return spec.adapter.validate_python(value)
+        except ValidationError as exc:
+            problem = "; ".join(e["msg"] for e in exc.errors())
+            raise UpdateError(
+                f"run {run_id!r}, node {node!r}: field {spec.name!r} got {value!r:.200}, "
+                f"which does not fit {_type_name(spec.annotation)}: {problem}.",
+                run_id=run_id,
+                node=node,
+            ) from None
+
+    def apply(self, state: BaseModel, values: dict[str, Any]) -> BaseModel:
+        """The new state after `values` (reducers merge, other fields are replaced)."""
+        if not values:
+            return state
+        merged = {}
+        for name, value in values.items():
+            reduce = self.fields[name].reducer
+            merged[name] = reduce(getattr(state, name), value) if reduce else value
+        return state.model_copy(update=merged)
+
+    def encode(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {k: self.fields[k].adapter.dump_python(v, mode="json") for k, v in values.items()}
+
+    def decode(self, plain: dict[str, Any]) -> dict[str, Any]:
+        return {k: self.fields[k].adapter.validate_python(v) for k, v in plain.items()}
+
+    def encode_state(self, state: BaseModel) -> dict[str, Any]:
+        return state.model_dump(mode="json")
+
+    def decode_state(self, plain: dict[str, Any]) -> BaseModel:
+        return self.model.model_validate(plain)
+
+    def initial(self, value: Any) -> BaseModel:
+        """The run's starting state from a model, a dict, or None (all defaults)."""
+        if isinstance(value, self.model):
+            return value
+        return self.model.model_validate(value or {})
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or repr(annotation).replace("typing.", "")

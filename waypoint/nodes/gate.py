@@ -1,0 +1,76 @@
+"""Human gates: pause a branch until someone answers.
+
+    class Approval(BaseModel):
+        approved: bool
+        comment: str = ""
+
+    builder.gate("approve", Approval, prompt="Publish this draft?",
+                 payload=lambda s: {"draft": s.draft}, into="approval")
+
+The run records a request (prompt, payload, the answer's JSON schema) and waits.
+`resume(graph, run_id, {"approved": true}, gate="approve")` validates the answer
+against the schema; an invalid one raises `GateError` and the run stays waiting.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+from pydantic import BaseModel, ValidationError
+
+from waypoint.errors import GateError
+from waypoint.nodes.base import Node
+
+
+@dataclass(frozen=True)
+class GateNode(Node):
+    """Waits for an answer of type `answer`; writes it to `into` or via `on_answer`."""
+
+    kind: ClassVar[str] = "gate"
+    answer: type[BaseModel] = BaseModel
+    prompt: str | Callable[[Any], str] = ""
+    payload: Callable[[Any], Any] | None = None
+    into: str | None = None
+    on_answer: Callable[[Any, Any], Any] | None = None
+
+    def request(self, state: Any) -> dict[str, Any]:
+        """The question as recorded in the log and shown to whoever answers."""
+        prompt = self.prompt(state) if callable(self.prompt) else self.prompt
+        payload = self.payload(state) if self.payload else None
+        return {"prompt": prompt, "payload": payload, "schema": self.answer.model_json_schema()}
+
+    def validate(self, raw: Any, *, run_id: str) -> BaseModel:
+        """Turn a raw answer (model, dict or JSON text) into `answer`, or raise GateError."""
+        if isinstance(raw, self.answer):
+            return raw
+        try:
+            if isinstance(raw, (str, bytes)):
+                return self.answer.model_validate_json(raw)
+            return self.answer.model_validate(raw)
+        except ValidationError as exc:
+            raise GateError(
+                f"run {run_id!r}, gate {self.name!r}: the answer does not fit "
+                f"{self.answer.__name__}: {_describe(exc)}. Expected shape: "
+                f"{json.dumps(self.answer.model_json_schema().get('properties', {}))}. "
+                "The run is still waiting; resume again with a corrected answer.",
+                run_id=run_id,
+                node=self.name,
+            ) from None
+
+    def update_for(self, state: Any, answer: BaseModel) -> Any:
+        """The state update an accepted answer makes."""
+        if self.on_answer is not None:
+            return self.on_answer(state, answer)
+        if self.into is not None:
+            return {self.into: answer}
+        return None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"field {where!r}: {err['msg']}")
+    return "; ".join(parts)
