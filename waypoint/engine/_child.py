@@ -30,7 +30,7 @@ def child_runner(parent: RunLoop, act: Activation):
             await parent.store.get_run(child_id)
         except RunNotFoundError:
             await create_run_record(parent.store, graph, child_id, graph.schema.initial(child_input),
-                                    parent_run_id=parent.run_id)
+                                    owner=parent.owner, parent_run_id=parent.run_id)
         await parent.store.claim(child_id, parent.owner, 3600.0)
         prefix = act.node + "/"
         answers = {k[len(prefix):]: v for k, v in parent.answers.items() if k.startswith(prefix)}

@@ -27,15 +27,21 @@ def literal_labels(fn: Callable[..., Any]) -> tuple[str, ...] | None:
 def returned_keys(fn: Callable[..., Any]) -> frozenset[str] | None:
     """Keys of the dict literals a function returns, if every return is one (or None)."""
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)).strip())
     except (OSError, TypeError, SyntaxError):
         return None
+    if getattr(fn, "__name__", "") == "<lambda>":
+        lambdas = [n for n in ast.walk(tree) if isinstance(n, ast.Lambda)]
+        return _dict_keys([lambdas[0].body]) if len(lambdas) == 1 else None
     func = tree.body[0] if tree.body else None
     if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return None
+    return _dict_keys([r.value for r in _own_returns(func)])
+
+
+def _dict_keys(values: list[ast.expr | None]) -> frozenset[str] | None:
     keys: set[str] = set()
-    for node in _own_returns(func):
-        value = node.value
+    for value in values:
         if value is None or (isinstance(value, ast.Constant) and value.value is None):
             continue
         if not isinstance(value, ast.Dict):

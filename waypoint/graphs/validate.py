@@ -33,6 +33,7 @@ def build(builder: GraphBuilder[Any]) -> Graph:
     digraph = _digraph(builder, edges)
     if not problems:
         problems += _check_shape(builder, digraph)
+        problems += _parallel_writes(builder, edges, digraph, schema)
     if problems:
         raise GraphError(
             f"graph {builder.name!r} has {len(problems)} problem(s):\n- " + "\n- ".join(problems)
@@ -173,3 +174,37 @@ def _join_upstream(builder: GraphBuilder[Any], g: nx.DiGraph) -> dict[str, froze
         for name, node in builder.nodes.items()
         if node.join
     }
+
+
+def _forks(builder: GraphBuilder[Any], edges: dict[str, list[str]]) -> list[list[str]]:
+    """Target lists that start at the same moment: static fan-outs and multi-target routes."""
+    forks = [targets for targets in edges.values() if len(targets) > 1]
+    for routes in builder.routes.values():
+        forks += [list(t) for t in routes.values() if len(t) > 1]
+    return forks
+
+
+def _parallel_writes(
+    builder: GraphBuilder[Any], edges: dict[str, list[str]], g: nx.DiGraph, schema: StateSchema
+) -> list[str]:
+    """Two nodes on sibling branches of a fork, neither after the other, writing one last-value field."""
+    import networkx as nx
+
+    last_value = {f for f, spec in schema.fields.items() if spec.reducer is None}
+    writes = {n: (node.writes or frozenset()) & last_value for n, node in builder.nodes.items()}
+    below = {n: nx.descendants(g, n) for n in builder.nodes}
+    found: dict[tuple[str, str], set[str]] = {}
+    for targets in _forks(builder, edges):
+        branches = [({t} | below.get(t, set())) - {END} for t in targets]
+        for i, left in enumerate(branches):
+            for right in branches[i + 1:]:
+                for a in left - right:
+                    for b in right - left:
+                        shared = writes[a] & writes[b]
+                        if shared and a not in below[b] and b not in below[a]:
+                            found.setdefault(tuple(sorted((a, b))), set()).update(shared)
+    return [
+        f"nodes {a!r} and {b!r} can run at the same time and both write last-value field(s) "
+        f"{sorted(fields)}; give the field a reducer (Annotated[..., append]) or let one node write it."
+        for (a, b), fields in sorted(found.items())
+    ]

@@ -8,15 +8,29 @@ from typing import Any, Callable
 
 
 def arity(fn: Callable[..., Any]) -> int:
-    """Number of positional parameters `fn` accepts (2 means it wants the context too)."""
+    """2 if `fn` wants `(state, ctx)`, else 1.
+
+    Parameters with defaults do not count (`lambda s, name=name: ...` takes the
+    state only), unless the second one is named `ctx`/`context` or annotated
+    `NodeContext`.
+    """
     try:
-        params = inspect.signature(fn).parameters.values()
+        params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return 1
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
         return 2
-    return sum(1 for p in params if p.kind in kinds)
+    positional = [p for p in params if p.kind in kinds]
+    required = [p for p in positional if p.default is inspect.Parameter.empty]
+    if len(required) >= 2:
+        return 2
+    second = positional[1] if len(positional) > 1 else None
+    if second is not None and (
+        second.name in ("ctx", "context") or "NodeContext" in str(second.annotation)
+    ):
+        return 2
+    return 1
 
 
 def is_async(fn: Callable[..., Any]) -> bool:

@@ -1,0 +1,132 @@
+"""Human gates: wait, validate answers, resume by id, several gates, gates inside subgraphs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pytest
+from pydantic import BaseModel
+
+from waypoint import END, START, GateError, GraphBuilder, append, pending_gates, resume, start
+from waypoint.errors import GraphChangedError, RunNotFoundError, RunStateError
+
+pytestmark = pytest.mark.asyncio
+
+
+class Approval(BaseModel):
+    approved: bool
+    comment: str = ""
+
+
+class Doc(BaseModel):
+    text: str = "draft"
+    log: Annotated[list[str], append] = []
+    approval: Approval | None = None
+    budget: Approval | None = None
+
+
+def approval_graph():
+    g = GraphBuilder(Doc, name="approval")
+    g.node(lambda s: {"log": ["written"]}, name="write")
+    g.gate("approve", Approval, prompt="Publish?", payload=lambda s: {"text": s.text}, into="approval")
+    g.node(lambda s: {"log": [f"published={s.approval.approved}"]}, name="publish")
+    g.edge(START, "write")
+    g.edge("write", "approve")
+    g.edge("approve", "publish")
+    g.edge("publish", END)
+    return g.compile()
+
+
+async def test_a_gate_waits_then_resume_with_an_answer_finishes(store):
+    graph = approval_graph()
+    waiting = await (await start(graph, store=store)).result()
+    assert waiting.status == "waiting" and waiting.waiting == ["approve"]
+    [request] = await pending_gates(graph, store, waiting.run_id)
+    assert request.prompt == "Publish?" and request.payload == {"text": "draft"}
+    assert request.schema["properties"]["approved"]["type"] == "boolean"
+
+    done = await (await resume(graph, waiting.run_id, {"approved": True, "comment": "ok"},
+                               by="ana", store=store)).result()
+    assert done.status == "done"
+    assert done.state.log == ["written", "published=True"]
+    answer_step = [s for s in await store.history(done.run_id) if s.node == "approve" and s.kind == "done"]
+    assert answer_step[0].extra["by"] == "ana"
+    assert answer_step[0].extra["answer"] == {"approved": True, "comment": "ok"}
+
+
+async def test_an_invalid_answer_is_an_error_naming_gate_and_field_and_loses_nothing(store):
+    graph = approval_graph()
+    run_id = (await (await start(graph, store=store)).result()).run_id
+    before = await store.history(run_id)
+    with pytest.raises(GateError) as info:
+        await resume(graph, run_id, {"approved": "perhaps"}, store=store)
+    assert "gate 'approve'" in str(info.value) and "'approved'" in str(info.value)
+    assert (await store.get_run(run_id)).status == "waiting"
+    assert await store.history(run_id) == before
+    done = await (await resume(graph, run_id, {"approved": False}, store=store)).result()
+    assert done.state.log[-1] == "published=False"
+
+
+async def test_several_pending_gates_are_answered_by_name(store):
+    g = GraphBuilder(Doc)
+    g.gate("approve", Approval, into="approval")
+    g.gate("budget_ok", Approval, into="budget")
+    g.join("both")
+    g.edge(START, ["approve", "budget_ok"])
+    g.edge("approve", "both")
+    g.edge("budget_ok", "both")
+    g.edge("both", END)
+    graph = g.compile()
+    result = await (await start(graph, store=store)).result()
+    assert result.waiting == ["approve", "budget_ok"]
+    with pytest.raises(GateError, match="name the gate"):
+        await resume(graph, result.run_id, {"approved": True}, store=store)
+    partial = await (await resume(graph, result.run_id, {"approved": True}, gate="budget_ok",
+                                  store=store)).result()
+    assert partial.status == "waiting" and partial.waiting == ["approve"]
+    done = await (await resume(graph, result.run_id, answers={"approve": {"approved": False}},
+                               store=store)).result()
+    assert done.status == "done"
+    assert (done.state.approval.approved, done.state.budget.approved) == (False, True)
+
+
+async def test_gate_inside_a_subgraph_pauses_the_parent_and_resumes_inside(store):
+    outer = GraphBuilder(Doc, name="outer")
+    outer.subgraph("review", approval_graph())
+    outer.node(lambda s: {"log": ["after"]}, name="after")
+    outer.edge(START, "review")
+    outer.edge("review", "after")
+    outer.edge("after", END)
+    graph = outer.compile()
+    waiting = await (await start(graph, store=store)).result()
+    assert waiting.waiting == ["review/approve"]
+    [request] = await pending_gates(graph, store, waiting.run_id)
+    assert request.name == "review/approve" and request.prompt == "Publish?"
+    done = await (await resume(graph, waiting.run_id, {"approved": True}, store=store)).result()
+    assert done.status == "done"
+    assert done.state.log == ["written", "published=True", "after"]
+
+
+async def test_resume_errors_are_clear(store):
+    graph = approval_graph()
+    with pytest.raises(RunNotFoundError):
+        await resume(graph, "no-such-run", store=store)
+    run_id = (await (await start(graph, store=store)).result()).run_id
+    with pytest.raises(GateError, match="gate 'nope' is not waiting"):
+        await resume(graph, run_id, {"approved": True}, gate="nope", store=store)
+    await (await resume(graph, run_id, {"approved": True}, store=store)).result()
+    with pytest.raises(RunStateError, match="already finished"):
+        await resume(graph, run_id, store=store)
+
+
+async def test_resuming_with_a_changed_graph_is_refused(store):
+    graph = approval_graph()
+    run_id = (await (await start(graph, store=store)).result()).run_id
+    g = GraphBuilder(Doc, name="approval")
+    g.node(lambda s: {"log": ["written"]}, name="write")
+    g.gate("approve", Approval, into="approval")
+    g.edge(START, "write")
+    g.edge("write", "approve")
+    g.edge("approve", END)
+    with pytest.raises(GraphChangedError, match="different structure"):
+        await resume(g.compile(), run_id, {"approved": True}, store=store)

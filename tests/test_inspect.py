@@ -1,0 +1,60 @@
+"""Inspecting runs: history with deltas, state as of any step, forking from a step."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pytest
+from pydantic import BaseModel
+
+from waypoint import END, START, GraphBuilder, append, fork, get_run, history, start, state_at
+
+pytestmark = pytest.mark.asyncio
+
+
+class Count(BaseModel):
+    n: int = 0
+    trail: Annotated[list[str], append] = []
+
+
+def counting_graph():
+    g = GraphBuilder(Count)
+    for name in ("one", "two", "three"):
+        g.node(lambda s, name=name: {"n": s.n + 1, "trail": [name]}, name=name, writes=["n", "trail"])
+    g.edge(START, "one")
+    g.edge("one", "two")
+    g.edge("two", "three")
+    g.edge("three", END)
+    return g.compile()
+
+
+async def test_history_holds_ordered_completions_with_their_deltas(store):
+    graph = counting_graph()
+    result = await (await start(graph, store=store)).result()
+    steps = await history(store, result.run_id)
+    assert [(s.seq, s.node, s.delta) for s in steps] == [
+        (1, "one", {"n": 1, "trail": ["one"]}),
+        (2, "two", {"n": 2, "trail": ["two"]}),
+        (3, "three", {"n": 3, "trail": ["three"]}),
+    ]
+    info = await get_run(store, result.run_id)
+    assert (info.status, info.last_seq) == ("done", 3)
+
+
+async def test_state_as_of_any_step(store):
+    graph = counting_graph()
+    run_id = (await (await start(graph, store=store)).result()).run_id
+    assert (await state_at(graph, store, run_id, 0)).n == 0
+    assert (await state_at(graph, store, run_id, 2)).trail == ["one", "two"]
+    assert (await state_at(graph, store, run_id)).n == 3
+
+
+async def test_fork_from_a_step_runs_the_rest_as_a_new_run(store):
+    graph = counting_graph()
+    source = (await (await start(graph, store=store)).result()).run_id
+    forked = await (await fork(graph, source, at=1, store=store)).result()
+    assert forked.run_id != source
+    assert forked.state.trail == ["one", "two", "three"]
+    assert [s.node for s in await history(store, forked.run_id)] == ["two", "three"]
+    assert (await get_run(store, forked.run_id)).forked_from == f"{source}@1"
+    assert (await get_run(store, source)).last_seq == 3  # the original is untouched
