@@ -125,3 +125,23 @@ def test_structure_hash_ignores_code_but_not_shape():
     two = chain("a", "b").compile()
     three = chain("a", "c").compile()
     assert one.structure_hash == two.structure_hash != three.structure_hash
+
+
+def test_execution_bound_multiplies_nested_loops_and_counts_fan_out():
+    g = GraphBuilder(S)
+    g.loop_guard("outer", max_iterations=2, routes={"continue": "inner", "done": END})
+    g.loop_guard("inner", max_iterations=3, routes={"continue": "step", "done": "outer"})
+    g.node(lambda s: None, name="step")
+    g.edge(START, "outer")
+    g.edge("step", "inner")
+    # outer: 1 entry -> 3 runs; inner: 2 entries -> 2*4 runs; step: 2*3 runs
+    assert g.compile().max_steps == 3 + 8 + 6
+
+    fan = GraphBuilder(S)
+    for name in ("a", "b", "c"):
+        fan.node(lambda s: None, name=name)
+    fan.edge(START, "a")
+    fan.edge("a", ["b", "c"])
+    fan.edge("b", END)
+    fan.edge("c", END)
+    assert fan.compile().max_steps == 3

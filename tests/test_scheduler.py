@@ -107,8 +107,10 @@ def loop_graph(max_iterations: int, until=None) -> GraphBuilder[Log]:
     def work(state: Log) -> dict:
         return {"seen": ["work"], "total": 1}
 
-    g.loop_guard("guard", max_iterations=max_iterations, until=until,
-                 routes={"continue": "work", "done": "finish", "exhausted": "gave_up"})
+    routes = {"continue": "work", "exhausted": "gave_up"}
+    if until is not None:
+        routes["done"] = "finish"
+    g.loop_guard("guard", max_iterations=max_iterations, until=until, routes=routes)
     g.node(lambda s: {"seen": ["finish"]}, name="finish")
     g.node(lambda s: {"seen": ["gave_up"]}, name="gave_up")
     g.edge(START, "guard")
@@ -119,7 +121,7 @@ def loop_graph(max_iterations: int, until=None) -> GraphBuilder[Log]:
 
 
 async def test_loop_guard_routes_continue_then_exhausted_at_its_cap(store):
-    result = await run(loop_graph(3).compile(), store)
+    result = await run(loop_graph(3, until=lambda s: False).compile(), store)
     assert result.state.seen == ["work"] * 3 + ["gave_up"]
 
 

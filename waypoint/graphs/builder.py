@@ -127,14 +127,16 @@ class GraphBuilder(Generic[S]):
         """Add a loop guard: routes `continue` up to `max_iterations` times, then `exhausted`.
 
         `done` is taken as soon as `until(state)` holds. Without an `exhausted`
-        route, exhaustion follows the `done` route.
+        route, exhaustion follows the `done` route (which, without `until`, is
+        the only way out).
         """
         routes = dict(routes)
         if "exhausted" not in routes and "done" in routes:
-            routes["exhausted"] = routes["done"]
+            routes["exhausted"] = routes["done"] if until is not None else routes.pop("done")
+        labels = GUARD_LABELS if until is not None else ("continue", "exhausted")
         guard = LoopGuard(
-            name=name, max_iterations=max_iterations, until=until,
-            labels=GUARD_LABELS, writes=frozenset(),
+            name=name, max_iterations=max_iterations, until=until, labels=labels,
+            writes=frozenset(),
         )
         self.add(guard, routes)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from waypoint.errors import GraphError
+from waypoint.graphs._bound import execution_bound
 from waypoint.graphs.graph import END, START, Graph, freeze
 from waypoint.graphs.state import StateSchema
 from waypoint.nodes.composite import MapNode, SubgraphNode
@@ -40,14 +41,16 @@ def build(builder: GraphBuilder[Any]) -> Graph:
         )
     bodies = {n: _loop_body(digraph, n, builder.routes[n]) for n, node in builder.nodes.items()
               if isinstance(node, LoopGuard)}
+    frozen_edges = {k: tuple(v) for k, v in edges.items()}
     return Graph(
         name=builder.name,
         schema=schema,
         nodes=freeze(dict(builder.nodes)),
-        edges=freeze({k: tuple(v) for k, v in edges.items()}),
+        edges=freeze(frozen_edges),
         routes=freeze({k: freeze(dict(v)) for k, v in builder.routes.items()}),
         loop_bodies=freeze(bodies),
         join_upstream=freeze(_join_upstream(builder, digraph)),
+        max_steps=execution_bound(builder.nodes, frozen_edges, builder.routes, bodies),
     )
 
 
@@ -67,12 +70,15 @@ def _check_edges(builder: GraphBuilder[Any], edges: dict[str, list[str]]) -> lis
             problems += _check_target(f"edge {source!r} -> {t!r}", t, known)
     for node, routes in builder.routes.items():
         labels = builder.nodes[node].labels
+        what = "loop guard" if builder.nodes[node].kind == "guard" else "router"
         for label in labels:
             if label not in routes:
-                problems.append(f"router {node!r} can return {label!r} but has no route for it; add routes={{{label!r}: ...}}.")
+                problems.append(f"{what} {node!r} can return {label!r} but has no route for it; add routes={{{label!r}: ...}}.")
         for label, targets in routes.items():
             if label not in labels:
-                problems.append(f"router {node!r} has a route for {label!r}, which it cannot return (it returns {list(labels)}); remove the route or add the label to its Literal return type.")
+                fix = ("pass until=... to the guard" if what == "loop guard"
+                       else "add the label to its Literal return type")
+                problems.append(f"{what} {node!r} has a route for {label!r}, which it cannot return (it returns {list(labels)}); remove the route or {fix}.")
             for t in targets:
                 problems += _check_target(f"route {node!r} --{label}--> {t!r}", t, known)
     for name in known - set(edges) - set(builder.routes):

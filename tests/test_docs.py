@@ -1,0 +1,34 @@
+"""Docs that run: every python snippet in README.md and docs/*.md is executed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def snippets():
+    for doc in DOCS:
+        for i, match in enumerate(FENCE.finditer(doc.read_text())):
+            yield pytest.param(match.group(1), id=f"{doc.name}-{i}")
+
+
+@pytest.mark.parametrize("source", list(snippets()))
+def test_snippet_runs(source, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(source, "<snippet>", "exec"), {"__name__": "__main__"})
+
+
+def test_readme_has_exactly_two_setup_commands():
+    text = (ROOT / "README.md").read_text()
+    setup = text.split("## Set up on a fresh machine", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^```bash\n(.*?)^```", setup, re.S | re.M)
+    assert len(commands) == 2
+    assert "python -m pytest" in commands[1]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert commands[1].split("&&")[-1].strip() in ci
