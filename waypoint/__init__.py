@@ -15,20 +15,24 @@ Heavy imports (openai, networkx, graphviz) happen only where they are used.
 
 from waypoint.checkpoints import MemoryStore, RunInfo, SQLiteStore, Step, Store
 from waypoint.engine import (
-    Event, GateRequest, RunHandle, RunResult, fork, get_run, history, pending_gates, resume,
+    Budget, Event, GateRequest, RunHandle, RunResult, fork, get_run, history, pending_gates, resume,
     resume_sync, run_sync, start, state_at,
 )
 from waypoint.errors import (
-    ConflictError, GateError, GraphChangedError, GraphError, LeaseError, NodeError, RunError,
+    BudgetExceededError, ConflictError, GateError, GraphChangedError, GraphError, LeaseError, NodeError, RunError,
     StoreError, WaypointError,
 )
 from waypoint.graphs import END, START, Graph, GraphBuilder, append, merge, reducer
-from waypoint.nodes import NodeContext, RetryPolicy
+from waypoint.nodes import (
+    LLMNode, Model, ModelRequest, ModelResponse, NodeContext, OpenAIModel, RetryPolicy, ToolCall,
+    llm, tool,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "END", "START", "ConflictError", "Event", "GateError", "GateRequest", "Graph",
+    "END", "START", "Budget", "BudgetExceededError", "ConflictError", "Event", "LLMNode",
+    "Model", "ModelRequest", "ModelResponse", "OpenAIModel", "ToolCall", "llm", "tool", "GateError", "GateRequest", "Graph",
     "GraphBuilder", "GraphChangedError", "GraphError", "LeaseError", "MemoryStore",
     "NodeContext", "NodeError", "RetryPolicy", "RunError", "RunHandle", "RunInfo",
     "RunResult", "SQLiteStore", "Step", "Store", "StoreError", "WaypointError", "append",

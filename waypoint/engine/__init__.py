@@ -1,10 +1,11 @@
 """Running graphs: scheduler, state merge, events, run handles, leases, recovery."""
 
+from waypoint.engine._budget import Budget
 from waypoint.engine.events import Event
 from waypoint.engine.runs import RunHandle, RunResult, resume, resume_sync, run_sync, start
 from waypoint.engine.views import GateRequest, fork, get_run, history, pending_gates, state_at
 
 __all__ = [
-    "Event", "GateRequest", "RunHandle", "RunResult", "fork", "get_run", "history",
+    "Budget", "Event", "GateRequest", "RunHandle", "RunResult", "fork", "get_run", "history",
     "pending_gates", "resume", "resume_sync", "run_sync", "start", "state_at",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from waypoint.checkpoints.records import Step
+from waypoint.engine._budget import add_usage
 from waypoint.graphs.graph import START, Graph
 
 
@@ -34,6 +35,7 @@ class Frontier:
     writers: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # field -> seq, node, act
     items: dict[str, dict[int, Any]] = field(default_factory=dict)  # map act -> index -> plain
     waits: dict[str, dict[str, Any]] = field(default_factory=dict)  # gate act -> request
+    usage: dict[str, int] = field(default_factory=dict)  # summed ctx.record["usage"]
 
     @classmethod
     def initial(cls, graph: Graph) -> Frontier:
@@ -76,6 +78,7 @@ class Frontier:
         self.waits.pop(step.activation, None)
         if "loop_count" in step.extra or graph.nodes[step.node].kind == "guard":
             self.loop_counts[step.node] = step.extra.get("loop_count", 0)
+        add_usage(self.usage, step.extra.get("usage"))
         for join in step.extra.get("arrived", ()):
             self.arrivals[join] = self.arrivals.get(join, 0) + 1
         for i, child in enumerate(step.children):
@@ -91,6 +94,7 @@ class Frontier:
             "writers": {k: list(v) for k, v in self.writers.items()},
             "items": {k: [[i, r] for i, r in v.items()] for k, v in self.items.items()},
             "waits": self.waits,
+            "usage": self.usage,
         }
 
     @classmethod
@@ -102,4 +106,5 @@ class Frontier:
             writers={k: (v[0], v[1], v[2]) for k, v in data.get("writers", {}).items()},
             items={k: {i: r for i, r in v} for k, v in data.get("items", {}).items()},
             waits=dict(data.get("waits", {})),
+            usage=dict(data.get("usage", {})),
         )

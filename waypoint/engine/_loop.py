@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunStatus, Snapshot, Step
+from waypoint.engine._budget import Budget
 from waypoint.engine._frontier import Activation, Frontier
 from waypoint.engine._nodes import ChildWaiting, Finished, NodeRunner
 from waypoint.engine.events import Event, EventBus
@@ -48,9 +49,11 @@ class RunLoop:
 
     def __init__(self, graph: Graph, store: Store, run_id: str, owner: str, *,
                  deps: Any = None, answers: dict[str, Answer] | None = None,
-                 bus: EventBus | None = None, max_concurrency: int | None = None) -> None:
+                 bus: EventBus | None = None, max_concurrency: int | None = None,
+                 budget: Budget | None = None) -> None:
         self.graph, self.store, self.run_id, self.owner = graph, store, run_id, owner
         self.answers = dict(answers or {})
+        self.budget = budget
         self.bus = bus or EventBus()
         self.runner = NodeRunner(self, deps, max_concurrency)
         self.queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
@@ -137,6 +140,9 @@ class RunLoop:
             raise error
         for step in steps:
             self.after_commit(step)
+        if self.budget is not None and steps:
+            last = steps[-1]
+            self.budget.check(self.frontier.usage, run_id=self.run_id, node=last.node, seq=last.seq)
 
     def after_commit(self, step: Step) -> None:
         node, act = step.node, step.activation

@@ -26,6 +26,7 @@ from waypoint.checkpoints.memory import MemoryStore
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot
 from waypoint.engine import _lease
+from waypoint.engine._budget import Budget
 from waypoint.engine._frontier import Frontier
 from waypoint.engine._loop import Answer, RunLoop
 from waypoint.engine.events import Event, EventBus
@@ -104,8 +105,13 @@ async def create_run_record(
 async def start(
     graph: Graph, input: Any = None, *, store: Store | None = None, deps: Any = None,
     run_id: str | None = None, graph_ref: str | None = None, max_concurrency: int | None = None,
+    budget: Budget | None = None,
 ) -> RunHandle:
-    """Create a run of `graph` from `input` (a state model, a dict or None) and execute it."""
+    """Create a run of `graph` from `input` (a state model, a dict or None) and execute it.
+
+    `deps` (clients, connections) reach nodes as `ctx.deps` and are never
+    persisted; `budget` caps tokens, LLM calls and tool calls for the run.
+    """
     store = store or MemoryStore()
     await store.open()
     run_id = run_id or new_run_id()
@@ -115,13 +121,15 @@ async def start(
         raise RunError(f"graph {graph.name!r}: the input does not fit {graph.state_type.__name__}: "
                        f"{exc}", run_id=run_id) from None
     owner = await create_run_record(store, graph, run_id, state, graph_ref=graph_ref)
-    return _launch(graph, store, run_id, owner, {}, deps, max_concurrency, "run_started")
+    return _launch(graph, store, run_id, owner, {}, _Options(deps, max_concurrency, budget),
+                   "run_started")
 
 
 async def resume(
     graph: Graph, run_id: str, answer: Any = None, *, gate: str | None = None,
     answers: Mapping[str, Any] | None = None, by: str | None = None, store: Store,
     deps: Any = None, allow_graph_change: bool = False, max_concurrency: int | None = None,
+    budget: Budget | None = None,
 ) -> RunHandle:
     """Continue a waiting, failed, cancelled or crashed run, answering gates if given.
 
@@ -137,24 +145,33 @@ async def resume(
     checked = {name: Answer(_validate_answer(graph, info, name, value), by) for name, value in raw.items()}
     owner = _lease.new_owner()
     await _lease.claim(store, run_id, owner)
-    return _launch(graph, store, run_id, owner, checked, deps, max_concurrency, "run_resumed")
+    return _launch(graph, store, run_id, owner, checked, _Options(deps, max_concurrency, budget),
+                   "run_resumed")
 
 
-def _launch(graph, store, run_id, owner, answers, deps, max_concurrency, first_event) -> RunHandle:
+@dataclass(frozen=True)
+class _Options:
+    """Per-execution settings: given again at each start/resume, never persisted."""
+
+    deps: Any = None
+    max_concurrency: int | None = None
+    budget: Budget | None = None
+
+
+def _launch(graph, store, run_id, owner, answers, options: _Options, first_event) -> RunHandle:
     bus = EventBus()
     handle = RunHandle(run_id, store, bus)
     bus.publish(Event(first_event, run_id, data={"graph": graph.name}))
-    handle._task = asyncio.create_task(
-        _execute(graph, store, run_id, owner, answers, deps, bus, max_concurrency))
+    handle._task = asyncio.create_task(_execute(graph, store, run_id, owner, answers, options, bus))
     return handle
 
 
-async def _execute(graph, store, run_id, owner, answers, deps, bus, max_concurrency) -> RunResult:
+async def _execute(graph, store, run_id, owner, answers, options: _Options, bus) -> RunResult:
     current = asyncio.current_task()
     beat = asyncio.create_task(_lease.heartbeat(
         store, run_id, owner, _lease.LEASE_TTL, lambda exc: current and current.cancel()))
-    loop = RunLoop(graph, store, run_id, owner, deps=deps, answers=answers, bus=bus,
-                   max_concurrency=max_concurrency)
+    loop = RunLoop(graph, store, run_id, owner, deps=options.deps, answers=answers, bus=bus,
+                   max_concurrency=options.max_concurrency, budget=options.budget)
     try:
         await loop.load()
         outcome = await loop.drive()

@@ -19,7 +19,7 @@ from waypoint.checkpoints.records import RunInfo, Step
 from waypoint.engine import _lease
 from waypoint.engine._frontier import Frontier
 from waypoint.engine._loop import RunLoop
-from waypoint.engine.runs import RunHandle, _launch, create_run_record, new_run_id
+from waypoint.engine.runs import RunHandle, _launch, _Options, create_run_record, new_run_id
 from waypoint.errors import RunError
 from waypoint.graphs.graph import Graph
 
@@ -84,7 +84,7 @@ async def fork(graph: Graph, run_id: str, *, at: int, store: Store, deps: Any = 
     child_id = new_run_id_ or new_run_id()
     owner = await create_run_record(store, graph, child_id, state, frontier=frontier, seq=seq,
                                     graph_ref=source.graph_ref, forked_from=f"{run_id}@{seq}")
-    return _launch(graph, store, child_id, owner, {}, deps, None, "run_started")
+    return _launch(graph, store, child_id, owner, {}, _Options(deps), "run_started")
 
 
 class _Bounded:

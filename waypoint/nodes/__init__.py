@@ -1,6 +1,12 @@
-"""Node kinds: function, router, gate, loop guard, map, subgraph; and their context."""
+"""Node kinds: function, router, gate, loop guard, map, subgraph, LLM; and their context."""
 
+from waypoint.nodes._tools import Tool, tool
 from waypoint.nodes.base import Node, Outcome, RetryPolicy
 from waypoint.nodes.context import NodeContext
+from waypoint.nodes.llm import LLMNode, llm
+from waypoint.nodes.model import Model, ModelRequest, ModelResponse, OpenAIModel, ToolCall
 
-__all__ = ["Node", "NodeContext", "Outcome", "RetryPolicy"]
+__all__ = [
+    "LLMNode", "Model", "ModelRequest", "ModelResponse", "Node", "NodeContext", "OpenAIModel",
+    "Outcome", "RetryPolicy", "Tool", "ToolCall", "llm", "tool",
+]
