@@ -130,3 +130,42 @@ async def test_resuming_with_a_changed_graph_is_refused(store):
     g.edge("approve", END)
     with pytest.raises(GraphChangedError, match="different structure"):
         await resume(g.compile(), run_id, {"approved": True}, store=store)
+
+
+def deadline_graph(deadline: float):
+    g = GraphBuilder(Doc, name="deadline")
+    g.gate("approve", Approval, into="approval", deadline=deadline, escalate="manager")
+    g.gate("manager", Approval, into="budget")
+    g.node(lambda s: {"log": ["published"]}, name="publish")
+    g.edge(START, "approve")
+    g.edge("approve", "publish")
+    g.edge("manager", "publish")
+    g.edge("publish", END)
+    return g.compile()
+
+
+async def test_an_expired_gate_escalates_at_resume_and_by_the_sweep(store):
+    from waypoint import approval_log, tick
+
+    graph = deadline_graph(0.0)
+    run_id = (await (await start(graph, store=store)).result()).run_id
+    [result] = await tick(store, graph_for=lambda info: graph)
+    assert result.status == "waiting" and result.waiting == ["manager"]
+    [expired] = [s for s in await store.history(run_id) if s.node == "approve" and s.kind == "done"]
+    assert expired.extra["route"] == ["expired"] and expired.extra["expired_at"] >= expired.extra["deadline_at"]
+    assert await tick(store, graph_for=lambda info: graph) == []  # nothing else is due
+
+    done = await (await resume(graph, run_id, {"approved": True}, by="boss", store=store)).result()
+    assert done.state.budget.approved and done.state.approval is None
+    [entry] = await approval_log(store, run_id)
+    assert (entry.gate, entry.by, entry.answer) == ("manager", "boss", {"approved": True, "comment": ""})
+
+
+async def test_a_gate_answered_before_its_deadline_follows_its_edges(store):
+    graph = deadline_graph(3600.0)
+    run_id = (await (await start(graph, store=store)).result()).run_id
+    from waypoint.engine.gates import due_gates
+
+    assert await due_gates(store, run_id) == []
+    done = await (await resume(graph, run_id, {"approved": True}, store=store)).result()
+    assert done.state.approval.approved and done.state.log == ["published"]

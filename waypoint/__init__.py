@@ -15,7 +15,7 @@ Heavy imports (openai, networkx, graphviz) happen only where they are used.
 
 from waypoint.checkpoints import MemoryStore, RunInfo, SQLiteStore, Step, Store
 from waypoint.engine import (
-    Budget, Event, GateRequest, RunHandle, RunResult, fork, get_run, history, pending_gates, resume,
+    ApprovalEntry, Budget, Event, GateRequest, approval_log, tick, RunHandle, RunResult, fork, get_run, history, pending_gates, resume,
     resume_sync, run_sync, start, state_at,
 )
 from waypoint.errors import (
@@ -31,7 +31,7 @@ from waypoint.nodes import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "END", "START", "Budget", "BudgetExceededError", "ConflictError", "Event", "LLMNode",
+    "END", "START", "ApprovalEntry", "approval_log", "tick", "Budget", "BudgetExceededError", "ConflictError", "Event", "LLMNode",
     "Model", "ModelRequest", "ModelResponse", "OpenAIModel", "ToolCall", "llm", "tool", "GateError", "GateRequest", "Graph",
     "GraphBuilder", "GraphChangedError", "GraphError", "LeaseError", "MemoryStore",
     "NodeContext", "NodeError", "RetryPolicy", "RunError", "RunHandle", "RunInfo",

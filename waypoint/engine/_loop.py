@@ -25,6 +25,7 @@ from waypoint.engine._nodes import ChildWaiting, Finished, NodeRunner
 from waypoint.engine.events import Event, EventBus
 from waypoint.errors import ConflictError, CorruptRecordError, NodeError, WaypointError
 from waypoint.graphs.graph import END, Graph
+from waypoint.nodes.gate import GateNode
 
 SNAPSHOT_MIN_BYTES = 64 * 1024
 
@@ -209,9 +210,12 @@ class RunLoop:
         if act.id in self.tasks:
             return
         node = self.graph.nodes[act.node]
-        if act.id in self.frontier.waits and not self.runner.has_answer(act):
-            return  # still waiting for a human
-        if node.kind == "gate" and not self.runner.has_answer(act):
+        waiting = self.frontier.waits.get(act.id)
+        if waiting is not None and not self.runner.has_answer(act):
+            if not GateNode.expired(waiting):
+                return  # still waiting for a human
+            self.runner.expire(act)
+        if node.kind == "gate" and waiting is None and not self.runner.has_answer(act):
             self.outstanding += 1
             self.queue.put_nowait(("wait", act, node.request(self.state)))
             return

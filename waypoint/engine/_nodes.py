@@ -45,6 +45,11 @@ class NodeRunner:
         self.deps = deps
         self.limit = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self.node_limits: dict[str, asyncio.Semaphore] = {}
+        self.expired: set[str] = set()
+
+    def expire(self, act: Activation) -> None:
+        """Mark a gate whose deadline passed: it completes on its escalation route."""
+        self.expired.add(act.id)
 
     def has_answer(self, act: Activation) -> bool:
         answers = self.loop.answers
@@ -98,6 +103,10 @@ class NodeRunner:
                 "resume the run.", run_id=self.loop.run_id, node=act.node) from None
 
     def _answer_gate(self, node: Any, act: Activation, state: BaseModel, ctx: NodeContext) -> Outcome:
+        if act.id in self.expired:
+            request = self.loop.frontier.waits.get(act.id, {})
+            ctx.record.update(expired_at=time.time(), deadline_at=request.get("deadline_at"))
+            return Outcome(labels=("expired",))
         answer = self.loop.answers.pop(act.node)
         ctx.record.update(answer=answer.value.model_dump(mode="json"), by=answer.by,
                           answered_at=answer.at)

@@ -106,15 +106,28 @@ class GraphBuilder(Generic[S]):
         payload: Callable[[Any], Any] | None = None,
         into: str | None = None,
         on_answer: Callable[[Any, Any], Any] | None = None,
+        deadline: float | None = None,
+        escalate: Targets | None = None,
     ) -> None:
-        """Add a human gate that waits for an answer validated against `answer`."""
-        writes = frozenset({into}) if into else (frozenset() if on_answer is None else None)
-        self.add(
-            GateNode(
-                name=name, answer=answer, prompt=prompt, payload=payload, into=into,
-                on_answer=on_answer, writes=writes,
+        """Add a human gate that waits for an answer validated against `answer`.
+
+        With `deadline` (seconds) and `escalate` (node name or names), a gate
+        still unanswered when its deadline has passed takes the escalation
+        route instead; this is checked whenever the run is resumed and by
+        `waypoint tick`. Answered gates follow their ordinary edges.
+        """
+        if (deadline is None) != (escalate is None):
+            raise GraphError(
+                f"gate {name!r}: deadline= and escalate= go together; give both "
+                "(e.g. deadline=3600, escalate='manager') or neither."
             )
+        writes = frozenset({into}) if into else (frozenset() if on_answer is None else None)
+        node = GateNode(
+            name=name, answer=answer, prompt=prompt, payload=payload, into=into,
+            on_answer=on_answer, writes=writes, deadline=deadline,
+            labels=("expired",) if escalate is not None else (),
         )
+        self.add(node, {"expired": escalate} if escalate is not None else None)
 
     def loop_guard(
         self,

@@ -48,7 +48,7 @@ class Graph:
         """Where an activation of `node` goes: its static edges, or the routes of `labels`."""
         if labels is None:
             return self.edges.get(node, ())
-        routes = self.routes[node]
+        routes = self.routes[node]  # gates with a deadline have static edges *and* routes
         return tuple(t for label in labels for t in routes.get(label, ()))
 
     def structure(self) -> dict[str, Any]:

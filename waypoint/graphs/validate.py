@@ -64,7 +64,7 @@ def _check_edges(builder: GraphBuilder[Any], edges: dict[str, list[str]]) -> lis
             problems.append("an edge leaves END; END has no successors, remove that edge.")
         elif source != START and source not in known:
             problems.append(f"edge {source!r} -> {targets[0]!r} starts at unknown node {source!r}; add the node or fix the name.")
-        elif source in builder.routes:
+        elif source in builder.routes and builder.nodes[source].kind != "gate":
             problems.append(f"node {source!r} routes by label; give its targets in routes= instead of g.edge().")
         for t in targets:
             problems += _check_target(f"edge {source!r} -> {t!r}", t, known)
