@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from waypoint import MemoryStore, SQLiteStore
+import waypoint
+from waypoint import MemoryStore
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -12,9 +13,9 @@ def store(request, tmp_path):
     """Every engine test runs against both stores: the protocol is the contract."""
     if request.param == "memory":
         return MemoryStore()
-    return SQLiteStore(tmp_path / "runs.db")
+    return waypoint.SQLiteStore(tmp_path / "runs.db")
 
 
 @pytest.fixture
 def sqlite_store(tmp_path):
-    return SQLiteStore(tmp_path / "runs.db")
+    return waypoint.SQLiteStore(tmp_path / "runs.db")

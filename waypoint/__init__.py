@@ -13,7 +13,7 @@ this front door):
 Heavy imports (openai, networkx, graphviz) happen only where they are used.
 """
 
-from waypoint.checkpoints import MemoryStore, RunInfo, SQLiteStore, Step, Store
+from waypoint.checkpoints import MemoryStore, RunInfo, Step, Store
 from waypoint.engine import (
     ApprovalEntry, Budget, Event, GateRequest, approval_log, tick, RunHandle, RunResult, fork, get_run, history, pending_gates, resume,
     resume_sync, run_sync, start, state_at,
@@ -29,6 +29,14 @@ from waypoint.nodes import (
 )
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "SQLiteStore":  # imported on first use: keeps `import waypoint` light
+        from waypoint.checkpoints.sqlite import SQLiteStore
+
+        return SQLiteStore
+    raise AttributeError(f"module 'waypoint' has no attribute {name!r}")
 
 __all__ = [
     "END", "START", "ApprovalEntry", "approval_log", "tick", "Budget", "BudgetExceededError", "ConflictError", "Event", "LLMNode",
