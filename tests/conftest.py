@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+import pytest_asyncio
 
 import waypoint
 from waypoint import MemoryStore
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request, tmp_path):
+@pytest_asyncio.fixture(params=["memory", "sqlite"])
+async def store(request, tmp_path):
     """Every engine test runs against both stores: the protocol is the contract."""
-    if request.param == "memory":
-        return MemoryStore()
-    return waypoint.SQLiteStore(tmp_path / "runs.db")
+    store = MemoryStore() if request.param == "memory" else waypoint.SQLiteStore(tmp_path / "runs.db")
+    yield store
+    await store.close()
 
 
-@pytest.fixture
-def sqlite_store(tmp_path):
-    return waypoint.SQLiteStore(tmp_path / "runs.db")
+@pytest_asyncio.fixture
+async def sqlite_store(tmp_path):
+    store = waypoint.SQLiteStore(tmp_path / "runs.db")
+    yield store
+    await store.close()

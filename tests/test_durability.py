@@ -28,12 +28,14 @@ def spawn(mode, db, run_id, exec_log, generation):
 
 
 def done_activations(db) -> set[str]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        rows = conn.execute("SELECT payload FROM steps WHERE run_id = ? AND kind = 'done'",
-                            ("crash",)).fetchall()
+    """Completed activations, and map items as "activation[index]"."""
     from waypoint.checkpoints.records import decode_step
 
-    return {decode_step(r[0], run_id="crash").activation for r in rows}
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT payload FROM steps WHERE run_id = ? AND kind IN ('done', 'item')",
+                            ("crash",)).fetchall()
+    steps = [decode_step(r[0], run_id="crash") for r in rows]
+    return {s.activation if s.kind == "done" else f"{s.activation}[{s.extra['index']}]" for s in steps}
 
 
 def last_seq(db) -> int:
@@ -62,16 +64,16 @@ def uninterrupted_final(tmp_path) -> str:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("kill_at", [[1], [2, 5], [4, 9, 14], [7, 12, 17, 20]])
+# The run has 19 steps: a, b, c, merge, 4 guard passes, 3 loop steps, 6 map items, each, final.
+@pytest.mark.parametrize("kill_at", [[1], [2, 5], [4, 9, 14], [7, 12, 15, 17], [3, 13, 18]])
 def test_sigkill_at_any_step_loses_nothing_and_repeats_nothing(tmp_path, kill_at):
     db, log = tmp_path / "runs.db", tmp_path / "exec.log"
     proc = spawn("start", db, "crash", log, 0)
     committed_before_kill: list[set[str]] = []
     for generation, target in enumerate(kill_at, start=1):
-        if not wait_for_seq(proc, db, target):
-            break
+        assert wait_for_seq(proc, db, target), f"the run finished before step {target}"
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.communicate()
         committed_before_kill.append(done_activations(db))
         proc = spawn("resume", db, "crash", log, generation)
     out, err = proc.communicate(timeout=60)
@@ -82,7 +84,7 @@ def test_sigkill_at_any_step_loses_nothing_and_repeats_nothing(tmp_path, kill_at
     runs = [line.split() for line in log.read_text().splitlines()]
     for generation, done in enumerate(committed_before_kill, start=1):
         assert done <= final_done  # nothing committed was lost
-        again = {act.split("[")[0] for gen, act, _ in runs if int(gen) >= generation} & done
+        again = {act for gen, act, _ in runs if int(gen) >= generation} & done
         assert not again, f"completed activations ran again after kill {generation}: {again}"
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
