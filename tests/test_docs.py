@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,9 @@ def snippets():
 @pytest.mark.parametrize("source", list(snippets()))
 def test_snippet_runs(source, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    exec(compile(source, "<snippet>", "exec"), {"__name__": "__main__"})
+    module = types.ModuleType("snippet")  # a real module, so pydantic can resolve annotations
+    monkeypatch.setitem(sys.modules, "snippet", module)
+    exec(compile(source, "<snippet>", "exec"), module.__dict__)
 
 
 def test_readme_has_exactly_two_setup_commands():
