@@ -88,3 +88,31 @@ def test_sigkill_at_any_step_loses_nothing_and_repeats_nothing(tmp_path, kill_at
         assert not again, f"completed activations ran again after kill {generation}: {again}"
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+GATE_WORKER = Path(__file__).parent / "gate_worker.py"
+
+
+def gate_worker(*args):
+    return subprocess.run([sys.executable, str(GATE_WORKER), *map(str, args)],
+                          capture_output=True, text=True, env=ENV, timeout=60)
+
+
+def test_a_waiting_run_is_resumed_by_id_from_another_process(tmp_path):
+    import json
+
+    db = tmp_path / "runs.db"
+    started = json.loads(gate_worker("start", db).stdout)
+    assert started["status"] == "waiting" and started["state"]["text"] == "REFUND ORDER 42"
+
+    bad = gate_worker("resume", db, started["run_id"], '{"approve": "maybe"}')
+    assert bad.returncode == 1 and "gate 'decide'" in bad.stderr and "'approve'" in bad.stderr
+
+    done = gate_worker("resume", db, started["run_id"], '{"approve": true, "reason": "ok"}')
+    assert done.returncode == 0, done.stderr
+    final = json.loads(done.stdout)
+    assert final["status"] == "done" and final["state"]["decision"] == "True:ok"
+    with sqlite3.connect(db) as conn:
+        nodes = [r[0] for r in conn.execute("SELECT node FROM steps WHERE run_id = ? AND kind = 'done' "
+                                            "ORDER BY seq", (started["run_id"],))]
+    assert nodes == ["triage", "decide", "close"]  # nothing ran twice across the processes
