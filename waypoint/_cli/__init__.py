@@ -1,0 +1,13 @@
+"""The `waypoint` command's parts; `waypoint.cli` wires them into click commands.
+
+    common    databases, JSON options, errors -> exit codes
+    loading   MODULE_OR_FILE:GRAPH references
+    output    plain text for pipes, rich colours for terminals
+    answers   a gate's JSON schema as a compact shape and an example answer
+    live      the running display, and what a run that stopped prints
+    inspect   `runs` and `show`
+    marks     a run's history as render marks (status, visits, path)
+
+Everything heavy (rich, the engine, user code) is imported inside commands, so
+`waypoint --help` costs little more than `import waypoint` and click.
+"""

@@ -1,0 +1,165 @@
+"""The running display of `run` and `resume`, and what a run that stopped prints.
+
+    run_id: run-3f2a9c1d7e4b
+    started   research      0.0
+    finished  research      0.0  seq 1  notes+=["researching 'tides' in two sources"]
+    ...
+    waiting   approve       5.0  seq 6  Publish revision 1 of the article on 'tides'?
+    status: waiting
+    gate: approve
+      question: ...
+      answer:   {approved: boolean, comment: string = ""}
+      resume:   waypoint resume run-3f2a9c1d7e4b --gate approve --input '{"approved": true, ...}'
+
+One line per node event, built on `RunHandle.events()`; `run_id:` and
+`status:` lines are stable for scripts to grep.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import click
+
+from waypoint._cli.answers import example, shape
+from waypoint._cli.common import Db, clip, dumps
+from waypoint._cli.output import STATUS_STYLES, Out
+
+LABELS = {  # event kind -> (shown as, style)
+    "node_started": ("started", "dim"),
+    "node_finished": ("finished", "green"),
+    "node_failed": ("failed", "bold red"),
+    "node_retried": ("retried", "magenta"),
+    "gate_waiting": ("waiting", "bold yellow"),
+}
+
+
+def short_delta(delta: dict[str, Any], graph: Any, width: int = 110) -> str:
+    """`notes+=["x"] draft="..."`: += for reducer fields, whose delta is what is added."""
+    parts = []
+    for name, value in delta.items():
+        spec = graph.schema.fields.get(name)
+        op = "+=" if spec is not None and spec.reducer is not None else "="
+        parts.append(f"{name}{op}{clip(dumps(value), 60)}")
+    return clip(" ".join(parts), width)
+
+
+class EventView:
+    """Prints one line per node event of a run."""
+
+    def __init__(self, graph: Any, out: Out) -> None:
+        self.graph, self.out = graph, out
+        self.width = max([len(n) for n in qualified_names(graph)] + [8])
+
+    def show(self, event: Any) -> None:
+        if event.kind not in LABELS or event.node is None:
+            return  # run-level events are summed up at the end; custom ones (tokens) skipped
+        label, style = LABELS[event.kind]
+        seq = f"seq {event.seq}" if event.seq is not None and event.kind != "node_started" else ""
+        self.out.line((f"{label:<9} ", style), (f"{event.node:<{self.width}}", "bold"),
+                      (f"  {event.activation or '-':<5}", "dim"), (f"  {seq:<7}", "dim"),
+                      self._detail(event))
+
+    def _detail(self, event: Any) -> str:
+        data = event.data
+        if event.kind == "node_finished":
+            return self._finished(event.node, data)
+        if event.kind == "gate_waiting" and "gates" in data:
+            return "waits at " + ", ".join(data["gates"])  # a gate inside a subgraph
+        if event.kind == "gate_waiting":
+            return clip(str(data.get("prompt") or ""), 110)
+        if event.kind == "node_failed":
+            return clip(f"{data.get('type', 'error')}: {data.get('error', '')}", 200)
+        if event.kind == "node_retried":
+            return f"attempt {data.get('attempt')} raised {clip(str(data.get('error')), 100)}; " \
+                   f"retrying in {data.get('delay', 0):.2f}s"
+        return ""
+
+    def _finished(self, node: str, data: dict[str, Any]) -> str:
+        parts = []
+        if "route" in data:
+            parts.append("-> " + ", ".join(data["route"]))
+        if "answer" in data:
+            parts.append(f"answered by {data.get('by') or 'unknown'}")
+        graph = _inner_graph(self.graph, node)
+        if data.get("delta") and graph is not None:
+            parts.append(short_delta(data["delta"], graph))
+        return "  ".join(parts)
+
+
+def qualified_names(graph: Any, prefix: str = "") -> list[str]:
+    """Every node name, those inside subgraphs as `sub/node`."""
+    names = []
+    for name, node in graph.nodes.items():
+        names.append(prefix + name)
+        if node.kind == "subgraph":
+            names += qualified_names(node.graph, f"{prefix}{name}/")
+    return names
+
+
+def _inner_graph(graph: Any, node: str) -> Any:
+    """The graph that owns `node` (`sub/child` belongs to subgraph `sub`)."""
+    head, _, rest = node.partition("/")
+    if not rest:
+        return graph
+    inner = graph.nodes.get(head)
+    return _inner_graph(inner.graph, rest) if getattr(inner, "kind", "") == "subgraph" else None
+
+
+async def follow(handle: Any, graph: Any, out: Out) -> Any:
+    """Show the run's events until it stops; its RunResult (failures not raised)."""
+    view = EventView(graph, out)
+    async for event in handle.events():
+        view.show(event)
+    return await handle.result(raise_on_failure=False)
+
+
+async def report(result: Any, graph: Any, store: Any, db: Db, out: Out) -> None:
+    """The end of `run`/`resume`: status, then the state, the questions, or the error."""
+    status = result.status
+    out.line("status: ", (status, STATUS_STYLES.get(status)))
+    if status == "done":
+        out.line("state:")
+        out.block(dumps(result.state.model_dump(mode="json"), indent=2))
+    elif status == "waiting":
+        await show_gates(graph, store, result.run_id, db, out)
+    elif status == "failed":
+        out.line("fix the cause, then: " + resume_command(result.run_id, None, None, db))
+        raise click.ClickException(str(result.error or "the run failed"))
+    else:
+        raise click.ClickException(f"run {result.run_id!r} was {status}; `waypoint resume "
+                                   f"{result.run_id}` continues it.")
+
+
+async def show_gates(graph: Any, store: Any, run_id: str, db: Db, out: Out) -> None:
+    from waypoint import pending_gates
+
+    gates = await pending_gates(graph, store, run_id)
+    out.line(f"the run is waiting for {len(gates)} answer{'s' if len(gates) != 1 else ''}; "
+             "it is saved, answer whenever from any shell:")
+    for gate in gates:
+        gate_block(gate, run_id, db, out)
+
+
+def gate_block(gate: Any, run_id: str, db: Db, out: Out) -> None:
+    out.line("gate: ", (gate.name, "bold yellow"))
+    out.line("  question: ", (gate.prompt or "(no prompt)", "bold"))
+    if gate.payload is not None:
+        text = dumps(gate.payload)
+        if len(text) <= 100:
+            out.line("  payload:  " + text)
+        else:
+            out.line("  payload:")
+            out.block(dumps(gate.payload, indent=2), indent="    ")
+    out.line("  answer:   " + shape(gate.schema))
+    out.line("  resume:   ", (resume_command(run_id, gate.name, example(gate.schema), db), "cyan"))
+
+
+def resume_command(run_id: str, gate: str | None, answer: Any, db: Db) -> str:
+    parts = ["waypoint", "resume", run_id]
+    if gate is not None:
+        parts += ["--gate", gate, "--input", dumps(answer)]
+    if db.explicit:
+        parts += ["--db", str(db.path)]
+    return " ".join(shlex.quote(p) for p in parts)

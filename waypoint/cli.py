@@ -1,0 +1,232 @@
+"""The `waypoint` command: run, resume, list, show and draw durable runs.
+
+    waypoint run examples/approval.py:graph --input '{"topic": "tides"}'
+    waypoint resume RUN_ID --gate approve --input '{"approved": true}'
+    waypoint runs --status waiting
+    waypoint show RUN_ID [--state-at SEQ] [--json]
+    waypoint render examples/approval.py:graph --run RUN_ID -o approval.svg
+
+Runs live in a SQLite file: --db PATH, else $WAYPOINT_DB, else ./waypoint.db.
+Exit codes: 0 done or waiting at a gate, 1 the run failed or the engine refused,
+2 bad usage or input. The parts live in `waypoint._cli`; this module only
+wires them into click, and imports nothing heavy until a command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from typing import Any
+
+import click
+
+from waypoint._cli.common import JSON, Commands, Db, UsageProblem, existing_db, opened, resolve_db, run_async
+from waypoint.errors import WaypointError
+
+DB_HELP = "SQLite file of the runs [default: $WAYPOINT_DB or ./waypoint.db]"
+REF = "MODULE_OR_FILE:GRAPH"
+
+
+def db_option(fn: Any) -> Any:
+    return click.option("--db", metavar="PATH", help=DB_HELP)(fn)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="waypoint", message="waypoint %(version)s")
+def cli() -> None:
+    """Durable agent workflows: run a graph, answer its gates, inspect and draw its runs."""
+
+
+@cli.command()
+@click.argument("graph_ref", metavar=REF)
+@click.option("--input", "input_", type=JSON, metavar="JSON",
+              help="The initial state, as JSON (or @file.json, or - for stdin).")
+@db_option
+@click.option("--run-id", metavar="ID", help="Use this run id instead of a generated one.")
+def run(graph_ref: str, input_: Any, db: str | None, run_id: str | None) -> None:
+    """Start a run of a graph and follow it until it finishes, fails or waits at a gate.
+
+    GRAPH names a compiled Graph, a GraphBuilder, or a function of no arguments
+    returning one, in a module (pkg.flows:graph) or a file (flows.py:graph).
+    """
+    from waypoint._cli.loading import load_graph
+
+    graph, canonical = load_graph(graph_ref)
+    run_async(_run(graph, canonical, input_, resolve_db(db), run_id))
+
+
+async def _run(graph: Any, ref: str, input_: Any, db: Db, run_id: str | None) -> None:
+    from waypoint import start
+    from waypoint._cli.live import report
+    from waypoint._cli.output import Out
+
+    out = Out()
+    async with opened(db) as store:
+        try:
+            handle = await start(graph, input_, store=store, run_id=run_id, graph_ref=ref)
+        except WaypointError as exc:  # nothing was created: the input is what is wrong
+            raise UsageProblem(str(exc)) from None
+        _header(out, handle.run_id, graph, ref, db)
+        await report(await _follow(handle, graph, out, db), graph, store, db, out)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--input", "input_", type=JSON, metavar="JSON",
+              help="The answer to the waiting gate, as JSON (or @file.json, or - for stdin).")
+@click.option("--gate", metavar="NAME", help="The gate to answer (needed when several wait).")
+@click.option("--by", metavar="WHO", help="Who answers, logged with the answer [default: your user name].")
+@db_option
+@click.option("--graph", "graph_ref", metavar=REF, help="Load the graph from here instead of "
+              "the reference stored with the run.")
+def resume(run_id: str, input_: Any, gate: str | None, by: str | None, db: str | None,
+           graph_ref: str | None) -> None:
+    """Continue a run: answer its waiting gate, or re-run what failed or was interrupted."""
+    if gate is not None and input_ is None:
+        raise click.UsageError("--gate needs the answer: --input JSON.")
+    run_async(_resume(run_id, input_, gate, by or _user(), existing_db(db), graph_ref))
+
+
+async def _resume(run_id: str, answer: Any, gate: str | None, by: str, db: Db,
+                  graph_ref: str | None) -> None:
+    from waypoint import get_run, resume
+    from waypoint._cli.live import report
+    from waypoint._cli.output import Out
+
+    out = Out()
+    async with opened(db) as store:
+        info = await get_run(store, run_id)
+        graph, ref = _stored_graph(info, graph_ref)
+        handle = await resume(graph, run_id, answer, gate=gate, by=by, store=store)
+        _header(out, run_id, graph, ref, db)
+        await report(await _follow(handle, graph, out, db), graph, store, db, out)
+
+
+@cli.command()
+@db_option
+@click.option("--status", type=click.Choice(["running", "waiting", "done", "failed", "cancelled"]))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--all", "children", is_flag=True, help="Include the child runs of subgraphs.")
+def runs(db: str | None, status: str | None, limit: int, children: bool) -> None:
+    """List runs, newest first."""
+    from waypoint._cli.inspect import list_runs
+    from waypoint._cli.output import Out
+
+    run_async(list_runs(existing_db(db), status, limit, children, Out()))
+
+
+@cli.command()
+@click.argument("run_id")
+@db_option
+@click.option("--state-at", "seq", type=click.IntRange(min=0), metavar="SEQ",
+              help="Show the state as it was right after step SEQ.")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON document.")
+@click.option("--graph", "graph_ref", metavar=REF, help="Load the graph from here instead of "
+              "the reference stored with the run.")
+def show(run_id: str, db: str | None, seq: int | None, as_json: bool, graph_ref: str | None) -> None:
+    """Show a run: status, waiting gates, state and the ordered history of its steps."""
+    from waypoint._cli.inspect import show_run
+    from waypoint._cli.output import Out
+
+    run_async(show_run(existing_db(db), run_id, graph_ref, seq, as_json, Out()))
+
+
+@cli.command()
+@click.argument("graph_ref", metavar=REF, required=False)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Write to FILE; .dot, .svg, .png or .mmd (Mermaid) picks the format.")
+@click.option("--format", "fmt", type=click.Choice(["dot", "mermaid"]), default="dot",
+              show_default=True, help="Text format printed to stdout when there is no -o.")
+@click.option("--run", "run_id", metavar="RUN_ID", help="Draw this run's status, visits and path.")
+@db_option
+def render(graph_ref: str | None, output: str | None, fmt: str, run_id: str | None,
+           db: str | None) -> None:
+    """Draw a graph, optionally with a run on it (the run's graph if GRAPH is omitted)."""
+    if graph_ref is None and run_id is None:
+        raise click.UsageError(f"give the graph ({REF}), a run (--run RUN_ID), or both.")
+    if run_id is None:
+        return _draw(_load(graph_ref), output, fmt, {})
+    graph, marks = run_async(_marks(run_id, graph_ref, existing_db(db)))
+    _draw(graph, output, fmt, {"status": marks.status, "visits": marks.visits, "path": marks.path})
+
+
+async def _marks(run_id: str, graph_ref: str | None, db: Db) -> Any:
+    from waypoint import get_run
+    from waypoint._cli.marks import run_marks
+
+    async with opened(db) as store:
+        info = await get_run(store, run_id)
+        graph, _ = _stored_graph(info, graph_ref)
+        if info.graph_hash != graph.structure_hash:
+            click.echo(f"warning: run {run_id!r} started with a different structure of graph "
+                       f"{info.graph!r}; its marks may not fit this drawing.", err=True)
+        return graph, await run_marks(graph, store, run_id)
+
+
+def _draw(graph: Any, output: str | None, fmt: str, options: dict[str, Any]) -> None:
+    from waypoint.graphs.render import render_to_file
+
+    try:
+        if output is None:
+            click.echo(graph.render(fmt, **options), nl=False)
+        else:
+            render_to_file(graph, output, **options)
+            click.echo(f"wrote {output}", err=True)
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+# -- helpers --------------------------------------------------------------------------
+async def _follow(handle: Any, graph: Any, out: Any, db: Db) -> Any:
+    from waypoint._cli.live import follow, resume_command
+
+    try:
+        return await follow(handle, graph, out)
+    except BaseException:  # Ctrl-C (a cancellation here) or a display bug: stop cleanly
+        await asyncio.shield(handle.cancel())
+        click.echo(f"interrupted: run {handle.run_id} is saved and stays resumable: "
+                   f"{resume_command(handle.run_id, None, None, db)}", err=True)
+        raise
+
+
+def _header(out: Any, run_id: str, graph: Any, ref: str, db: Db) -> None:
+    out.line(f"run_id: {run_id}")
+    out.line(f"graph:  {graph.name} ({ref})")
+    out.line(f"db:     {db.path}")
+
+
+def _stored_graph(info: Any, graph_ref: str | None) -> tuple[Any, str]:
+    from waypoint._cli.loading import load_graph
+
+    ref = graph_ref or info.graph_ref
+    if ref is None:
+        raise UsageProblem(f"run {info.run_id!r} records no graph reference (it was started from "
+                           f"Python, not this command); pass --graph {REF}.")
+    try:
+        return load_graph(ref)
+    except UsageProblem as exc:
+        hint = "" if graph_ref else f" (the reference stored with run {info.run_id!r}; pass --graph {REF} if it moved)"
+        raise UsageProblem(exc.message + hint) from None
+
+
+def _load(ref: str) -> Any:
+    from waypoint._cli.loading import load_graph
+
+    return load_graph(ref)[0]
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (e.g. a bare container)
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: `waypoint ...`."""
+    cli.main(args=argv, prog_name="waypoint")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
