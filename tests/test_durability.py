@@ -116,3 +116,27 @@ def test_a_waiting_run_is_resumed_by_id_from_another_process(tmp_path):
         nodes = [r[0] for r in conn.execute("SELECT node FROM steps WHERE run_id = ? AND kind = 'done' "
                                             "ORDER BY seq", (started["run_id"],))]
     assert nodes == ["triage", "decide", "close"]  # nothing ran twice across the processes
+
+
+@pytest.mark.parametrize("point,nth", [("before_commit", 2), ("inside_commit", 4), ("after_commit", 5)])
+def test_named_fault_points_lose_nothing(tmp_path, point, nth):
+    """A node's work done but not committed runs again; a committed step never does."""
+    db, log = tmp_path / "runs.db", tmp_path / "exec.log"
+    crashed = subprocess.run(
+        [sys.executable, str(WORKER), "start", str(db), "crash", str(log), "0"],
+        capture_output=True, text=True, env={**ENV, "WAYPOINT_FAULT": f"{point}@{nth}"}, timeout=60)
+    assert crashed.returncode == -signal.SIGKILL
+    committed = done_activations(db)
+    proc = spawn("resume", db, "crash", log, 1)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.split() == ["done", uninterrupted_final(tmp_path)]
+    runs = [line.split() for line in log.read_text().splitlines()]
+    before = {act for gen, act, _ in runs if gen == "0"}
+    after = {act for gen, act, _ in runs if gen == "1"}
+    assert not after & committed  # committed work never runs again
+    assert before - committed <= after  # work that was in flight (or uncommitted) runs again
+    if point == "after_commit":
+        assert before <= committed  # every step was durable; its successors had not started
+    else:
+        assert before - committed, "the crash should have caught finished work uncommitted"

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import aiosqlite
 import msgspec
 
+from waypoint import _faults
 from waypoint.checkpoints import _schema
 from waypoint.checkpoints.records import (
     RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step, encode,
@@ -254,6 +255,7 @@ def _transaction(raw: sqlite3.Connection, jobs: list[tuple[Any, Any]], path: Pat
                 raw.execute("ROLLBACK TO job")
                 raw.execute("RELEASE job")
                 results.append((False, exc))
+        _faults.reached("inside_commit")
         raw.execute("COMMIT")
     except sqlite3.Error as exc:
         if raw.in_transaction:

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel, TypeAdapter
 
+from waypoint import _faults
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunStatus, Snapshot, Step
 from waypoint.engine._budget import Budget
@@ -134,7 +135,9 @@ class RunLoop:
             if kind in ("done", "wait"):
                 self.outstanding -= 1
         if steps:
+            _faults.reached("before_commit")
             await self.store.append(self.run_id, self.owner, steps, self.maybe_snapshot(steps))
+            _faults.reached("after_commit")
         for fut in futures:
             fut.set_result(None)
         if error is not None:
