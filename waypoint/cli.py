@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from waypoint import __version__
 from waypoint._cli.common import JSON, Commands, Db, UsageProblem, existing_db, opened, resolve_db, run_async
 from waypoint.errors import WaypointError
 
@@ -33,7 +34,7 @@ def db_option(fn: Any) -> Any:
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="waypoint", message="waypoint %(version)s")
+@click.version_option(__version__, message="waypoint %(version)s")
 def cli() -> None:
     """Durable agent workflows: run a graph, answer its gates, inspect and draw its runs."""
 
