@@ -1,87 +1,64 @@
-"""SQLiteStore: runs in one SQLite file, durable per node, group-committed.
+"""SQLiteStore: runs in one SQLite file, durable per commit, group-committed.
 
-    store = SQLiteStore("runs.db")                      # WAL, synchronous=FULL
+    store = SQLiteStore("runs.db")                        # WAL, synchronous=FULL
     store = SQLiteStore("runs.db", synchronous="NORMAL")  # no fsync per commit
+    async with store:
+        await store.append(run_id, owner, steps)          # returns once durable
 
-FULL survives power loss; NORMAL keeps process-crash durability (a SIGKILL
-loses nothing) and drops the fsync per commit. Every write transaction is
-`BEGIN IMMEDIATE`; concurrent appends (of one run or many) are committed in one
-transaction by a single writer task, one thread hop per batch.
+FULL survives power loss; NORMAL survives a process crash (SIGKILL loses
+nothing) but not an OS crash or power cut, and drops the fsync per commit.
+
+Every write (append, create_run, claim, renew, release) joins a queue drained
+by one writer task, which commits everything queued, from any run, in ONE
+`BEGIN IMMEDIATE` transaction run in ONE hop into aiosqlite's thread. A lone
+append costs one hop and one fsync; a hundred concurrent ones cost about the
+same. Each write is fenced on its own (a savepoint each), so a refused append
+fails alone while the rest of its batch commits.
+
+Several processes may share the file: leases and the (owner, last_seq) fence
+live in the `runs` table, and the busy timeout queues their write transactions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any, Literal
 
 import aiosqlite
 import msgspec
+from msgspec import structs
 
-from waypoint import _faults
-from waypoint.checkpoints import _schema
-from waypoint.checkpoints.records import (
-    RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step, encode,
-)
-from waypoint.errors import LeaseError, RunNotFoundError, RunStateError, StoreError
+from waypoint.checkpoints import _sqlite_tx as tx
+from waypoint.checkpoints.memory import _prepare
+from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
+from waypoint.errors import CorruptRecordError, StoreError
 
-_run_encoder = msgspec.msgpack.Encoder()
-_run_decoder = msgspec.msgpack.Decoder(RunInfo)
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+SCHEMA_VERSION = tx.SCHEMA_VERSION
+_PRAGMA_SYNCHRONOUS = {"FULL": "PRAGMA synchronous=FULL", "NORMAL": "PRAGMA synchronous=NORMAL"}
+_LAST = 2**63 - 1
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    """The Store protocol on one SQLite file (a `file:...?mode=ro` URI opens it read-only)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: Literal["FULL", "NORMAL"] = "FULL",
                  busy_timeout: float = 5.0) -> None:
-        if synchronous not in ("FULL", "NORMAL"):
+        if synchronous not in _PRAGMA_SYNCHRONOUS:
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
         self.path = Path(path)
-        self.synchronous = synchronous
-        self.busy_timeout = busy_timeout
-        self._conn: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[tuple[Any, ...]] | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self.synchronous, self.busy_timeout = synchronous, busy_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    # -- lifecycle ---------------------------------------------------------
-    async def open(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._conn is not None and self._loop is loop:
-            return
-        if self._conn is not None:  # opened by an event loop that is gone (asyncio.run twice)
-            self._conn.stop()
-            self._conn = None
-        self._loop = loop
-        if not self.path.parent.exists():
-            raise StoreError(f"cannot open {self.path}: folder {self.path.parent} does not exist; "
-                             "create it or choose another path.")
-        try:
-            conn = await aiosqlite.connect(self.path, isolation_level=None,
-                                           timeout=self.busy_timeout)
-            await conn._execute(self._setup, conn)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from None
-        self._conn = conn
-        self._queue = asyncio.Queue()
-        self._writer = asyncio.create_task(self._write_loop())
-
-    def _setup(self, conn: aiosqlite.Connection) -> None:
-        raw = conn._conn
-        raw.execute("PRAGMA journal_mode=WAL")
-        raw.execute(f"PRAGMA synchronous={self.synchronous}")  # a checked literal, not input
-        raw.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-        _schema.migrate(raw, self.path)
-
-    async def close(self) -> None:
-        if self._conn is None:
-            return
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            await self._queue.put(None)  # drain what is queued, then stop
-            await writer
-        conn, self._conn = self._conn, None
-        await conn.close()
+        self._opening: asyncio.Task[None] | None = None
+        self._conn: aiosqlite.Connection | None = None
+        self._queue: list[tuple[tx.Job, asyncio.Future[Any]]] = []
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def __aenter__(self) -> SQLiteStore:
         await self.open()
@@ -90,199 +67,171 @@ class SQLiteStore:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # -- runs --------------------------------------------------------------
-    async def create_run(self, info: RunInfo) -> None:
-        def create(raw: sqlite3.Connection) -> None:
-            try:
-                raw.execute("INSERT INTO runs (run_id, graph, status, created_at, parent_run_id, info)"
-                            " VALUES (?, ?, ?, ?, ?, ?)",
-                            (info.run_id, info.graph, info.status, info.created_at,
-                             info.parent_run_id, _run_encoder.encode(info)))
-            except sqlite3.IntegrityError:
-                raise RunStateError(f"run {info.run_id!r} already exists; pick another run id.",
-                                    run_id=info.run_id) from None
+    async def open(self) -> None:
+        """Connect, set the PRAGMAs, create or migrate the schema. Idempotent; every method calls it."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # first use, or a new event loop (asyncio.run called again)
+            self._forget()
+            self._loop = loop
+        if self._opening is None:
+            self._opening = loop.create_task(self._connect())
+        opening = self._opening
+        try:
+            await asyncio.shield(opening)  # concurrent first calls share one connection attempt
+        except BaseException:
+            if opening.done() and self._opening is opening:
+                self._opening = None  # it failed: let the next call try again
+            raise
 
-        await self._write(create)
+    async def close(self) -> None:
+        """Commit what is queued, stop the writer and close the file. Idempotent."""
+        if self._opening is None or self._loop is not asyncio.get_running_loop():
+            return self._forget()
+        try:
+            await asyncio.shield(self._opening)
+        except Exception:
+            return None
+        self._closing = True
+        self._wake.set()
+        await asyncio.wait([self._writer])  # drained; wait() does not re-raise if it was cancelled
+        conn, self._conn, self._opening, self._closing = self._conn, None, None, False
+        await conn.close()
+
+    async def create_run(self, info: RunInfo) -> None:
+        await self._write(tx.create, info)
 
     async def get_run(self, run_id: str) -> RunInfo:
-        rows = await self._read("SELECT info FROM runs WHERE run_id = ?", (run_id,))
-        if not rows:
-            raise RunNotFoundError(
-                f"no run {run_id!r} in {self.path}; list runs with `waypoint runs` or check "
-                "the database path (--db / WAYPOINT_DB).", run_id=run_id)
-        return self._decode_run(rows[0][0], run_id)
+        return _run(run_id, await self._read(tx.run_row, run_id))
 
     async def list_runs(self, *, status: RunStatus | None = None, graph: str | None = None,
                         limit: int = 100) -> list[RunInfo]:
-        rows = await self._read(
-            "SELECT run_id, info FROM runs WHERE (?1 IS NULL OR status = ?1) AND "
-            "(?2 IS NULL OR graph = ?2) ORDER BY created_at DESC, run_id LIMIT ?3",
-            (status, graph, limit))
-        return [self._decode_run(info, run_id) for run_id, info in rows]
+        filters = [(sql, value) for sql, value in (("status = ?", status), ("graph = ?", graph))
+                   if value is not None]
+        where = f"WHERE {' AND '.join(sql for sql, _ in filters)} " if filters else ""
+        rows = await self._read(tx.select, f"SELECT run_id, {tx.RUN_COLUMNS} FROM runs {where}"
+                                "ORDER BY created_at DESC, rowid DESC LIMIT ?",  # constant fragments
+                                (*(value for _, value in filters), limit))
+        return [_run(row[0], row[1:]) for row in rows]
 
     async def claim(self, run_id: str, owner: str, ttl: float) -> RunInfo:
-        def claim(raw: sqlite3.Connection) -> RunInfo:
-            info = _get(raw, run_id)
-            now = time.time()
-            if info.lease_owner not in (None, owner) and info.lease_expiry >= now:
-                raise LeaseError(
-                    f"run {run_id!r} is being executed by {info.lease_owner} (lease until "
-                    f"{time.ctime(info.lease_expiry)}); wait for it to finish, or for its lease "
-                    "to expire if that process died.", run_id=run_id)
-            return _put(raw, info, lease_owner=owner, lease_expiry=now + ttl, status="running")
-
-        return await self._write(claim)
+        return _run(run_id, await self._write(tx.claim, run_id, owner, ttl))
 
     async def renew(self, run_id: str, owner: str, ttl: float) -> None:
-        def renew(raw: sqlite3.Connection) -> None:
-            _put(raw, _fenced(_get(raw, run_id), owner), lease_expiry=time.time() + ttl)
+        await self._write(tx.renew, run_id, owner, ttl)
 
-        await self._write(renew)
+    async def release(self, run_id: str, owner: str, status: RunStatus, *, error: str | None = None,
+                      waiting: list[str] | None = None) -> None:
+        await self._write(tx.release, run_id, owner, status, error, list(waiting or []))
 
-    async def release(self, run_id: str, owner: str, status: RunStatus, *,
-                      error: str | None = None, waiting: list[str] | None = None) -> None:
-        def release(raw: sqlite3.Connection) -> None:
-            _put(raw, _fenced(_get(raw, run_id), owner), lease_owner=None, lease_expiry=0.0,
-                 status=status, error=error, waiting=list(waiting or []))
-
-        await self._write(release)
-
-    # -- the log -----------------------------------------------------------
     async def append(self, run_id: str, owner: str, steps: list[Step],
                      snapshot: Snapshot | None = None) -> None:
-        await self._write(_Append(run_id, owner, steps, snapshot))
+        await self._write(tx.append, _prepare(run_id, owner, steps, snapshot))
 
     async def load(self, run_id: str) -> tuple[Snapshot | None, list[Step]]:
-        snapshot = await self.snapshot_at(run_id, 2**62)
-        return snapshot, await self.history(run_id, after=snapshot.seq if snapshot else 0)
+        snap, rows = await self._read(tx.load, run_id)
+        snapshot = None if snap is None else decode_snapshot(snap[1], run_id=run_id, seq=snap[0])
+        return snapshot, [decode_step(payload, run_id=run_id, seq=seq) for seq, payload in rows]
 
     async def history(self, run_id: str, *, after: int = 0, upto: int | None = None) -> list[Step]:
-        rows = await self._read(
-            "SELECT seq, payload FROM steps WHERE run_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
-            (run_id, after, 2**62 if upto is None else upto))
+        rows = await self._read(tx.select_of_run, run_id, "SELECT seq, payload FROM steps WHERE "
+                                "run_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
+                                (after, _LAST if upto is None else upto))
         return [decode_step(payload, run_id=run_id, seq=seq) for seq, payload in rows]
 
     async def snapshot_at(self, run_id: str, seq: int) -> Snapshot | None:
-        rows = await self._read(
-            "SELECT seq, payload FROM snapshots WHERE run_id = ? AND seq <= ? "
-            "ORDER BY seq DESC LIMIT 1", (run_id, seq))
+        rows = await self._read(tx.select_of_run, run_id, "SELECT seq, payload FROM snapshots "
+                                "WHERE run_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1", (seq,))
         return decode_snapshot(rows[0][1], run_id=run_id, seq=rows[0][0]) if rows else None
 
-    # -- plumbing ----------------------------------------------------------
-    async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        await self.open()
-        try:
-            return await self._conn.execute_fetchall(sql, params)
-        except sqlite3.Error as exc:
-            raise StoreError(f"reading {self.path} failed: {exc}") from None
+    # -- plumbing ------------------------------------------------------------------------
 
-    async def _write(self, work: Any) -> Any:
-        await self.open()
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((work, future))
+    async def _connect(self) -> None:
+        target = str(self.path)
+        uri = target.startswith("file:")
+        if not uri and not self.path.parent.is_dir():
+            raise StoreError(f"cannot open {self.path}: its folder {self.path.parent} does not "
+                             "exist; create it first or choose another path")
+        conn = aiosqlite.connect(target, isolation_level=None, uri=uri, timeout=self.busy_timeout)
+        # aiosqlite's thread is not a daemon: a store never closed (open() is implicit) would
+        # hang the interpreter at exit. What was committed is durable either way.
+        conn._thread.daemon = True
+        try:
+            await conn
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite file {self.path}: {exc}") from None
+        try:
+            await self._hop(conn, tx.setup, _PRAGMA_SYNCHRONOUS[self.synchronous], target)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn, self._queue, self._wake = conn, [], asyncio.Event()
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    def _forget(self) -> None:
+        """Drop what belongs to another event loop; its thread is told to close the file."""
+        if self._conn is not None:
+            self._conn.stop()
+        self._conn, self._opening, self._writer, self._queue, self._closing = None, None, None, [], False
+
+    async def _ready(self) -> aiosqlite.Connection:
+        if self._conn is None or self._loop is not asyncio.get_running_loop():
+            await self.open()
+        if self._closing:
+            raise StoreError(f"SQLite store {self.path} is closing; open it again to use it")
+        return self._conn
+
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        return await self._hop(await self._ready(), fn, *args)
+
+    async def _write(self, fn: Any, *args: Any) -> Any:
+        await self._ready()
+        future = self._loop.create_future()
+        self._queue.append(((fn, args), future))
+        self._wake.set()
         return await future
 
-    async def _write_loop(self) -> None:
-        """The single writer: everything queued while a transaction ran goes in the next one."""
-        stop = False
-        while not stop:
-            batch = [await self._queue.get()]
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            stop = any(item is None for item in batch)
-            jobs = [item for item in batch if item is not None]
-            if not jobs:
-                continue
-            # One hop into aiosqlite's thread for the whole transaction: the public API
-            # would cost a hop per statement (BEGIN, INSERTs, UPDATE, COMMIT).
-            try:
-                results = await self._conn._execute(_transaction, self._conn._conn, jobs, self.path)
-            except BaseException as exc:
-                for _, future in jobs:
-                    if not future.done():
-                        future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, future), (ok, value) in zip(jobs, results):
-                if not future.done():
-                    future.set_result(value) if ok else future.set_exception(value)
-
-    def _decode_run(self, data: bytes, run_id: str) -> RunInfo:
+    async def _hop(self, conn: aiosqlite.Connection, fn: Any, *args: Any) -> Any:
+        # aiosqlite's public API costs one thread hop per statement (BEGIN, UPDATE,
+        # INSERT..., COMMIT). Connection._execute runs `fn` in the connection's own
+        # thread, so a whole transaction on the raw sqlite3 connection costs one hop.
         try:
-            return _run_decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            from waypoint.errors import CorruptRecordError
+            return await conn._execute(fn, conn._conn, *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store {self.path}: {exc}") from None
 
-            raise CorruptRecordError(f"run {run_id!r}: its row in {self.path} cannot be decoded "
-                                     f"({exc}).", run_id=run_id) from None
+    async def _write_loop(self) -> None:
+        """The single writer: whatever was queued while a transaction ran goes in the next one."""
+        while self._queue or not self._closing:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch, self._queue = [(job, f) for job, f in self._queue if not f.done()], []
+            if batch:
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[tx.Job, asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self._hop(self._conn, tx.write_batch, [job for job, _ in batch])
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # rolled back as a whole: every write of the batch failed
+            results = [(False, StoreError(f"SQLite store {self.path}: nothing written, the transaction "
+                                          f"failed ({exc}); what was committed before is intact"))
+                       for _ in batch]
+        for (_, future), (ok, value) in zip(batch, results):
+            if not future.done():
+                future.set_result(value) if ok else future.set_exception(value)
 
 
-class _Append:
-    """An append as a unit of work inside a group transaction."""
-
-    def __init__(self, run_id: str, owner: str, steps: list[Step], snapshot: Snapshot | None):
-        self.run_id, self.owner, self.steps, self.snapshot = run_id, owner, steps, snapshot
-
-    def __call__(self, raw: sqlite3.Connection) -> None:
-        info = _fenced(_get(raw, self.run_id), self.owner)
-        if self.steps and self.steps[0].seq != info.last_seq + 1:
-            raise LeaseError(
-                f"run {self.run_id!r}: step {self.steps[0].seq} does not follow step "
-                f"{info.last_seq}; another process wrote to this run.",
-                run_id=self.run_id, seq=self.steps[0].seq)
-        raw.executemany(
-            "INSERT INTO steps (run_id, seq, kind, node, payload) VALUES (?, ?, ?, ?, ?)",
-            [(self.run_id, s.seq, s.kind, s.node, encode(s)) for s in self.steps])
-        if self.snapshot is not None:
-            raw.execute("INSERT OR REPLACE INTO snapshots (run_id, seq, payload) VALUES (?, ?, ?)",
-                        (self.run_id, self.snapshot.seq, encode(self.snapshot)))
-        if self.steps:
-            _put(raw, info, last_seq=self.steps[-1].seq)
-
-
-def _transaction(raw: sqlite3.Connection, jobs: list[tuple[Any, Any]], path: Path) -> list[tuple[bool, Any]]:
-    """Run each job in one BEGIN IMMEDIATE transaction; a job's own error fails only that job."""
-    results: list[tuple[bool, Any]] = []
+def _run(run_id: str, row: tuple[Any, ...]) -> RunInfo:
+    info, status, updated_at, last_seq, owner, expiry, error, waiting = row
     try:
-        raw.execute("BEGIN IMMEDIATE")
-        for work, _ in jobs:
-            raw.execute("SAVEPOINT job")
-            try:
-                results.append((True, work(raw)))
-                raw.execute("RELEASE job")
-            except (LeaseError, RunNotFoundError, RunStateError) as exc:
-                raw.execute("ROLLBACK TO job")
-                raw.execute("RELEASE job")
-                results.append((False, exc))
-        _faults.reached("inside_commit")
-        raw.execute("COMMIT")
-    except sqlite3.Error as exc:
-        if raw.in_transaction:
-            raw.execute("ROLLBACK")
-        error = StoreError(f"writing to {path} failed: {exc}; what was committed before is "
-                           "intact. Check the disk, the file's permissions and its folder.")
-        return [(False, error) for _ in jobs]
-    return results
-
-
-def _get(raw: sqlite3.Connection, run_id: str) -> RunInfo:
-    row = raw.execute("SELECT info FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    if row is None:
-        raise RunNotFoundError(f"no run {run_id!r} in this database.", run_id=run_id)
-    return _run_decoder.decode(row[0])
-
-
-def _fenced(info: RunInfo, owner: str) -> RunInfo:
-    if info.lease_owner != owner:
-        raise LeaseError(
-            f"run {info.run_id!r} is no longer leased to {owner} (holder: {info.lease_owner}); "
-            "this process must stop executing it.", run_id=info.run_id)
-    return info
-
-
-def _put(raw: sqlite3.Connection, info: RunInfo, **changes: Any) -> RunInfo:
-    info = msgspec.structs.replace(info, updated_at=time.time(), **changes)
-    raw.execute("UPDATE runs SET status = ?, info = ? WHERE run_id = ?",
-                (info.status, _run_encoder.encode(info), info.run_id))
-    return info
+        return structs.replace(tx.decode_info(info), status=status, updated_at=updated_at,
+                               last_seq=last_seq, lease_owner=owner, lease_expiry=expiry,
+                               error=error, waiting=tx.decode_waiting(waiting))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise CorruptRecordError(f"run {run_id!r}: its row cannot be decoded ({exc}); restore the "
+                                 "database from a backup", run_id=run_id) from None

@@ -1,0 +1,252 @@
+"""Both stores against the conformance suite, then what only a real SQLite file can show."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import sqlite3
+import uuid
+
+import msgspec
+import pytest
+
+from waypoint.checkpoints import MemoryStore, SQLiteStore
+from waypoint.checkpoints.records import Snapshot
+from waypoint.checkpoints.sqlite import SCHEMA_VERSION
+from waypoint.errors import CorruptRecordError, LeaseError, SchemaVersionError, StoreError
+from waypoint.testing.store_conformance import (
+    CHECKS, check_store, info, leased, plant_memory, plant_sqlite, run_check, step,
+)
+
+STORES = {
+    "memory": (lambda tmp: MemoryStore, plant_memory),
+    "sqlite": (lambda tmp: lambda: SQLiteStore(tmp / f"{uuid.uuid4().hex}.db"), plant_sqlite),
+    "sqlite-normal": (lambda tmp: lambda: SQLiteStore(tmp / f"{uuid.uuid4().hex}.db",
+                                                      synchronous="NORMAL"), plant_sqlite),
+}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("check", list(CHECKS))
+@pytest.mark.parametrize("kind", list(STORES))
+async def test_conformance(kind, check, tmp_path):
+    make, plant = STORES[kind]
+    await run_check(check, make(tmp_path), plant=plant)
+
+
+@pytest.mark.asyncio
+async def test_check_store_runs_the_whole_suite(tmp_path):
+    await check_store(lambda: SQLiteStore(tmp_path / f"{uuid.uuid4().hex}.db"))  # no plant: skips one
+
+
+@pytest.mark.asyncio
+async def test_check_store_names_the_failing_check():
+    class Forgetful(MemoryStore):
+        async def list_runs(self, **filters):
+            return list(reversed(await super().list_runs(**filters)))
+
+    with pytest.raises(AssertionError, match="store check 'list_runs' failed"):
+        await check_store(Forgetful)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_appends_must_be_consecutive_and_extend_the_lease(kind, tmp_path):
+    async with STORES[kind][0](tmp_path)() as store:
+        await leased(store, "r", "w1", ttl=0.2)
+        with pytest.raises(ValueError, match="consecutive"):
+            await store.append("r", "w1", [step(1), step(3)])
+        expiry = (await store.get_run("r")).lease_expiry
+        await asyncio.sleep(0.05)
+        await store.append("r", "w1", [step(1)])
+        assert (await store.get_run("r")).lease_expiry > expiry  # progress proves the holder is alive
+
+
+# -- SQLite only ---------------------------------------------------------------------------
+
+
+async def pragma(store: SQLiteStore, name: str):
+    return (await store._conn.execute_fetchall(f"PRAGMA {name}"))[0][0]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("synchronous", "level"), [("FULL", 2), ("NORMAL", 1)])
+async def test_pragmas_are_in_effect(tmp_path, synchronous, level):
+    async with SQLiteStore(tmp_path / "runs.db", synchronous=synchronous, busy_timeout=2.5) as store:
+        assert await pragma(store, "journal_mode") == "wal"
+        assert await pragma(store, "synchronous") == level
+        assert await pragma(store, "busy_timeout") == 2500
+        assert await pragma(store, "user_version") == SCHEMA_VERSION
+    with pytest.raises(ValueError, match="FULL"):
+        SQLiteStore(tmp_path / "x.db", synchronous="OFF; DROP TABLE runs")
+
+
+@pytest.mark.asyncio
+async def test_data_survives_close_and_reopen(tmp_path):
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        await leased(store, "r", "w1")
+        await store.append("r", "w1", [step(1), step(2)], Snapshot(seq=2, state={"n": 2}))
+        pending = [asyncio.create_task(store.append("r", "w1", [step(3)]))]
+        await asyncio.sleep(0)  # queued, not yet committed
+    assert pending[0].done(), "close() returned before a queued append was committed"
+    async with SQLiteStore(tmp_path / "runs.db") as again:
+        assert await again.load("r") == (Snapshot(seq=2, state={"n": 2}), [step(3)])
+        assert (await again.get_run("r")).lease_owner == "w1"
+
+
+def test_one_store_object_serves_two_event_loops(tmp_path):
+    store = SQLiteStore(tmp_path / "runs.db")
+
+    async def first():
+        await leased(store, "r", "w1")
+        await store.append("r", "w1", [step(1)])  # no close(): the loop ends with the store open
+
+    async def second():
+        await store.append("r", "w1", [step(2)])
+        history = await store.history("r")
+        await store.close()
+        return history
+
+    asyncio.run(first())
+    assert [s.seq for s in asyncio.run(second())] == [1, 2]
+
+
+@pytest.mark.asyncio
+async def test_a_newer_schema_is_refused(tmp_path):
+    async with SQLiteStore(tmp_path / "runs.db"):
+        pass
+    with sqlite3.connect(tmp_path / "runs.db") as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    store = SQLiteStore(tmp_path / "runs.db")
+    with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1}.*Upgrade waypoint"):
+        await store.open()
+    with pytest.raises(SchemaVersionError):
+        await store.get_run("r")  # still refused, never half-open
+    await store.close()
+
+
+@pytest.mark.asyncio
+async def test_unopenable_files_are_clear_errors(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        await SQLiteStore(tmp_path / "missing" / "runs.db").open()
+    (tmp_path / "junk.db").write_bytes(b"this is not a database, just some text " * 200)
+    with pytest.raises(StoreError, match="junk.db.*not a database"):
+        await SQLiteStore(tmp_path / "junk.db").open()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["uri", "chmod"])
+async def test_read_only_file_fails_writes_and_keeps_reads(tmp_path, how):
+    db = tmp_path / "runs.db"
+    async with SQLiteStore(db) as store:
+        for run_id in ("a", "b"):
+            await leased(store, run_id, "w1")
+            await store.append(run_id, "w1", [step(1)])
+    if how == "chmod":
+        if os.geteuid() == 0:
+            pytest.skip("root writes to read-only files; the uri case covers it")
+        db.chmod(0o444)
+    async with SQLiteStore(f"file:{db}?mode=ro" if how == "uri" else db) as ro:
+        results = await asyncio.gather(ro.append("a", "w1", [step(2)]), ro.append("b", "w1", [step(2)]),
+                                       return_exceptions=True)
+        assert all(isinstance(r, StoreError) and "readonly" in str(r) for r in results), results
+        assert [s.seq for s in await ro.history("a")] == [1]
+        assert (await ro.get_run("b")).last_seq == 1
+
+
+@pytest.mark.asyncio
+async def test_injection_looking_strings_are_plain_data(tmp_path):
+    nasty = "x'; DROP TABLE runs; --"
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        await leased(store, nasty, owner=f'"{nasty}', graph=nasty)
+        await store.append(nasty, f'"{nasty}', [step(1, node=nasty)])
+        assert [r.run_id for r in await store.list_runs(graph=nasty, status="running")] == [nasty]
+        assert (await store.history(nasty))[0].node == nasty
+        tables = {r[0] for r in await store._conn.execute_fetchall("SELECT name FROM sqlite_master")}
+        assert {"runs", "steps", "snapshots"} <= tables
+
+
+class Boom:
+    """Pickling this runs a shell command on load; no store may ever unpickle."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.asyncio
+async def test_hostile_payloads_never_execute(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps(Boom(marker))
+    fields = {"seq": 2, "kind": "done", "node": "n", "activation": "n#2", "at": 1.0}
+    ext = msgspec.msgpack.encode({**fields, "delta": {"x": msgspec.msgpack.Ext(7, evil), "p": evil}})
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        await leased(store, "r", "w1")
+        await store.append("r", "w1", [step(1), step(2), step(3)])
+        await plant_sqlite(store, "r", 1, evil)
+        await plant_sqlite(store, "r", 2, ext)
+        await plant_sqlite(store, "r", 3, msgspec.msgpack.encode(msgspec.msgpack.Ext(1, evil)))
+        with pytest.raises(CorruptRecordError, match="'r'.*seq 1"):
+            await store.history("r", upto=1)
+        (inert,) = await store.history("r", after=1, upto=2)
+        assert inert.delta == {"x": msgspec.msgpack.Ext(7, evil), "p": evil}  # data, never code
+        with pytest.raises(CorruptRecordError, match="seq 3"):
+            await store.history("r", after=2)
+    assert not marker.exists()
+
+
+@pytest.mark.asyncio
+async def test_two_stores_on_one_file_see_each_other(tmp_path):
+    async with SQLiteStore(tmp_path / "runs.db") as one, SQLiteStore(tmp_path / "runs.db") as two:
+        await leased(one, "r", "host1:1:a")
+        with pytest.raises(LeaseError, match="is being executed by host1:1:a"):
+            await two.claim("r", "host2:2:b", 60)
+        await one.append("r", "host1:1:a", [step(1)])
+        assert [s.seq for s in await two.history("r")] == [1]
+        await one.release("r", "host1:1:a", "failed", error="x")
+        await two.claim("r", "host2:2:b", 60)
+        with pytest.raises(LeaseError, match="host1:1:a no longer holds the lease"):
+            await one.append("r", "host1:1:a", [step(2)])
+        for i in range(20):
+            await leased(one if i % 2 else two, f"p{i}", "w")
+        await asyncio.gather(*(s.append(f"p{i}", "w", [step(n)]) for n in (1, 2, 3)
+                               for i, s in enumerate([two, one] * 10)))
+        assert [(await one.get_run(f"p{i}")).last_seq for i in range(20)] == [3] * 20
+
+
+@pytest.mark.asyncio
+async def test_a_commit_is_one_thread_hop_and_concurrent_appends_share_it(tmp_path):
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        for i in range(100):
+            await leased(store, f"r{i}", "w")
+        hops = 0
+        real = store._conn._execute
+
+        async def counting(fn, *args):
+            nonlocal hops
+            hops += 1
+            return await real(fn, *args)
+
+        store._conn._execute = counting
+        await store.append("r0", "w", [step(1), step(2)], Snapshot(seq=2, state={}))
+        assert hops == 1
+        await asyncio.gather(*(store.append(f"r{i}", "w", [step(1)]) for i in range(1, 100)))
+        assert hops <= 3, f"99 concurrent appends took {hops - 1} transactions"
+
+
+@pytest.mark.asyncio
+async def test_a_damaged_run_fails_alone_in_its_batch(tmp_path):
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        await leased(store, "bad", "w")
+        await leased(store, "good", "w")
+        with sqlite3.connect(tmp_path / "runs.db") as conn:  # a stray row beyond last_seq
+            conn.execute("INSERT INTO steps VALUES ('bad', 2, 'done', 'n', x'00')")
+        results = await asyncio.gather(store.append("good", "w", [step(1)]),
+                                       store.append("bad", "w", [step(1), step(2)]),
+                                       store.append("good", "w", [step(2)]), return_exceptions=True)
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], StoreError) and "'bad'" in str(results[1])
+        assert (await store.get_run("bad")).last_seq == 0 and (await store.get_run("good")).last_seq == 2

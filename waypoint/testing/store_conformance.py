@@ -1,0 +1,280 @@
+"""The checks every Store must pass: run them on your own store.
+
+    from waypoint.testing.store_conformance import check_store
+
+    @pytest.mark.asyncio
+    async def test_my_store_conforms(tmp_path):
+        await check_store(lambda: MyStore(tmp_path / f"{uuid.uuid4().hex}.db"), plant=my_plant)
+
+`make_store()` returns a new, empty store on each call (opened here, closed
+after each check). `plant(store, run_id, seq, payload)`, if given, overwrites
+the stored bytes of one step, as a damaged disk would; without it the
+corruption check is skipped. For one pytest case per check, parametrize over
+`CHECKS` and call `run_check(name, make_store, plant=...)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from waypoint.checkpoints.protocol import Store
+from waypoint.checkpoints.records import RECORD_VERSION, RunInfo, Snapshot, Step
+from waypoint.errors import (
+    CorruptRecordError, LeaseError, RunNotFoundError, RunStateError, SchemaVersionError,
+)
+
+__all__ = ["CHECKS", "NEEDS_PLANT", "check_store", "plant_memory", "plant_sqlite", "run_check"]
+
+Plant = Callable[[Any, str, int, bytes], Awaitable[None]]
+MakeStore = Callable[[], "Store | Awaitable[Store]"]
+
+
+async def check_store(make_store: MakeStore, *, plant: Plant | None = None) -> None:
+    """Run every check on a fresh store; the first failure raises AssertionError naming it."""
+    for name in CHECKS:
+        if name in NEEDS_PLANT and plant is None:
+            continue
+        try:
+            await run_check(name, make_store, plant=plant)
+        except Exception as exc:
+            raise AssertionError(f"store check {name!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+async def run_check(name: str, make_store: MakeStore, *, plant: Plant | None = None) -> None:
+    """Run the check `name` (a key of CHECKS) on a fresh store, opened and closed around it."""
+    store = make_store()
+    if inspect.isawaitable(store):
+        store = await store
+    await store.open()
+    try:
+        await CHECKS[name](store, plant)
+    finally:
+        await store.close()
+
+
+async def plant_memory(store: Any, run_id: str, seq: int, payload: bytes) -> None:
+    """A `plant` for MemoryStore: replace the encoded bytes it keeps for one step."""
+    store._steps[run_id][seq] = payload
+
+
+async def plant_sqlite(store: Any, run_id: str, seq: int, payload: bytes) -> None:
+    """A `plant` for SQLiteStore: rewrite one step's payload through a separate connection."""
+    with contextlib.closing(sqlite3.connect(store.path, timeout=10)) as conn, conn:
+        conn.execute("UPDATE steps SET payload = ? WHERE run_id = ? AND seq = ?", (payload, run_id, seq))
+
+
+def info(run_id: str, *, graph: str = "g", created_at: float | None = None, **more: Any) -> RunInfo:
+    now = time.time() if created_at is None else created_at
+    fields = {"graph_hash": "h1", "status": "running", "created_at": now, "updated_at": now, **more}
+    return RunInfo(run_id=run_id, graph=graph, **fields)
+
+
+def step(seq: int, node: str = "n", **more: Any) -> Step:
+    return Step(seq=seq, kind="done", node=node, activation=f"{node}#{seq}", at=1000.0 + seq,
+                delta={"n": seq}, **more)
+
+
+async def leased(store: Store, run_id: str, owner: str = "w1", ttl: float = 60.0, **more: Any) -> None:
+    await store.create_run(info(run_id, **more))
+    await store.claim(run_id, owner, ttl)
+
+
+async def raises(error: type[Exception], awaitable: Awaitable[Any], *words: str) -> Exception:
+    """Await and require `error`, whose message contains every one of `words`."""
+    try:
+        await awaitable
+    except error as exc:
+        missing = [w for w in words if w not in str(exc)]
+        assert not missing, f"{type(exc).__name__} message {str(exc)!r} does not mention {missing}"
+        return exc
+    raise AssertionError(f"expected {error.__name__}")
+
+
+async def check_create_and_get(store: Store, plant: Plant | None) -> None:
+    full = info("r1", graph_ref="m:g", parent_run_id="p", forked_from="p@3", last_seq=3,
+                error="boom", waiting=["approve", "review"])
+    await store.create_run(full)
+    assert await store.get_run("r1") == full
+    await raises(RunStateError, store.create_run(info("r1", graph="other")), "r1")
+    assert await store.get_run("r1") == full, "a refused duplicate create changed the run"
+
+
+async def check_unknown_run(store: Store, plant: Plant | None) -> None:
+    calls = [store.get_run("nope"), store.claim("nope", "w", 1), store.renew("nope", "w", 1),
+             store.release("nope", "w", "done"), store.append("nope", "w", [step(1)]),
+             store.load("nope"), store.history("nope"), store.snapshot_at("nope", 1)]
+    for call in calls:
+        exc = await raises(RunNotFoundError, call, "nope")
+        assert exc.run_id == "nope"
+
+
+async def check_list_runs(store: Store, plant: Plant | None) -> None:
+    for i in range(6):
+        await store.create_run(info(f"r{i}", graph="ab"[i % 2], created_at=1000.0 + i))
+    await store.claim("r4", "w", 60)
+    await store.release("r4", "w", "done")
+    ids = lambda runs: [r.run_id for r in runs]  # noqa: E731
+    assert ids(await store.list_runs()) == ["r5", "r4", "r3", "r2", "r1", "r0"], "not newest first"
+    assert ids(await store.list_runs(graph="a")) == ["r4", "r2", "r0"]
+    assert ids(await store.list_runs(status="done")) == ["r4"]
+    assert ids(await store.list_runs(status="running", graph="a")) == ["r2", "r0"]
+    assert ids(await store.list_runs(limit=2)) == ["r5", "r4"]
+    assert await store.list_runs(status="waiting") == []
+
+
+async def check_claim_renew_release(store: Store, plant: Plant | None) -> None:
+    await store.create_run(info("r", status="waiting"))
+    before = time.time()
+    claimed = await store.claim("r", "w1", 60)
+    assert (claimed.lease_owner, claimed.status) == ("w1", "running")
+    assert before + 59 <= claimed.lease_expiry <= time.time() + 61
+    assert (await store.claim("r", "w1", 60)).lease_owner == "w1", "re-claiming our own lease failed"
+    exc = await raises(LeaseError, store.claim("r", "w2", 60), "'r'", "is being executed by", "w1")
+    assert exc.run_id == "r"
+    await raises(LeaseError, store.renew("r", "w2", 60), "w2")
+    await raises(LeaseError, store.release("r", "w2", "done"), "w2")
+    await store.renew("r", "w1", 600)
+    assert (await store.get_run("r")).lease_expiry >= before + 599
+    await store.release("r", "w1", "waiting", waiting=["approve"])
+    run = await store.get_run("r")
+    assert (run.status, run.waiting, run.lease_owner, run.lease_expiry) == ("waiting", ["approve"], None, 0)
+    await raises(LeaseError, store.release("r", "w1", "done"), "w1")
+    await raises(LeaseError, store.append("r", "w1", [step(1)]), "w1")
+    await store.claim("r", "w2", 60)
+    await store.release("r", "w2", "failed", error="node x failed")
+    run = await store.get_run("r")
+    assert (run.status, run.error, run.waiting) == ("failed", "node x failed", [])
+
+
+async def check_expired_lease(store: Store, plant: Plant | None) -> None:
+    await leased(store, "r", "w1", ttl=0.05)
+    await asyncio.sleep(0.1)
+    assert (await store.claim("r", "w2", 60)).lease_owner == "w2", "an expired lease was not taken over"
+    await raises(LeaseError, store.append("r", "w1", [step(1)]), "w1")
+    await raises(LeaseError, store.renew("r", "w1", 60), "w1")
+    await raises(LeaseError, store.release("r", "w1", "done"), "w1")
+    await store.append("r", "w2", [step(1)])
+    assert [s.seq for s in await store.history("r")] == [1]
+
+
+async def check_append_fenced(store: Store, plant: Plant | None) -> None:
+    await store.create_run(info("free"))
+    await raises(LeaseError, store.append("free", "w1", [step(1)]), "free", "w1")
+    await leased(store, "r", "w1")
+    await store.append("r", "w1", [step(1), step(2)])
+    await raises(LeaseError, store.append("r", "intruder", [step(3)]), "intruder")
+    await raises(LeaseError, store.append("r", "w1", [step(2)]), "2")  # replayed
+    await raises(LeaseError, store.append("r", "w1", [step(4)]), "4")  # gap
+    await raises(LeaseError, store.append("r", "intruder", [], Snapshot(seq=2, state={})))
+    assert [s.seq for s in await store.history("r")] == [1, 2], "a refused append wrote steps"
+    assert await store.snapshot_at("r", 2) is None, "a refused append wrote a snapshot"
+    assert (await store.get_run("r")).last_seq == 2
+    await store.append("r", "w1", [step(3)])
+    assert (await store.get_run("r")).last_seq == 3
+
+
+async def check_append_keeps_status(store: Store, plant: Plant | None) -> None:
+    await leased(store, "r", "w1")
+    await store.release("r", "w1", "waiting", waiting=["g"])
+    await store.claim("r", "w1", 60)
+    await store.append("r", "w1", [step(1)], Snapshot(seq=1, state={"n": 1}))
+    run = await store.get_run("r")
+    assert (run.status, run.last_seq, run.lease_owner) == ("running", 1, "w1")
+
+
+async def check_forked_run_continues(store: Store, plant: Plant | None) -> None:
+    await leased(store, "fork", "w1", last_seq=5, forked_from="src@5")
+    await store.append("fork", "w1", [], Snapshot(seq=5, state={"n": 5}))
+    await raises(LeaseError, store.append("fork", "w1", [step(1)]))
+    await store.append("fork", "w1", [step(6)])
+    snapshot, tail = await store.load("fork")
+    assert snapshot == Snapshot(seq=5, state={"n": 5}) and [s.seq for s in tail] == [6]
+
+
+async def check_load_snapshot_and_tail(store: Store, plant: Plant | None) -> None:
+    await leased(store, "r")
+    assert await store.load("r") == (None, [])
+    await store.append("r", "w1", [], Snapshot(seq=0, state={"n": 0}, frontier={"ready": ["a"]}))
+    await store.append("r", "w1", [step(1), step(2)])
+    assert await store.load("r") == (Snapshot(seq=0, state={"n": 0}, frontier={"ready": ["a"]}),
+                                     [step(1), step(2)])
+    await store.append("r", "w1", [step(3)], Snapshot(seq=3, state={"n": 3}))
+    await store.append("r", "w1", [step(4), step(5)])
+    assert await store.load("r") == (Snapshot(seq=3, state={"n": 3}), [step(4), step(5)])
+
+
+async def check_history_and_snapshot_at(store: Store, plant: Plant | None) -> None:
+    await leased(store, "r")
+    await store.append("r", "w1", [step(1), step(2)], Snapshot(seq=2, state={"at": 2}))
+    await store.append("r", "w1", [step(3), step(4), step(5)], Snapshot(seq=5, state={"at": 5}))
+    seqs = lambda steps: [s.seq for s in steps]  # noqa: E731
+    assert seqs(await store.history("r")) == [1, 2, 3, 4, 5]
+    assert seqs(await store.history("r", after=2)) == [3, 4, 5]
+    assert seqs(await store.history("r", upto=3)) == [1, 2, 3]
+    assert seqs(await store.history("r", after=1, upto=4)) == [2, 3, 4]
+    assert await store.history("r", after=5) == [] and await store.history("r", after=3, upto=3) == []
+    assert await store.snapshot_at("r", 1) is None
+    assert [(await store.snapshot_at("r", s)).state["at"] for s in (2, 4, 5, 99)] == [2, 2, 5, 5]
+
+
+async def check_records_round_trip(store: Store, plant: Plant | None) -> None:
+    await leased(store, "r")
+    rich = Step(seq=1, kind="wait", node="gate", activation="gate#1", at=1.5,
+                delta={"text": "héllo ✓", "nested": {"list": [1, 2.5, None, True]}, "big": 2**62},
+                children=["a#2", "b#3"], extra={"request": {"prompt": "ok?"}})
+    await store.append("r", "w1", [rich, Step(seq=2, kind="event", node="", activation="", at=2.0)])
+    assert (await store.history("r"))[0] == rich
+
+
+async def check_group_commit(store: Store, plant: Plant | None) -> None:
+    runs = [f"run-{i:03d}" for i in range(100)]
+    for run_id in runs:
+        await leased(store, run_id, "w1")
+
+    async def appender(run_id: str) -> None:
+        for seq in range(1, 11):
+            await store.append(run_id, "w1", [step(seq, node=run_id)])
+
+    intruder = store.append(runs[0], "intruder", [step(1)])
+    results = await asyncio.gather(intruder, *(appender(r) for r in runs), return_exceptions=True)
+    assert isinstance(results[0], LeaseError), f"the intruder's append was not refused: {results[0]!r}"
+    assert results[1:] == [None] * 100, [r for r in results[1:] if r is not None][:3]
+    await store.close()
+    await store.open()
+    for run_id in runs:
+        assert [(s.seq, s.node) for s in await store.history(run_id)] == [(i, run_id) for i in range(1, 11)]
+        assert (await store.get_run(run_id)).last_seq == 10
+
+
+async def check_corrupt_record(store: Store, plant: Plant | None) -> None:
+    await leased(store, "r")
+    await store.append("r", "w1", [step(1), step(2), step(3)])
+    await plant(store, "r", 2, b"\xc1 not msgpack")
+    for call in (store.load("r"), store.history("r", after=1)):
+        exc = await raises(CorruptRecordError, call, "'r'", "2")
+        assert (exc.run_id, exc.seq) == ("r", 2)
+    assert [s.seq for s in await store.history("r", upto=1)] == [1], "an intact step became unreadable"
+
+
+async def check_newer_record_version(store: Store, plant: Plant | None) -> None:
+    await leased(store, "r")
+    await store.append("r", "w1", [step(1), step(2, v=RECORD_VERSION + 1)])
+    exc = await raises(SchemaVersionError, store.history("r"), "'r'", f"{RECORD_VERSION + 1}")
+    assert (exc.run_id, exc.seq) == ("r", 2)
+
+
+CHECKS: dict[str, Callable[[Any, Plant | None], Awaitable[None]]] = {
+    fn.__name__.removeprefix("check_"): fn
+    for fn in (check_create_and_get, check_unknown_run, check_list_runs, check_claim_renew_release,
+               check_expired_lease, check_append_fenced, check_append_keeps_status,
+               check_forked_run_continues, check_load_snapshot_and_tail, check_history_and_snapshot_at,
+               check_records_round_trip, check_group_commit, check_corrupt_record,
+               check_newer_record_version)
+}
+NEEDS_PLANT = frozenset({"corrupt_record"})
