@@ -140,3 +140,20 @@ def test_named_fault_points_lose_nothing(tmp_path, point, nth):
         assert before <= committed  # every step was durable; its successors had not started
     else:
         assert before - committed, "the crash should have caught finished work uncommitted"
+
+
+def test_a_crash_inside_a_subgraph_resumes_inside_it(tmp_path):
+    worker = Path(__file__).parent / "sub_worker.py"
+    db, log = tmp_path / "runs.db", tmp_path / "exec.log"
+
+    def run(mode, generation, **env):
+        return subprocess.run([sys.executable, str(worker), mode, str(db), str(log), generation],
+                              capture_output=True, text=True, env={**ENV, **env}, timeout=60)
+
+    crashed = run("start", "0", WAYPOINT_FAULT="after_commit@3")  # pre, i1, i2 committed
+    assert crashed.returncode == -signal.SIGKILL
+    done = run("resume", "1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "pre,i1,i2,i3,post"
+    second = [line.split()[2] for line in log.read_text().splitlines() if line.startswith("1 ")]
+    assert second == ["i3", "post"]  # the child picked up after i2; nothing ran twice

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from waypoint.engine import _lease
 from waypoint.engine._frontier import Activation
 from waypoint.engine._nodes import ChildWaiting
 from waypoint.engine.events import Event, EventBus
@@ -27,11 +28,17 @@ def child_runner(parent: RunLoop, act: Activation):
 
         child_id = f"{parent.run_id}/{act.id}"
         try:
-            await parent.store.get_run(child_id)
+            info = await parent.store.get_run(child_id)
         except RunNotFoundError:
             await create_run_record(parent.store, graph, child_id, graph.schema.initial(child_input),
                                     owner=parent.owner, parent_run_id=parent.run_id)
-        await parent.store.claim(child_id, parent.owner, 3600.0)
+        else:
+            if info.lease_owner not in (None, parent.owner):
+                # Whoever held the child before us held the parent too, and lost it: the
+                # parent's lease, which we hold, is what fences the child.
+                await parent.store.release(child_id, info.lease_owner, info.status,
+                                           waiting=info.waiting)
+        await parent.store.claim(child_id, parent.owner, _lease.LEASE_TTL)
         prefix = act.node + "/"
         answers = {k[len(prefix):]: v for k, v in parent.answers.items() if k.startswith(prefix)}
         for key in answers:

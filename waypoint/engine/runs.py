@@ -183,6 +183,12 @@ async def _execute(graph, store, run_id, owner, answers, options: _Options, bus)
         await _finish(store, run_id, owner, "failed", exc, [])
         bus.publish(Event("run_failed", run_id, exc.node, data={"error": str(exc)}))
         return RunResult(run_id, "failed", getattr(loop, "state", None), error=exc)
+    except Exception as exc:  # a bug of ours: still leave the run failed and resumable
+        error = RunError(f"run {run_id!r} stopped on an internal error {type(exc).__name__}: "
+                         f"{exc}; resume it, and please report this.", run_id=run_id)
+        await _finish(store, run_id, owner, "failed", error, [])
+        bus.publish(Event("run_failed", run_id, data={"error": str(error)}))
+        raise
     finally:
         beat.cancel()
     await _finish(store, run_id, owner, outcome.status, outcome.error, outcome.waiting)
