@@ -4,7 +4,7 @@
     async with store:
         await store.create_run(info)
         await store.claim(run_id, owner="host:pid:uuid", ttl=30.0)
-        await store.append(run_id, owner, steps, snapshot=None, status="running")
+        await store.append(run_id, owner, steps, snapshot=None)
         snapshot, tail = await store.load(run_id)
 
 Leases, sequence numbers and group commit are part of the protocol so that a
