@@ -26,11 +26,13 @@ from waypoint.errors import GraphError
 from waypoint.graphs._infer import literal_labels, returned_keys
 from waypoint.graphs.graph import Graph
 from waypoint.nodes._call import arity, is_async
+from waypoint.nodes._tools import tool
 from waypoint.nodes.base import NO_RETRY, Node, RetryPolicy
 from waypoint.nodes.composite import MapNode, SubgraphNode
 from waypoint.nodes.function import FunctionNode, RouterNode
 from waypoint.nodes.gate import GateNode
 from waypoint.nodes.guard import GUARD_LABELS, LoopGuard
+from waypoint.nodes.tool_node import ToolNode
 
 S = TypeVar("S", bound=BaseModel)
 Targets = str | Sequence[str]
@@ -89,6 +91,25 @@ class GraphBuilder(Generic[S]):
         fields["writes"] = frozenset()
         self.add(RouterNode(**fields), routes)
         return fn
+
+    def tool_node(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        into: str | None = None,
+        args: Mapping[str, str] | Callable[[Any], dict[str, Any]] | None = None,
+        **options: Any,
+    ) -> None:
+        """Add a tool node: `fn`'s parameters are read from the state and validated first.
+
+        See `waypoint.nodes.tool_node`. Options as for `node` (retry, timeout, concurrency).
+        """
+        spec = tool(fn, name=name)
+        if isinstance(options.get("retry"), int):
+            options["retry"] = RetryPolicy(attempts=options["retry"])
+        writes = frozenset({into}) if into else None
+        self.add(ToolNode(name=spec.name, tool=spec, args=args, into=into, writes=writes, **options))
 
     def join(self, name: str, fn: Callable[..., Any] | None = None, **options: Any) -> None:
         """Add a join: runs once every branch started towards it has arrived or ended."""

@@ -1,0 +1,63 @@
+"""Tool nodes: a typed Python callable whose arguments come from the state.
+
+    def charge(amount: float, customer: str, ctx: NodeContext) -> str:
+        return payments.charge(amount, customer, idempotency_key=ctx.idempotency_key)
+
+    g.tool_node(charge, into="receipt", retry=RetryPolicy(attempts=3),
+                timeout=10, args={"customer": "customer_id"})
+
+Each parameter is read from the state field of the same name (or the field
+named in `args`, or `args(state)` returns them all) and validated against the
+parameter's annotation before the call: a value that does not fit fails the
+node without calling it. The result goes to `into` (or, without `into`, must be
+a dict of field updates). The attempt number is stored with the completion; the
+context's `idempotency_key` is the same for every attempt and across crashes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Mapping
+
+from pydantic import ValidationError
+
+from waypoint.errors import NodeError
+from waypoint.nodes._call import call
+from waypoint.nodes._tools import Tool
+from waypoint.nodes.base import Node, Outcome
+from waypoint.nodes.context import NodeContext
+
+
+@dataclass(frozen=True)
+class ToolNode(Node):
+    kind: ClassVar[str] = "tool"
+    tool: Tool | None = None
+    args: Mapping[str, str] | Callable[[Any], dict[str, Any]] | None = None
+    into: str | None = None
+
+    async def run(self, state: Any, ctx: NodeContext) -> Outcome:
+        kwargs = self._arguments(state, ctx)
+        if self.tool.ctx_param:
+            kwargs[self.tool.ctx_param] = ctx
+        ctx.record["attempt"] = ctx.attempt
+        result = await call(lambda: self.tool.fn(**kwargs), (), run_async=self.tool.is_async)
+        return Outcome(update={self.into: result} if self.into else result)
+
+    def _arguments(self, state: Any, ctx: NodeContext) -> dict[str, Any]:
+        fields = self.tool.arguments.model_fields
+        if callable(self.args):
+            raw = self.args(state)
+        else:
+            source = dict(self.args or {})
+            raw = {p: getattr(state, source.get(p, p)) for p in fields
+                   if hasattr(state, source.get(p, p))}
+        try:
+            parsed = self.tool.arguments.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(f"argument {'.'.join(map(str, e['loc']))!r}: {e['msg']}"
+                                 for e in exc.errors())
+            raise NodeError(
+                f"run {ctx.run_id!r}, tool node {self.name!r}: arguments taken from the state do "
+                f"not fit {self.tool.name}(): {problems}. The tool was not called; fix the state "
+                "(or args=) and resume.", run_id=ctx.run_id, node=self.name) from None
+        return {name: getattr(parsed, name) for name in fields}
