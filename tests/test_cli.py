@@ -137,19 +137,21 @@ def test_a_failing_node_exits_1_with_its_error(tmp_path, db):
     assert done.returncode == 1
     assert "status: failed" in done.stdout
     assert "node 'explode'" in done.stderr and "ValueError: no luck" in done.stderr
+    assert "retried   explode" in done.stdout and "attempt 1 raised ValueError('no luck')" in done.stdout
     assert "failed    explode" in done.stdout
+    assert "fix the cause, then: waypoint resume " in done.stdout
 
 
 FLAKY = """
 from pydantic import BaseModel
-from waypoint import END, START, GraphBuilder
+from waypoint import END, START, GraphBuilder, RetryPolicy
 
 class S(BaseModel):
     n: int = 0
 
 g = GraphBuilder(S)
 
-@g.node
+@g.node(retry=RetryPolicy(attempts=2, backoff=0.01, jitter=False))
 def explode(state: S) -> dict:
     raise ValueError("no luck")
 
@@ -266,6 +268,10 @@ def test_reading_commands_need_an_existing_database(tmp_path):
     done = wp("runs", "--db", str(tmp_path / "absent.db"))
     assert done.returncode == 2
     assert f"no waypoint database at {tmp_path / 'absent.db'}" in done.stderr
+    (tmp_path / "notes.db").write_text("not a database")
+    done = wp("runs", "--db", str(tmp_path / "notes.db"))
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error: ") and "not a database" in done.stderr
 
 
 # -- runs, show, render ----------------------------------------------------------------
