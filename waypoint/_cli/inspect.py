@@ -32,7 +32,7 @@ async def list_runs(db: Db, status: str | None, limit: int, children: bool, out:
         out.line(f"no runs{f' with status {status}' if status else ''} in {db.path}")
         return
     rows = [[r.run_id, r.graph, r.status, str(r.last_seq), when(r.created_at), when(r.updated_at),
-             ", ".join(r.waiting) or "-"] for r in runs]
+             _waiting(r) or "-"] for r in runs]
     out.table(RUN_COLUMNS, rows, styles={"STATUS": STATUS_STYLES})
 
 
@@ -87,7 +87,7 @@ async def _state_and_gates(graph: Any, store: Any, info: Any, seq: int | None) -
 def _print_run(info: Any, ref: str | None, out: Out) -> None:
     out.line(f"run_id: {info.run_id}")
     out.line(f"graph:  {info.graph}" + (f" ({ref})" if ref else ""))
-    status = info.status + (f" at {', '.join(info.waiting)}" if info.waiting else "")
+    status = info.status + (f" at {_waiting(info)}" if _waiting(info) else "")
     out.line("status: ", (status, STATUS_STYLES.get(info.status)))
     out.line(f"steps:  {info.last_seq}   created {when(info.created_at)}   "
              f"updated {when(info.updated_at)}")
@@ -96,6 +96,11 @@ def _print_run(info: Any, ref: str | None, out: Out) -> None:
             out.line(f"{label}: {value}")
     if info.error:
         out.line("error:  ", (info.error, "red"))
+
+
+def _waiting(info: Any) -> str:
+    # the row keeps its last gate list while a resume runs; it only means something when waiting
+    return ", ".join(info.waiting) if info.status == "waiting" else ""
 
 
 def _print_history(steps: list[Any], graph: Any, out: Out) -> None:
