@@ -169,3 +169,39 @@ async def test_a_gate_answered_before_its_deadline_follows_its_edges(store):
     assert await due_gates(store, run_id) == []
     done = await (await resume(graph, run_id, {"approved": True}, store=store)).result()
     assert done.state.approval.approved and done.state.log == ["published"]
+
+
+async def test_answering_while_another_resume_executes_the_run_is_a_lease_error(tmp_path):
+    import asyncio
+
+    from waypoint import LeaseError, SQLiteStore
+
+    release = asyncio.Event()
+
+    async def slow(state: Doc) -> dict:
+        await release.wait()
+        return {"log": ["slow"]}
+
+    g = GraphBuilder(Doc)
+    g.gate("approve", Approval, into="approval")
+    g.gate("budget_ok", Approval, into="budget")
+    g.node(slow)
+    g.join("both")
+    g.edge(START, ["approve", "budget_ok"])
+    g.edge("approve", "slow")
+    g.edge("slow", "both")
+    g.edge("budget_ok", "both")
+    g.edge("both", END)
+    graph = g.compile()
+    store, other = SQLiteStore(tmp_path / "r.db"), SQLiteStore(tmp_path / "r.db")
+    run_id = (await (await start(graph, store=store)).result()).run_id
+    running = await resume(graph, run_id, {"approved": True}, gate="approve", store=store)
+    await asyncio.sleep(0.05)
+    with pytest.raises(LeaseError, match="is being executed by"):
+        await resume(graph, run_id, {"approved": True}, gate="budget_ok", store=other)
+    release.set()
+    assert (await running.result()).waiting == ["budget_ok"]
+    done = await (await resume(graph, run_id, {"approved": True}, gate="budget_ok", store=other)).result()
+    assert done.status == "done"
+    await store.close()
+    await other.close()

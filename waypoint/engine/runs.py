@@ -139,12 +139,17 @@ async def resume(
     await store.open()
     info = await store.get_run(run_id)
     _check_resumable(graph, info, allow_graph_change)
-    raw = dict(answers or {})
-    if answer is not None:
-        raw[_pick_gate(info, gate)] = answer
-    checked = {name: Answer(_validate_answer(graph, info, name, value), by) for name, value in raw.items()}
     owner = _lease.new_owner()
-    await _lease.claim(store, run_id, owner)
+    await _lease.claim(store, run_id, owner)  # a run executing elsewhere is a LeaseError first
+    try:
+        raw = dict(answers or {})
+        if answer is not None:
+            raw[_pick_gate(info, gate)] = answer
+        checked = {name: Answer(_validate_answer(graph, info, name, value), by)
+                   for name, value in raw.items()}
+    except WaypointError:
+        await store.release(run_id, owner, info.status, error=info.error, waiting=info.waiting)
+        raise
     return _launch(graph, store, run_id, owner, checked, _Options(deps, max_concurrency, budget),
                    "run_resumed")
 
@@ -232,6 +237,10 @@ def _pick_gate(info: RunInfo, gate: str | None) -> str:
 
 
 def _validate_answer(graph: Graph, info: RunInfo, name: str, value: Any) -> BaseModel:
+    if info.status == "running":
+        raise GateError(
+            f"run {info.run_id!r} was interrupted while running; resume it without an answer "
+            "first, then answer the gates it waits at.", run_id=info.run_id, node=name)
     if info.status != "waiting" or name not in info.waiting:
         raise GateError(
             f"run {info.run_id!r}: gate {name!r} is not waiting for an answer (run status "
