@@ -11,6 +11,11 @@ model's arguments are validated against it before the call, and a bad argument
 correct itself. A parameter annotated `NodeContext` receives the node's context
 (for `ctx.idempotency_key`) and is not shown to the model. An exception raised
 by the tool itself fails the node, so the node's retry policy applies.
+
+`tool(refund, needs_approval=True)` marks a tool a human approves before it
+runs: the LLM node does not call it but stops on its "approval" route with the
+call in the state (see `waypoint.nodes.routing.run_approved`). A tool with a
+`route` (the handoff's `transfer_to_<label>`) ends the node on that route.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import asyncio
 import inspect
 import json
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import pydantic_core
@@ -43,6 +48,8 @@ class Tool:
     arguments: type[BaseModel]
     ctx_param: str | None = None  # the parameter that receives the NodeContext
     is_async: bool = False
+    needs_approval: bool = False  # a human approves each call before it runs
+    route: str | None = None  # calling it ends the LLM node on this route (handoffs)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -57,10 +64,16 @@ class Tool:
         return {name: getattr(parsed, name) for name in type(parsed).model_fields}
 
 
-def tool(fn: Callable[..., Any] | Tool, *, name: str | None = None, description: str | None = None) -> Tool:
-    """Describe `fn` as a tool; `name` and `description` default to its name and docstring."""
+def tool(
+    fn: Callable[..., Any] | Tool, *, name: str | None = None, description: str | None = None,
+    needs_approval: bool | None = None,
+) -> Tool:
+    """Describe `fn` as a tool; `name` and `description` default to its name and docstring.
+
+    `needs_approval=True`: the LLM node asks a human (a gate) before each call.
+    """
     if isinstance(fn, Tool):
-        return fn
+        return fn if needs_approval is None else replace(fn, needs_approval=needs_approval)
     tool_name = name or getattr(fn, "__name__", type(fn).__name__)
     fields, ctx_param = _fields(fn, tool_name)
     return Tool(
@@ -70,6 +83,7 @@ def tool(fn: Callable[..., Any] | Tool, *, name: str | None = None, description:
         arguments=create_model(f"{tool_name}_arguments", __config__=_FORBID, **fields),
         ctx_param=ctx_param,
         is_async=is_async(fn),
+        needs_approval=bool(needs_approval),
     )
 
 
@@ -103,13 +117,25 @@ class ToolResult:
     trace: dict[str, Any]
 
 
-async def run_calls(tools: dict[str, Tool], calls: list[ToolCall], ctx: NodeContext) -> list[ToolResult]:
+@dataclass
+class ToolOutput:
+    """What a tool may return to add facts to its trace entry (agents as tools do)."""
+
+    value: Any
+    trace: dict[str, Any] = field(default_factory=dict)
+
+
+async def run_calls(
+    tools: dict[str, Tool], calls: list[ToolCall], ctx: NodeContext, checked: list[Any] | None = None,
+) -> list[ToolResult]:
     """Run one turn's calls concurrently; results come back in the calls' order.
 
-    The first tool that raises cancels the others, and its exception propagates as
-    is (not wrapped in an ExceptionGroup), so a node's `RetryPolicy.retry_on` sees it.
+    `checked` (from `check_call`) saves checking again. The first tool that raises
+    cancels the others, and its exception propagates as is (not wrapped in an
+    ExceptionGroup), so a node's `RetryPolicy.retry_on` sees it.
     """
-    tasks = [asyncio.ensure_future(_run_one(tools, c, ctx)) for c in calls]
+    checked = checked if checked is not None else [check_call(tools, c) for c in calls]
+    tasks = [asyncio.ensure_future(_settle(c, tc, ctx)) for c, tc in zip(checked, calls)]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:
@@ -119,16 +145,25 @@ async def run_calls(tools: dict[str, Tool], calls: list[ToolCall], ctx: NodeCont
         raise
 
 
-async def _run_one(tools: dict[str, Tool], tc: ToolCall, ctx: NodeContext) -> ToolResult:
+def check_call(tools: dict[str, Tool], tc: ToolCall) -> tuple[Tool, dict[str, Any]] | ToolResult:
+    """The tool and its validated arguments, or the refusal that goes back to the model."""
     chosen = tools.get(tc.name)
     if chosen is None:
         return _refused(tc, f"there is no tool named {tc.name!r}; available: {sorted(tools)}")
     try:
-        kwargs = chosen.validate(tc.arguments)
+        return chosen, chosen.validate(tc.arguments)
     except ValidationError as exc:
         return _refused(tc, f"invalid arguments for {tc.name!r}: {_describe(exc)}")
+
+
+async def _settle(checked: Any, tc: ToolCall, ctx: NodeContext) -> ToolResult:
+    return checked if isinstance(checked, ToolResult) else await execute(*checked, tc, ctx)
+
+
+async def execute(chosen: Tool, kwargs: dict[str, Any], tc: ToolCall, ctx: NodeContext) -> ToolResult:
+    """Call a tool with validated arguments; the result becomes a tool message and a trace entry."""
     if chosen.ctx_param:
-        kwargs[chosen.ctx_param] = ctx
+        kwargs = {**kwargs, chosen.ctx_param: ctx}
     try:
         if chosen.is_async:
             result = await chosen.fn(**kwargs)
@@ -137,21 +172,29 @@ async def _run_one(tools: dict[str, Tool], tc: ToolCall, ctx: NodeContext) -> To
     except Exception as exc:
         exc.add_note(f"raised by tool {tc.name!r} called by LLM node {ctx.node!r} with {kwargs!r}")
         raise
+    extra = result.trace if isinstance(result, ToolOutput) else {}
+    result = result.value if isinstance(result, ToolOutput) else result
     return ToolResult(
-        message=_message(tc, result if isinstance(result, str) else _to_json(result)),
-        trace={"tool": tc.name, "arguments": _jsonable(kwargs, chosen.ctx_param), "result": _plain(result)},
+        message=message(tc, result if isinstance(result, str) else _to_json(result)),
+        trace={"tool": tc.name, "arguments": _jsonable(kwargs, chosen.ctx_param), "result": _plain(result),
+               **extra},
     )
+
+
+def answered(tc: ToolCall, content: str, **trace: Any) -> ToolResult:
+    """A call answered without running anything (a transfer, a held or skipped call)."""
+    return ToolResult(message(tc, content), {"tool": tc.name, "arguments": parsed(tc.arguments), **trace})
 
 
 def _refused(tc: ToolCall, error: str) -> ToolResult:
     text = f"Error: {error}. Call the tool again with corrected arguments."
     return ToolResult(
-        message=_message(tc, text),
-        trace={"tool": tc.name, "arguments": _parsed(tc.arguments), "error": error},
+        message=message(tc, text),
+        trace={"tool": tc.name, "arguments": parsed(tc.arguments), "error": error},
     )
 
 
-def _message(tc: ToolCall, content: str) -> dict[str, Any]:
+def message(tc: ToolCall, content: str) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": tc.id, "content": content}
 
 
@@ -161,7 +204,7 @@ def _describe(exc: ValidationError) -> str:
     )
 
 
-def _parsed(arguments: str) -> Any:
+def parsed(arguments: str) -> Any:
     try:
         return json.loads(arguments)
     except ValueError:

@@ -17,6 +17,14 @@ The prompt is a `str.format` template over the state's fields (`{name}`,
 node records in `ctx.record`: "usage" (input/output tokens, model calls and tool
 calls, summed), "llm_calls" (usage per call) and "trace" (each tool call with its
 arguments and result); with `stream=True` it emits `("token", {"text": delta})`.
+
+A tool made with `tool(fn, needs_approval=True)` is not called by the node: the
+node stops on its "approval" route with the call in `pending` (a state field,
+"pending_call" by default) and the conversation so far in `history`; after a
+gate, `run_approved(...)` runs or refuses the call and the node, activated
+again, continues the conversation (a history that ends with a tool result gets
+no new prompt). Such a node routes: `routes={"approval": ..., "done": ...}`.
+Routers and handoffs built on this node are in `waypoint.nodes.routing`.
 """
 
 from __future__ import annotations
@@ -28,14 +36,15 @@ from typing import Any, Callable, ClassVar, Sequence
 from pydantic import BaseModel, ValidationError
 
 from waypoint.errors import GraphError, NodeError
-from waypoint.nodes._tools import Tool, run_calls, tool
+from waypoint.nodes._tools import Tool, ToolResult, answered, check_call, parsed, run_calls, tool
 from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy
 from waypoint.nodes.context import NodeContext
-from waypoint.nodes.model import Model, ModelRequest, ModelResponse
+from waypoint.nodes.model import Model, ModelRequest, ModelResponse, ToolCall
 
-__all__ = ["LLMNode", "llm"]
+__all__ = ["APPROVAL", "LLMNode", "llm"]
 
 Template = str | Callable[[Any], str]
+APPROVAL = "approval"  # the route of an LLM node that holds a call for a human's approval
 
 
 @dataclass(frozen=True)
@@ -54,19 +63,50 @@ class LLMNode(Node):
     max_validation_retries: int = 2
     stream: bool = False
     settings: dict[str, Any] = field(default_factory=dict, hash=False)  # model name, temperature...
+    done: str | None = None  # route of a text answer when the node routes (None: static edges)
+    pending: str | None = None  # state field receiving a call held for approval
 
     async def run(self, state: Any, ctx: NodeContext) -> Outcome:
         model = self._model(ctx)
-        fresh = [{"role": "user", "content": self._render(self.prompt, state, ctx)}] if self.prompt else []
-        messages = self._preamble(state) + fresh
-        reply, value = await _Loop(self, model, ctx).run(messages)
+        past = self._past(state)
+        fresh = [] if self._continues(past) else self._fresh(state, ctx)
+        end = await _Loop(self, model, ctx).run(self._system(state) + past + fresh)
+        return self._outcome(state, ctx, fresh, end)
+
+    def _outcome(self, state: Any, ctx: NodeContext, fresh: list[dict[str, Any]], end: Ending) -> Outcome:
+        """The update and route for how the conversation ended."""
         update: dict[str, Any] = {}
-        if self.into:
-            update[self.into] = value
+        if end.route is None:
+            if self.into:
+                update[self.into] = end.value
+            new = [*fresh, {"role": "assistant", "content": end.reply}]
+        else:  # stopped at a tool call: keep the whole turn so the conversation can go on
+            new = [*fresh, *end.turn]
+            if end.pending is not None and self.pending:
+                update[self.pending] = end.pending
         if self.history:
-            new = [*fresh, {"role": "assistant", "content": reply}]
             update[self.history] = new if _has_reducer(state, self.history) else [*self._past(state), *new]
-        return Outcome(update=update or None)
+        route = end.route or self.done
+        return Outcome(update=update or None, labels=(route,) if route else None)
+
+    def _continues(self, past: list[dict[str, Any]]) -> bool:
+        """A history ending in a tool result (an approved call, a transfer) goes on without a new prompt."""
+        return bool(past) and past[-1].get("role") == "tool"
+
+    def _fresh(self, state: Any, ctx: NodeContext) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": self._render(self.prompt, state, ctx)}] if self.prompt else []
+
+    def give_up(self, ctx: NodeContext, reply: str, exc: ValidationError) -> Any:
+        """Output still invalid after the validation retries: fail (routers take a fallback)."""
+        assert self.output is not None
+        err = self.error(
+            ctx, f"the model's output does not fit {self.output.__name__} after "
+            f"{self.max_validation_retries} validation retries: {_errors(exc)}. Raw output: "
+            f"{_clip(reply)}. Raise max_validation_retries, simplify the output model, or use a "
+            "stronger model."
+        )
+        err.raw_output = reply  # type: ignore[attr-defined]
+        raise err
 
     def _model(self, ctx: NodeContext) -> Model:
         if self.model is not None:
@@ -79,9 +119,9 @@ class LLMNode(Node):
 
         return OpenAIModel()
 
-    def _preamble(self, state: Any) -> list[dict[str, Any]]:
+    def _system(self, state: Any) -> list[dict[str, Any]]:
         system = self.instructions(state) if callable(self.instructions) else self.instructions
-        return ([{"role": "system", "content": system}] if system else []) + self._past(state)
+        return [{"role": "system", "content": system}] if system else []
 
     def _past(self, state: Any) -> list[dict[str, Any]]:
         if not self.history:
@@ -121,6 +161,18 @@ def _has_reducer(state: Any, name: str) -> bool:
     )
 
 
+@dataclass
+class Ending:
+    """How an activation's conversation ended: a reply, or a tool call that stops the node."""
+
+    reply: str | None
+    value: Any = None  # for `into`: the text or the parsed output
+    route: str | None = None  # set when a tool call ended it (a transfer, a held call)
+    turn: list[dict[str, Any]] = field(default_factory=list)  # the messages after the prompt
+    pending: dict[str, Any] | None = None  # the call held for approval
+    arguments: dict[str, Any] = field(default_factory=dict)  # of the call that ended it
+
+
 class _Loop:
     """One activation's conversation: model calls, tool turns, validation retries."""
 
@@ -134,24 +186,27 @@ class _Loop:
         self.calls.clear()
         self.trace.clear()
 
-    async def run(self, messages: list[dict[str, Any]]) -> tuple[str, Any]:
-        """Call the model until it answers without tools; returns (raw reply, value for `into`)."""
-        turns = invalid = 0
+    async def run(self, messages: list[dict[str, Any]]) -> Ending:
+        """Call the model until it answers without tools or a tool call stops the node."""
+        start, turns, invalid = len(messages), 0, 0
         while True:
             response = await self.call(messages)
             if response.tool_calls:
                 turns += 1
-                self.check_turns(turns, response)
-                await self.run_tools(messages, response)
+                end = await self.run_tools(messages, response, turns)
+                if end is not None:
+                    end.turn = messages[start:]
+                    return end
                 continue
             reply = response.text or ""
             if self.node.output is None:
-                return reply, reply
+                return Ending(reply, reply)
             try:
-                return reply, self.node.output.model_validate_json(reply)
+                return Ending(reply, self.node.output.model_validate_json(reply))
             except ValidationError as exc:
                 invalid += 1
-                self.check_invalid(invalid, reply, exc)
+                if invalid > self.node.max_validation_retries:
+                    return Ending(reply, self.node.give_up(self.ctx, reply, exc))
                 messages += [{"role": "assistant", "content": reply}, _fix_request(self.node.output, exc)]
 
     async def call(self, messages: list[dict[str, Any]]) -> ModelResponse:
@@ -172,12 +227,47 @@ class _Loop:
         for key, value in tokens.items():
             self.usage[key] += value
 
-    async def run_tools(self, messages: list[dict[str, Any]], response: ModelResponse) -> None:
+    async def run_tools(
+        self, messages: list[dict[str, Any]], response: ModelResponse, turns: int
+    ) -> Ending | None:
+        """Run one turn's calls; a transfer or a call needing approval ends the node instead."""
+        calls = response.tool_calls
+        checked = [check_call(self.tools, c) for c in calls]
+        stopper = _first(checked, lambda t: t.route is not None)
+        stopper = _first(checked, lambda t: t.needs_approval) if stopper is None else stopper
+        if stopper is None:
+            self.check_turns(turns, response)
         messages.append(_assistant_calls(response))
-        self.usage["tool_calls"] += len(response.tool_calls)
-        for result in await run_calls(self.tools, response.tool_calls, self.ctx):
+        results = await self.results(calls, checked, stopper)
+        self.usage["tool_calls"] += sum(1 for r in results if "result" in r.trace or "error" in r.trace)
+        for result in results:
             messages.append(result.message)
             self.trace.append(result.trace)
+        return None if stopper is None else self.stop(calls[stopper], *checked[stopper])
+
+    async def results(self, calls: list[ToolCall], checked: list[Any], stopper: int | None) -> list[ToolResult]:
+        if stopper is None:
+            return await run_calls(self.tools, calls, self.ctx, checked)
+        if checked[stopper][0].route is not None:
+            return _transferred(calls, checked[stopper][0].route, stopper)
+        return await self.hold(calls, checked, stopper)
+
+    async def hold(self, calls: list[ToolCall], checked: list[Any], held: int) -> list[ToolResult]:
+        """Run the turn's other calls; the held one waits for approval, others needing it are refused."""
+        run = [i for i, c in enumerate(checked)
+               if i != held and not (isinstance(c, tuple) and c[0].needs_approval)]
+        ran = await run_calls(self.tools, [calls[i] for i in run], self.ctx, [checked[i] for i in run])
+        done = dict(zip(run, ran))
+        skipped = "Not run: only one call that needs approval is taken per turn; ask again once it is decided."
+        return [done.get(i) or answered(c, skipped, skipped=True) for i, c in enumerate(calls) if i != held]
+
+    def stop(self, call: ToolCall, chosen: Tool, kwargs: dict[str, Any]) -> Ending:
+        if chosen.route is not None:
+            return Ending(None, route=chosen.route, arguments=kwargs)
+        arguments = parsed(call.arguments)
+        self.trace.append({"tool": call.name, "arguments": arguments, "held": APPROVAL})
+        pending = {"id": call.id, "tool": call.name, "arguments": arguments}
+        return Ending(None, route=APPROVAL, arguments=kwargs, pending=pending)
 
     def check_turns(self, turns: int, response: ModelResponse) -> None:
         if turns >= self.node.max_turns:
@@ -188,17 +278,18 @@ class _Loop:
                 "conclusive. The tool calls so far are in the node's trace."
             )
 
-    def check_invalid(self, invalid: int, reply: str, exc: ValidationError) -> None:
-        limit = self.node.max_validation_retries
-        if invalid > limit:
-            assert self.node.output is not None
-            err = self.node.error(
-                self.ctx, f"the model's output does not fit {self.node.output.__name__} after "
-                f"{limit} validation retries: {_errors(exc)}. Raw output: {_clip(reply)}. Raise "
-                "max_validation_retries, simplify the output model, or use a stronger model."
-            )
-            err.raw_output = reply  # type: ignore[attr-defined]
-            raise err
+
+def _first(checked: list[Any], test: Callable[[Tool], bool]) -> int | None:
+    return next((i for i, c in enumerate(checked) if isinstance(c, tuple) and test(c[0])), None)
+
+
+def _transferred(calls: list[ToolCall], route: str, chosen: int) -> list[ToolResult]:
+    """Every call of the turn answered (a valid conversation for whoever takes over), none run."""
+    return [
+        answered(c, f"Transferred to {route}.", route=route) if i == chosen
+        else answered(c, f"Not run: control was transferred to {route}.", skipped=True)
+        for i, c in enumerate(calls)
+    ]
 
 
 def _assistant_calls(response: ModelResponse) -> dict[str, Any]:
@@ -237,6 +328,7 @@ def llm(
     max_turns: int = 10,
     max_validation_retries: int = 2,
     stream: bool = False,
+    pending: str = "pending_call",
     retry: RetryPolicy = NO_RETRY,
     timeout: float | None = None,
     concurrency: int | None = None,
@@ -244,19 +336,33 @@ def llm(
 ) -> LLMNode:
     """An LLM node for `g.add(...)`; extra keywords (temperature, ...) go to the model.
 
-    `model` is a `Model`, or a model name for the model found at run time.
+    `model` is a `Model`, or a model name for the model found at run time. With a
+    tool that needs approval, the node routes ("approval" or "done"), needs
+    `history=` and writes the held call to the `pending` field.
     """
-    if into is None and history is None:
-        raise GraphError(f"llm({name!r}) has neither into= nor history=, so its reply would be lost; "
-                         "name the state field that receives it, e.g. into='answer'")
-    if max_turns < 1 or max_validation_retries < 0:
-        raise GraphError(f"llm({name!r}): max_turns must be >= 1 and max_validation_retries >= 0")
+    check_llm_options(name, into=into, history=history, max_turns=max_turns,
+                      max_validation_retries=max_validation_retries)
+    specs = tuple(tool(t) for t in tools)
+    held = [t.name for t in specs if t.needs_approval]
+    if held and history is None:
+        raise GraphError(f"llm({name!r}): tools {held} need approval, so the conversation must survive "
+                         "the gate; give the node history='messages' (a list field of the state)")
     if isinstance(model, str):
         settings["model"], model = model, None
     return LLMNode(
-        name=name, writes=frozenset(f for f in (into, history) if f), retry=retry, timeout=timeout,
-        concurrency=concurrency, model=model, prompt=prompt, instructions=instructions,
-        history=history, output=output, into=into, tools=tuple(tool(t) for t in tools),
-        max_turns=max_turns, max_validation_retries=max_validation_retries, stream=stream,
-        settings=settings,
+        name=name, writes=frozenset(f for f in (into, history, held and pending) if f), retry=retry,
+        timeout=timeout, concurrency=concurrency, model=model, prompt=prompt, instructions=instructions,
+        history=history, output=output, into=into, tools=specs, max_turns=max_turns,
+        max_validation_retries=max_validation_retries, stream=stream, settings=settings,
+        labels=(APPROVAL, "done") if held else (), done="done" if held else None,
+        pending=pending if held else None,
     )
+
+
+def check_llm_options(name: str, *, into: str | None, history: str | None, max_turns: int,
+                      max_validation_retries: int, kind: str = "llm") -> None:
+    if into is None and history is None:
+        raise GraphError(f"{kind}({name!r}) has neither into= nor history=, so its reply would be lost; "
+                         "name the state field that receives it, e.g. into='answer'")
+    if max_turns < 1 or max_validation_retries < 0:
+        raise GraphError(f"{kind}({name!r}): max_turns must be >= 1 and max_validation_retries >= 0")
