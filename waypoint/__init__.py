@@ -24,8 +24,8 @@ from waypoint.errors import (
 )
 from waypoint.graphs import END, START, Graph, GraphBuilder, append, merge, reducer
 from waypoint.nodes import (
-    LLMNode, Model, ModelRequest, ModelResponse, NodeContext, OpenAIModel, RetryPolicy, ToolCall,
-    llm, tool,
+    LLMNode, Model, ModelRequest, ModelResponse, NodeContext, OpenAIModel, RetryPolicy,
+    ToolApproval, ToolCall, agent_tool, handoff, llm, llm_router, run_approved, tool,
 )
 
 __version__ = "0.1.0"
@@ -40,7 +40,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "END", "START", "ApprovalEntry", "approval_log", "tick", "Budget", "BudgetExceededError", "ConflictError", "Event", "LLMNode",
-    "Model", "ModelRequest", "ModelResponse", "OpenAIModel", "ToolCall", "llm", "tool", "GateError", "GateRequest", "Graph",
+    "Model", "ModelRequest", "ModelResponse", "OpenAIModel", "ToolCall", "llm", "tool",
+    "llm_router", "handoff", "agent_tool", "run_approved", "ToolApproval", "GateError", "GateRequest", "Graph",
     "GraphBuilder", "GraphChangedError", "GraphError", "LeaseError", "MemoryStore",
     "NodeContext", "NodeError", "RetryPolicy", "RunError", "RunHandle", "RunInfo",
     "RunResult", "SQLiteStore", "Step", "Store", "StoreError", "WaypointError", "append",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from waypoint.engine import _lease
+from waypoint.engine._budget import add_usage
 from waypoint.engine._frontier import Activation
 from waypoint.engine._nodes import ChildWaiting
 from waypoint.engine.events import Event, EventBus
@@ -22,11 +23,12 @@ if TYPE_CHECKING:
 
 
 def child_runner(parent: RunLoop, act: Activation):
-    async def run_child(graph: Graph, child_input: Any) -> Any:
+    async def run_child(graph: Graph, child_input: Any, *, key: str | None = None,
+                        usage: dict[str, int] | None = None) -> Any:
         from waypoint.engine._loop import RunLoop
         from waypoint.engine.runs import create_run_record
 
-        child_id = f"{parent.run_id}/{act.id}"
+        child_id = f"{parent.run_id}/{act.id}" + (f"/{key}" if key else "")
         try:
             info = await parent.store.get_run(child_id)
         except RunNotFoundError:
@@ -50,6 +52,8 @@ def child_runner(parent: RunLoop, act: Activation):
         await parent.store.release(child_id, parent.owner, outcome.status,
                                    error=str(outcome.error) if outcome.error else None,
                                    waiting=outcome.waiting)
+        if usage is not None:
+            add_usage(usage, loop.frontier.usage)
         if outcome.status == "waiting":
             raise ChildWaiting(child_id, outcome.waiting)
         if outcome.status != "done":

@@ -124,10 +124,9 @@ class NodeRunner:
             adapter = loop.item_adapter(node.into)
             done = loop.frontier.items.get(act.id, {})
             ctx.done_items = {i: adapter.validate_python(r) for i, r in done.items()}
-        if node.kind == "subgraph":
-            from waypoint.engine._child import child_runner
+        from waypoint.engine._child import child_runner  # _child imports this module
 
-            ctx.run_child = child_runner(loop, act)
+        ctx.run_child = child_runner(loop, act)  # subgraphs, and graphs offered as tools
         return ctx
 
     def _emitter(self, act: Activation):

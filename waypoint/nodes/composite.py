@@ -63,7 +63,8 @@ class SubgraphNode(Node):
 
     async def run(self, state: Any, ctx: NodeContext) -> Outcome:
         child_input = self.input(state) if self.input else self._shared(state, self.graph)
-        final = await ctx.run_child(self.graph, child_input)
+        final = await ctx.run_child(self.graph, child_input,
+                                    usage=ctx.record.setdefault("usage", {}))
         update = self.output(final) if self.output else self._shared(final, None, state)
         return Outcome(update=update)
 
