@@ -2,17 +2,25 @@
 
 Each arrival on an edge activates its target once, so a node runs at most as
 often as its predecessors deliver to it. Routers are assumed to take every
-route (an upper bound); a loop guard entered `e` times from outside its loop
-runs at most `e * (cap + 1)` times and sends at most `e * cap` activations down
-its `continue` route. Nested loops therefore multiply. A map counts its declared
-`max_items` item executions, a subgraph its own bound. None means no finite
-bound can be stated (a map without `max_items`, or a subgraph without a bound).
+route they can in one go (all of them for a router that may return several
+labels, the most generous one otherwise). A loop is entered from outside, at
+its guard or at a node of its body; each entry is one "thread" through the
+loop, which the guard lets go round at most `cap` times: the guard runs at most
+`entries * (cap + 1)` times, sends `entries * cap` activations down `continue`
+and `entries` down its exits. Nested loops therefore multiply. A join is
+counted once per arrival (it fires at most that often). A map counts its
+declared `max_items` item executions, a subgraph its own bound.
+
+The bound holds because `compile()` rejects what would break it: a cycle that
+does not pass through a guard's `continue` route, and a guard that two branches
+of one fork reach at once (they would share its count).
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+from waypoint.graphs._checks import fans_out
 from waypoint.graphs.graph import END, START
 
 
@@ -22,58 +30,102 @@ def execution_bound(
     routes: Mapping[str, Mapping[str, tuple[str, ...]]],
     bodies: Mapping[str, frozenset[str]],
 ) -> int | None:
-    import networkx as nx
+    """The bound, or None when no finite one can be stated (see `explain_bound`)."""
+    return explain_bound(nodes, edges, routes, bodies)[0]
 
-    dag = nx.DiGraph()
-    dag.add_nodes_from([START, *nodes])
-    deliveries: dict[tuple[str, str], str] = {}  # (source, target) -> route label or ""
-    for source, targets in edges.items():
-        for t in targets:
-            deliveries[(source, t)] = ""
-    for source, by_label in routes.items():
-        for label, targets in by_label.items():
-            for t in targets:
-                deliveries.setdefault((source, t), label)
-    for (source, target), label in deliveries.items():
-        if target != END and not (target in bodies and source in bodies[target]):
-            dag.add_edge(source, target, label=label)
-    if not nx.is_directed_acyclic_graph(dag):
-        return None
-    runs: dict[str, int] = {START: 1}
-    sent: dict[str, int] = {}
-    for name in nx.topological_sort(dag):
-        if name == START:
-            continue
-        entries = sum(_delivered(dag, p, name, runs, nodes) for p in dag.predecessors(name))
-        node = nodes[name]
-        runs[name] = entries * (node.max_iterations + 1) if node.kind == "guard" else entries
-        sent[name] = entries
+
+def explain_bound(
+    nodes: Mapping[str, Any],
+    edges: Mapping[str, tuple[str, ...]],
+    routes: Mapping[str, Mapping[str, tuple[str, ...]]],
+    bodies: Mapping[str, frozenset[str]],
+) -> tuple[int | None, str]:
+    """(bound, why): the number and a sentence on what it counts or why there is none."""
+    flow = _Flow(nodes, edges, routes, bodies)
+    order = flow.order()
+    if order is None:
+        return None, ("a loop is entered from a route that leaves it, so its entries "
+                      "cannot be counted; enter each loop from before it.")
+    runs = flow.runs(order)
     total = 0
     for name, count in runs.items():
-        if name == START:
-            continue
-        extra = _inner_work(nodes[name])
+        extra, why = _inner_work(name, nodes[name])
         if extra is None:
-            return None
+            return None, why
         total += count * (1 + extra)
-    return total
+    return total, "counting each node, map item and subgraph node execution; loops at their caps"
 
 
-def _delivered(dag: Any, source: str, target: str, runs: dict[str, int], nodes: Mapping[str, Any]) -> int:
-    """How many activations `source` can send to `target` over their edge."""
-    if source == START:
-        return 1
-    node = nodes[source]
-    if node.kind != "guard":
-        return runs[source]
-    entries = runs[source] // (node.max_iterations + 1)
-    label = dag.edges[source, target]["label"]
-    return entries * node.max_iterations if label == "continue" else entries
+class _Flow:
+    def __init__(self, nodes: Mapping[str, Any], edges: Mapping[str, tuple[str, ...]],
+                 routes: Mapping[str, Mapping[str, tuple[str, ...]]],
+                 bodies: Mapping[str, frozenset[str]]) -> None:
+        self.nodes, self.edges, self.routes, self.bodies = nodes, edges, routes, bodies
+        pairs = {(s, t) for s, ts in edges.items() for t in ts}
+        pairs |= {(s, t) for s, by in routes.items() for ts in by.values() for t in ts}
+        self.preds: dict[str, set[str]] = {}
+        for source, target in pairs:
+            if target != END and not (target in bodies and source in bodies[target]):
+                self.preds.setdefault(target, set()).add(source)  # back edges into a guard left out
+
+    def order(self) -> list[str] | None:
+        """Nodes so that whatever delivers to a node, or enters a guard's loop, comes first."""
+        import networkx as nx
+
+        dag = nx.DiGraph()
+        dag.add_nodes_from([START, *self.nodes])
+        for target, sources in self.preds.items():
+            dag.add_edges_from((s, target) for s in sources)
+        for guard, body in self.bodies.items():
+            dag.add_edges_from((p, guard) for p in self._entries(guard, body))
+        if not nx.is_directed_acyclic_graph(dag):
+            return None
+        return [n for n in nx.topological_sort(dag) if n != START]
+
+    def _entries(self, guard: str, body: frozenset[str]) -> set[str]:
+        """Nodes outside the loop that deliver into its body (not to the guard itself)."""
+        return {p for x in body for p in self.preds.get(x, ()) if p not in body and p != guard}
+
+    def runs(self, order: list[str]) -> dict[str, int]:
+        self.count: dict[str, int] = {START: 1}
+        self.entered: dict[str, int] = {}
+        for name in order:
+            arriving = sum(self.delivered(p, name) for p in self.preds.get(name, ()))
+            node = self.nodes[name]
+            if node.kind == "guard":
+                body = self.bodies.get(name, frozenset())
+                arriving += sum(self.delivered(p, x) for x in body for p in self.preds.get(x, ())
+                                if p not in body and p != name)
+                self.entered[name] = arriving
+                arriving *= node.max_iterations + 1
+            self.count[name] = arriving
+        del self.count[START]
+        return self.count
+
+    def delivered(self, source: str, target: str) -> int:
+        """How many activations of `target` all runs of `source` can make."""
+        by_label = {label: ts.count(target) for label, ts in self.routes.get(source, {}).items()}
+        static = self.edges.get(source, ()).count(target)
+        node = self.nodes.get(source)
+        if node is not None and node.kind == "guard":
+            exits = max(by_label.get("done", 0), by_label.get("exhausted", 0))
+            entries = self.entered[source]
+            return entries * (node.max_iterations * by_label.get("continue", 0) + exits + static)
+        if node is not None and node.kind == "router" and fans_out(node) is not False:
+            per_run = static + sum(by_label.values())  # may take several labels at once
+        else:
+            per_run = max([static, *by_label.values()])  # one route, or the static edges
+        return self.count[source] * per_run
 
 
-def _inner_work(node: Any) -> int | None:
+def _inner_work(name: str, node: Any) -> tuple[int | None, str]:
     if node.kind == "map":
-        return node.max_items
+        if node.max_items is None:
+            return None, f"map {name!r} has no max_items; pass max_items= to bound its items."
+        return node.max_items, ""
     if node.kind == "subgraph":
-        return node.graph.max_steps
-    return 0
+        inner = getattr(node.graph, "max_steps", None)
+        if inner is None:
+            return None, f"subgraph {name!r} runs a graph without a bound of its own."
+        return inner, ""
+    return 0, ""

@@ -1,0 +1,82 @@
+"""Names, edges and routes: does every edge lead somewhere, is START and END used right."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+from waypoint.graphs._checks import Spec
+from waypoint.graphs.graph import END, START
+
+
+def check_names(spec: Spec) -> list[str]:
+    problems = [f"node {name!r} is defined twice; give each node a unique name."
+                for name in dict.fromkeys(spec.duplicates)]
+    for name in spec.nodes:
+        if name in (START, END):
+            which = "START" if name == START else "END"
+            problems.append(f"node {name!r} uses the reserved name of {which}; rename it "
+                            f"(an edge to {name!r} means {which}, not this node).")
+    return problems
+
+
+def check_edges(spec: Spec) -> list[str]:
+    known = set(spec.nodes) - {START, END}
+    problems = []
+    if START not in spec.edges:
+        problems.append("nothing starts the graph; add g.edge(START, 'first_node').")
+    for source, targets in spec.edges.items():
+        if source == END:
+            problems.append("an edge leaves END; END has no successors, remove that edge.")
+        elif source != START and source not in known:
+            problems.append(f"edge {source!r} -> {targets[0]!r} starts at unknown node {source!r}; add the node or fix the name.")
+        elif source in spec.routes and spec.nodes[source].kind != "gate":
+            problems.append(f"node {source!r} routes by label; give its targets in routes= instead of g.edge().")
+        if source == START and END in targets:
+            problems.append("edge START -> END skips every node; remove it (a run would end before it began "
+                            "on that branch).")
+        for t in targets:
+            problems += check_target(f"edge {source!r} -> {t!r}", t, known)
+        problems += _repeated(lambda t, s=source: f"edge {s!r} -> {t!r}", targets)
+    problems += _check_routes(spec, known)
+    for name in known - set(spec.edges) - set(spec.routes):
+        problems.append(f"node {name!r} has no outgoing edge; add g.edge({name!r}, END) or an edge to the next node.")
+    return problems
+
+
+def _check_routes(spec: Spec, known: set[str]) -> list[str]:
+    problems = []
+    for node, routes in spec.routes.items():
+        labels = spec.nodes[node].labels
+        what = "loop guard" if spec.nodes[node].kind == "guard" else "router"
+        for label in labels:
+            if label not in routes:
+                problems.append(f"{what} {node!r} can return {label!r} but has no route for it; add routes={{{label!r}: ...}}.")
+        for label, targets in routes.items():
+            if label not in labels:
+                fix = ("pass until=... to the guard" if what == "loop guard"
+                       else "add the label to its Literal return type")
+                problems.append(f"{what} {node!r} has a route for {label!r}, which it cannot return (it returns {list(labels)}); remove the route or {fix}.")
+            for t in targets:
+                problems += check_target(f"route {node!r} --{label}--> {t!r}", t, known)
+            problems += _repeated(lambda t, n=node, l=label: f"route {n!r} --{l}--> {t!r}", list(targets))
+    return problems
+
+
+def check_target(where: str, target: str, known: set[str]) -> list[str]:
+    if target == START:
+        return [f"{where} points at START; START only has outgoing edges."]
+    if target != END and target not in known:
+        close = [k for k in known if k.lower() == target.lower()]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return [f"{where} points at unknown node {target!r}{hint}; add the node or fix the name."]
+    return []
+
+
+def _repeated(where: Callable[[str], str], targets: list[str]) -> list[str]:
+    """An edge given twice activates its target twice per arrival: almost always a slip."""
+    return [
+        f"{where(t)} is given {n} times, so {t!r} would run {n} times per arrival; "
+        "remove the duplicate (fan out to distinct nodes instead)."
+        for t, n in Counter(targets).items() if n > 1 and t != END
+    ]

@@ -1,0 +1,153 @@
+"""Forks: which nodes can run at the same time, and what that means for joins, guards and writes.
+
+A fork is one completion that activates several targets together: START or a
+node with several static edges, a route with several targets, or a router that
+returns several labels. Following each branch of a fork tells which nodes two
+branches reach (a join merges whatever reaches it into one branch):
+
+- a join that no fork ever sends two branches never waits for anything;
+- a loop guard that two branches reach at once shares its count between them,
+  so its cap no longer bounds the loop;
+- two nodes on sibling branches must not both write a last-value field.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Any
+
+from waypoint.graphs._checks import Spec
+from waypoint.graphs.graph import END, START, Graph
+
+Branch = tuple[int, str]  # (index in the fork's targets, the node the branch starts at or merged in)
+
+
+@dataclass(frozen=True)
+class Fork:
+    source: str
+    targets: tuple[str, ...]
+
+
+def forks(spec: Spec, *, assume_fan_out: bool) -> list[Fork]:
+    found = []
+    for name in [START, *spec.nodes]:
+        for group in spec.groups(name, assume_fan_out=assume_fan_out):
+            targets = tuple(t for t in group if t != END)
+            if len(targets) > 1:
+                found.append(Fork(name, targets))
+    return found
+
+
+def branches(spec: Spec, fork: Fork) -> dict[str, set[Branch]]:
+    """For each node, the branches of `fork` that reach it in one firing of the fork."""
+    reached: dict[str, set[Branch]] = defaultdict(set)
+    queue: deque[str] = deque()
+    for i, t in enumerate(fork.targets):
+        reached[t].add((i, t))
+        queue.append(t)
+    while queue:
+        name = queue.popleft()
+        if name in (END, fork.source) or name not in spec.nodes:
+            continue
+        out = {(-1, name)} if spec.nodes[name].join else reached[name]
+        for succ in spec.successors(name):
+            if not out <= reached[succ]:
+                reached[succ] |= out
+                queue.append(succ)
+    return reached
+
+
+def check_forks(spec: Spec) -> tuple[list[str], list[str]]:
+    """(problems, warnings) about joins and loop guards."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    lenient = [(f, branches(spec, f)) for f in forks(spec, assume_fan_out=True)]
+    strict = [(f, branches(spec, f)) for f in forks(spec, assume_fan_out=False)]
+    for name, node in spec.nodes.items():
+        if node.join:
+            _check_join(spec, name, lenient, problems, warnings)
+        if node.kind == "guard":
+            problems += _check_guard(name, strict)
+    return problems, warnings
+
+
+def _check_join(spec: Spec, join: str, lenient: list[Any], problems: list[str], warnings: list[str]) -> None:
+    preds = sorted(spec.digraph.predecessors(join))
+    if not preds:
+        return  # unreachable: said elsewhere
+    fed = [f for f, reached in lenient if len(reached.get(join, ())) > 1]
+    if fed and len(preds) == 1:
+        warnings.append(
+            f"join {join!r} has a single incoming edge (from {preds[0]!r}): it waits for every "
+            f"activation of {preds[0]!r} that fork {_where(fed[0].source)} starts; if it should "
+            f"merge the branches of {_where(fed[0].source)}, give it an edge from each branch.")
+    elif not fed and len(preds) == 1:
+        problems.append(
+            f"join {join!r} has a single incoming edge (from {preds[0]!r}) and no fork upstream "
+            "sends it two branches, so it never waits for anything; give it an edge from each "
+            f"branch it should wait for, or make it a plain node (g.node(...) without join=True).")
+    elif not fed:
+        problems.append(
+            f"join {join!r} waits for {_names(preds)}, but no fork starts them together: they are "
+            "alternatives (routes a router chooses between), so only one ever arrives; start them "
+            "at once (g.edge(source, [...]) or a route with several targets), or make "
+            f"{join!r} a plain node.")
+
+
+def _check_guard(guard: str, strict: list[Any]) -> list[str]:
+    for fork, reached in strict:
+        arriving = sorted(reached.get(guard, ()))
+        if len(arriving) > 1:
+            starts = [fork.targets[i] if i >= 0 else name for i, name in arriving]
+            return [
+                f"loop guard {guard!r} can be reached by {len(arriving)} branches at once (fork "
+                f"{_where(fork.source)} starts {_names(starts)}); they would share its iteration "
+                "count, so max_iterations would not bound the loop; merge the branches with a "
+                f"join before {guard!r}, or give each branch its own loop guard."]
+    return []
+
+
+def effective_writes(spec: Spec, name: str) -> frozenset[str]:
+    """Fields a node writes: declared or inferred, or for a subgraph the fields it shares."""
+    node = spec.nodes[name]
+    if node.writes is not None:
+        return node.writes
+    graph = getattr(node, "graph", None)
+    if node.kind == "subgraph" and getattr(node, "output", None) is None and isinstance(graph, Graph):
+        return frozenset(spec.fields) & frozenset(graph.schema.fields)
+    return frozenset()
+
+
+def parallel_writes(spec: Spec) -> list[str]:
+    """Two nodes on sibling branches of a fork, neither after the other, writing one last-value field."""
+    import networkx as nx
+
+    g = spec.digraph
+    last_value = {f for f, s in spec.schema.fields.items() if s.reducer is None}
+    writes = {n: effective_writes(spec, n) & last_value for n in spec.nodes}
+    below = {n: nx.descendants(g, n) for n in spec.nodes}
+    found: dict[tuple[str, str], set[str]] = {}
+    for fork in forks(spec, assume_fan_out=False):
+        sides = [({t} | below.get(t, set())) - {END} for t in fork.targets]
+        for i, left in enumerate(sides):
+            for right in sides[i + 1:]:
+                for a in left - right:
+                    for b in right - left:
+                        shared = writes[a] & writes[b]
+                        if shared and a not in below[b] and b not in below[a]:
+                            found.setdefault(tuple(sorted((a, b))), set()).update(shared)  # type: ignore[arg-type]
+    return [
+        f"nodes {a!r} and {b!r} can run at the same time and both write last-value field(s) "
+        f"{sorted(fields)}; give the field a reducer (Annotated[..., append]) or let one node write it."
+        for (a, b), fields in sorted(found.items())
+    ]
+
+
+def _names(names: list[str]) -> str:
+    quoted = [repr(n) for n in dict.fromkeys(names)]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def _where(name: str) -> str:
+    return "START" if name == START else repr(name)
