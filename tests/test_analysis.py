@@ -118,7 +118,7 @@ def test_loop_body_whose_branches_both_return_to_the_guard_is_rejected():
     g.edge("b", "again")
     g.edge("c", "again")
     msg = problems(g)
-    assert "loop guard 'again' can be reached by 2 branches at once (fork 'a' starts 'b' and 'c')" in msg
+    assert "loop guard 'again' can be reached by 2 branches at once (from fork 'a', via 'b', via 'c')" in msg
     assert "merge the branches with a join before 'again'" in msg
 
 
@@ -129,7 +129,7 @@ def test_a_guard_entered_by_two_concurrent_branches_is_rejected():
     g.edge("a", "again")
     g.edge("b", "again")
     g.edge("work", "again")
-    assert "loop guard 'again' can be reached by 2 branches at once (fork START starts 'a' and 'b')" in problems(g)
+    assert "loop guard 'again' can be reached by 2 branches at once (from fork START, via 'a', via 'b')" in problems(g)
 
 
 def test_joined_branches_in_a_loop_body_compile():

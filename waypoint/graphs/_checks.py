@@ -64,7 +64,14 @@ class Spec:
                     yield source, t, label
 
     def successors(self, name: str) -> set[str]:
-        return {t for s, t, _ in self.labelled() if s == name}
+        return self._adjacency.get(name, set())
+
+    @functools.cached_property
+    def _adjacency(self) -> dict[str, set[str]]:
+        adjacency: dict[str, set[str]] = {}
+        for source, target, _ in self.labelled():
+            adjacency.setdefault(source, set()).add(target)
+        return adjacency
 
     @functools.cached_property
     def digraph(self) -> nx.DiGraph:

@@ -40,7 +40,11 @@ def forks(spec: Spec, *, assume_fan_out: bool) -> list[Fork]:
 
 
 def branches(spec: Spec, fork: Fork) -> dict[str, set[Branch]]:
-    """For each node, the branches of `fork` that reach it in one firing of the fork."""
+    """For each node, the branches of `fork` that reach it after one firing of the fork.
+
+    A branch that comes back to the fork's source fires it again as itself: the
+    new activations descend from that branch, not from a fresh fork.
+    """
     reached: dict[str, set[Branch]] = defaultdict(set)
     queue: deque[str] = deque()
     for i, t in enumerate(fork.targets):
@@ -48,7 +52,7 @@ def branches(spec: Spec, fork: Fork) -> dict[str, set[Branch]]:
         queue.append(t)
     while queue:
         name = queue.popleft()
-        if name in (END, fork.source) or name not in spec.nodes:
+        if name == END or name not in spec.nodes:
             continue
         out = {(-1, name)} if spec.nodes[name].join else reached[name]
         for succ in spec.successors(name):
@@ -99,10 +103,10 @@ def _check_guard(guard: str, strict: list[Any]) -> list[str]:
     for fork, reached in strict:
         arriving = sorted(reached.get(guard, ()))
         if len(arriving) > 1:
-            starts = [fork.targets[i] if i >= 0 else name for i, name in arriving]
+            ways = [f"via {name!r}" if i >= 0 else f"via join {name!r}" for i, name in arriving]
             return [
-                f"loop guard {guard!r} can be reached by {len(arriving)} branches at once (fork "
-                f"{_where(fork.source)} starts {_names(starts)}); they would share its iteration "
+                f"loop guard {guard!r} can be reached by {len(arriving)} branches at once (from "
+                f"fork {_where(fork.source)}, {', '.join(ways)}); they would share its iteration "
                 "count, so max_iterations would not bound the loop; merge the branches with a "
                 f"join before {guard!r}, or give each branch its own loop guard."]
     return []
