@@ -129,10 +129,13 @@ def parallel_writes(spec: Spec) -> list[str]:
 
     g = spec.digraph
     last_value = {f for f, s in spec.schema.fields.items() if s.reducer is None}
+    all_forks = list(forks(spec, assume_fan_out=False))
+    if not all_forks:  # nothing runs side by side: skip the O(N^2) reachability below
+        return []
     writes = {n: effective_writes(spec, n) & last_value for n in spec.nodes}
     below = {n: nx.descendants(g, n) for n in spec.nodes}
     found: dict[tuple[str, str], set[str]] = {}
-    for fork in forks(spec, assume_fan_out=False):
+    for fork in all_forks:
         sides = [({t} | below.get(t, set())) - {END} for t in fork.targets]
         for i, left in enumerate(sides):
             for right in sides[i + 1:]:

@@ -216,7 +216,9 @@ class GraphBuilder(Generic[S]):
         """Validate and freeze; raises GraphError listing every problem with its fix."""
         from waypoint.graphs.validate import build
 
-        return build(self)
+        graph = build(self)
+        graph.structure_hash  # computed once here, not inside the first resume
+        return graph
 
     # -- helpers -------------------------------------------------------------
     @staticmethod
