@@ -56,7 +56,10 @@ class Frontier:
             upstream = graph.join_upstream[join]
             if count and not any(a.node in upstream for a in self.pending.values()):
                 ready.append(join)
-        return sorted(ready)
+        # A join below another ready join waits for it: firing both now would fire the lower
+        # one twice (now, and again when the upper one arrives).
+        first = [j for j in ready if not any(o != j and o in graph.join_upstream[j] for o in ready)]
+        return sorted(first or ready[:1])
 
     def apply(self, graph: Graph, state: BaseModel, step: Step, values: dict[str, Any]) -> BaseModel:
         """Advance past `step` (whose decoded delta is `values`); return the new state."""

@@ -19,6 +19,7 @@ import asyncio
 from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar
 
+from waypoint.errors import NodeError
 from waypoint.nodes._call import call
 from waypoint.nodes.base import Node, Outcome
 from waypoint.nodes.context import NodeContext
@@ -37,6 +38,11 @@ class MapNode(Node):
 
     async def run(self, state: Any, ctx: NodeContext) -> Outcome:
         items = list(getattr(state, self.over))
+        if self.max_items is not None and len(items) > self.max_items:
+            raise NodeError(
+                f"run {ctx.run_id!r}, map {self.name!r}: state.{self.over} has {len(items)} items, "
+                f"more than its declared max_items={self.max_items}; raise the limit or trim the "
+                "list, then resume.", run_id=ctx.run_id, node=self.name)
         results: dict[int, Any] = dict(ctx.done_items)
         gate = asyncio.Semaphore(self.max_concurrency)
 
