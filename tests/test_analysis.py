@@ -3,6 +3,7 @@ and states an execution bound that runs stay within; `check_graph` reports the s
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Literal, TypedDict
 
 import pytest
@@ -94,7 +95,7 @@ def test_join_after_a_router_that_fans_out_compiles():
     g.edge("a", "merge")
     g.edge("b", "merge")
     g.edge("merge", END)
-    assert g.compile().max_steps == 3 + 2  # a join is counted once per arrival: a safe bound
+    assert g.compile().max_steps == 4  # the join runs once: when nothing upstream is pending
 
 
 # -- loops --------------------------------------------------------------------------
@@ -385,6 +386,19 @@ def test_parallel_writes_from_a_router_that_fans_out():
     assert "nodes 'a' and 'b' can run at the same time" in problems(g)
 
 
+def test_a_node_two_branches_reach_cannot_write_a_last_value_field():
+    g = builder("a", "b")
+    g.node(lambda s: {"x": 1}, name="tally")
+    g.edge(START, ["a", "b"])
+    g.edge("a", "tally")
+    g.edge("b", "tally")
+    g.edge("tally", END)
+    assert ("node 'tally' can run twice at the same time (fork START reaches it via 'a', via 'b') and "
+            "writes last-value field(s) ['x']; give the field a reducer") in problems(g)
+    g.nodes["tally"] = dataclasses.replace(g.nodes["tally"], join=True)  # merged: runs once
+    g.compile()
+
+
 def test_routes_that_exclude_each_other_may_write_the_same_field():
     g = GraphBuilder(S, name="t")
     g.node(lambda s: {"x": 1}, name="a")
@@ -575,8 +589,8 @@ def test_check_graph_of_a_compiled_graph_prints_its_bound():
     assert report.ok and report.max_steps == 4 + 3 == check_graph(g).max_steps
     assert format_report(report) == (
         "graph 't': ok (2 nodes, 4 edges)\n"
-        "  bound: at most 7 node executions per run (counting each node, map item and subgraph "
-        "node execution; loops at their caps)")
+        "  bound: at most 7 node executions per run (node executions, map items and subgraph "
+        "steps, with every loop at its cap)")
 
 
 def test_check_graph_of_something_else():

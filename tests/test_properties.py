@@ -29,7 +29,7 @@ FAST = settings(deadline=None, derandomize=True, database=None,
 @settings(FAST, max_examples=300)
 @given(data=st.data())
 def test_random_graphs_are_rejected_or_end_within_their_bound(data):
-    builder = data.draw(random_graphs(nested_joins=False))  # see the xfail test on nested joins
+    builder = data.draw(random_graphs())
     note(describe(builder))
     try:
         graph = builder.compile()

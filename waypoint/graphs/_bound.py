@@ -7,13 +7,18 @@ labels, the most generous one otherwise). A loop is entered from outside, at
 its guard or at a node of its body; each entry is one "thread" through the
 loop, which the guard lets go round at most `cap` times: the guard runs at most
 `entries * (cap + 1)` times, sends `entries * cap` activations down `continue`
-and `entries` down its exits. Nested loops therefore multiply. A join is
-counted once per arrival (it fires at most that often). A map counts its
-declared `max_items` item executions, a subgraph its own bound.
+and `entries` down its exits. Nested loops therefore multiply. A join on no cycle
+fires once: only when nothing upstream of it is pending (a join below another
+ready join waits for it), and only something upstream could make it another
+arrival; START, which runs its targets at once, joins included, adds its own.
+A join inside a loop is counted once per arrival. A map counts its declared
+`max_items` item executions (it refuses more), a subgraph its own bound.
 
 The bound holds because `compile()` rejects what would break it: a cycle that
 does not pass through a guard's `continue` route, and a guard that two branches
-of one fork reach at once (they would share its count).
+of one fork reach at once (they would share its count). A router without a
+return annotation is assumed to fan out here, but not by the checks, which only
+reject what annotations prove.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ def explain_bound(
         if extra is None:
             return None, why
         total += count * (1 + extra)
-    return total, "counting each node, map item and subgraph node execution; loops at their caps"
+    return total, "node executions, map items and subgraph steps, with every loop at its cap"
 
 
 class _Flow:
@@ -63,6 +68,7 @@ class _Flow:
         self.nodes, self.edges, self.routes, self.bodies = nodes, edges, routes, bodies
         pairs = {(s, t) for s, ts in edges.items() for t in ts}
         pairs |= {(s, t) for s, by in routes.items() for ts in by.values() for t in ts}
+        self.fires_once = _fires_once(pairs, nodes)
         self.preds: dict[str, set[str]] = {}
         for source, target in pairs:
             if target != END and not (target in bodies and source in bodies[target]):
@@ -98,6 +104,9 @@ class _Flow:
                                 if p not in body and p != name)
                 self.entered[name] = arriving
                 arriving *= node.max_iterations + 1
+            elif name in self.fires_once:
+                started = self.edges.get(START, ()).count(name)  # START runs a join at once
+                arriving = started + min(arriving - started, 1)
             self.count[name] = arriving
         del self.count[START]
         return self.count
@@ -116,6 +125,16 @@ class _Flow:
         else:
             per_run = max([static, *by_label.values()])  # one route, or the static edges
         return self.count[source] * per_run
+
+
+def _fires_once(pairs: set[tuple[str, str]], nodes: Mapping[str, Any]) -> set[str]:
+    """Joins on no cycle (see the module's docstring)."""
+    import networkx as nx
+
+    g = nx.DiGraph(list(pairs))
+    joins = {n for n, node in nodes.items() if node.join and n in g}
+    cyclic = {n for c in nx.strongly_connected_components(g) for n in c if len(c) > 1 or g.has_edge(n, n)}
+    return joins - cyclic
 
 
 def _inner_work(name: str, node: Any) -> tuple[int | None, str]:

@@ -148,7 +148,23 @@ def parallel_writes(spec: Spec) -> list[str]:
         f"nodes {a!r} and {b!r} can run at the same time and both write last-value field(s) "
         f"{sorted(fields)}; give the field a reducer (Annotated[..., append]) or let one node write it."
         for (a, b), fields in sorted(found.items())
-    ]
+    ] + _twice_at_once(spec, writes)
+
+
+def _twice_at_once(spec: Spec, writes: dict[str, frozenset[str]]) -> list[str]:
+    """A node that two branches of one fork reach runs twice, maybe at once: the same conflict."""
+    problems = {}
+    for fork in forks(spec, assume_fan_out=False):
+        for name, arriving in branches(spec, fork).items():
+            node = spec.nodes.get(name)
+            if node is None or node.join or len(arriving) < 2 or not writes[name] or name in problems:
+                continue
+            ways = ", ".join(f"via {n!r}" if i >= 0 else f"via join {n!r}" for i, n in sorted(arriving))
+            problems[name] = (
+                f"node {name!r} can run twice at the same time (fork {_where(fork.source)} reaches it "
+                f"{ways}) and writes last-value field(s) {sorted(writes[name])}; give the field a reducer "
+                f"(Annotated[..., append]) or merge the branches with a join before {name!r}.")
+    return [problems[n] for n in sorted(problems)]
 
 
 def _names(names: list[str]) -> str:

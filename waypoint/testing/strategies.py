@@ -99,6 +99,7 @@ def _value(annotation: Any) -> st.SearchStrategy[Any]:
     try:
         adapter = TypeAdapter(annotation)
         strategy = st.from_type(annotation)
+        strategy.validate()  # resolves it now: a type Hypothesis cannot build fails here, not mid-test
     except Exception:
         return st.none()
 
@@ -234,9 +235,9 @@ def _add(draw: Any, g: Any, name: str, kind: str, targets: list[str]) -> None:
         max_items = draw(st.sampled_from([3, 5, None]))
         g.map(name, _double, over="items", into="mapped", max_items=max_items)
     elif kind == "gate":
-        g.gate(name, Approval, into="approval")
+        g.gate(name, Approval, into="approval" if draw(st.booleans()) else None)
     else:
-        last_value = draw(st.integers(0, 4)) == 0
+        last_value = draw(st.integers(0, 7)) == 0
         g.node(_step(name, last_value, draw(st.integers(0, 3))), name=name, writes=["seen", "value"] if last_value else ["seen"])
     g.edge(name, targets)
 
