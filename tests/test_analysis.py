@@ -446,6 +446,15 @@ def test_nodes_named_like_start_or_end():
     assert "edge START -> END skips every node; remove it" in msg
 
 
+def test_an_edge_from_start_into_a_join():
+    g = builder("a", join="merge")
+    g.edge(START, ["a", "merge"])
+    g.edge("a", "merge")
+    g.edge("merge", END)
+    assert ("edge START -> 'merge' starts join 'merge' at once, before anything can reach it; "
+            "remove the edge") in problems(g)
+
+
 def test_an_edge_given_twice():
     g = builder("a", "b")
     g.edge(START, "a")

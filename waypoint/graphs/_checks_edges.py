@@ -35,6 +35,10 @@ def check_edges(spec: Spec) -> list[str]:
         if source == START and END in targets:
             problems.append("edge START -> END skips every node; remove it (a run would end before it began "
                             "on that branch).")
+        if source == START:
+            problems += [f"edge START -> {t!r} starts join {t!r} at once, before anything can reach it; "
+                         "remove the edge (a join waits for its other inputs) or start a node before it."
+                         for t in dict.fromkeys(targets) if t in spec.nodes and spec.nodes[t].join]
         for t in targets:
             problems += check_target(f"edge {source!r} -> {t!r}", t, known)
         problems += _repeated(lambda t, s=source: f"edge {s!r} -> {t!r}", targets)
