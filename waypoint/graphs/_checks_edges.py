@@ -17,6 +17,10 @@ def check_names(spec: Spec) -> list[str]:
             which = "START" if name == START else "END"
             problems.append(f"node {name!r} uses the reserved name of {which}; rename it "
                             f"(an edge to {name!r} means {which}, not this node).")
+        elif "/" in name:
+            problems.append(f"node {name!r} has '/' in its name, which addresses nodes inside "
+                            f"subgraphs (gate 'review/approve' is gate 'approve' of subgraph "
+                            f"'review'); rename it, e.g. {name.replace('/', '_')!r}.")
     return problems
 
 
