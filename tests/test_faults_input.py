@@ -334,11 +334,11 @@ def test_bad_command_lines_are_clear_errors_with_the_store_unchanged(tmp_path):
                    store_changed_by_refusals=0)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: --input with deeply nested JSON raises RecursionError "
-                   "out of json.loads: a traceback and exit 1 instead of a usage error (exit 2)")
 def test_deeply_nested_json_on_the_command_line_is_a_usage_error(tmp_path):
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     result = harness.cli("run", harness.GATED_REF, "--input", f"@{tmp_path / 'deep.json'}",
                          "--db", str(tmp_path / "runs.db"))  # asserts: no traceback
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stderr[-500:]
+    assert "nested too deeply" in result.stderr
+    assert not (tmp_path / "runs.db").exists()
 

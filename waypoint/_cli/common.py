@@ -102,6 +102,9 @@ class JsonParam(click.ParamType):
                 f"{clip(text, 60)!r}. Quote the whole value for the shell, e.g. "
                 "--input '{\"topic\": \"tides\"}'.", param, ctx,
             )
+        except RecursionError:
+            self.fail(f"JSON nested too deeply to read ({clip(text, 60)!r}); "
+                      "flatten the value or pass fewer levels of lists and objects.", param, ctx)
 
     def _text(self, value: str, param: Any, ctx: Any) -> str:
         if value == "-":
