@@ -81,8 +81,15 @@ class RunInfo(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 _encoder = msgspec.msgpack.Encoder()
-_step_decoder = msgspec.msgpack.Decoder(Step)
-_snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
+
+
+def _refuse_ext(code: int, data: memoryview) -> Any:
+    """waypoint never writes msgpack extension types: one in a record means damage or tampering."""
+    raise TypeError(f"msgpack extension type {code} found; waypoint records hold plain data only")
+
+
+_step_decoder = msgspec.msgpack.Decoder(Step, ext_hook=_refuse_ext)
+_snapshot_decoder = msgspec.msgpack.Decoder(Snapshot, ext_hook=_refuse_ext)
 
 
 def encode(record: Step | Snapshot) -> bytes:
