@@ -214,11 +214,12 @@ class RunLoop:
             return
         node = self.graph.nodes[act.node]
         waiting = self.frontier.waits.get(act.id)
-        if waiting is not None and not self.runner.has_answer(act):
+        answered = waiting is not None and self.runner.claim_answer(act)
+        if waiting is not None and not answered:
             if not GateNode.expired(waiting):
                 return  # still waiting for a human
             self.runner.expire(act)
-        if node.kind == "gate" and waiting is None and not self.runner.has_answer(act):
+        if node.kind == "gate" and waiting is None:
             self.outstanding += 1
             self.queue.put_nowait(("wait", act, node.request(self.state)))
             return

@@ -46,14 +46,28 @@ class NodeRunner:
         self.limit = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self.node_limits: dict[str, asyncio.Semaphore] = {}
         self.expired: set[str] = set()
+        self.claimed: dict[str, Any] = {}  # gate activation id -> the answer it took
+
+    def claim_answer(self, act: Activation) -> bool:
+        """True when `act` may run now because an answer reaches it.
+
+        A gate takes its answer at launch, so when one gate waits in several
+        activations at once, one answer goes to the oldest and the rest keep waiting.
+        A subgraph passes answers addressed inside it ('node/gate') to its child run.
+        """
+        answers = self.loop.answers
+        if act.id in self.claimed:
+            return True
+        if self.loop.graph.nodes[act.node].kind == "gate":
+            if act.node not in answers:
+                return False
+            self.claimed[act.id] = answers.pop(act.node)
+            return True
+        return any(k.startswith(act.node + "/") for k in answers)
 
     def expire(self, act: Activation) -> None:
         """Mark a gate whose deadline passed: it completes on its escalation route."""
         self.expired.add(act.id)
-
-    def has_answer(self, act: Activation) -> bool:
-        answers = self.loop.answers
-        return act.node in answers or any(k.startswith(act.node + "/") for k in answers)
 
     async def execute(self, act: Activation, state: BaseModel, started_seq: int) -> None:
         queue = self.loop.queue
@@ -67,7 +81,9 @@ class NodeRunner:
             queue.put_nowait(("wait", act, request))
         except WaypointError as exc:
             queue.put_nowait(("failed", act, _with_place(exc, self.loop.run_id, act)))
-        except Exception as exc:
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise  # the run is being stopped: the activation stays pending, resumable
+        except BaseException as exc:  # noqa: BLE001 - a node's Halt(BaseException) must not hang the run
             queue.put_nowait(("failed", act, self._node_error(act, exc)))
 
     async def _attempts(self, act: Activation, state: BaseModel, started_seq: int) -> Finished:
@@ -107,7 +123,7 @@ class NodeRunner:
             request = self.loop.frontier.waits.get(act.id, {})
             ctx.record.update(expired_at=time.time(), deadline_at=request.get("deadline_at"))
             return Outcome(labels=("expired",))
-        answer = self.loop.answers.pop(act.node)
+        answer = self.claimed.pop(act.id)
         ctx.record.update(answer=answer.value.model_dump(mode="json"), by=answer.by,
                           answered_at=answer.at)
         return Outcome(update=node.update_for(state, answer.value))
@@ -167,7 +183,7 @@ class NodeRunner:
             self.node_limits[name] = asyncio.Semaphore(limit)
         return self.node_limits[name]
 
-    def _node_error(self, act: Activation, exc: Exception) -> NodeError:
+    def _node_error(self, act: Activation, exc: BaseException) -> NodeError:
         error = NodeError(
             f"run {self.loop.run_id!r}, node {act.node!r} (activation {act.id}) raised "
             f"{type(exc).__name__}: {exc}. Fix the cause, then resume the run by its id; "
