@@ -28,7 +28,9 @@ from waypoint.errors import ConflictError, CorruptRecordError, NodeError, Waypoi
 from waypoint.graphs.graph import END, Graph
 from waypoint.nodes.gate import GateNode
 
-SNAPSHOT_MIN_BYTES = 64 * 1024
+SNAPSHOT_MIN_BYTES = 64 * 1024  # snapshot once the deltas since the last one reach this
+SNAPSHOT_EVERY_STEPS = 64  # ...or after this many steps, while state and tail stay small
+SNAPSHOT_SMALL_BYTES = 16 * 1024
 
 
 @dataclass
@@ -62,7 +64,8 @@ class RunLoop:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.outstanding = 0
         self.seq = 0
-        self.since_snapshot = 0
+        self.since_snapshot = 0  # bytes of deltas since the last snapshot
+        self.steps_since_snapshot = 0
         self.snapshot_size = 0
 
     # -- loading --------------------------------------------------------------
@@ -80,6 +83,7 @@ class RunLoop:
                 values = self.graph.schema.decode(step.delta) if step.kind == "done" else {}
                 self.state = self.frontier.apply(self.graph, self.state, step, values)
                 self.seq = step.seq
+            self.steps_since_snapshot = len(tail)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise CorruptRecordError(
                 f"run {self.run_id!r}: step {self.seq + 1} does not fit graph "
@@ -200,12 +204,23 @@ class RunLoop:
                     seq=writer[0])
 
     def maybe_snapshot(self, steps: list[Step]) -> Snapshot | None:
+        """A snapshot to commit with `steps`, when replaying the tail would cost more than it.
+
+        Large tails (deltas past max(snapshot, 64 KiB)) always get one, so snapshots
+        total at most about the deltas; a small run also gets one every 64 steps, so
+        a resume never replays a long tail of tiny steps.
+        """
         self.since_snapshot += sum(len(msgspec.msgpack.encode(s.delta)) + 64 for s in steps)
-        if self.since_snapshot < max(self.snapshot_size, SNAPSHOT_MIN_BYTES):
+        self.steps_since_snapshot += len(steps)
+        big = self.since_snapshot >= max(self.snapshot_size, SNAPSHOT_MIN_BYTES)
+        long_and_small = (self.steps_since_snapshot >= SNAPSHOT_EVERY_STEPS
+                          and self.snapshot_size < self.since_snapshot
+                          and self.snapshot_size + self.since_snapshot < SNAPSHOT_SMALL_BYTES)
+        if not (big or long_and_small):
             return None
         state = self.graph.schema.encode_state(self.state)
         self.snapshot_size = len(msgspec.msgpack.encode(state))
-        self.since_snapshot = 0
+        self.since_snapshot = self.steps_since_snapshot = 0
         return Snapshot(seq=self.seq, state=state, frontier=self.frontier.to_plain())
 
     # -- launching -------------------------------------------------------------
