@@ -37,3 +37,37 @@ def test_import_stays_light():
     code = "import sys, waypoint; print(sorted({'openai', 'networkx', 'aiosqlite'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+TESTING_EXPORTED = {
+    "ScriptedModel", "ScriptExhausted", "tool_call",  # an offline model
+    "assert_terminates", "check_terminates", "run_driven", "DrivenRun",  # termination
+    "router_choices", "random_graphs", "Choices",  # Hypothesis strategies
+    "check_store", "run_check", "CHECKS",  # store conformance
+}
+
+
+def test_testing_exports_are_pinned_and_resolve():
+    import waypoint.testing
+
+    assert set(waypoint.testing.__all__) == TESTING_EXPORTED
+    assert len(waypoint.testing.__all__) == len(TESTING_EXPORTED)
+    for name in waypoint.testing.__all__:
+        assert getattr(waypoint.testing, name) is not None, name
+    assert set(dir(waypoint.testing)) >= TESTING_EXPORTED
+
+
+def test_testing_needs_hypothesis_only_for_what_uses_it():
+    code = (
+        "import sys; sys.modules['hypothesis'] = None\n"  # as if it were not installed
+        "from waypoint.testing import ScriptedModel, check_store\n"
+        "try:\n"
+        "    from waypoint.testing import assert_terminates\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "needs Hypothesis: pip install 'waypoint[test]'" in out.stdout
+    lazy = "import sys, waypoint.testing; print('hypothesis' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", lazy], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

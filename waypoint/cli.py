@@ -5,6 +5,7 @@
     waypoint runs --status waiting
     waypoint show RUN_ID [--state-at SEQ] [--json]
     waypoint render examples/approval.py:graph --run RUN_ID -o approval.svg
+    waypoint check examples/approval.py:graph [--json]
 
 Runs live in a SQLite file: --db PATH, else $WAYPOINT_DB, else ./waypoint.db.
 Exit codes: 0 done or waiting at a gate, 1 the run failed or the engine refused,
@@ -176,6 +177,23 @@ def _draw(graph: Any, output: str | None, fmt: str, options: dict[str, Any]) -> 
             click.echo(f"wrote {output}", err=True)
     except ValueError as exc:
         raise UsageProblem(str(exc)) from None
+
+
+@cli.command()
+@click.argument("graph_ref", metavar=REF)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
+def check(graph_ref: str, as_json: bool) -> None:
+    """Analyse a graph without running it: each problem with its fix, warnings, and the bound.
+
+    GRAPH may be a GraphBuilder, a compiled Graph or a function returning one.
+    Exit 0 when it compiles, 1 when it has problems, 2 when GRAPH does not load.
+    """
+    from waypoint._cli.check import check_command
+    from waypoint._cli.output import Out
+
+    code = check_command(graph_ref, as_json, Out())
+    if code:
+        raise click.exceptions.Exit(code)
 
 
 # -- helpers --------------------------------------------------------------------------

@@ -7,6 +7,9 @@
 The attribute may be a compiled `Graph`, a `GraphBuilder` (compiled here) or a
 function of no arguments returning either. A run stores the reference with the
 file made absolute, so `resume` finds the graph from any directory.
+`load_definition` stops short of compiling, for `waypoint check`, and a
+`GraphError` raised while importing or calling the definition is a
+`DefinitionFailed` (still a usage problem to the other commands) that carries it.
 """
 
 from __future__ import annotations
@@ -21,20 +24,46 @@ from types import ModuleType
 from typing import Any
 
 from waypoint._cli.common import UsageProblem
+from waypoint.errors import GraphError
 
 EXAMPLES = "e.g. examples/approval.py:graph or myapp.flows:graph"
 _HERE = str(Path(__file__).resolve().parent.parent) + os.sep  # the waypoint package
 
 
+class DefinitionFailed(UsageProblem):
+    """Importing, calling or compiling the definition raised `error`: the graph is wrong.
+
+    `doing` says what raised it ("importing flows.py"), `where` the line of user
+    code (" (at flows.py line 12)", or "").
+    """
+
+    def __init__(self, message: str, error: GraphError, doing: str, where: str) -> None:
+        super().__init__(message)
+        self.error, self.doing, self.where = error, doing, where
+
+
 def load_graph(ref: str) -> tuple[Any, str]:
     """The compiled graph `ref` names, and the reference to store with a run."""
+    from waypoint import Graph
+
+    value, canonical = load_definition(ref)
+    if not isinstance(value, Graph):
+        try:
+            value = value.compile()
+        except Exception as exc:
+            raise _failed(ref, "compile()", exc) from None
+    return value, canonical
+
+
+def load_definition(ref: str) -> tuple[Any, str]:
+    """The `Graph` or the `GraphBuilder` (not compiled) `ref` names, and its canonical reference."""
     target, attr = split_ref(ref)
     if is_file(target):
         path = Path(target).expanduser().resolve()
         module, canonical = _import_file(path, ref), f"{path}:{attr}"
     else:
         module, canonical = _import_module(target, ref), ref
-    return _as_graph(_attribute(module, attr, ref), ref), canonical
+    return _definition(_attribute(module, attr, ref), ref), canonical
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -63,7 +92,7 @@ def _import_file(path: Path, ref: str) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        raise UsageProblem(f"cannot load graph {ref!r}: importing {path} raised {_describe(exc)}") from None
+        raise _failed(ref, f"importing {path}", exc) from None
     return module
 
 
@@ -89,7 +118,7 @@ def _import_module(target: str, ref: str) -> ModuleType:
             ) from None
         raise UsageProblem(f"cannot load graph {ref!r}: importing {target} raised {_describe(exc)}") from None
     except Exception as exc:
-        raise UsageProblem(f"cannot load graph {ref!r}: importing {target} raised {_describe(exc)}") from None
+        raise _failed(ref, f"importing {target}", exc) from None
 
 
 def _attribute(module: ModuleType, attr: str, ref: str) -> Any:
@@ -110,20 +139,15 @@ def _candidates(module: ModuleType) -> list[str]:
     return sorted(k for k, v in vars(module).items() if isinstance(v, (Graph, GraphBuilder)))
 
 
-def _as_graph(value: Any, ref: str) -> Any:
+def _definition(value: Any, ref: str) -> Any:
     from waypoint import Graph, GraphBuilder
 
     if callable(value) and not isinstance(value, (Graph, GraphBuilder, type)):
         try:
             value = value()
         except Exception as exc:
-            raise UsageProblem(f"cannot load graph {ref!r}: calling it raised {_describe(exc)}") from None
-    if isinstance(value, GraphBuilder):
-        try:
-            value = value.compile()
-        except Exception as exc:
-            raise UsageProblem(f"cannot load graph {ref!r}: compile() raised {_describe(exc)}") from None
-    if not isinstance(value, Graph):
+            raise _failed(ref, "calling it", exc) from None
+    if not isinstance(value, (Graph, GraphBuilder)):
         raise UsageProblem(
             f"cannot load graph {ref!r}: it is a {type(value).__name__}, not a waypoint Graph, "
             "a GraphBuilder, or a function of no arguments returning one."
@@ -131,11 +155,19 @@ def _as_graph(value: Any, ref: str) -> Any:
     return value
 
 
+def _failed(ref: str, doing: str, exc: Exception) -> UsageProblem:
+    message = f"cannot load graph {ref!r}: {doing} raised {_describe(exc)}"
+    if isinstance(exc, GraphError):
+        return DefinitionFailed(message, exc, doing, _where(exc))
+    return UsageProblem(message)
+
+
 def _describe(exc: BaseException) -> str:
     """`TypeError: ... (at flows.py line 12)`: the error and where in user code it came from."""
-    where = ""
+    return f"{type(exc).__name__}: {exc}{_where(exc)}"
+
+
+def _where(exc: BaseException) -> str:
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not f.filename.startswith((_HERE, "<frozen"))]
-    if frames:
-        where = f" (at {frames[-1].filename} line {frames[-1].lineno})"
-    return f"{type(exc).__name__}: {exc}{where}"
+    return f" (at {frames[-1].filename} line {frames[-1].lineno})" if frames else ""

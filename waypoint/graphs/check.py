@@ -5,6 +5,7 @@
     report = check_graph(builder)          # a GraphBuilder, or a compiled Graph
     print(format_report(report))
     raise SystemExit(0 if report.ok else 1)
+    report_dict(report)                    # the same as plain data, for --json
 
 `problems` are what `compile()` raises `GraphError` for; `warnings` are legal
 but look unintended (a join with a single incoming edge). `max_steps` is the
@@ -23,7 +24,7 @@ from waypoint.graphs._checks_shape import loop_bodies
 from waypoint.graphs.graph import Graph
 from waypoint.graphs.validate import analyse
 
-__all__ = ["CheckReport", "check_graph", "format_report"]
+__all__ = ["CheckReport", "check_graph", "format_report", "report_dict", "report_lines"]
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ class CheckReport:
     warnings: tuple[str, ...] = ()
     max_steps: int | None = None
     bound: str = ""  # what the bound counts, or why there is none
-    nodes: int = 0
-    edges: int = 0
+    nodes: int | None = None  # None when the graph could not be looked at
+    edges: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -65,18 +66,32 @@ def check_graph(target: Any) -> CheckReport:
 
 def format_report(report: CheckReport) -> str:
     """The report as plain text, one finding per line, for the terminal."""
-    size = f"{report.nodes} nodes, {report.edges} edges"
+    return "\n".join(text for _, text in report_lines(report))
+
+
+def report_lines(report: CheckReport) -> list[tuple[str, str]]:
+    """(kind, text) per line of `format_report`: kind is header, error, warning or bound."""
+    size = "" if report.nodes is None else f" ({report.nodes} nodes, {report.edges} edges)"
     if report.ok:
-        lines = [f"graph {report.graph!r}: ok ({size})"]
+        lines = [("header", f"graph {report.graph!r}: ok{size}")]
     else:
         count = len(report.problems)
-        lines = [f"graph {report.graph!r}: {count} problem{'s' if count != 1 else ''} ({size})"]
-        lines += [f"  error: {p}" for p in report.problems]
-    lines += [f"  warning: {w}" for w in report.warnings]
+        lines = [("header", f"graph {report.graph!r}: {count} problem{'s' if count != 1 else ''}{size}")]
+        lines += [("error", f"  error: {p}") for p in report.problems]
+    lines += [("warning", f"  warning: {w}") for w in report.warnings]
     if report.max_steps is not None:
-        lines.append(f"  bound: at most {report.max_steps} node executions per run ({report.bound})")
+        bound = f"  bound: at most {report.max_steps} node executions per run ({report.bound})"
     elif report.ok:
-        lines.append(f"  bound: none can be stated: {report.bound}")
+        bound = f"  bound: none can be stated: {report.bound}"
     else:
-        lines.append(f"  bound: {report.bound}")
-    return "\n".join(lines)
+        bound = f"  bound: {report.bound}"
+    return [*lines, ("bound", bound)]
+
+
+def report_dict(report: CheckReport) -> dict[str, Any]:
+    """The report as plain data (`waypoint check --json`); keys are stable."""
+    return {
+        "graph": report.graph, "ok": report.ok, "problems": list(report.problems),
+        "warnings": list(report.warnings), "max_steps": report.max_steps, "bound": report.bound,
+        "nodes": report.nodes, "edges": report.edges,
+    }
