@@ -134,9 +134,6 @@ async def test_a_damaged_record_is_a_typed_error_naming_run_and_step_and_harms_n
     harness.record(f"corruption[{damage}]", records_planted=1, error=expected.__name__)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a snapshot whose state does not fit the graph is "
-                   "reported as 'step <snapshot seq + 1> does not fit' (seq=1 here), pointing at a "
-                   "step that is fine instead of at the snapshot")
 async def test_a_snapshot_whose_state_does_not_fit_names_the_snapshot(tmp_path):
     db = tmp_path / "runs.db"
     await make_runs(db)

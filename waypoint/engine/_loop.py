@@ -75,21 +75,23 @@ class RunLoop:
             raise CorruptRecordError(
                 f"run {self.run_id!r} has no initial snapshot; it was not created by "
                 "waypoint.start or its snapshots were deleted.", run_id=self.run_id)
+        record, at = "snapshot", snapshot.seq  # what a misfit is blamed on
         try:
             self.state = self.graph.schema.decode_state(snapshot.state)
             self.frontier = Frontier.from_plain(snapshot.frontier)
             self.seq = snapshot.seq
             for step in tail:
+                record, at = "step", step.seq
                 values = self.graph.schema.decode(step.delta) if step.kind == "done" else {}
                 self.state = self.frontier.apply(self.graph, self.state, step, values)
                 self.seq = step.seq
             self.steps_since_snapshot = len(tail)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise CorruptRecordError(
-                f"run {self.run_id!r}: step {self.seq + 1} does not fit graph "
-                f"{self.graph.name!r} ({type(exc).__name__}: {str(exc)[:300]}); fork the run "
-                "from an earlier step or restore the database.",
-                run_id=self.run_id, seq=self.seq + 1) from None
+                f"run {self.run_id!r}: {record} at seq {at} does not fit graph "
+                f"{self.graph.name!r} ({type(exc).__name__}: {str(exc)[:300]}); "
+                f"{'fork the run from an earlier step or ' if at > 0 else ''}restore the database.",
+                run_id=self.run_id, seq=at) from None
         self.snapshot_size = len(msgspec.msgpack.encode(snapshot.state))
 
     # -- driving --------------------------------------------------------------
