@@ -81,3 +81,59 @@ async def test_a_node_raising_a_base_exception_fails_the_run_instead_of_hanging(
     assert result.status == "failed"
     assert "node 'halt'" in str(result.error) and "Halt" in str(result.error)
     assert (await store.get_run("h")).status == "failed"
+
+
+class Doc(BaseModel):
+    log: Annotated[list[str], wp.append] = []
+    approved: bool = False
+
+
+class Approval(BaseModel):
+    approved: bool
+
+
+def review_graph(written: list[str]) -> wp.Graph:
+    g = wp.GraphBuilder(Doc, name="review")
+
+    @g.node
+    def write(state: Doc) -> dict:
+        written.append("write")  # counts executions: a fork must not run it again
+        return {"log": ["written"]}
+
+    g.gate("approve", Approval, on_answer=lambda s, a: {"approved": a.approved})
+    g.edge(wp.START, "write")
+    g.edge("write", "approve")
+    g.edge("approve", wp.END)
+    return g.compile()
+
+
+def outer_graph(written: list[str]) -> wp.Graph:
+    g = wp.GraphBuilder(Doc, name="outer")
+    g.subgraph("review", review_graph(written))
+    g.node(lambda s: {"log": [f"after approved={s.approved}"]}, name="after")
+    g.edge(wp.START, "review")
+    g.edge("review", "after")
+    g.edge("after", wp.END)
+    return g.compile()
+
+
+async def test_a_fork_of_a_run_waiting_inside_a_subgraph_keeps_the_childs_progress(store):
+    written: list[str] = []
+    graph = outer_graph(written)
+    waiting = await (await wp.start(graph, store=store, run_id="orig")).result()
+    assert waiting.waiting == ["review/approve"] and written == ["write"]
+
+    info = await store.get_run("orig")
+    forked = await (await wp.fork(graph, "orig", at=info.last_seq, store=store)).result()
+    assert forked.status == "waiting" and forked.waiting == ["review/approve"]
+    [request] = await wp.pending_gates(graph, store, forked.run_id)
+    assert request.name == "review/approve"
+
+    done = await (await wp.resume(graph, forked.run_id, {"approved": False}, store=store)).result()
+    assert done.status == "done" and done.state.log == ["written", "after approved=False"]
+    assert written == ["write"]  # the child's completed node did not run again in the fork
+
+    # the original is untouched: still waiting, and answerable on its own
+    assert (await store.get_run("orig")).status == "waiting"
+    original = await (await wp.resume(graph, "orig", {"approved": True}, store=store)).result()
+    assert original.state.log == ["written", "after approved=True"] and written == ["write"]

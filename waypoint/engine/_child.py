@@ -55,7 +55,7 @@ def child_runner(parent: RunLoop, act: Activation):
         if usage is not None:
             add_usage(usage, loop.frontier.usage)
         if outcome.status == "waiting":
-            raise ChildWaiting(child_id, outcome.waiting)
+            raise ChildWaiting(child_id, outcome.waiting, loop.seq)
         if outcome.status != "done":
             raise NodeError(
                 f"run {parent.run_id!r}, subgraph {act.node!r}: child run {child_id!r} "

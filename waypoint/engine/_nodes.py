@@ -32,10 +32,10 @@ class Finished:
 
 
 class ChildWaiting(Exception):
-    """A subgraph's child run stopped at gates (names relative to the child)."""
+    """A subgraph's child run stopped at gates (names relative to the child) after step `seq`."""
 
-    def __init__(self, child_run_id: str, gates: list[str]) -> None:
-        self.child_run_id, self.gates = child_run_id, gates
+    def __init__(self, child_run_id: str, gates: list[str], seq: int) -> None:
+        self.child_run_id, self.gates, self.seq = child_run_id, gates, seq
         super().__init__(f"child run {child_run_id} waits at {gates}")
 
 
@@ -77,7 +77,8 @@ class NodeRunner:
             queue.put_nowait(("done", act, done))
         except ChildWaiting as waiting:
             prefix = act.node + "/"
-            request = {"child": waiting.child_run_id, "gates": [prefix + g for g in waiting.gates]}
+            request = {"child": waiting.child_run_id, "gates": [prefix + g for g in waiting.gates],
+                       "child_seq": waiting.seq}
             queue.put_nowait(("wait", act, request))
         except WaypointError as exc:
             queue.put_nowait(("failed", act, _with_place(exc, self.loop.run_id, act)))

@@ -78,13 +78,39 @@ async def pending_gates(graph: Graph, store: Store, run_id: str) -> list[GateReq
 
 async def fork(graph: Graph, run_id: str, *, at: int, store: Store, deps: Any = None,
                new_run_id_: str | None = None) -> RunHandle:
-    """Start a new run from the state and pending work of `run_id` right after step `at`."""
+    """Start a new run from the state and pending work of `run_id` right after step `at`.
+
+    A subgraph waiting at a gate inside it is forked with it: its child run is
+    copied as of the step where it stopped, so the fork waits at the same gate and
+    nothing the child completed runs again.
+    """
     state, frontier, seq = await replay(graph, store, run_id, at)
     source = await store.get_run(run_id)
-    child_id = new_run_id_ or new_run_id()
-    owner = await create_run_record(store, graph, child_id, state, frontier=frontier, seq=seq,
+    fork_id = new_run_id_ or new_run_id()
+    await _fork_waiting_children(graph, store, run_id, fork_id, frontier)
+    owner = await create_run_record(store, graph, fork_id, state, frontier=frontier, seq=seq,
                                     graph_ref=source.graph_ref, forked_from=f"{run_id}@{seq}")
-    return _launch(graph, store, child_id, owner, {}, _Options(deps), "run_started")
+    return _launch(graph, store, fork_id, owner, {}, _Options(deps), "run_started")
+
+
+async def _fork_waiting_children(graph: Graph, store: Store, run_id: str, fork_id: str,
+                                 frontier: Frontier) -> None:
+    """Copy the child runs that `frontier`'s waiting subgraphs point at, under `fork_id`."""
+    moved = {}
+    for act_id, request in frontier.waits.items():
+        node = graph.nodes[frontier.pending[act_id].node]
+        sub, child = getattr(node, "graph", None), request.get("child")
+        if not child or not isinstance(sub, Graph) or not child.startswith(run_id + "/"):
+            continue
+        state, child_frontier, seq = await replay(sub, store, child, request.get("child_seq"))
+        forked_child = fork_id + child[len(run_id):]
+        await _fork_waiting_children(sub, store, child, forked_child, child_frontier)
+        owner = await create_run_record(store, sub, forked_child, state, frontier=child_frontier,
+                                        seq=seq, parent_run_id=fork_id, forked_from=f"{child}@{seq}")
+        inner = [gate[len(node.name) + 1:] for gate in request.get("gates", [])]
+        await store.release(forked_child, owner, "waiting", waiting=inner)
+        moved[act_id] = {**request, "child": forked_child, "child_seq": seq}
+    frontier.waits.update(moved)
 
 
 class _Bounded:
