@@ -205,3 +205,25 @@ async def test_answering_while_another_resume_executes_the_run_is_a_lease_error(
     assert done.status == "done"
     await store.close()
     await other.close()
+
+
+async def test_a_deadline_inside_a_subgraph_comes_due_for_the_parent(store):
+    from waypoint import tick
+    from waypoint.engine.gates import due_gates
+
+    outer = GraphBuilder(Doc, name="outer_deadline")
+    outer.subgraph("review", deadline_graph(0.0))
+    outer.node(lambda s: {"log": ["after"]}, name="after")
+    outer.edge(START, "review")
+    outer.edge("review", "after")
+    outer.edge("after", END)
+    graph = outer.compile()
+    run_id = (await (await start(graph, store=store)).result()).run_id
+    assert len(await due_gates(store, run_id)) == 1  # the parent's wait carries the inner deadline
+
+    [result] = await tick(store, graph_for=lambda info: graph)  # escalates inside the child
+    assert result.status == "waiting" and result.waiting == ["review/manager"]
+    assert await due_gates(store, run_id) == []  # the manager gate has no deadline
+    done = await (await resume(graph, run_id, {"approved": True}, store=store)).result()
+    assert done.status == "done" and done.state.log == ["published", "after"]
+    assert done.state.budget.approved and done.state.approval is None

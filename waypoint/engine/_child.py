@@ -55,7 +55,9 @@ def child_runner(parent: RunLoop, act: Activation):
         if usage is not None:
             add_usage(usage, loop.frontier.usage)
         if outcome.status == "waiting":
-            raise ChildWaiting(child_id, outcome.waiting, loop.seq)
+            deadlines = [r["deadline_at"] for r in loop.frontier.waits.values()
+                         if r.get("deadline_at") is not None]
+            raise ChildWaiting(child_id, outcome.waiting, loop.seq, min(deadlines, default=None))
         if outcome.status != "done":
             raise NodeError(
                 f"run {parent.run_id!r}, subgraph {act.node!r}: child run {child_id!r} "

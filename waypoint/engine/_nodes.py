@@ -32,10 +32,16 @@ class Finished:
 
 
 class ChildWaiting(Exception):
-    """A subgraph's child run stopped at gates (names relative to the child) after step `seq`."""
+    """A subgraph's child run stopped at gates (names relative to the child) after step `seq`.
 
-    def __init__(self, child_run_id: str, gates: list[str], seq: int) -> None:
+    `deadline_at` is the earliest deadline among them, so the parent's own wait
+    comes due (at resume and in the `tick()` sweep) when a gate inside does.
+    """
+
+    def __init__(self, child_run_id: str, gates: list[str], seq: int,
+                 deadline_at: float | None = None) -> None:
         self.child_run_id, self.gates, self.seq = child_run_id, gates, seq
+        self.deadline_at = deadline_at
         super().__init__(f"child run {child_run_id} waits at {gates}")
 
 
@@ -79,6 +85,8 @@ class NodeRunner:
             prefix = act.node + "/"
             request = {"child": waiting.child_run_id, "gates": [prefix + g for g in waiting.gates],
                        "child_seq": waiting.seq}
+            if waiting.deadline_at is not None:
+                request["deadline_at"] = waiting.deadline_at
             queue.put_nowait(("wait", act, request))
         except WaypointError as exc:
             queue.put_nowait(("failed", act, _with_place(exc, self.loop.run_id, act)))
