@@ -5,6 +5,8 @@
     waypoint runs --status waiting
     waypoint show RUN_ID [--state-at SEQ] [--json]
     waypoint render examples/approval.py:graph --run RUN_ID -o approval.svg
+    waypoint fork RUN_ID --at 3
+    waypoint tick
     waypoint check examples/approval.py:graph [--json]
 
 Runs live in a SQLite file: --db PATH, else $WAYPOINT_DB, else ./waypoint.db.
@@ -196,6 +198,53 @@ def check(graph_ref: str, as_json: bool) -> None:
         raise click.exceptions.Exit(code)
 
 
+@cli.command()
+@click.argument("run_id")
+@click.option("--at", "seq", type=click.IntRange(min=0), metavar="SEQ",
+              help="Fork right after this step [default: the run's last step].")
+@click.option("--run-id", "new_id", metavar="ID", help="Use this id for the new run.")
+@db_option
+@click.option("--graph", "graph_ref", metavar=REF, help="Load the graph from here instead of "
+              "the reference stored with the run.")
+def fork(run_id: str, seq: int | None, new_id: str | None, db: str | None, graph_ref: str | None) -> None:
+    """Start a new run from RUN_ID's state and pending work right after step SEQ.
+
+    The original run is untouched; see its steps with `waypoint show RUN_ID`.
+    """
+    run_async(_fork(run_id, seq, new_id, existing_db(db), graph_ref))
+
+
+async def _fork(run_id: str, seq: int | None, new_id: str | None, db: Db, graph_ref: str | None) -> None:
+    from waypoint import fork, get_run
+    from waypoint._cli.live import report
+    from waypoint._cli.output import Out
+
+    out = Out()
+    async with opened(db) as store:
+        info = await get_run(store, run_id)
+        graph, ref = _stored_graph(info, graph_ref)
+        at = info.last_seq if seq is None else seq
+        handle = await fork(graph, run_id, at=at, store=store, new_run_id_=new_id)
+        _header(out, handle.run_id, graph, ref, db)
+        out.line(f"forked: from {run_id} after step {at}")
+        await report(await _follow(handle, graph, out, db), graph, store, db, out)
+
+
+@cli.command()
+@db_option
+def tick(db: str | None) -> None:
+    """Escalate every waiting gate whose deadline has passed (run it from cron).
+
+    Each due run is resumed with the graph stored with it and takes its gate's
+    escalation route. Exit 1 when a due run could not be resumed.
+    """
+    from waypoint._cli.ops import tick_runs
+    from waypoint._cli.output import Out
+
+    if not run_async(tick_runs(existing_db(db), Out())):
+        raise click.exceptions.Exit(1)
+
+
 # -- helpers --------------------------------------------------------------------------
 async def _follow(handle: Any, graph: Any, out: Any, db: Db) -> Any:
     from waypoint._cli.live import follow, resume_command
@@ -216,17 +265,9 @@ def _header(out: Any, run_id: str, graph: Any, ref: str, db: Db) -> None:
 
 
 def _stored_graph(info: Any, graph_ref: str | None) -> tuple[Any, str]:
-    from waypoint._cli.loading import load_graph
+    from waypoint._cli.loading import stored_graph
 
-    ref = graph_ref or info.graph_ref
-    if ref is None:
-        raise UsageProblem(f"run {info.run_id!r} records no graph reference (it was started from "
-                           f"Python, not this command); pass --graph {REF}.")
-    try:
-        return load_graph(ref)
-    except UsageProblem as exc:
-        hint = "" if graph_ref else f" (the reference stored with run {info.run_id!r}; pass --graph {REF} if it moved)"
-        raise UsageProblem(exc.message + hint) from None
+    return stored_graph(info, graph_ref)
 
 
 def _load(ref: str) -> Any:

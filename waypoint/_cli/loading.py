@@ -55,6 +55,20 @@ def load_graph(ref: str) -> tuple[Any, str]:
     return value, canonical
 
 
+def stored_graph(info: Any, graph_ref: str | None = None) -> tuple[Any, str]:
+    """The graph a stored run was started from (or `graph_ref`, when it moved), and its reference."""
+    ref = graph_ref or info.graph_ref
+    if ref is None:
+        raise UsageProblem(f"run {info.run_id!r} records no graph reference (it was started from "
+                           "Python, not this command); pass --graph MODULE_OR_FILE:GRAPH.")
+    try:
+        return load_graph(ref)
+    except UsageProblem as exc:
+        hint = "" if graph_ref else (f" (the reference stored with run {info.run_id!r}; pass "
+                                     "--graph MODULE_OR_FILE:GRAPH if it moved)")
+        raise UsageProblem(exc.message + hint) from None
+
+
 def load_definition(ref: str) -> tuple[Any, str]:
     """The `Graph` or the `GraphBuilder` (not compiled) `ref` names, and its canonical reference."""
     target, attr = split_ref(ref)

@@ -59,13 +59,21 @@ async def due_gates(store: Store, run_id: str, now: float | None = None) -> list
     return [act for act, request in waits.items() if GateNode.expired(request, now)]
 
 
-async def tick(store: Store, graph_for: Callable[[RunInfo], Graph], *, now: float | None = None,
-               **options: Any) -> list[RunResult]:
-    """Resume every waiting run with an expired gate, so it takes its escalation route."""
+async def tick(store: Store, graph_for: Callable[[RunInfo], Graph | None], *,
+               now: float | None = None, **options: Any) -> list[RunResult]:
+    """Resume every waiting run with an expired gate, so it takes its escalation route.
+
+    `graph_for(info)` gives the graph of a due run, or None to leave that run for
+    later (say, a graph this process cannot load). Run it from cron, or call it
+    from your scheduler; gates inside subgraphs come due for their parent run.
+    """
     await store.open()
     results = []
     for info in await store.list_runs(status="waiting", limit=100_000):
         if info.parent_run_id is None and await due_gates(store, info.run_id, now or time.time()):
-            handle = await resume(graph_for(info), info.run_id, store=store, **options)
+            graph = graph_for(info)
+            if graph is None:
+                continue
+            handle = await resume(graph, info.run_id, store=store, **options)
             results.append(await handle.result(raise_on_failure=False))
     return results
