@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from waypoint.errors import GraphError, NodeError
 from waypoint.nodes.context import NodeContext
-from waypoint.nodes.llm import LLMNode, llm
+from waypoint.nodes.llm_node import LLMNode, llm
 from waypoint.nodes.model import ModelRequest, OpenAIModel, ToolCall
 from waypoint.testing.scripted import ScriptedModel, ScriptExhausted, tool_call
 

@@ -12,7 +12,7 @@ from waypoint.errors import GraphError, NodeError
 from waypoint.nodes._tools import tool
 from waypoint.nodes.agent_tool import agent_tool
 from waypoint.nodes.context import NodeContext
-from waypoint.nodes.llm import llm
+from waypoint.nodes.llm_node import llm
 from waypoint.nodes.model import OpenAIModel
 from waypoint.nodes.routing import ToolApproval, handoff, llm_router, run_approved
 from waypoint.testing.scripted import ScriptedModel, tool_call

@@ -13,6 +13,8 @@ this front door):
 Heavy imports (openai, networkx, graphviz) happen only where they are used.
 """
 
+from typing import TYPE_CHECKING
+
 from waypoint.checkpoints import MemoryStore, RunInfo, Step, Store
 from waypoint.engine import (
     ApprovalEntry, Budget, Event, GateRequest, approval_log, tick, RunHandle, RunResult, fork, get_run, history, pending_gates, resume,
@@ -23,20 +25,41 @@ from waypoint.errors import (
     StoreError, WaypointError,
 )
 from waypoint.graphs import END, START, Graph, GraphBuilder, append, merge, reducer
-from waypoint.nodes import (
-    LLMNode, Model, ModelRequest, ModelResponse, NodeContext, OpenAIModel, RetryPolicy,
-    ToolApproval, ToolCall, agent_tool, handoff, llm, llm_router, run_approved, tool,
-)
+from waypoint.nodes import NodeContext, RetryPolicy
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on first use
+    from waypoint.checkpoints.sqlite import SQLiteStore
+    from waypoint.nodes import (
+        LLMNode, Model, ModelRequest, ModelResponse, OpenAIModel, ToolApproval, ToolCall,
+        agent_tool, handoff, llm, llm_router, run_approved, tool,
+    )
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    if name == "SQLiteStore":  # imported on first use: keeps `import waypoint` light
+    """SQLiteStore and the LLM side are imported on first use: `import waypoint` stays light."""
+    if name == "SQLiteStore":
         from waypoint.checkpoints.sqlite import SQLiteStore
 
         return SQLiteStore
+    if name in _LLM_SIDE:
+        import waypoint.nodes
+
+        value = getattr(waypoint.nodes, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'waypoint' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+_LLM_SIDE = frozenset({
+    "LLMNode", "Model", "ModelRequest", "ModelResponse", "OpenAIModel", "ToolApproval", "ToolCall",
+    "agent_tool", "handoff", "llm", "llm_router", "run_approved", "tool",
+})
 
 __all__ = [
     "END", "START", "ApprovalEntry", "approval_log", "tick", "Budget", "BudgetExceededError", "ConflictError", "Event", "LLMNode",

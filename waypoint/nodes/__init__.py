@@ -1,15 +1,42 @@
-"""Node kinds: function, router, gate, loop guard, map, subgraph, LLM; and their context."""
+"""Node kinds: function, router, gate, loop guard, map, subgraph, LLM; and their context.
 
-from waypoint.nodes._tools import Tool, tool
+The LLM side (llm, llm_router, handoff, agent_tool, models, tools) is imported on
+first use, so a graph of plain functions never pays for it.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from waypoint.nodes.base import Node, Outcome, RetryPolicy
 from waypoint.nodes.context import NodeContext
-from waypoint.nodes.llm import LLMNode, llm
-from waypoint.nodes.agent_tool import agent_tool
-from waypoint.nodes.model import Model, ModelRequest, ModelResponse, OpenAIModel, ToolCall
-from waypoint.nodes.routing import ToolApproval, handoff, llm_router, run_approved
 
-__all__ = [
-    "LLMNode", "Model", "ModelRequest", "ModelResponse", "Node", "NodeContext", "OpenAIModel",
-    "Outcome", "RetryPolicy", "Tool", "ToolApproval", "ToolCall", "agent_tool", "handoff", "llm",
-    "llm_router", "run_approved", "tool",
-]
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on first use
+    from waypoint.nodes._tools import Tool, tool
+    from waypoint.nodes.agent_tool import agent_tool
+    from waypoint.nodes.llm_node import LLMNode, llm
+    from waypoint.nodes.model import Model, ModelRequest, ModelResponse, OpenAIModel, ToolCall
+    from waypoint.nodes.routing import ToolApproval, handoff, llm_router, run_approved
+
+LAZY = {  # name -> the module defining it
+    "Tool": "_tools", "tool": "_tools",
+    "LLMNode": "llm_node", "llm": "llm_node",
+    "agent_tool": "agent_tool",
+    "Model": "model", "ModelRequest": "model", "ModelResponse": "model", "OpenAIModel": "model",
+    "ToolCall": "model",
+    "ToolApproval": "routing", "handoff": "routing", "llm_router": "routing", "run_approved": "routing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in LAZY:
+        raise AttributeError(f"module 'waypoint.nodes' has no attribute {name!r}")
+    value = getattr(import_module(f"waypoint.nodes.{LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(LAZY))
+
+
+__all__ = ["Node", "NodeContext", "Outcome", "RetryPolicy", *LAZY]

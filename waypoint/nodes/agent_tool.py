@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 from waypoint.errors import GraphError, NodeError
 from waypoint.nodes._tools import Tool, ToolOutput
 from waypoint.nodes.context import NodeContext
-from waypoint.nodes.llm import LLMNode
+from waypoint.nodes.llm_node import LLMNode
 
 __all__ = ["agent_tool"]
 

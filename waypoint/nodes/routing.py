@@ -27,7 +27,7 @@ answers with text instead, the node writes it to `into`/`history` and takes the
 `default` label, which is required so that no route is taken by surprise.
 
 `run_approved(name, agent)` completes the needs-approval pattern (see
-`waypoint.nodes.llm`): after a gate wrote its decision, it runs the held call
+`waypoint.nodes.llm_node`): after a gate wrote its decision, it runs the held call
 or tells the model it was rejected, and clears `pending_call`.
 """
 
@@ -44,7 +44,7 @@ from waypoint.errors import GraphError, NodeError
 from waypoint.nodes._tools import Tool, ToolResult, answered, check_call, execute, tool
 from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy
 from waypoint.nodes.context import NodeContext
-from waypoint.nodes.llm import APPROVAL, Ending, LLMNode, Template, _clip, _has_reducer, check_llm_options
+from waypoint.nodes.llm_node import APPROVAL, Ending, LLMNode, Template, _clip, _has_reducer, check_llm_options
 from waypoint.nodes.model import Model, ToolCall
 
 __all__ = ["Handoff", "LLMRouter", "ToolApproval", "handoff", "llm_router", "run_approved"]
