@@ -71,3 +71,16 @@ def test_testing_needs_hypothesis_only_for_what_uses_it():
     lazy = "import sys, waypoint.testing; print('hypothesis' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", lazy], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_import_waypoint_leaves_the_heavy_parts_for_first_use():
+    code = ("import sys, waypoint\n"
+            "heavy = ['openai', 'networkx', 'graphviz', 'aiosqlite', 'rich', 'waypoint.nodes.routing',\n"
+            "         'waypoint.nodes.llm_node', 'waypoint.checkpoints.sqlite']\n"
+            "print([m for m in heavy if m in sys.modules])\n"
+            "from waypoint import llm, llm_router, SQLiteStore\n"
+            "print(llm.__module__, llm_router.__module__, SQLiteStore.__module__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded, names = out.stdout.splitlines()
+    assert loaded == "[]"
+    assert names == "waypoint.nodes.llm_node waypoint.nodes.routing waypoint.checkpoints.sqlite"
