@@ -118,7 +118,8 @@ def test_a_waiting_run_is_resumed_by_id_from_another_process(tmp_path):
     assert nodes == ["triage", "decide", "close"]  # nothing ran twice across the processes
 
 
-@pytest.mark.parametrize("point,nth", [("before_commit", 2), ("inside_commit", 4), ("after_commit", 5)])
+# start() is one commit (inside_commit 1); the 2nd is node a's, with a finished and uncommitted
+@pytest.mark.parametrize("point,nth", [("before_commit", 2), ("inside_commit", 2), ("after_commit", 5)])
 def test_named_fault_points_lose_nothing(tmp_path, point, nth):
     """A node's work done but not committed runs again; a committed step never does."""
     db, log = tmp_path / "runs.db", tmp_path / "exec.log"

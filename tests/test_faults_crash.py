@@ -111,11 +111,8 @@ def plan(rng: random.Random, generation: int) -> tuple[str, object]:
     roll = rng.random()
     if generation > 0 and roll < 0.15:  # during start-up, claim, load and replay
         return "startup", rng.uniform(0.05, 0.5)
-    if roll < 0.35:
-        # start() writes its run row, lease and first snapshot in three transactions
-        # (inside_commit 1..3); a crash between them is bug 1 in docs/reliability.md,
-        # pinned by test_a_crash_inside_start_leaves_no_run_or_a_resumable_one.
-        points = ["before_commit", "after_commit"] + (["inside_commit"] if generation else [])
+    if roll < 0.35:  # inside_commit@1 of generation 0 is start()'s one transaction
+        points = ["before_commit", "inside_commit", "after_commit"]
         return "fault", f"{rng.choice(points)}@{rng.randint(1, 4)}"
     return "progress", (rng.randint(1, 4), rng.uniform(0.0, 0.008))
 
@@ -239,13 +236,12 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_nothing(tmp_path):
         seconds=round(time.monotonic() - began, 1))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: start() commits the run row, its lease and its first "
-                   "snapshot in separate transactions; a crash between them leaves a run that "
-                   "resume() calls corrupt ('has no initial snapshot') and whose id start() refuses")
-@pytest.mark.parametrize("nth", [2, 3])
+@pytest.mark.parametrize("nth", [1, 2, 3])
 def test_a_crash_inside_start_leaves_no_run_or_a_resumable_one(tmp_path, nth):
+    # start() writes the run row, its lease and its first snapshot in one transaction
+    # (inside_commit 1: nothing is left); 2 and 3 are the first nodes' commits after it.
     ep = Episode("chain", tmp_path / "runs.db", tmp_path / "exec.log", tmp_path / "report.log")
-    crashed = ep.spawn(0, f"inside_commit@{nth}")  # the 2nd/3rd transaction of start()
+    crashed = ep.spawn(0, f"inside_commit@{nth}")
     crashed.communicate(timeout=60)
     assert crashed.returncode == -signal.SIGKILL
     again = ep.spawn(1, None)

@@ -10,6 +10,7 @@ import uuid
 
 import msgspec
 import pytest
+from pydantic import BaseModel
 
 from waypoint.checkpoints import MemoryStore, SQLiteStore
 from waypoint.checkpoints.records import Snapshot
@@ -235,6 +236,36 @@ async def test_a_commit_is_one_thread_hop_and_concurrent_appends_share_it(tmp_pa
         assert hops == 1
         await asyncio.gather(*(store.append(f"r{i}", "w", [step(1)]) for i in range(1, 100)))
         assert hops <= 3, f"99 concurrent appends took {hops - 1} transactions"
+
+
+@pytest.mark.asyncio
+async def test_start_writes_its_run_in_one_transaction(tmp_path):
+    import waypoint as wp
+
+    class State(BaseModel):
+        n: int = 0
+
+    async def a(state: State) -> dict:
+        return {"n": 1}
+
+    g = wp.GraphBuilder(State, name="one")
+    g.node(a, writes=["n"])
+    g.edge(wp.START, "a")
+    g.edge("a", wp.END)
+    graph = g.compile()
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        batches = []
+        real = store._commit
+
+        async def counting(batch):
+            batches.append([job[0].__name__ for job, _ in batch])
+            return await real(batch)
+
+        store._commit = counting
+        result = await (await wp.start(graph, store=store, run_id="r")).result()
+        assert result.status == "done"
+        assert batches == [["create"], ["append"], ["release"]], batches  # row+lease+snapshot, a, end
+        assert (await store.load("r"))[0].seq == 0
 
 
 @pytest.mark.asyncio

@@ -105,17 +105,24 @@ def _one(raw: sqlite3.Connection, now: float, fn: Callable[..., Any],
     return result
 
 
-def create(raw: sqlite3.Connection, now: float, info: RunInfo) -> None:
+def create(raw: sqlite3.Connection, now: float, info: RunInfo, owner: str | None, ttl: float,
+           snapshot: tuple[int, bytes] | None) -> None:
+    """The run row, leased to `owner` if given, and its first snapshot: one savepoint of a batch."""
+    status, holder, expiry = ("running", owner, now + ttl) if owner is not None else (
+        info.status, info.lease_owner, info.lease_expiry)
     try:
         raw.execute("INSERT INTO runs (run_id, graph, status, created_at, updated_at, last_seq, "
                     "lease_owner, lease_expiry, lease_ttl, error, waiting, info) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-                    (info.run_id, info.graph, info.status, info.created_at, info.updated_at,
-                     info.last_seq, info.lease_owner, info.lease_expiry, info.error,
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (info.run_id, info.graph, status, info.created_at, info.updated_at,
+                     info.last_seq, holder, expiry, ttl, info.error,
                      encode_waiting(info.waiting), encode_info(info)))
     except sqlite3.IntegrityError:
         raise RunStateError(f"run {info.run_id!r} already exists; pick another run id",
                             run_id=info.run_id) from None
+    if snapshot is not None:
+        raw.execute("INSERT OR REPLACE INTO snapshots (run_id, seq, payload) VALUES (?, ?, ?)",
+                    (info.run_id, *snapshot))
 
 
 def claim(raw: sqlite3.Connection, now: float, run_id: str, owner: str, ttl: float) -> tuple[Any, ...]:

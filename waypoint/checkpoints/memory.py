@@ -2,8 +2,7 @@
 
     store = MemoryStore()
     async with store:
-        await store.create_run(info)
-        await store.claim(info.run_id, owner, ttl=30.0)
+        await store.create_run(info, owner=owner, ttl=30.0, snapshot=first)
         await store.append(info.run_id, owner, [step], snapshot)
 
 It is also the reference semantics: the checks and error messages below are
@@ -52,6 +51,17 @@ def _prepare(run_id: str, owner: str, steps: list[Step], snapshot: Snapshot | No
     return _Append(run_id, owner, seqs[0] if seqs else None, seqs[-1] if seqs else None,
                    snapshot.seq if snapshot is not None else 0, rows,
                    encode(snapshot) if snapshot is not None else None)
+
+
+def _first_snapshot(info: RunInfo, snapshot: Snapshot | None) -> bytes | None:
+    """The encoded snapshot `create_run` writes with the row, checked before anything is written."""
+    if snapshot is None:
+        return None
+    if snapshot.seq > info.last_seq:
+        raise ValueError(f"run {info.run_id!r}: its first snapshot is at seq {snapshot.seq}, after "
+                         f"the run's last step {info.last_seq}; create it with last_seq="
+                         f"{snapshot.seq} or snapshot it at or before {info.last_seq}")
+    return encode(snapshot)
 
 
 def _not_found(run_id: str) -> RunNotFoundError:
@@ -111,12 +121,19 @@ class MemoryStore:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def create_run(self, info: RunInfo) -> None:
+    async def create_run(self, info: RunInfo, *, owner: str | None = None, ttl: float = 0.0,
+                         snapshot: Snapshot | None = None) -> None:
+        blob = _first_snapshot(info, snapshot)
         if info.run_id in self._runs:
             raise RunStateError(f"run {info.run_id!r} already exists; pick another run id",
                                 run_id=info.run_id)
+        if owner is not None:
+            info = structs.replace(info, status="running", lease_owner=owner,
+                                   lease_expiry=time.time() + ttl)
+            self._ttl[info.run_id] = ttl
         self._runs[info.run_id] = info
-        self._steps[info.run_id], self._snaps[info.run_id] = {}, {}
+        self._steps[info.run_id] = {}
+        self._snaps[info.run_id] = {} if blob is None else {snapshot.seq: blob}
 
     async def get_run(self, run_id: str) -> RunInfo:
         try:

@@ -2,15 +2,18 @@
 
     store = SQLiteStore("runs.db")          # or MemoryStore()
     async with store:
-        await store.create_run(info)
-        await store.claim(run_id, owner="host:pid:uuid", ttl=30.0)
+        await store.create_run(info, owner="host:pid:uuid", ttl=30.0, snapshot=first)
         await store.append(run_id, owner, steps, snapshot=None)
         snapshot, tail = await store.load(run_id)
+        await store.claim(run_id, owner, ttl=30.0)   # to execute it again later
 
 Leases, sequence numbers and group commit are part of the protocol so that a
 networked store (PostgreSQL) is one more implementation passing the same
 conformance suite (`waypoint.testing.store_conformance`):
 
+- `create_run` with `owner` and `snapshot` writes the run row, its lease and
+  its first snapshot in ONE atomic write: a crash leaves no run, or a run that
+  can be resumed, never a row without its snapshot.
 - `claim` takes the run's lease if it is free, expired, or already ours;
   otherwise it raises `LeaseError`.
 - `append` is fenced: it writes only if `owner` still holds the lease and the
@@ -36,8 +39,14 @@ class Store(Protocol):
     async def close(self) -> None:
         """Flush pending commits and close. Idempotent."""
 
-    async def create_run(self, info: RunInfo) -> None:
-        """Insert a new run row. An existing run id raises `RunStateError`."""
+    async def create_run(self, info: RunInfo, *, owner: str | None = None, ttl: float = 0.0,
+                         snapshot: Snapshot | None = None) -> None:
+        """Insert a new run row. An existing run id raises `RunStateError` and writes nothing.
+
+        With `owner`, the run starts leased to it for `ttl` seconds, status "running",
+        as if claimed; with `snapshot` (at a seq no later than `info.last_seq`, else
+        `ValueError`), its first snapshot is written too. All of it is one atomic write.
+        """
 
     async def get_run(self, run_id: str) -> RunInfo:
         """The run's row; an unknown id raises `RunNotFoundError`."""

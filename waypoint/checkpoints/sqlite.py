@@ -32,7 +32,7 @@ import msgspec
 from msgspec import structs
 
 from waypoint.checkpoints import _sqlite_tx as tx
-from waypoint.checkpoints.memory import _prepare
+from waypoint.checkpoints.memory import _first_snapshot, _prepare
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
 from waypoint.errors import CorruptRecordError, StoreError
 
@@ -97,8 +97,10 @@ class SQLiteStore:
         conn, self._conn, self._opening, self._closing = self._conn, None, None, False
         await conn.close()
 
-    async def create_run(self, info: RunInfo) -> None:
-        await self._write(tx.create, info)
+    async def create_run(self, info: RunInfo, *, owner: str | None = None, ttl: float = 0.0,
+                         snapshot: Snapshot | None = None) -> None:
+        snap = None if snapshot is None else (snapshot.seq, _first_snapshot(info, snapshot))
+        await self._write(tx.create, info, owner, ttl, snap)
 
     async def get_run(self, run_id: str) -> RunInfo:
         return _run(run_id, await self._read(tx.run_row, run_id))

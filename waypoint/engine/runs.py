@@ -88,17 +88,19 @@ async def create_run_record(
     graph_ref: str | None = None, parent_run_id: str | None = None, forked_from: str | None = None,
     frontier: Frontier | None = None, seq: int = 0,
 ) -> str:
-    """Insert the run row and its first snapshot; returns the lease owner now holding it."""
+    """Insert the run row, leased, with its first snapshot; returns the lease owner holding it.
+
+    One atomic write: a crash leaves either no run (start it again) or one that resumes.
+    """
     now = time.time()
     owner = owner or _lease.new_owner()
+    frontier = frontier or Frontier.initial(graph)
+    snapshot = Snapshot(seq=seq, state=graph.schema.encode_state(state), frontier=frontier.to_plain())
     await store.create_run(RunInfo(
         run_id=run_id, graph=graph.name, graph_hash=graph.structure_hash, status="running",
         created_at=now, updated_at=now, last_seq=seq, graph_ref=graph_ref,
-        parent_run_id=parent_run_id, forked_from=forked_from))
-    await store.claim(run_id, owner, _lease.LEASE_TTL)
-    frontier = frontier or Frontier.initial(graph)
-    snapshot = Snapshot(seq=seq, state=graph.schema.encode_state(state), frontier=frontier.to_plain())
-    await store.append(run_id, owner, [], snapshot)
+        parent_run_id=parent_run_id, forked_from=forked_from),
+        owner=owner, ttl=_lease.LEASE_TTL, snapshot=snapshot)
     return owner
 
 

@@ -105,6 +105,32 @@ async def check_create_and_get(store: Store, plant: Plant | None) -> None:
     assert await store.get_run("r1") == full, "a refused duplicate create changed the run"
 
 
+async def check_create_leased_with_first_snapshot(store: Store, plant: Plant | None) -> None:
+    # What start() and fork() write, as one atomic write: the row, its lease, its first snapshot.
+    first = Snapshot(seq=2, state={"n": 2}, frontier={"ready": ["a"]})
+    before = time.time()
+    await store.create_run(info("r", status="waiting", last_seq=2, forked_from="src@2"), owner="w1",
+                           ttl=60, snapshot=first)
+    run = await store.get_run("r")
+    assert (run.status, run.lease_owner, run.last_seq, run.forked_from) == ("running", "w1", 2, "src@2")
+    assert before + 59 <= run.lease_expiry <= time.time() + 61
+    assert await store.load("r") == (first, []) and await store.snapshot_at("r", 2) == first
+    await raises(LeaseError, store.claim("r", "w2", 60), "'r'", "is being executed by", "w1")
+    await raises(RunStateError, store.create_run(info("r"), owner="w2", ttl=60,
+                                                 snapshot=Snapshot(seq=0, state={"n": 0})), "'r'")
+    assert (await store.get_run("r")).lease_owner == "w1", "a refused duplicate create took the lease"
+    assert await store.load("r") == (first, []), "a refused duplicate create wrote its snapshot"
+    await store.append("r", "w1", [step(3)])  # fenced by the lease it was created with
+    await store.release("r", "w1", "done")
+    try:
+        await store.create_run(info("late", last_seq=1), owner="w1", ttl=60, snapshot=Snapshot(seq=2, state={}))
+    except ValueError as exc:
+        assert "'late'" in str(exc), str(exc)
+    else:
+        raise AssertionError("a first snapshot beyond the run's last_seq was accepted")
+    await raises(RunNotFoundError, store.get_run("late"), "late")  # refused whole: no row either
+
+
 async def check_unknown_run(store: Store, plant: Plant | None) -> None:
     calls = [store.get_run("nope"), store.claim("nope", "w", 1), store.renew("nope", "w", 1),
              store.release("nope", "w", "done"), store.append("nope", "w", [step(1)]),
@@ -271,7 +297,7 @@ async def check_newer_record_version(store: Store, plant: Plant | None) -> None:
 
 CHECKS: dict[str, Callable[[Any, Plant | None], Awaitable[None]]] = {
     fn.__name__.removeprefix("check_"): fn
-    for fn in (check_create_and_get, check_unknown_run, check_list_runs, check_claim_renew_release,
+    for fn in (check_create_and_get, check_create_leased_with_first_snapshot, check_unknown_run, check_list_runs, check_claim_renew_release,
                check_expired_lease, check_append_fenced, check_append_keeps_status,
                check_forked_run_continues, check_load_snapshot_and_tail, check_history_and_snapshot_at,
                check_records_round_trip, check_group_commit, check_corrupt_record,
