@@ -31,9 +31,12 @@ async def list_runs(db: Db, status: str | None, limit: int, children: bool, out:
     if not runs:
         out.line(f"no runs{f' with status {status}' if status else ''} in {db.path}")
         return
-    rows = [[r.run_id, r.graph, r.status, str(r.last_seq), when(r.created_at), when(r.updated_at),
-             _waiting(r) or "-"] for r in runs]
-    out.table(RUN_COLUMNS, rows, styles={"STATUS": STATUS_STYLES})
+    damaged = [r for r in runs if not r.graph_hash]  # listed by the store, flagged: its row is damaged
+    rows = [[r.run_id, r.graph, r.status if r.graph_hash else "damaged", str(r.last_seq),
+             when(r.created_at), when(r.updated_at), _waiting(r) or "-"] for r in runs]
+    out.table(RUN_COLUMNS, rows, styles={"STATUS": {**STATUS_STYLES, "damaged": "bold red"}})
+    for r in damaged:
+        out.line((r.error or f"run {r.run_id!r}: its row is damaged", "red"))
 
 
 async def show_run(db: Db, run_id: str, graph_ref: str | None, seq: int | None, as_json: bool,

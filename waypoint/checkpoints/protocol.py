@@ -54,7 +54,12 @@ class Store(Protocol):
     async def list_runs(
         self, *, status: RunStatus | None = None, graph: str | None = None, limit: int = 100
     ) -> list[RunInfo]:
-        """Runs, newest first, optionally filtered."""
+        """Runs, newest first, optionally filtered.
+
+        A run whose row is damaged is listed from what can be read, with `graph_hash`
+        "" and `error` saying what is damaged (`get_run` on it raises
+        `CorruptRecordError`): one bad row never hides the others.
+        """
 
     async def claim(self, run_id: str, owner: str, ttl: float) -> RunInfo:
         """Take the lease for `ttl` seconds (free, expired or already ours) or raise `LeaseError`."""

@@ -110,10 +110,10 @@ class SQLiteStore:
         filters = [(sql, value) for sql, value in (("status = ?", status), ("graph = ?", graph))
                    if value is not None]
         where = f"WHERE {' AND '.join(sql for sql, _ in filters)} " if filters else ""
-        rows = await self._read(tx.select, f"SELECT run_id, {tx.RUN_COLUMNS} FROM runs {where}"
-                                "ORDER BY created_at DESC, rowid DESC LIMIT ?",  # constant fragments
+        rows = await self._read(tx.select, f"SELECT run_id, graph, created_at, {tx.RUN_COLUMNS} FROM "
+                                f"runs {where}ORDER BY created_at DESC, rowid DESC LIMIT ?",  # constants
                                 (*(value for _, value in filters), limit))
-        return [_run(row[0], row[1:]) for row in rows]
+        return [_listed(*row) for row in rows]
 
     async def claim(self, run_id: str, owner: str, ttl: float) -> RunInfo:
         return _run(run_id, await self._write(tx.claim, run_id, owner, ttl))
@@ -226,6 +226,17 @@ class SQLiteStore:
         for (_, future), (ok, value) in zip(batch, results):
             if not future.done():
                 future.set_result(value) if ok else future.set_exception(value)
+
+
+def _listed(run_id: str, graph: str, created_at: float, *row: Any) -> RunInfo:
+    """A listed run; a row that does not decode is still listed, flagged, so one bad row hides no other."""
+    try:
+        return _run(run_id, row)
+    except CorruptRecordError as exc:
+        _, status, updated_at, last_seq, owner, expiry, _, _ = row
+        return RunInfo(run_id=run_id, graph=graph, graph_hash="", status=status, created_at=created_at,
+                       updated_at=updated_at, last_seq=last_seq, lease_owner=owner,
+                       lease_expiry=expiry, error=str(exc))
 
 
 def _run(run_id: str, row: tuple[Any, ...]) -> RunInfo:
