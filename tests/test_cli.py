@@ -21,7 +21,7 @@ import pytest
 
 from waypoint import END, START, MemoryStore, resume, start
 from waypoint._cli.answers import example, shape
-from waypoint._cli.marks import run_marks
+from waypoint.engine.marks import run_marks
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = f"{ROOT / 'examples' / 'approval.py'}:graph"

@@ -462,3 +462,27 @@ def test_unknown_format_is_refused_and_graph_render_delegates():
     with pytest.raises(ValueError, match="unknown format 'jpeg'"):
         render(chain("a"), "jpeg")
     assert chain("a").render("mermaid") == render(chain("a"), "mermaid")
+
+
+def test_render_takes_a_run_from_run_marks():
+    import asyncio
+
+    import waypoint
+
+    graph = gate_graph()
+
+    async def waiting_run():
+        store = waypoint.MemoryStore()
+        result = await (await waypoint.start(graph, store=store, run_id="r")).result()
+        assert result.waiting == ["approve"]
+        return await waypoint.run_marks(graph, store, "r")
+
+    marks = asyncio.run(waiting_run())
+    assert marks.status == {"draft": "done", "approve": "waiting"}
+    assert marks.path == [(START, "draft"), ("draft", "approve")]
+    assert render(graph, run=marks) == render(graph, status=marks.status, visits=marks.visits,
+                                              path=marks.path)
+    nodes, _, _ = parse_dot(graph.render(run=marks))
+    assert nodes["n1"]["fillcolor"] == STATUS_COLOURS["waiting"][0]
+    overridden, _, _ = parse_dot(render(graph, run=marks, status={"approve": "failed"}))
+    assert overridden["n1"]["fillcolor"] == STATUS_COLOURS["failed"][0]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from waypoint.checkpoints import MemoryStore, RunInfo, Step, Store
 from waypoint.engine import (
     ApprovalEntry, Budget, Event, GateRequest, approval_log, tick, RunHandle, RunResult, fork, get_run, history, pending_gates, resume,
-    resume_sync, run_sync, start, state_at,
+    resume_sync, run_sync, start, state_at, RunMarks, run_marks,
 )
 from waypoint.errors import (
     BudgetExceededError, ConflictError, GateError, GraphChangedError, GraphError, LeaseError, NodeError, RunError,
@@ -69,5 +69,5 @@ __all__ = [
     "NodeContext", "NodeError", "RetryPolicy", "RunError", "RunHandle", "RunInfo",
     "RunResult", "SQLiteStore", "Step", "Store", "StoreError", "WaypointError", "append",
     "fork", "get_run", "history", "merge", "pending_gates", "reducer", "resume",
-    "resume_sync", "run_sync", "start", "state_at",
+    "resume_sync", "run_sync", "start", "state_at", "RunMarks", "run_marks",
 ]

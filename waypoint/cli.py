@@ -157,7 +157,7 @@ def render(graph_ref: str | None, output: str | None, fmt: str, run_id: str | No
 
 async def _marks(run_id: str, graph_ref: str | None, db: Db) -> Any:
     from waypoint import get_run
-    from waypoint._cli.marks import run_marks
+    from waypoint.engine.marks import run_marks
 
     async with opened(db) as store:
         info = await get_run(store, run_id)

@@ -48,7 +48,7 @@ def example(name: str) -> ModuleType:
 async def runs(modules: dict[str, ModuleType]) -> list[tuple[str, Any, Any, str]]:
     """(file stem, graph, marks, caption) for each run drawn, all offline and in memory."""
     from waypoint import MemoryStore, resume, start
-    from waypoint._cli.marks import run_marks  # what `waypoint render --run` draws
+    from waypoint.engine.marks import run_marks  # what `waypoint render --run` draws
     from waypoint.testing import ScriptedModel
 
     approval, triage = modules["approval"].graph, modules["triage"].graph

@@ -6,7 +6,11 @@
     answers   a gate's JSON schema as a compact shape and an example answer
     live      the running display, and what a run that stopped prints
     inspect   `runs` and `show`
-    marks     a run's history as render marks (status, visits, path)
+    check     `check`: a graph's problems, warnings and execution bound
+    ops       `tick`: the gate-deadline sweep
+
+A run's marks for `render --run` come from `waypoint.engine.marks` (public as
+`waypoint.run_marks`).
 
 Everything heavy (rich, the engine, user code) is imported inside commands, so
 `waypoint --help` costs little more than `import waypoint` and click.

@@ -1,7 +1,7 @@
 """A run's history as marks on its diagram: status per node, visit counts, path taken.
 
     marks = await run_marks(graph, store, run_id)
-    graph.render("svg", status=marks.status, visits=marks.visits, path=marks.path)
+    svg = graph.render("svg", run=marks)     # the same as `waypoint render --run RUN_ID`
 
 Every activation id is `"S.I"`: the I-th activation created by step S, so the
 node of step S is its parent (`"0.I"` comes from START). A join is reached from
@@ -22,7 +22,7 @@ TERMINAL = {"done": "done", "wait": "waiting", "fail": "failed"}
 
 
 @dataclass
-class Marks:
+class RunMarks:
     status: dict[str, str] = field(default_factory=dict)
     visits: dict[str, int] = field(default_factory=dict)
     path: list[tuple[str, str]] = field(default_factory=list)
@@ -37,14 +37,16 @@ class Marks:
             self.path.append((source, target))
 
 
-async def run_marks(graph: Any, store: Any, run_id: str) -> Marks:
-    marks = Marks()
+async def run_marks(graph: Any, store: Any, run_id: str) -> RunMarks:
+    """What run `run_id` did on `graph` (subgraphs' child runs included), to draw it."""
+    await store.open()
+    marks = RunMarks()
     await _collect(graph, store, run_id, "", marks)
     _not_reached(graph, "", marks)
     return marks
 
 
-async def _collect(graph: Any, store: Any, run_id: str, prefix: str, marks: Marks) -> None:
+async def _collect(graph: Any, store: Any, run_id: str, prefix: str, marks: RunMarks) -> None:
     info = await store.get_run(run_id)
     steps = await store.history(run_id)
     nodes = {f"0.{i}": name for i, name in enumerate(graph.start)}  # activation -> node
@@ -67,7 +69,7 @@ async def _collect(graph: Any, store: Any, run_id: str, prefix: str, marks: Mark
             await _child(graph.nodes[node].graph, store, f"{run_id}/{act}", f"{prefix}{node}/", marks)
 
 
-def _edges_of(graph: Any, step: Any, prefix: str, nodes: dict[str, str], marks: Marks) -> None:
+def _edges_of(graph: Any, step: Any, prefix: str, nodes: dict[str, str], marks: RunMarks) -> None:
     for i, child in enumerate(step.children):
         nodes[f"{step.seq}.{i}"] = child
         marks.edge(prefix + step.node, prefix + child)
@@ -87,7 +89,7 @@ def _status(kind: str | None, run_status: str) -> str | None:
     return "running" if run_status == "running" else None
 
 
-async def _child(graph: Any, store: Any, child_id: str, prefix: str, marks: Marks) -> None:
+async def _child(graph: Any, store: Any, child_id: str, prefix: str, marks: RunMarks) -> None:
     from waypoint.errors import RunNotFoundError
 
     try:
@@ -96,7 +98,7 @@ async def _child(graph: Any, store: Any, child_id: str, prefix: str, marks: Mark
         pass  # the subgraph had not created its child run yet
 
 
-def _not_reached(graph: Any, prefix: str, marks: Marks) -> None:
+def _not_reached(graph: Any, prefix: str, marks: RunMarks) -> None:
     for name, node in graph.nodes.items():
         marks.status.setdefault(prefix + name, "not_reached")
         if node.kind == "subgraph":

@@ -4,6 +4,7 @@
     graph.render("mermaid")                          # `flowchart TD` text for GitHub
     graph.render("svg")                              # needs the Graphviz `dot` binary
     render_to_file(graph, "essay.png")               # format from the suffix
+    graph.render("svg", run=await waypoint.run_marks(graph, store, run_id))  # a run on it
     graph.render("svg", status={"draft": "done", "approve": "waiting"},
                  visits={"draft": 3}, path=[(START, "draft"), ("draft", "approve")])
 
@@ -231,10 +232,19 @@ def render(
     status: Mapping[str, Status] | None = None,
     visits: Mapping[str, int] | None = None,
     path: Iterable[tuple[str, str]] | None = None,
+    run: Any = None,
 ) -> str | bytes:
-    """`render(graph, "svg", status=..., visits=..., path=...)`: str, or bytes for "png"."""
+    """`render(graph, "svg", run=marks)`: str, or bytes for "png".
+
+    `run` is what `await waypoint.run_marks(graph, store, run_id)` returns; `status`,
+    `visits` and `path` given as well override its parts.
+    """
     if format not in FORMATS:
         raise ValueError(f"render(): unknown format {format!r}; use one of {list(FORMATS)}.")
+    if run is not None:
+        status = run.status if status is None else status
+        visits = run.visits if visits is None else visits
+        path = run.path if path is None else path
     drawing = diagram(graph, status, visits, path)
     if format == "mermaid":
         from waypoint.graphs._mermaid import mermaid
