@@ -1,10 +1,10 @@
 """Bad and hostile input to the API and the `waypoint` command: a clear error, nothing changed.
 
 Every refused call is checked against a dump of all three tables taken before
-it. Calls that claim the run before refusing (answers are validated after the
-lease is taken, so that answering a run executing elsewhere is a LeaseError)
-move the run row's `updated_at`; `stable()` leaves that one column out, and
-test_a_refused_answer_leaves_the_store_byte_identical pins the difference.
+it. Answers are validated before resume's first write (its claim), after a
+read-only check that no live process holds the run, so a refused answer leaves
+the store byte-identical (test_a_refused_answer_leaves_the_store_byte_identical);
+`stable()`, which leaves out the run row's `updated_at`, is the weaker check.
 """
 
 from __future__ import annotations
@@ -147,14 +147,21 @@ async def test_an_oversized_answer_the_schema_allows_is_accepted_and_stored(db):
     harness.record("oversized_answer", inputs_tried=1, answer_mb=5, outcome="accepted and stored")
 
 
-@pytest.mark.xfail(strict=True, reason="minor: resume claims the lease before validating answers, so "
-                   "a refused answer moves the run row's updated_at (docs/design.md: 'an invalid "
-                   "answer changes nothing')")
 @pytest.mark.asyncio
 async def test_a_refused_answer_leaves_the_store_byte_identical(db):
+    # resume validates answers before its first write (the claim), so updated_at stays too
     before = harness.dump(db)
     async with wp.SQLiteStore(db) as store:
         with pytest.raises(GateError):
+            await _resume(store, GRAPH, "waiting", {"approved": "maybe"})
+        for call, expected, says, _ in API_CASES.values():
+            with pytest.raises(expected, match=says):
+                await call(store)
+    assert harness.dump(db) == before
+    async with wp.SQLiteStore(db) as store:  # executing elsewhere: the lease is refused first
+        await store.claim("waiting", "otherhost:1:x", 60)
+        before = harness.dump(db)
+        with pytest.raises(wp.LeaseError, match="is being executed by otherhost:1:x"):
             await _resume(store, GRAPH, "waiting", {"approved": "maybe"})
     assert harness.dump(db) == before
 

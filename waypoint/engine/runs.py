@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator, Mapping
 
 from pydantic import BaseModel, ValidationError
 
-from waypoint.checkpoints.memory import MemoryStore
+from waypoint.checkpoints.memory import MemoryStore, _held
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot
 from waypoint.engine import _lease
@@ -141,17 +141,14 @@ async def resume(
     await store.open()
     info = await store.get_run(run_id)
     _check_resumable(graph, info, allow_graph_change)
+    _check_not_held(info)  # a run executing elsewhere is a LeaseError first
+    raw = dict(answers or {})
+    if answer is not None:
+        raw[_pick_gate(info, gate)] = answer
+    # Validated before the claim, which is the first write: a refused answer changes nothing.
+    checked = {name: Answer(_validate_answer(graph, info, name, value), by) for name, value in raw.items()}
     owner = _lease.new_owner()
-    await _lease.claim(store, run_id, owner)  # a run executing elsewhere is a LeaseError first
-    try:
-        raw = dict(answers or {})
-        if answer is not None:
-            raw[_pick_gate(info, gate)] = answer
-        checked = {name: Answer(_validate_answer(graph, info, name, value), by)
-                   for name, value in raw.items()}
-    except WaypointError:
-        await store.release(run_id, owner, info.status, error=info.error, waiting=info.waiting)
-        raise
+    await _lease.claim(store, run_id, owner)
     return _launch(graph, store, run_id, owner, checked, _Options(deps, max_concurrency, budget),
                    "run_resumed")
 
@@ -226,6 +223,14 @@ def _check_resumable(graph: Graph, info: RunInfo, allow_graph_change: bool) -> N
             f"(hash {info.graph_hash}, now {graph.structure_hash}); resume it with the graph "
             "it started with, or pass allow_graph_change=True if the change is safe.",
             run_id=info.run_id)
+
+
+def _check_not_held(info: RunInfo) -> None:
+    """Read-only: the LeaseError `claim` would raise for a run a live process is executing."""
+    now = time.time()
+    if (info.lease_owner is not None and info.lease_expiry >= now
+            and not _lease._holder_is_dead(info.lease_owner)):
+        raise _held(info.run_id, info.lease_owner, info.lease_expiry, now)
 
 
 def _pick_gate(info: RunInfo, gate: str | None) -> str:
