@@ -362,9 +362,6 @@ def test_a_database_folder_moved_mid_run_finishes_where_it_went(tmp_path):
     assert info.status == "done" and nodes == [f"c{i}" for i in range(6)]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: with its folder removed mid-run, the SQLite files are "
-                   "unlinked but still open; every commit 'succeeds' into them and the run reports "
-                   "done although none of it exists on disk any more")
 @pytest.mark.timeout(60)
 def test_a_database_folder_removed_mid_run_fails_the_run_clearly(tmp_path):
     folder = tmp_path / "data"
@@ -375,3 +372,8 @@ def test_a_database_folder_removed_mid_run_fails_the_run_clearly(tmp_path):
     outcome = _finish(proc)
     assert not folder.exists()
     assert outcome["status"] == "raised" and outcome["type"] == "StoreError", outcome
+    error = outcome["error"]  # what, where, how to fix
+    assert error.startswith("run 'r': SQLite database ") and str(folder / "runs.db") in error, error
+    assert "was deleted, or its folder removed, while this store had it open; nothing written" in error
+    assert "restore it from a backup" in error and "resume the run" in error, error
+    harness.record("disk_folder_removed", error="StoreError", outcome="run failed, nothing reported done")

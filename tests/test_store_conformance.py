@@ -157,6 +157,40 @@ async def test_read_only_file_fails_writes_and_keeps_reads(tmp_path, how):
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_writes_fail_once_the_file_is_gone_and_what_was_committed_stays_readable(tmp_path, how):
+    db = tmp_path / "runs.db"
+    async with SQLiteStore(db) as store:
+        await leased(store, "r", "w1")
+        await store.append("r", "w1", [step(1)], Snapshot(seq=1, state={"n": 1}))
+        for suffix in ("", "-wal", "-shm"):
+            tmp_path.joinpath(f"runs.db{suffix}").unlink(missing_ok=True)
+        if how == "replaced":
+            async with SQLiteStore(db) as other:  # a new, empty database at the same path
+                await other.create_run(info("other"))
+        with pytest.raises(StoreError, match=f"'r'.*{db}.*was {how}.*nothing written.*resume the run"):
+            await store.append("r", "w1", [step(2)])
+        with pytest.raises(StoreError, match="nothing written"):
+            await store.release("r", "w1", "failed")
+        assert [s.seq for s in await store.history("r")] == [1]  # the open file still reads
+        assert (await store.get_run("r")).last_seq == 1
+    if how == "replaced":
+        async with SQLiteStore(db) as other:
+            assert [r.run_id for r in await other.list_runs()] == ["other"]  # left alone
+
+
+@pytest.mark.asyncio
+async def test_a_folder_moved_whole_keeps_its_store_writing(tmp_path):
+    (tmp_path / "a").mkdir()
+    async with SQLiteStore(tmp_path / "a" / "runs.db") as store:
+        await leased(store, "r", "w1")
+        (tmp_path / "a").rename(tmp_path / "b")
+        await store.append("r", "w1", [step(1)])  # the WAL moved with it: nothing at risk
+    async with SQLiteStore(tmp_path / "b" / "runs.db") as moved:
+        assert [s.seq for s in await moved.history("r")] == [1]
+
+
+@pytest.mark.asyncio
 async def test_injection_looking_strings_are_plain_data(tmp_path):
     nasty = "x'; DROP TABLE runs; --"
     async with SQLiteStore(tmp_path / "runs.db") as store:

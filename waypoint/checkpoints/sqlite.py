@@ -32,6 +32,7 @@ import msgspec
 from msgspec import structs
 
 from waypoint.checkpoints import _sqlite_tx as tx
+from waypoint.checkpoints._sqlite_file import FileWatch
 from waypoint.checkpoints.memory import _first_snapshot, _prepare
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
 from waypoint.errors import CorruptRecordError, StoreError
@@ -59,6 +60,7 @@ class SQLiteStore:
         self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        self._file: FileWatch | None = None  # is the file we write still the one on disk?
 
     async def __aenter__(self) -> SQLiteStore:
         await self.open()
@@ -96,6 +98,7 @@ class SQLiteStore:
         await asyncio.wait([self._writer])  # drained; wait() does not re-raise if it was cancelled
         conn, self._conn, self._opening, self._closing = self._conn, None, None, False
         await conn.close()
+        self._unwatch()
 
     async def create_run(self, info: RunInfo, *, owner: str | None = None, ttl: float = 0.0,
                          snapshot: Snapshot | None = None) -> None:
@@ -167,6 +170,7 @@ class SQLiteStore:
             await conn.close()
             raise
         self._conn, self._queue, self._wake = conn, [], asyncio.Event()
+        self._file = None if uri else FileWatch.of(self.path)
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     def _forget(self) -> None:
@@ -174,6 +178,12 @@ class SQLiteStore:
         if self._conn is not None:
             self._conn.stop()
         self._conn, self._opening, self._writer, self._queue, self._closing = None, None, None, [], False
+        self._unwatch()
+
+    def _unwatch(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     async def _ready(self) -> aiosqlite.Connection:
         if self._conn is None or self._loop is not asyncio.get_running_loop():
@@ -213,19 +223,38 @@ class SQLiteStore:
                 await self._commit(batch)
 
     async def _commit(self, batch: list[tuple[tx.Job, asyncio.Future[Any]]]) -> None:
+        gone, outcome = self._gone(), "nothing written"
+        if gone is None:
+            results = await self._transaction(batch)
+            gone, outcome = self._gone(), "this write went into the file that is no longer there"
+        if gone is not None:  # a commit there would be lost when the store closes
+            results = [(False, self._lost(gone, outcome, args[0])) for (_, args), _ in batch]
+        for (_, future), (ok, value) in zip(batch, results):
+            if not future.done():
+                future.set_result(value) if ok else future.set_exception(value)
+
+    async def _transaction(self, batch: list[tuple[tx.Job, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
         try:
-            results = await self._hop(self._conn, tx.write_batch, [job for job, _ in batch])
+            return await self._hop(self._conn, tx.write_batch, [job for job, _ in batch])
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()
             raise
         except Exception as exc:  # rolled back as a whole: every write of the batch failed
-            results = [(False, StoreError(f"SQLite store {self.path}: nothing written, the transaction "
-                                          f"failed ({exc}); what was committed before is intact"))
-                       for _ in batch]
-        for (_, future), (ok, value) in zip(batch, results):
-            if not future.done():
-                future.set_result(value) if ok else future.set_exception(value)
+            return [(False, StoreError(f"SQLite store {self.path}: nothing written, the transaction "
+                                       f"failed ({exc}); what was committed before is intact"))
+                    for _ in batch]
+
+    def _gone(self) -> str | None:
+        """What became of the database file if it is no longer the one on disk (one stat)."""
+        return self._file.problem() if self._file is not None else None
+
+    def _lost(self, gone: str, outcome: str, subject: Any) -> StoreError:
+        run_id = getattr(subject, "run_id", subject)  # every job's first argument names its run
+        return StoreError(
+            f"run {run_id!r}: SQLite database {self.path} was {gone} while this store had it "
+            f"open; {outcome}. Put the database back where it was (or restore it from a backup) "
+            "and resume the run from what that file holds", run_id=run_id)
 
 
 def _listed(run_id: str, graph: str, created_at: float, *row: Any) -> RunInfo:
