@@ -149,10 +149,6 @@ class Escalation(BaseModel):
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(reason=(
-    "tick(now=...) picks the runs whose gates are due at `now`, but the resumed run decides expiry "
-    "by the real clock (RunLoop compares with time.time()), so it waits again: a deadline of a day "
-    "cannot be tested without waiting a day or monkeypatching time"))
 async def test_tick_with_a_future_now_escalates_the_gates_it_finds_due():
     g = GraphBuilder(Escalation)
     g.gate("review", Ok, on_answer=lambda s, answer: {"outcome": "answered"}, deadline=3600,

@@ -46,7 +46,7 @@ def child_runner(parent: RunLoop, act: Activation):
         for key in answers:
             parent.answers.pop(prefix + key)
         loop = RunLoop(graph, parent.store, child_id, parent.owner, deps=parent.runner.deps,
-                       answers=answers, bus=_forwarding_bus(parent, act))
+                       answers=answers, bus=_forwarding_bus(parent, act), now=parent.now)
         await loop.load()
         outcome = await loop.drive()
         await parent.store.release(child_id, parent.owner, outcome.status,

@@ -54,8 +54,9 @@ class RunLoop:
     def __init__(self, graph: Graph, store: Store, run_id: str, owner: str, *,
                  deps: Any = None, answers: dict[str, Answer] | None = None,
                  bus: EventBus | None = None, max_concurrency: int | None = None,
-                 budget: Budget | None = None) -> None:
+                 budget: Budget | None = None, now: float | None = None) -> None:
         self.graph, self.store, self.run_id, self.owner = graph, store, run_id, owner
+        self.now = now  # what gate deadlines are checked against; None: the clock
         self.answers = dict(answers or {})
         self.budget = budget
         self.bus = bus or EventBus()
@@ -233,12 +234,12 @@ class RunLoop:
         waiting = self.frontier.waits.get(act.id)
         answered = waiting is not None and self.runner.claim_answer(act)
         if waiting is not None and not answered:
-            if not GateNode.expired(waiting):
+            if not GateNode.expired(waiting, self.now):
                 return  # still waiting for a human
             self.runner.expire(act)
         if node.kind == "gate" and waiting is None:
             self.outstanding += 1
-            self.queue.put_nowait(("wait", act, node.request(self.state)))
+            self.queue.put_nowait(("wait", act, node.request(self.state, self.now)))
             return
         self.outstanding += 1
         self.bus.publish(Event("node_started", self.run_id, act.node, act.id, self.seq))

@@ -130,7 +130,8 @@ class NodeRunner:
     def _answer_gate(self, node: Any, act: Activation, state: BaseModel, ctx: NodeContext) -> Outcome:
         if act.id in self.expired:
             request = self.loop.frontier.waits.get(act.id, {})
-            ctx.record.update(expired_at=time.time(), deadline_at=request.get("deadline_at"))
+            expired_at = self.loop.now if self.loop.now is not None else time.time()
+            ctx.record.update(expired_at=expired_at, deadline_at=request.get("deadline_at"))
             return Outcome(labels=("expired",))
         answer = self.claimed.pop(act.id)
         ctx.record.update(answer=answer.value.model_dump(mode="json"), by=answer.by,

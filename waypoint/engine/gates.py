@@ -74,6 +74,6 @@ async def tick(store: Store, graph_for: Callable[[RunInfo], Graph | None], *,
             graph = graph_for(info)
             if graph is None:
                 continue
-            handle = await resume(graph, info.run_id, store=store, **options)
+            handle = await resume(graph, info.run_id, store=store, now=now, **options)
             results.append(await handle.result(raise_on_failure=False))
     return results

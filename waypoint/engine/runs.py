@@ -131,12 +131,14 @@ async def resume(
     graph: Graph, run_id: str, answer: Any = None, *, gate: str | None = None,
     answers: Mapping[str, Any] | None = None, by: str | None = None, store: Store,
     deps: Any = None, allow_graph_change: bool = False, max_concurrency: int | None = None,
-    budget: Budget | None = None,
+    budget: Budget | None = None, now: float | None = None,
 ) -> RunHandle:
     """Continue a waiting, failed, cancelled or crashed run, answering gates if given.
 
     `answer` answers `gate` (or the only pending gate); `answers` maps gate names
-    to answers. Answers are validated before anything changes.
+    to answers. Answers are validated before anything changes. `now` (a Unix time)
+    is what gate deadlines are checked against instead of the clock, so a test can
+    see a day-long deadline pass: `resume(graph, run_id, store=store, now=time.time() + 86400)`.
     """
     await store.open()
     info = await store.get_run(run_id)
@@ -149,8 +151,8 @@ async def resume(
     checked = {name: Answer(_validate_answer(graph, info, name, value), by) for name, value in raw.items()}
     owner = _lease.new_owner()
     await _lease.claim(store, run_id, owner)
-    return _launch(graph, store, run_id, owner, checked, _Options(deps, max_concurrency, budget),
-                   "run_resumed")
+    return _launch(graph, store, run_id, owner, checked,
+                   _Options(deps, max_concurrency, budget, now), "run_resumed")
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ class _Options:
     deps: Any = None
     max_concurrency: int | None = None
     budget: Budget | None = None
+    now: float | None = None  # the time gate deadlines are checked against; None: the clock
 
 
 def _launch(graph, store, run_id, owner, answers, options: _Options, first_event) -> RunHandle:
@@ -175,7 +178,7 @@ async def _execute(graph, store, run_id, owner, answers, options: _Options, bus)
     beat = asyncio.create_task(_lease.heartbeat(
         store, run_id, owner, _lease.LEASE_TTL, lambda exc: current and current.cancel()))
     loop = RunLoop(graph, store, run_id, owner, deps=options.deps, answers=answers, bus=bus,
-                   max_concurrency=options.max_concurrency, budget=options.budget)
+                   max_concurrency=options.max_concurrency, budget=options.budget, now=options.now)
     try:
         await loop.load()
         outcome = await loop.drive()

@@ -37,20 +37,20 @@ class GateNode(Node):
     on_answer: Callable[[Any, Any], Any] | None = None
     deadline: float | None = None  # seconds after the gate starts waiting; then "expired"
 
-    def request(self, state: Any) -> dict[str, Any]:
-        """The question as recorded in the log and shown to whoever answers."""
+    def request(self, state: Any, now: float | None = None) -> dict[str, Any]:
+        """The question as recorded in the log and shown to whoever answers (asked at `now`)."""
         prompt = self.prompt(state) if callable(self.prompt) else self.prompt
         payload = self.payload(state) if self.payload else None
         request = {"prompt": prompt, "payload": payload, "schema": self.answer.model_json_schema()}
         if self.deadline is not None:
-            request["deadline_at"] = time.time() + self.deadline
+            request["deadline_at"] = (time.time() if now is None else now) + self.deadline
         return request
 
     @staticmethod
     def expired(request: dict[str, Any], now: float | None = None) -> bool:
         """True once a waiting request's deadline has passed."""
         deadline_at = request.get("deadline_at")
-        return deadline_at is not None and (now or time.time()) >= deadline_at
+        return deadline_at is not None and (time.time() if now is None else now) >= deadline_at
 
     def validate(self, raw: Any, *, run_id: str) -> BaseModel:
         """Turn a raw answer (model, dict or JSON text) into `answer`, or raise GateError."""
