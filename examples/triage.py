@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from waypoint import END, START, GraphBuilder, MemoryStore, OpenAIModel, llm, start
-from waypoint.nodes.agent_tool import agent_tool
+from waypoint.nodes.agents import agent_tool
 from waypoint.nodes.routing import handoff, llm_router
 from waypoint.testing import ScriptedModel
 from waypoint.testing.scripted import tool_call

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from waypoint import END, START, GraphBuilder, MemoryStore, resume, start
 from waypoint.errors import GraphError, NodeError
 from waypoint.nodes._tools import tool
-from waypoint.nodes.agent_tool import agent_tool
+from waypoint.nodes.agents import agent_tool
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.llm_node import llm
 from waypoint.nodes.model import OpenAIModel

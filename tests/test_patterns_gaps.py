@@ -122,9 +122,6 @@ async def waiting_in_a_tool():
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(raises=AttributeError, reason=(
-    "pending_gates() assumes a gate waiting inside a node belongs to a subgraph node "
-    "(graph.nodes[node].graph) and raises AttributeError for an LLM node whose agent_tool graph waits"))
 async def test_pending_gates_lists_a_gate_waiting_inside_an_agent_tool_graph():
     graph, store, _, result = await waiting_in_a_tool()
     [request] = await pending_gates(graph, store, result.run_id)
@@ -132,10 +129,6 @@ async def test_pending_gates_lists_a_gate_waiting_inside_an_agent_tool_graph():
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(raises=GateError, reason=(
-    "a run waiting at a gate inside a graph offered as an agent_tool cannot be answered: resume() looks "
-    "the gate up with find_gate(), which only descends into subgraph nodes, and raises GateError "
-    "\"graph has no gate 'planner/confirm'\"; the run stays waiting for ever"))
 async def test_a_gate_inside_an_agent_tool_graph_can_be_answered():
     graph, store, model, result = await waiting_in_a_tool()
     model.add(tool_call("book", {"city": "Lisbon"}), "Booked Lisbon.")

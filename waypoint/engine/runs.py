@@ -259,14 +259,25 @@ def _validate_answer(graph: Graph, info: RunInfo, name: str, value: Any) -> Base
 
 
 def find_gate(graph: Graph, name: str) -> GateNode:
-    """The gate `name`, or `subgraph/gate` inside a subgraph node."""
+    """The gate `name`, or `node/gate` inside a graph that node runs as a child run."""
     head, _, rest = name.partition("/")
     node = graph.nodes.get(head)
-    if rest and node is not None and node.kind == "subgraph":
-        return find_gate(node.graph, rest)  # type: ignore[attr-defined]
+    if rest and node is not None:
+        for sub in child_graphs(node):
+            try:
+                return find_gate(sub, rest)
+            except GateError:
+                continue
     if not isinstance(node, GateNode):
         raise GateError(f"graph {graph.name!r} has no gate {name!r}.", node=name)
     return node
+
+
+def child_graphs(node: Any) -> list[Graph]:
+    """The graphs `node` may run as child runs: a subgraph's own, and its agent tools' graphs."""
+    if node.kind == "subgraph":
+        return [node.graph]
+    return [t.graph for t in getattr(node, "tools", ()) if getattr(t, "graph", None) is not None]
 
 
 def run_sync(graph: Graph, input: Any = None, *, store: Store | None = None, **options: Any) -> RunResult:

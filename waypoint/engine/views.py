@@ -19,7 +19,7 @@ from waypoint.checkpoints.records import RunInfo, Step
 from waypoint.engine import _lease
 from waypoint.engine._frontier import Frontier
 from waypoint.engine._loop import RunLoop
-from waypoint.engine.runs import RunHandle, _launch, _Options, create_run_record, new_run_id
+from waypoint.engine.runs import RunHandle, _launch, _Options, child_graphs, create_run_record, new_run_id
 from waypoint.errors import RunError
 from waypoint.graphs.graph import Graph
 
@@ -68,7 +68,7 @@ async def pending_gates(graph: Graph, store: Store, run_id: str) -> list[GateReq
     for act_id, request in frontier.waits.items():
         node = frontier.pending[act_id].node
         if "child" in request:
-            sub = graph.nodes[node].graph  # type: ignore[attr-defined]
+            sub = await _child_graph(graph.nodes[node], store, request["child"])
             for inner in await pending_gates(sub, store, request["child"]):
                 requests.append(GateRequest(f"{node}/{inner.name}", inner.prompt, inner.payload, inner.schema))
         else:
@@ -99,9 +99,10 @@ async def _fork_waiting_children(graph: Graph, store: Store, run_id: str, fork_i
     moved = {}
     for act_id, request in frontier.waits.items():
         node = graph.nodes[frontier.pending[act_id].node]
-        sub, child = getattr(node, "graph", None), request.get("child")
-        if not child or not isinstance(sub, Graph) or not child.startswith(run_id + "/"):
+        child = request.get("child")
+        if not child or not child.startswith(run_id + "/"):
             continue
+        sub = await _child_graph(node, store, child)
         state, child_frontier, seq = await replay(sub, store, child, request.get("child_seq"))
         forked_child = fork_id + child[len(run_id):]
         await _fork_waiting_children(sub, store, child, forked_child, child_frontier)
@@ -111,6 +112,18 @@ async def _fork_waiting_children(graph: Graph, store: Store, run_id: str, fork_i
         await store.release(forked_child, owner, "waiting", waiting=inner)
         moved[act_id] = {**request, "child": forked_child, "child_seq": seq}
     frontier.waits.update(moved)
+
+
+async def _child_graph(node: Any, store: Store, child_run_id: str) -> Graph:
+    """The graph `node` ran as child run `child_run_id` (a subgraph's, or an agent tool's)."""
+    graphs = child_graphs(node)
+    if len(graphs) > 1:
+        name = (await store.get_run(child_run_id)).graph
+        graphs = [g for g in graphs if g.name == name] or graphs
+    if not graphs:
+        raise RunError(f"child run {child_run_id!r} waits inside node {node.name!r}, which runs no "
+                       "graph: the graph has changed since the run started.", run_id=child_run_id)
+    return graphs[0]
 
 
 class _Bounded:

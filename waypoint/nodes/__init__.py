@@ -12,7 +12,7 @@ from waypoint.nodes.context import NodeContext
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on first use
     from waypoint.nodes._tools import Tool, tool
-    from waypoint.nodes.agent_tool import agent_tool
+    from waypoint.nodes.agents import agent_tool
     from waypoint.nodes.llm_node import LLMNode, llm
     from waypoint.nodes.model import Model, ModelRequest, ModelResponse, OpenAIModel, ToolCall
     from waypoint.nodes.routing import ToolApproval, handoff, llm_router, run_approved
@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on 
 LAZY = {  # name -> the module defining it
     "Tool": "_tools", "tool": "_tools",
     "LLMNode": "llm_node", "llm": "llm_node",
-    "agent_tool": "agent_tool",
+    "agent_tool": "agents",
     "Model": "model", "ModelRequest": "model", "ModelResponse": "model", "OpenAIModel": "model",
     "ToolCall": "model",
     "ToolApproval": "routing", "handoff": "routing", "llm_router": "routing", "run_approved": "routing",
@@ -30,9 +30,9 @@ LAZY = {  # name -> the module defining it
 def __getattr__(name: str) -> Any:
     if name not in LAZY:
         raise AttributeError(f"module 'waypoint.nodes' has no attribute {name!r}")
-    value = getattr(import_module(f"waypoint.nodes.{LAZY[name]}"), name)
-    globals()[name] = value
-    return value
+    modules = {module: import_module(f"waypoint.nodes.{module}") for module in set(LAZY.values())}
+    globals().update({n: getattr(modules[m], n) for n, m in LAZY.items()})  # all at once
+    return globals()[name]
 
 
 def __dir__() -> list[str]:

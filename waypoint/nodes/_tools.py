@@ -50,6 +50,7 @@ class Tool:
     is_async: bool = False
     needs_approval: bool = False  # a human approves each call before it runs
     route: str | None = None  # calling it ends the LLM node on this route (handoffs)
+    graph: Any = None  # the graph it runs as a child run (agent_tool): gates inside answer as 'node/gate'
 
     @property
     def spec(self) -> dict[str, Any]:

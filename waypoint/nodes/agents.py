@@ -58,7 +58,9 @@ def agent_tool(
     else:
         raise GraphError(f"agent_tool({name!r}) takes an LLM node (llm(...)) or a compiled Graph "
                          f"(builder.compile()), got {type(agent).__name__}")
-    return Tool(name=name, description=description, fn=fn, arguments=arguments, ctx_param=_CTX, is_async=True)
+    graph = None if isinstance(agent, LLMNode) else agent
+    return Tool(name=name, description=description, fn=fn, arguments=arguments, ctx_param=_CTX,
+                is_async=True, graph=graph)
 
 
 def _prompt_arguments(node: LLMNode, name: str) -> type[BaseModel]:
