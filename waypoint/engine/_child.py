@@ -54,6 +54,12 @@ def child_runner(parent: RunLoop, act: Activation):
                                    waiting=outcome.waiting)
         if usage is not None:
             add_usage(usage, loop.frontier.usage)
+        if outcome.status == "waiting" and parent.graph.nodes[act.node].kind == "map":
+            raise NodeError(
+                f"run {parent.run_id!r}, map {act.node!r}: the child run {child_id!r} of one of its "
+                f"items waits at {outcome.waiting}, and a map item cannot pause the run. Ask before "
+                "or after the map (one gate whose answer covers every item), or give each item "
+                "its own subgraph node.", run_id=parent.run_id, node=act.node)
         if outcome.status == "waiting":
             deadlines = [r["deadline_at"] for r in loop.frontier.waits.values()
                          if r.get("deadline_at") is not None]

@@ -53,10 +53,13 @@ class MapNode(Node):
                 result = await call(self.fn, args, run_async=self.is_async)
                 results[index] = await ctx.commit_item(index, result)
 
-        async with asyncio.TaskGroup() as group:
-            for index, item in enumerate(items):
-                if index not in results:
-                    group.create_task(one(index, item))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index, item in enumerate(items):
+                    if index not in results:
+                        group.create_task(one(index, item))
+        except BaseExceptionGroup as failed:  # the first item's error, as a plain node raises it
+            raise failed.exceptions[0] from None
         return Outcome(update={self.into: [results[i] for i in range(len(items))]})
 
 
