@@ -19,7 +19,8 @@ EXPORTED = {
     "SQLiteStore", "MemoryStore", "Store", "RunInfo", "Step",
     # errors
     "WaypointError", "GraphError", "GraphChangedError", "RunError", "NodeError", "ConflictError",
-    "GateError", "LeaseError", "BudgetExceededError", "StoreError",
+    "GateError", "LeaseError", "BudgetExceededError", "StoreError", "RunNotFoundError",
+    "RunStateError", "UpdateError", "CorruptRecordError", "SchemaVersionError",
 }
 
 

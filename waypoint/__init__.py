@@ -21,8 +21,9 @@ from waypoint.engine import (
     resume_sync, run_sync, start, state_at, RunMarks, run_marks,
 )
 from waypoint.errors import (
-    BudgetExceededError, ConflictError, GateError, GraphChangedError, GraphError, LeaseError, NodeError, RunError,
-    StoreError, WaypointError,
+    BudgetExceededError, ConflictError, CorruptRecordError, GateError, GraphChangedError, GraphError,
+    LeaseError, NodeError, RunError, RunNotFoundError, RunStateError, SchemaVersionError, StoreError,
+    UpdateError, WaypointError,
 )
 from waypoint.graphs import END, START, Graph, GraphBuilder, append, merge, reducer
 from waypoint.nodes import NodeContext, RetryPolicy
@@ -67,7 +68,8 @@ __all__ = [
     "llm_router", "handoff", "agent_tool", "run_approved", "ToolApproval", "GateError", "GateRequest", "Graph",
     "GraphBuilder", "GraphChangedError", "GraphError", "LeaseError", "MemoryStore",
     "NodeContext", "NodeError", "RetryPolicy", "RunError", "RunHandle", "RunInfo",
-    "RunResult", "SQLiteStore", "Step", "Store", "StoreError", "WaypointError", "append",
+    "RunResult", "SQLiteStore", "Step", "Store", "StoreError", "WaypointError",
+    "RunNotFoundError", "RunStateError", "UpdateError", "CorruptRecordError", "SchemaVersionError", "append",
     "fork", "get_run", "history", "merge", "pending_gates", "reducer", "resume",
     "resume_sync", "run_sync", "start", "state_at", "RunMarks", "run_marks",
 ]
