@@ -13,6 +13,8 @@
     g.loop_guard("enough", max_iterations=3, until=lambda s: s.ok,
                  routes={"continue": "draft", "done": "publish"})
     g.edge(START, "draft")
+    g.edge("draft", ["check", "cite"])      # fan out: one edge to each target
+    g.edge(["check", "cite"], "merge")      # fan in: one edge from each source
     graph = g.compile()          # raises GraphError listing every problem found
 """
 
@@ -40,6 +42,20 @@ Targets = str | Sequence[str]
 
 def _targets(value: Targets) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _names(value: Any, argument: str, source: Any, target: Any) -> tuple[str, ...]:
+    """`edge()`'s source or target as node names; anything else is a GraphError naming the argument."""
+    listed = isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+    names = (value,) if isinstance(value, str) else tuple(value) if listed else None
+    if names and all(isinstance(n, str) for n in names):
+        return names
+    bad = [n for n in names if not isinstance(n, str)] if names else value
+    raise GraphError(
+        f"g.edge({source!r}, {target!r}): the {argument} must be a node name or a non-empty list of node "
+        f"names, got {bad!r}; write e.g. g.edge('a', 'b'), g.edge('a', ['b', 'c']) or "
+        "g.edge(['b', 'c'], 'join')."
+    )
 
 
 class GraphBuilder(Generic[S]):
@@ -207,10 +223,19 @@ class GraphBuilder(Generic[S]):
         self.add(SubgraphNode(name=name, graph=graph, input=input, output=output, **options))
 
     # -- edges ---------------------------------------------------------------
-    def edge(self, source: str, target: Targets) -> None:
-        """Static edge(s): every completion of `source` activates each target once."""
-        for t in _targets(target):
-            self.edges.append((source, t))
+    def edge(self, source: Targets, target: Targets) -> None:
+        """Static edge(s): every completion of a source activates each target once.
+
+            g.edge("a", "b")              # one edge
+            g.edge("a", ["b", "c"])       # fan out: a -> b, a -> c
+            g.edge(["b", "c"], "merge")   # fan in: b -> merge, c -> merge (make merge a join
+                                          # to run it once, after both)
+
+        Either side may be a list (or tuple) of node names: one edge per (source, target) pair.
+        """
+        sources = _names(source, "source", source, target)
+        targets = _names(target, "target", source, target)
+        self.edges += [(s, t) for s in sources for t in targets]
 
     def compile(self) -> Graph:
         """Validate and freeze; raises GraphError listing every problem with its fix."""
