@@ -137,3 +137,42 @@ async def test_a_fork_of_a_run_waiting_inside_a_subgraph_keeps_the_childs_progre
     assert (await store.get_run("orig")).status == "waiting"
     original = await (await wp.resume(graph, "orig", {"approved": True}, store=store)).result()
     assert original.state.log == ["written", "after approved=True"] and written == ["write"]
+
+
+async def test_start_with_if_exists_resume_is_idempotent_by_run_id(store):
+    calls: list[int] = []
+    g = wp.GraphBuilder(Count, name="idempotent")
+
+    @g.node
+    def inc(state: Count) -> dict:
+        calls.append(state.n)
+        if len(calls) == 1:
+            raise RuntimeError("flaky")
+        return {"n": state.n + 1}
+
+    g.edge(wp.START, "inc")
+    g.edge("inc", wp.END)
+    graph = g.compile()
+    first = await (await wp.start(graph, {"n": 5}, store=store, run_id="order-42")).result(
+        raise_on_failure=False)
+    assert first.status == "failed"
+    with pytest.raises(wp.RunStateError, match="already exists"):
+        await wp.start(graph, {"n": 5}, store=store, run_id="order-42")  # the default: an error
+
+    again = await (await wp.start(graph, {"n": 99}, store=store, run_id="order-42",
+                                  if_exists="resume")).result()
+    assert (again.status, again.state.n, calls) == ("done", 6, [5, 5])  # resumed, input ignored
+    handle = await wp.start(graph, {"n": 99}, store=store, run_id="order-42", if_exists="resume")
+    assert [e.kind async for e in handle.events()] == ["run_finished"]
+    done = await handle.result()
+    assert (done.status, done.state.n, calls) == ("done", 6, [5, 5])  # nothing ran again
+    fresh = await (await wp.start(graph, {"n": 1}, store=store, run_id="new", if_exists="resume")).result()
+    assert fresh.state.n == 2  # an id not seen before simply starts
+
+
+async def test_start_with_if_exists_resume_leaves_a_waiting_run_waiting(store):
+    graph = two_branches_one_gate()
+    await (await wp.start(graph, store=store, run_id="w")).result()
+    again = await (await wp.start(graph, store=store, run_id="w", if_exists="resume")).result()
+    assert again.status == "waiting" and again.waiting == ["vote"]
+    assert len(await wp.pending_gates(graph, store, "w")) == 2  # no second request recorded

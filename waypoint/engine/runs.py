@@ -18,7 +18,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Literal, Mapping
 
 from pydantic import BaseModel, ValidationError
 
@@ -31,7 +31,7 @@ from waypoint.engine._frontier import Frontier
 from waypoint.engine._loop import Answer, RunLoop
 from waypoint.engine.events import Event, EventBus
 from waypoint.errors import (
-    GateError, GraphChangedError, RunError, RunStateError, WaypointError,
+    GateError, GraphChangedError, RunError, RunNotFoundError, RunStateError, WaypointError,
 )
 from waypoint.graphs.graph import Graph
 from waypoint.nodes.gate import GateNode
@@ -107,24 +107,67 @@ async def create_run_record(
 async def start(
     graph: Graph, input: Any = None, *, store: Store | None = None, deps: Any = None,
     run_id: str | None = None, graph_ref: str | None = None, max_concurrency: int | None = None,
-    budget: Budget | None = None,
+    budget: Budget | None = None, if_exists: Literal["error", "resume"] = "error",
 ) -> RunHandle:
     """Create a run of `graph` from `input` (a state model, a dict or None) and execute it.
 
     `deps` (clients, connections) reach nodes as `ctx.deps` and are never
     persisted; `budget` caps tokens, LLM calls and tool calls for the run.
+
+    A `run_id` of yours makes the start idempotent with `if_exists="resume"`: when
+    that run exists, `input` is ignored and you get the existing run: resumed if it
+    failed, was cancelled or crashed; still waiting at its gates; or, when done, a
+    handle whose result is its final state. (A run another live process executes
+    is a `LeaseError`.) With the default "error", an existing id is a `RunStateError`.
     """
+    if if_exists not in ("error", "resume"):
+        raise ValueError(f"start(if_exists={if_exists!r}): use 'error' or 'resume'.")
     store = store or MemoryStore()
     await store.open()
     run_id = run_id or new_run_id()
+    options = _Options(deps, max_concurrency, budget)
+    if if_exists == "resume" and await _exists(store, run_id):
+        return await _attach(graph, store, run_id, options)
     try:
         state = graph.schema.initial(input)
     except ValidationError as exc:
         raise RunError(f"graph {graph.name!r}: the input does not fit {graph.state_type.__name__}: "
                        f"{exc}", run_id=run_id) from None
-    owner = await create_run_record(store, graph, run_id, state, graph_ref=graph_ref)
-    return _launch(graph, store, run_id, owner, {}, _Options(deps, max_concurrency, budget),
-                   "run_started")
+    try:
+        owner = await create_run_record(store, graph, run_id, state, graph_ref=graph_ref)
+    except RunStateError:
+        if if_exists == "error":
+            raise
+        return await _attach(graph, store, run_id, options)  # created meanwhile by another start
+    return _launch(graph, store, run_id, owner, {}, options, "run_started")
+
+
+async def _exists(store: Store, run_id: str) -> bool:
+    try:
+        await store.get_run(run_id)
+    except RunNotFoundError:
+        return False
+    return True
+
+
+async def _attach(graph: Graph, store: Store, run_id: str, options: _Options) -> RunHandle:
+    """`start(..., if_exists="resume")` of a run that exists: resume it, or report it done."""
+    info = await store.get_run(run_id)
+    if info.status != "done":
+        return await resume(graph, run_id, store=store, deps=options.deps,
+                            max_concurrency=options.max_concurrency, budget=options.budget)
+    _check_same_graph(graph, info, allow_graph_change=False)
+    loop = RunLoop(graph, store, run_id, owner="inspector")
+    await loop.load()
+    bus = EventBus()
+    handle = RunHandle(run_id, store, bus)
+    bus.publish(Event("run_finished", run_id, data={"attached": True}))
+    handle._task = asyncio.create_task(_settled(RunResult(run_id, "done", loop.state)))
+    return handle
+
+
+async def _settled(result: RunResult) -> RunResult:
+    return result
 
 
 async def resume(
@@ -220,6 +263,10 @@ def _check_resumable(graph: Graph, info: RunInfo, allow_graph_change: bool) -> N
         raise RunStateError(
             f"run {info.run_id!r} already finished; nothing to resume. Fork it from a step "
             "to run part of it again.", run_id=info.run_id)
+    _check_same_graph(graph, info, allow_graph_change)
+
+
+def _check_same_graph(graph: Graph, info: RunInfo, allow_graph_change: bool) -> None:
     if info.graph_hash != graph.structure_hash and not allow_graph_change:
         raise GraphChangedError(
             f"run {info.run_id!r} started with a different structure of graph {info.graph!r} "
