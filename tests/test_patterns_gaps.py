@@ -57,10 +57,6 @@ def test_an_edge_from_a_list_of_sources_fans_in():
     assert run_sync(g.compile(), {}).state.out == "AB"
 
 
-@pytest.mark.xfail(reason=(
-    "llm(**settings) takes every unknown keyword as a model setting: llm(..., join=True) builds a "
-    "node that is not a join and sends join=True to the provider; a join LLM node needs an extra "
-    "g.join(...) in front of it"))
 def test_join_is_a_node_option_of_an_llm_node_not_a_model_setting():
     node = llm("synthesize", prompt="{a} {b}", into="out", join=True)
     assert node.join is True and "join" not in node.settings

@@ -30,7 +30,7 @@ Routers and handoffs built on this node are in `waypoint.nodes.routing`.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Sequence
 
 from pydantic import BaseModel, ValidationError
@@ -332,16 +332,20 @@ def llm(
     retry: RetryPolicy = NO_RETRY,
     timeout: float | None = None,
     concurrency: int | None = None,
+    join: bool = False,
     **settings: Any,
 ) -> LLMNode:
     """An LLM node for `g.add(...)`; extra keywords (temperature, ...) go to the model.
 
     `model` is a `Model`, or a model name for the model found at run time. With a
     tool that needs approval, the node routes ("approval" or "done"), needs
-    `history=` and writes the held call to the `pending` field.
+    `history=` and writes the held call to the `pending` field. Node options as
+    for `g.node`: `retry`, `timeout`, `concurrency`, and `join=True` to run once
+    every branch started towards the node has arrived (a fan-in that calls the model).
     """
     check_llm_options(name, into=into, history=history, max_turns=max_turns,
                       max_validation_retries=max_validation_retries)
+    check_settings(llm, name, settings, LLMNode)
     specs = tuple(tool(t) for t in tools)
     held = [t.name for t in specs if t.needs_approval]
     if held and history is None:
@@ -351,7 +355,7 @@ def llm(
         settings["model"], model = model, None
     return LLMNode(
         name=name, writes=frozenset(f for f in (into, history, held and pending) if f), retry=retry,
-        timeout=timeout, concurrency=concurrency, model=model, prompt=prompt, instructions=instructions,
+        timeout=timeout, concurrency=concurrency, join=join, model=model, prompt=prompt, instructions=instructions,
         history=history, output=output, into=into, tools=specs, max_turns=max_turns,
         max_validation_retries=max_validation_retries, stream=stream, settings=settings,
         labels=(APPROVAL, "done") if held else (), done="done" if held else None,
@@ -366,3 +370,29 @@ def check_llm_options(name: str, *, into: str | None, history: str | None, max_t
                          "name the state field that receives it, e.g. into='answer'")
     if max_turns < 1 or max_validation_retries < 0:
         raise GraphError(f"{kind}({name!r}): max_turns must be >= 1 and max_validation_retries >= 0")
+
+
+_SETTING_HINTS = {
+    "writes": "an LLM node writes the fields its into=, history= (and pending=) name",
+    "settings": "give model settings as keywords, e.g. temperature=0",
+    "labels": "give the node's routes in g.add(node, routes=...)",
+}
+
+
+def check_settings(factory: Callable[..., Any], name: str, settings: dict[str, Any], cls: type) -> None:
+    """Refuse node options that would otherwise slip into the model's `**settings`.
+
+    Every keyword a factory does not take goes to the model, so a node option it
+    does not take (writes=, or tools= given to a router) would reach the provider.
+    """
+    bad = sorted(set(settings) & {f.name for f in fields(cls)})
+    if not bad:
+        return
+    kind, given = factory.__name__, ", ".join(f"{b}=" for b in bad)
+    taken = ", ".join(f"{p}=" for p in inspect.signature(factory).parameters if p not in ("name", "settings"))
+    hints = "".join(f" ({_SETTING_HINTS[b]})" for b in bad if b in _SETTING_HINTS)
+    raise GraphError(
+        f"{kind}({name!r}) got {given}: node option(s) that {kind}() does not take, which would otherwise be "
+        f"sent to the model as settings (keywords that are not {kind}()'s own go to the model). Remove "
+        f"{given}{hints}; {kind}() takes {taken} and model settings such as temperature=0."
+    )

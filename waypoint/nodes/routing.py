@@ -44,7 +44,9 @@ from waypoint.errors import GraphError, NodeError
 from waypoint.nodes._tools import Tool, ToolResult, answered, check_call, execute, tool
 from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy
 from waypoint.nodes.context import NodeContext
-from waypoint.nodes.llm_node import APPROVAL, Ending, LLMNode, Template, _clip, _has_reducer, check_llm_options
+from waypoint.nodes.llm_node import (
+    APPROVAL, Ending, LLMNode, Template, _clip, _has_reducer, check_llm_options, check_settings,
+)
 from waypoint.nodes.model import Model, ToolCall
 
 __all__ = ["Handoff", "LLMRouter", "ToolApproval", "handoff", "llm_router", "run_approved"]
@@ -94,13 +96,16 @@ def llm_router(
     retry: RetryPolicy = NO_RETRY,
     timeout: float | None = None,
     concurrency: int | None = None,
+    join: bool = False,
     **settings: Any,
 ) -> LLMRouter:
     """A router whose model picks one of `labels` (a list, or label -> description).
 
     `history=` is read (the conversation to route on), not extended; `into=`
-    receives the chosen label. Extra keywords (temperature, ...) go to the model.
+    receives the chosen label. Node options as for `llm` (retry, timeout,
+    concurrency, join); extra keywords (temperature, ...) go to the model.
     """
+    check_settings(llm_router, name, settings, LLMRouter)
     choices = tuple(labels.items()) if isinstance(labels, Mapping) else tuple((label, "") for label in labels)
     names = tuple(label for label, _ in choices)
     if not names or not all(isinstance(label, str) and label for label in names):
@@ -113,7 +118,7 @@ def llm_router(
         settings["model"], model = model, None
     return LLMRouter(
         name=name, writes=frozenset({into} if into else ()), retry=retry, timeout=timeout,
-        concurrency=concurrency, labels=tuple(dict.fromkeys((*names, fallback))), model=model,
+        concurrency=concurrency, join=join, labels=tuple(dict.fromkeys((*names, fallback))), model=model,
         prompt=prompt, instructions=instructions, history=history, output=output, into=into,
         max_validation_retries=max_validation_retries, settings=settings, choices=choices,
         fallback=fallback,
@@ -165,6 +170,7 @@ def handoff(
     retry: RetryPolicy = NO_RETRY,
     timeout: float | None = None,
     concurrency: int | None = None,
+    join: bool = False,
     **settings: Any,
 ) -> Handoff:
     """An LLM node that hands the conversation to one of `targets` (label -> description).
@@ -172,10 +178,12 @@ def handoff(
     Routes: each target's label, and `default` when the model answers with text
     (a target's label or a label of its own, e.g. "answered"). Ordinary `tools`
     run in the loop before the model decides; one needing approval adds the
-    "approval" route as for `llm(...)`.
+    "approval" route as for `llm(...)`. Node options as for `llm` (retry, timeout,
+    concurrency, join); extra keywords (temperature, ...) go to the model.
     """
     check_llm_options(name, into=into, history=history, max_turns=max_turns, max_validation_retries=0,
                       kind="handoff")
+    check_settings(handoff, name, settings, Handoff)
     bad = [label for label in targets if not _TOOL_NAME.match(label)]
     if not targets or bad:
         raise GraphError(f"handoff({name!r}): target labels become tool names transfer_to_<label>, so they "
@@ -191,7 +199,7 @@ def handoff(
     writes = frozenset(f for f in (into, history, reason_into, held and pending) if f)
     labels = (*targets, default, *((APPROVAL,) if held else ()))
     return Handoff(
-        name=name, writes=writes, retry=retry, timeout=timeout, concurrency=concurrency,
+        name=name, writes=writes, retry=retry, timeout=timeout, concurrency=concurrency, join=join,
         labels=tuple(dict.fromkeys(labels)), model=model, prompt=prompt, instructions=instructions,
         history=history, into=into, tools=(*transfers, *specs), max_turns=max_turns, stream=stream,
         settings=settings, done=default, pending=pending if held else None, reason_into=reason_into,
