@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-from pydantic import BaseModel
+import operator
+import re
+from typing import Annotated, Any, Sequence
 
-from waypoint import END, START, GraphBuilder, handoff, llm, llm_router, run_sync
-from waypoint.errors import GraphError
+import pytest
+from pydantic import BaseModel, create_model
+
+from waypoint import END, START, GraphBuilder, NodeContext, append, handoff, llm, llm_router, reducer, run_sync
+from waypoint.errors import GraphError, UpdateError
+from waypoint.graphs.state import StateSchema
 from waypoint.testing import ScriptedModel
 
 
@@ -62,3 +67,101 @@ def test_a_node_option_among_the_model_settings_is_refused(factory, kwargs, opti
     assert message.startswith(f"{kind}('n') got {option}=: node option(s) that {kind}() does not take")
     assert "would otherwise be sent to the model as settings" in message  # what went wrong
     assert f"Remove {option}=" in message and "join=" in message  # how to fix: what it does take
+
+
+# -- a reply into a list field with a reducer is one more item ---------------------------
+class Finding(BaseModel):
+    claim: str
+
+
+class Notes(BaseModel):
+    topic: str = "tides"
+    notes: Annotated[list[str], append] = []
+    findings: Annotated[list[Finding], append] = []
+    routes: Annotated[list[str], append] = []
+    plain: list[str] = []
+    text: Annotated[str, reducer(operator.add)] = ""
+
+
+def chain(*nodes) -> GraphBuilder[Notes]:
+    g = GraphBuilder(Notes)
+    for node in nodes:
+        g.add(node)
+    names = [START, *(n.name for n in nodes), END]
+    for source, target in zip(names, names[1:]):
+        g.edge(source, target)
+    return g
+
+
+def test_replies_into_an_append_list_are_collected_one_item_each() -> None:
+    g = GraphBuilder(Notes)
+    g.add(llm("first", prompt="{topic}", into="notes"))
+    g.add(llm("second", prompt="{notes}", into="notes"))
+    g.add(llm("find", prompt="{topic}", output=Finding, into="findings"))
+    g.add(llm_router("route", labels=["deep", "done"], fallback="done", prompt="{notes}", into="routes"),
+          routes={"deep": END, "done": END})
+    for source, target in [(START, "first"), ("first", "second"), ("second", "find"), ("find", "route")]:
+        g.edge(source, target)
+    model = ScriptedModel(["Moon.", "Sun.", Finding(claim="gravity"), {"route": "deep"}])
+    state = run_sync(g.compile(), {"notes": ["Earlier."]}, deps={"model": model}).state
+    assert state.notes == ["Earlier.", "Moon.", "Sun."]
+    assert state.findings == [Finding(claim="gravity")] and state.routes == ["deep"]
+    assert model.requests[1].messages[-1]["content"] == "['Earlier.', 'Moon.']"
+
+
+def test_parallel_llm_nodes_may_append_to_one_list() -> None:
+    g = GraphBuilder(Notes)
+    for name in ("a", "b", "c"):
+        g.add(llm(name, prompt=name, into="notes"))
+    g.edge(START, ["a", "b", "c"])
+    g.edge(["a", "b", "c"], END)
+    state = run_sync(g.compile(), {}, deps={"model": ScriptedModel(["x", "y", "z"])}).state
+    assert sorted(state.notes) == ["x", "y", "z"]
+
+
+def test_a_reducer_that_is_not_a_list_gets_the_reply_itself() -> None:
+    state = run_sync(chain(llm("one", prompt="1", into="text"), llm("two", prompt="2", into="text")).compile(),
+                     {}, deps={"model": ScriptedModel(["ab", "cd"])}).state
+    assert state.text == "abcd"
+
+
+@pytest.mark.parametrize(("node", "problem"), [
+    (llm("n", prompt="{topic}", into="plain"),
+     "LLM node 'n' writes its reply as str, which cannot fit field 'plain' of type list[str]"),
+    (llm("n", prompt="{topic}", output=Finding, into="notes"),
+     "LLM node 'n' writes its reply as list[Finding], which cannot fit field 'notes' of type list[str]"),
+])
+def test_compile_still_refuses_a_reply_that_cannot_fit(node, problem: str) -> None:
+    with pytest.raises(GraphError, match=re.escape(problem)):
+        chain(node).compile()
+
+
+def _tuple_concat(current: tuple[str, ...], update: tuple[str, ...]) -> tuple[str, ...]:
+    return (*current, *update)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("annotation", [
+    Annotated[list[str], append], Annotated[Sequence[str], append],
+    Annotated[tuple[str, ...], reducer(_tuple_concat)], Annotated[str, reducer(operator.add)],
+    list[str], str, Annotated[list[int], append], Annotated[int, reducer(operator.add)],
+])
+async def test_compile_and_run_agree_on_where_a_reply_fits(annotation: Any) -> None:
+    """compile() accepts the reply's field exactly when the node's update validates at run time."""
+    state = create_model("OneField", field=(annotation, None))
+    g = GraphBuilder(state)
+    node = g.add(llm("n", prompt="hi", into="field", model=ScriptedModel(["reply"])))
+    g.edge(START, "n")
+    g.edge("n", END)
+    try:
+        g.compile()
+        accepted = True
+    except GraphError:
+        accepted = False
+    outcome = await node.run(state(), NodeContext(run_id="r", node="n", activation="n:1"))
+    try:
+        StateSchema(state).check_update("n", outcome.update, run_id="r")
+        fits = True
+    except UpdateError:
+        fits = False
+    assert accepted == fits

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from waypoint.graphs._checks import Spec
-from waypoint.graphs._checks_fit import describe, element_type, kind, may_fit, return_annotation
+from waypoint.graphs._checks_fit import describe, element_type, kind, may_fit, one_item, return_annotation
 from waypoint.graphs.graph import Graph
 
 
@@ -151,6 +151,7 @@ def _llm(spec: Spec, name: str, node: Any) -> list[str]:
             written: Any = Literal[tuple(node.labels)]  # type: ignore[valid-type]
         else:
             written = getattr(node, "output", None) or str
+        written = one_item(written, spec.fields[into], spec.schema.fields[into].reducer)
         problems += _fit(spec, into, written, f"LLM node {name!r} writes its reply as", into=True)
     history = getattr(node, "history", None)
     if history in spec.fields and kind(spec.fields[history]) not in ("seq", None):

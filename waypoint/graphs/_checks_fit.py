@@ -97,6 +97,14 @@ def _kinds_fit(source: Any, target: Any) -> bool:
     return True
 
 
+def one_item(source: Any, target: Any, reducer: Any) -> Any:
+    """What writing one value of type `source` puts into a field: `list[source]` for a list field
+    with a reducer (an LLM node appends its reply to `Annotated[list[str], append]` as `[reply]`),
+    else `source` itself. Mirrors `waypoint.nodes.llm_node._collects`, which decides it at run time.
+    """
+    return list[source] if reducer is not None and kind(target) == "seq" else source
+
+
 def element_type(annotation: Any) -> Any:
     """The item type of a list-like annotation (Any when it does not say)."""
     return _element(strip(annotation))
@@ -135,8 +143,13 @@ def describe(annotation: Any) -> str:
     annotation = strip(annotation)
     if annotation is None or annotation is type(None):
         return "None"
-    if isinstance(annotation, type) and not typing.get_args(annotation):
+    args, origin = typing.get_args(annotation), typing.get_origin(annotation)
+    if isinstance(annotation, type) and not args:
         return annotation.__name__
+    if _is_union(annotation):
+        return " | ".join(describe(a) for a in args)
+    if isinstance(origin, type) and args:  # list[Finding], not list[my_module.Finding]
+        return f"{origin.__name__}[{', '.join('...' if a is Ellipsis else describe(a) for a in args)}]"
     return repr(annotation).replace("typing.", "").replace("collections.abc.", "")
 
 

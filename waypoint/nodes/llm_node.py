@@ -13,7 +13,9 @@ OPENAI_MODEL). `model="gpt-4o"` (a name) picks the model name for whichever of
 those answers.
 
 The prompt is a `str.format` template over the state's fields (`{name}`,
-`{doc.title}`; write `{{` for a literal brace) or a function of the state. The
+`{doc.title}`; write `{{` for a literal brace) or a function of the state.
+`into=` a list field with a reducer (`notes: Annotated[list[str], append]`)
+collects the replies: each one is written as `[reply]`, one more item. The
 node records in `ctx.record`: "usage" (input/output tokens, model calls and tool
 calls, summed), "llm_calls" (usage per call) and "trace" (each tool call with its
 arguments and result); with `stream=True` it emits `("token", {"text": delta})`.
@@ -29,7 +31,9 @@ Routers and handoffs built on this node are in `waypoint.nodes.routing`.
 
 from __future__ import annotations
 
+import collections.abc as abc
 import inspect
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -45,6 +49,7 @@ __all__ = ["APPROVAL", "LLMNode", "llm"]
 
 Template = str | Callable[[Any], str]
 APPROVAL = "approval"  # the route of an LLM node that holds a call for a human's approval
+_SEQUENCES = (abc.Sequence, abc.MutableSequence, abc.Set, abc.MutableSet, abc.Collection, abc.Iterable)
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class LLMNode(Node):
         update: dict[str, Any] = {}
         if end.route is None:
             if self.into:
-                update[self.into] = end.value
+                update[self.into] = [end.value] if _collects(state, self.into) else end.value
             new = [*fresh, {"role": "assistant", "content": end.reply}]
         else:  # stopped at a tool call: keep the whole turn so the conversation can go on
             new = [*fresh, *end.turn]
@@ -146,6 +151,21 @@ class LLMNode(Node):
 
 def _field(state: Any, name: str) -> Any:
     return state.get(name) if isinstance(state, dict) else getattr(state, name)
+
+
+def _collects(state: Any, name: str) -> bool:
+    """Whether `into` is a list field with a reducer, which takes each reply as one more item.
+
+    `waypoint.graphs._checks_fit.one_item` makes the same decision at compile time.
+    """
+    info = getattr(type(state), "model_fields", {}).get(name)
+    if info is None or not _has_reducer(state, name):
+        return False
+    annotation = info.annotation
+    while hasattr(annotation, "__supertype__") or type(annotation).__name__ == "TypeAliasType":
+        annotation = getattr(annotation, "__supertype__", None) or annotation.__value__  # NewType, `type X =`
+    cls = typing.get_origin(annotation) or annotation
+    return cls in _SEQUENCES or (isinstance(cls, type) and issubclass(cls, (list, tuple, set, frozenset)))
 
 
 def _has_reducer(state: Any, name: str) -> bool:

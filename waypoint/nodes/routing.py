@@ -45,7 +45,7 @@ from waypoint.nodes._tools import Tool, ToolResult, answered, check_call, execut
 from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.llm_node import (
-    APPROVAL, Ending, LLMNode, Template, _clip, _has_reducer, check_llm_options, check_settings,
+    APPROVAL, Ending, LLMNode, Template, _clip, _collects, _has_reducer, check_llm_options, check_settings,
 )
 from waypoint.nodes.model import Model, ToolCall
 
@@ -79,7 +79,8 @@ class LLMRouter(LLMNode):
     def _outcome(self, state: Any, ctx: NodeContext, fresh: list[dict[str, Any]], end: Ending) -> Outcome:
         label = end.value.route if end.value is not None else self.fallback
         ctx.record["routing"] = {"label": label, "fallback_used": end.value is None}
-        return Outcome(update={self.into: label} if self.into else None, labels=(label,))
+        value = [label] if self.into and _collects(state, self.into) else label
+        return Outcome(update={self.into: value} if self.into else None, labels=(label,))
 
 
 def llm_router(
