@@ -272,6 +272,51 @@ async def test_a_commit_is_one_thread_hop_and_concurrent_appends_share_it(tmp_pa
         assert hops <= 3, f"99 concurrent appends took {hops - 1} transactions"
 
 
+def counting_hops(store: SQLiteStore) -> list[str]:
+    """Names of what each hop into aiosqlite's thread ran, from now on."""
+    hops, real = [], store._conn._execute
+
+    async def counting(fn, *args):
+        hops.append(fn.__name__)
+        return await real(fn, *args)
+
+    store._conn._execute = counting
+    return hops
+
+
+@pytest.mark.asyncio
+async def test_at_normal_commits_run_on_the_loop_and_a_held_lock_falls_back_to_the_thread(tmp_path):
+    async with SQLiteStore(tmp_path / "runs.db", synchronous="NORMAL", busy_timeout=5) as store:
+        await leased(store, "r", "w")
+        hops = counting_hops(store)
+        await store.append("r", "w", [step(1)])
+        assert hops == [], "a commit at NORMAL went through aiosqlite's thread"
+        other = sqlite3.connect(tmp_path / "runs.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+        pending = asyncio.create_task(store.append("r", "w", [step(2)]))
+        await asyncio.sleep(0.1)  # the loop is free meanwhile: the wait happens in the thread
+        assert not pending.done() and hops == ["write_batch"]
+        other.execute("COMMIT")
+        other.close()
+        await pending  # no "database is locked": it waited with the busy timeout
+        assert [s.seq for s in await store.history("r")] == [1, 2]
+
+
+@pytest.mark.asyncio
+async def test_at_normal_the_wal_is_checkpointed_in_the_thread(tmp_path, monkeypatch):
+    from waypoint.checkpoints import _sqlite_direct
+
+    monkeypatch.setattr(_sqlite_direct, "CHECKPOINT_EVERY", 5)
+    async with SQLiteStore(tmp_path / "runs.db", synchronous="NORMAL") as store:
+        await leased(store, "r", "w")
+        hops = counting_hops(store)
+        for seq in range(1, 13):
+            await store.append("r", "w", [step(seq)])
+        assert "checkpoint" in hops and "write_batch" not in hops
+    async with SQLiteStore(tmp_path / "runs.db") as again:
+        assert [s.seq for s in await again.history("r")] == list(range(1, 13))
+
+
 @pytest.mark.asyncio
 async def test_start_writes_its_run_in_one_transaction(tmp_path):
     import waypoint as wp

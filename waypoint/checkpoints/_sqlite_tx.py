@@ -172,6 +172,11 @@ def append(raw: sqlite3.Connection, now: float, job: _Append) -> None:
                     (job.run_id, job.snap_seq, job.snap_blob))
 
 
+def checkpoint(raw: sqlite3.Connection) -> None:
+    """A passive checkpoint: copies what it can of the WAL into the database, never waits."""
+    raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
 def run_row(raw: sqlite3.Connection, run_id: str) -> tuple[Any, ...]:
     row = raw.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:

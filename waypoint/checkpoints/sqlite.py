@@ -12,8 +12,11 @@ Every write (append, create_run, claim, renew, release) joins a queue drained
 by one writer task, which commits everything queued, from any run, in ONE
 `BEGIN IMMEDIATE` transaction run in ONE hop into aiosqlite's thread. A lone
 append costs one hop and one fsync; a hundred concurrent ones cost about the
-same. Each write is fenced on its own (a savepoint each), so a refused append
-fails alone while the rest of its batch commits.
+same. At NORMAL there is no fsync and the hop would cost more than the commit,
+so the transaction runs on the loop's own thread through a second connection
+(`_sqlite_direct`), and goes through the hop only when another process holds
+the write lock. Each write is fenced on its own (a savepoint each), so a
+refused append fails alone while the rest of its batch commits.
 
 Several processes may share the file: leases and the (owner, last_seq) fence
 live in the `runs` table, and the busy timeout queues their write transactions.
@@ -32,6 +35,7 @@ import msgspec
 from msgspec import structs
 
 from waypoint.checkpoints import _sqlite_tx as tx
+from waypoint.checkpoints._sqlite_direct import DirectWriter
 from waypoint.checkpoints._sqlite_file import FileWatch
 from waypoint.checkpoints.memory import _first_snapshot, _prepare
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
@@ -61,6 +65,8 @@ class SQLiteStore:
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._file: FileWatch | None = None  # is the file we write still the one on disk?
+        self._direct: DirectWriter | None = None  # at NORMAL: commits on the loop's own thread
+        self._checkpoint: asyncio.Task[Any] | None = None
 
     async def __aenter__(self) -> SQLiteStore:
         await self.open()
@@ -96,9 +102,11 @@ class SQLiteStore:
         self._closing = True
         self._wake.set()
         await asyncio.wait([self._writer])  # drained; wait() does not re-raise if it was cancelled
+        if self._checkpoint is not None:
+            await asyncio.wait([self._checkpoint])
+        self._release_files()  # before the last connection, which checkpoints and removes the WAL
         conn, self._conn, self._opening, self._closing = self._conn, None, None, False
         await conn.close()
-        self._unwatch()
 
     async def create_run(self, info: RunInfo, *, owner: str | None = None, ttl: float = 0.0,
                          snapshot: Snapshot | None = None) -> None:
@@ -171,6 +179,8 @@ class SQLiteStore:
             raise
         self._conn, self._queue, self._wake = conn, [], asyncio.Event()
         self._file = None if uri else FileWatch.of(self.path)
+        if self.synchronous == "NORMAL" and not uri:
+            self._direct = DirectWriter.open(target)
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     def _forget(self) -> None:
@@ -178,12 +188,17 @@ class SQLiteStore:
         if self._conn is not None:
             self._conn.stop()
         self._conn, self._opening, self._writer, self._queue, self._closing = None, None, None, [], False
-        self._unwatch()
+        self._release_files()
 
-    def _unwatch(self) -> None:
+    def _release_files(self) -> None:
+        """Close what this store holds besides its aiosqlite connection."""
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
+        self._checkpoint = None
 
     async def _ready(self) -> aiosqlite.Connection:
         if self._conn is None or self._loop is not asyncio.get_running_loop():
@@ -234,8 +249,11 @@ class SQLiteStore:
                 future.set_result(value) if ok else future.set_exception(value)
 
     async def _transaction(self, batch: list[tuple[tx.Job, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
+        jobs = [job for job, _ in batch]
         try:
-            return await self._hop(self._conn, tx.write_batch, [job for job, _ in batch])
+            results = self._direct.commit(jobs) if self._direct is not None else None
+            if results is None:  # FULL, or another process holds the lock: in aiosqlite's thread
+                return await self._hop(self._conn, tx.write_batch, jobs)
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()
@@ -244,6 +262,18 @@ class SQLiteStore:
             return [(False, StoreError(f"SQLite store {self.path}: nothing written, the transaction "
                                        f"failed ({exc}); what was committed before is intact"))
                     for _ in batch]
+        if self._direct.checkpoint_due() and self._checkpoint is None:
+            self._checkpoint = self._loop.create_task(self._passive_checkpoint())
+        return results
+
+    async def _passive_checkpoint(self) -> None:
+        """Copy the WAL into the database in aiosqlite's thread, off the loop (NORMAL only)."""
+        try:
+            await self._hop(self._conn, tx.checkpoint)
+        except StoreError:
+            pass  # SQLite checkpoints again at the next chance, or when the file closes
+        finally:
+            self._checkpoint = None
 
     def _gone(self) -> str | None:
         """What became of the database file if it is no longer the one on disk (one stat)."""
