@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import operator
 import re
 from typing import Annotated, Any, Sequence
@@ -9,10 +10,13 @@ from typing import Annotated, Any, Sequence
 import pytest
 from pydantic import BaseModel, create_model
 
-from waypoint import END, START, GraphBuilder, NodeContext, append, handoff, llm, llm_router, reducer, run_sync
-from waypoint.errors import GraphError, UpdateError
+from waypoint import (
+    END, START, GraphBuilder, ModelRequest, NodeContext, agent_tool, append, handoff, llm, llm_router, reducer,
+    run_sync,
+)
+from waypoint.errors import GraphError, NodeError, UpdateError
 from waypoint.graphs.state import StateSchema
-from waypoint.testing import ScriptedModel
+from waypoint.testing import ScriptedModel, ScriptExhausted, tool_call
 
 
 # -- node options are not model settings ---------------------------------------------
@@ -165,3 +169,90 @@ async def test_compile_and_run_agree_on_where_a_reply_fits(annotation: Any) -> N
     except UpdateError:
         fits = False
     assert accepted == fits
+
+
+# -- ScriptedModel with a script per node --------------------------------------------
+class Incident(BaseModel):
+    logs: str = ""
+    metrics: str = ""
+    synthesis: str = ""
+
+
+def incident(delayed: str) -> GraphBuilder[Incident]:
+    """Two parallel LLM branches; `delayed` starts late, so the other one asks the model first."""
+    g = GraphBuilder(Incident)
+    for branch in ("logs", "metrics"):
+        async def wait(state: Incident, seconds: float = 0.05 if branch == delayed else 0) -> None:
+            await asyncio.sleep(seconds)
+        g.node(wait, name=f"{branch}_wait", writes=[])
+        g.add(llm(branch, prompt=f"Inspect the {branch}", into=branch))
+        g.edge(f"{branch}_wait", branch)
+    g.add(llm("commander", prompt="{logs} / {metrics}", into="synthesis", join=True))
+    g.edge(START, ["logs_wait", "metrics_wait"])
+    g.edge(["logs", "metrics"], "commander")
+    g.edge("commander", END)
+    return g
+
+
+@pytest.mark.parametrize("delayed", ["logs", "metrics"])
+def test_each_node_consumes_its_own_script_whatever_order_they_run_in(delayed: str) -> None:
+    model = ScriptedModel({"logs": ["500s since 00:12"], "metrics": ["DB saturated"],
+                           "commander": ["Roll back."]})
+    state = run_sync(incident(delayed).compile(), {}, deps={"model": model}).state
+    assert (state.logs, state.metrics, state.synthesis) == ("500s since 00:12", "DB saturated", "Roll back.")
+    first = {"logs": "metrics", "metrics": "logs"}[delayed]
+    assert [r.node for r in model.requests] == [first, delayed, "commander"]  # the order did change
+    assert model.requests_for("commander")[0].messages[-1]["content"] == "500s since 00:12 / DB saturated"
+    assert model.remaining == 0
+
+
+def test_a_node_without_a_script_or_with_none_left_is_named() -> None:
+    g = incident("logs")
+    missing = ScriptedModel({"logs": ["a"], "commander": ["c"]})
+    with pytest.raises(NodeError) as caught:
+        run_sync(g.compile(), {}, deps={"model": missing})
+    assert caught.value.node == "metrics"
+    assert "ScriptedModel has no script for node 'metrics' (it scripts ['commander', 'logs'])" in str(caught.value)
+    assert "ScriptedModel({'metrics': [...], ...}) or .add(..., node='metrics')" in str(caught.value)
+
+    used_up = ScriptedModel({"logs": ["a"], "metrics": ["b"], "commander": []})
+    with pytest.raises(NodeError) as caught:
+        run_sync(g.compile(), {}, deps={"model": used_up})
+    assert "ran out of replies for node 'commander': its call 1 has nothing scripted" in str(caught.value)
+    assert ".add(..., node='commander')" in str(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_per_node_scripts_grow_with_add_and_refuse_what_they_cannot_tell_apart() -> None:
+    model = ScriptedModel({"a": ["one"]})
+    model.add("two", node="a")
+    model.add("three", node="b")
+    assert model.remaining == 3
+    replies = [await model.complete(ModelRequest([], node=n)) for n in ("b", "a", "a")]
+    assert [r.text for r in replies] == ["three", "one", "two"]
+    with pytest.raises(ScriptExhausted, match="this request names no node"):
+        await model.complete(ModelRequest([]))
+    with pytest.raises(ValueError, match=r"name the node, e.g. .add\('Hi', node='agent'\)"):
+        model.add("four")
+    with pytest.raises(ValueError, match=r"replies in call order .* drop node=, or build ScriptedModel\(\{'a'"):
+        ScriptedModel(["x"]).add("y", node="a")
+    with pytest.raises(TypeError, match="maps a node's name to a list of its replies"):
+        ScriptedModel({"a": "one"})
+    with pytest.raises(TypeError, match="maps a node's name to a list of its replies"):
+        ScriptedModel({"a": tool_call("search")})
+
+
+def test_a_request_names_the_llm_node_asking_also_inside_an_agent_tool() -> None:
+    class Query(BaseModel):
+        topic: str = "tides"
+        report: str = ""
+
+    g = GraphBuilder(Query)
+    macro = llm("macro", prompt="Outlook for {region}", into="outlook")
+    g.add(llm("manager", prompt="{topic}", into="report",
+              tools=[agent_tool(macro, name="outlook", description="Macro outlook")]))
+    g.edge(START, "manager")
+    g.edge("manager", END)
+    model = ScriptedModel({"manager": [tool_call("outlook", {"region": "EU"}), "Calm."], "macro": ["Mild."]})
+    assert run_sync(g.compile(), {}, deps={"model": model}).state.report == "Calm."
+    assert [r.node for r in model.requests] == ["manager", "macro", "manager"]

@@ -231,7 +231,8 @@ class _Loop:
 
     async def call(self, messages: list[dict[str, Any]]) -> ModelResponse:
         node = self.node
-        request = ModelRequest(list(messages), [t.spec for t in node.tools], node.output, dict(node.settings))
+        request = ModelRequest(list(messages), [t.spec for t in node.tools], node.output, dict(node.settings),
+                               node=node.name)
         on_token = (lambda text: self.ctx.emit("token", {"text": text})) if node.stream else None
         try:
             response = await self.model.complete(request, on_token=on_token)

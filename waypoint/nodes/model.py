@@ -45,12 +45,13 @@ DEFAULT_MODEL = "gpt-4o-mini"
 
 @dataclass
 class ModelRequest:
-    """One call to a model: chat messages, tool specs, an output type, settings."""
+    """One call to a model: chat messages, tool specs, an output type, settings, the node asking."""
 
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = field(default_factory=list)  # {"name", "description", "parameters"}
     response_format: type[BaseModel] | None = None  # ask for JSON fitting this model
     settings: dict[str, Any] = field(default_factory=dict)  # model name, temperature, ...
+    node: str | None = None  # the name of the LLM node asking; None for a call made outside a graph
 
 
 class ToolCall(NamedTuple):

@@ -9,13 +9,25 @@
     ...
     assert model.requests[1].messages[-1]["role"] == "tool"
 
+    model = ScriptedModel({                             # a script per node, for nodes that run
+        "logs": ["500s since 00:12"],                   # at the same time, in no fixed order
+        "metrics": ["DB connections saturated"],
+    })
+    assert model.requests_for("logs")[0].node == "logs"
+
 A script item is one reply: a `str` (text), a pydantic model, dict or list (sent
 as JSON text, i.e. structured output), a `ToolCall` or a list of them (one turn
 of tool calls), a `ModelResponse` (as is), an exception (raised, to simulate a
 failing provider), or a function of the `ModelRequest` returning any of these.
 Streaming is simulated word by word. Token usage is a rough count of words, so
-that usage and budgets can be tested. Running out of script raises
-`ScriptExhausted`, naming how many replies were used and the last message.
+that usage and budgets can be tested.
+
+Given a list, the model replies in the order it is called. Given a dict
+`{node name: [replies]}`, each LLM node consumes its own script (the request's
+`node`), so parallel branches get their replies whatever order they run in; the
+same node's calls are still answered in its script's order. Running out of
+script, or a call from a node with no script, raises `ScriptExhausted`, naming
+the node, how many replies it used and the last message.
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
-from typing import Any, Callable, Iterable, Union
+from typing import Any, Callable, Iterable, Mapping, Union
 
 from pydantic import BaseModel
 
@@ -46,30 +58,43 @@ def tool_call(name: str, arguments: dict[str, Any] | str | None = None, *, id: s
 
 
 class ScriptedModel:
-    """Replies with the scripted items in order and records every request it received."""
+    """Replies with the scripted items (in call order, or per node) and records every request."""
 
-    def __init__(self, replies: Iterable[ScriptItem] = ()) -> None:
-        self.script: deque[ScriptItem] = deque(replies)
+    def __init__(self, replies: Iterable[ScriptItem] | Mapping[str, Iterable[ScriptItem]] = ()) -> None:
+        self.script: deque[ScriptItem] = deque()  # the replies in call order, when not per node
+        self.scripts: dict[str, deque[ScriptItem]] | None = None  # node name -> its replies
+        if isinstance(replies, Mapping):
+            self.scripts = {node: deque(_script(node, items)) for node, items in replies.items()}
+        else:
+            self.script.extend(replies)
         self.requests: list[ModelRequest] = []
         self._ids = 0
 
-    def add(self, *replies: ScriptItem) -> None:
-        """Append replies to the script."""
-        self.script.extend(replies)
+    def add(self, *replies: ScriptItem, node: str | None = None) -> None:
+        """Append replies to the script, or with `node=` to that node's script (a per-node model)."""
+        if node is None and self.scripts is not None:
+            raise ValueError("ScriptedModel.add(...): this model scripts each node (it was built from a dict "
+                             "{node: [replies]}); name the node, e.g. .add('Hi', node='agent')")
+        if node is not None and self.scripts is None:
+            raise ValueError(f"ScriptedModel.add(..., node={node!r}): this model replies in call order (it was "
+                             f"built from a list); drop node=, or build ScriptedModel({{{node!r}: [...]}})")
+        if self.scripts is None or node is None:
+            self.script.extend(replies)
+        else:
+            self.scripts.setdefault(node, deque()).extend(replies)
 
     @property
     def remaining(self) -> int:
-        return len(self.script)
+        """Replies not used yet, over all nodes."""
+        return len(self.script) + sum(len(s) for s in (self.scripts or {}).values())
+
+    def requests_for(self, node: str) -> list[ModelRequest]:
+        """The requests the LLM node `node` made, in order."""
+        return [r for r in self.requests if r.node == node]
 
     async def complete(self, request: ModelRequest, *, on_token: TokenCallback | None = None) -> ModelResponse:
         self.requests.append(request)
-        if not self.script:
-            last = request.messages[-1] if request.messages else None
-            raise ScriptExhausted(
-                f"ScriptedModel ran out of replies: call {len(self.requests)} has nothing scripted "
-                f"(last message: {last!r}); add replies with ScriptedModel([...]) or .add(...)"
-            )
-        item = self.script.popleft()
+        item = self._next(request)
         if callable(item) and not isinstance(item, (BaseModel, BaseException, type)):
             item = item(request)
         if isinstance(item, BaseException):
@@ -81,11 +106,51 @@ class ScriptedModel:
                 on_token(piece)
         return response
 
+    def _next(self, request: ModelRequest) -> ScriptItem:
+        last = request.messages[-1] if request.messages else None
+        if self.scripts is None:
+            if not self.script:
+                raise ScriptExhausted(
+                    f"ScriptedModel ran out of replies: call {len(self.requests)} (from node {request.node!r}) "
+                    f"has nothing scripted (last message: {last!r}); add replies with ScriptedModel([...]) "
+                    "or .add(...)"
+                )
+            return self.script.popleft()
+        if request.node is None:
+            raise ScriptExhausted(
+                f"ScriptedModel scripts each node ({sorted(self.scripts)}), but this request names no node "
+                "(a call made outside an LLM node); set ModelRequest(node=...) or use ScriptedModel([...])"
+            )
+        script = self.scripts.get(request.node)
+        if script is None:
+            raise ScriptExhausted(
+                f"ScriptedModel has no script for node {request.node!r} (it scripts {sorted(self.scripts)}); "
+                f"add one: ScriptedModel({{{request.node!r}: [...], ...}}) or .add(..., node={request.node!r})"
+            )
+        if not script:
+            raise ScriptExhausted(
+                f"ScriptedModel ran out of replies for node {request.node!r}: its call "
+                f"{len(self.requests_for(request.node))} has nothing scripted (last message: {last!r}); "
+                f"add replies with .add(..., node={request.node!r})"
+            )
+        return script.popleft()
+
     def _numbered(self, call: ToolCall) -> ToolCall:
         if call.id:
             return call
         self._ids += 1
         return call._replace(id=f"call_{self._ids}")
+
+
+def _script(node: Any, items: Any) -> Iterable[ScriptItem]:
+    """One node's script from a per-node dict: a list of replies, not a single reply."""
+    if not isinstance(node, str) or not isinstance(items, (list, tuple, deque)) or isinstance(items, ToolCall):
+        raise TypeError(
+            f"ScriptedModel({{{node!r}: {items!r}}}): a per-node script maps a node's name to a list of its "
+            f"replies, e.g. ScriptedModel({{'agent': ['Hi', tool_call('search', {{...}})]}}); for JSON "
+            "structured output in call order, pass a list: ScriptedModel([{...}])"
+        )
+    return items
 
 
 def _response(item: Any, request: ModelRequest) -> ModelResponse:
