@@ -15,7 +15,6 @@ from waypoint import (
     END, START, GraphBuilder, MemoryStore, NodeContext, agent_tool, llm, pending_gates, resume, run_sync, start,
     tick,
 )
-from waypoint.errors import GateError
 from waypoint.testing import ScriptedModel, tool_call
 
 
