@@ -12,7 +12,8 @@ fires once: only when nothing upstream of it is pending (a join below another
 ready join waits for it), and only something upstream could make it another
 arrival; START, which runs its targets at once, joins included, adds its own.
 A join inside a loop is counted once per arrival. A map counts its declared
-`max_items` item executions (it refuses more), a subgraph its own bound.
+`max_items` item executions (it refuses more), each with its worker graph's own
+bound when it maps over a graph, and a subgraph counts its own bound.
 
 The bound holds because `compile()` rejects what would break it: a cycle that
 does not pass through a guard's `continue` route, and a guard that two branches
@@ -141,7 +142,12 @@ def _inner_work(name: str, node: Any) -> tuple[int | None, str]:
     if node.kind == "map":
         if node.max_items is None:
             return None, f"map {name!r} has no max_items; pass max_items= to bound its items."
-        return node.max_items, ""
+        if getattr(node, "graph", None) is None:
+            return node.max_items, ""
+        inner = getattr(node.graph, "max_steps", None)
+        if inner is None:
+            return None, f"map {name!r} runs a worker graph without a bound of its own."
+        return node.max_items * (1 + inner), ""  # per item: its item step and the child's steps
     if node.kind == "subgraph":
         inner = getattr(node.graph, "max_steps", None)
         if inner is None:

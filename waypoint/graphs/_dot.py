@@ -87,6 +87,8 @@ def _status(status: str | None, style: str) -> dict[str, str]:
 
 def _edge(link: Link, has_path: bool) -> str:
     a = {"label": link.label} if link.label else {}
+    if link.style:
+        a["style"] = link.style
     if link.on_path:
         a.update(color=PATH_COLOUR, fontcolor=PATH_COLOUR, penwidth="3", style="bold")
     elif has_path:

@@ -57,7 +57,8 @@ def _body(cluster: Cluster, indent: str) -> list[str]:
 
 def _link(link: Link) -> str:
     text = f"|{label(link.label)}| " if link.label else ""
-    return f"{link.source} -->{text if text else ' '}{link.target}"
+    arrow = "-.->" if link.style == "dashed" else "-->"
+    return f"{link.source} {arrow}{text if text else ' '}{link.target}"
 
 
 def _classes(root: Cluster) -> list[str]:

@@ -193,19 +193,35 @@ class GraphBuilder(Generic[S]):
     def map(
         self,
         name: str,
-        fn: Callable[..., Any],
+        worker: Callable[..., Any] | Graph,
         *,
         over: str,
         into: str,
+        input: Callable[[Any], Any] | None = None,
+        output: Callable[[Any], Any] | None = None,
         max_concurrency: int = 8,
         max_items: int | None = None,
         **options: Any,
     ) -> None:
-        """Run `fn(item[, ctx])` for each item of `state.<over>`; results go to `into` in order."""
+        """Run `worker` for each item of `state.<over>`; results go to `into` in order.
+
+            g.map("shout", str.upper, over="names", into="loud")
+            g.map("delegate", worker_graph, over="plan.workstreams", into="reports",
+                  output=lambda final: final.report, max_items=5)
+
+        `over` is a field or a dotted path into one. A function is called as
+        `worker(item[, ctx])`. A compiled graph runs each item as a durable child
+        run: the item is its input (a model is dumped, a dict taken as it is,
+        anything else needs `input=lambda item: {...}`), and its final state is
+        the result unless `output=lambda final: ...` picks one.
+        """
+        graph = worker if isinstance(worker, (Graph, GraphBuilder)) else None
+        fn = None if graph is not None else worker
         self.add(
             MapNode(
-                name=name, fn=fn, over=over, into=into, max_concurrency=max_concurrency,
-                max_items=max_items, wants_ctx=arity(fn) >= 2, is_async=is_async(fn),
+                name=name, fn=fn, graph=graph, input=input, output=output, over=over, into=into,
+                max_concurrency=max_concurrency, max_items=max_items,
+                wants_ctx=fn is not None and arity(fn) >= 2, is_async=fn is not None and is_async(fn),
                 writes=frozenset({into}), **options,
             )
         )

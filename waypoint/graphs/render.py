@@ -10,7 +10,8 @@
 
 Each node kind has its own shape: function a rounded box, router a diamond, gate
 a yellow octagon, loop guard a marked diamond showing its cap, map a 3-D box
-showing `over -> into`, join a dark bar, subgraph a dashed cluster holding the
+showing `over -> into` (and its worker graph, if it maps over one, as a dashed
+cluster reached by a dashed "each item" edge), join a dark bar, subgraph a dashed cluster holding the
 child graph's nodes. START is a circle and END a double circle. Router and guard
 edges carry their labels.
 
@@ -22,7 +23,8 @@ always renders to the same text.
 A run is shown with `status` (node -> one of `STATUSES`), `visits` (node -> how
 many times it ran) and `path` (the (source, target) pairs traversed, START/END
 included). A node inside subgraph `research` is named `research/search`, its
-START `research/__start__`.
+START `research/__start__`; a node of the worker graph of map `delegate` is
+`delegate/research`, as its events are.
 """
 
 from __future__ import annotations
@@ -31,17 +33,14 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, get_args
+from typing import Any, Iterable, Literal, Mapping, get_args
 
 from waypoint.errors import WaypointError
-from waypoint.graphs.graph import END, START
+from waypoint.graphs.graph import END, START, Graph
 from waypoint.nodes.base import Node
 from waypoint.nodes.composite import MapNode, SubgraphNode
 from waypoint.nodes.gate import GateNode
 from waypoint.nodes.guard import LoopGuard
-
-if TYPE_CHECKING:
-    from waypoint.graphs.graph import Graph
 
 __all__ = ["FORMATS", "STATUSES", "Status", "render", "render_to_file"]
 
@@ -104,6 +103,7 @@ class Link:
     ends: tuple[str, str]  # qualified node names, what `path` pairs are matched against
     label: str = ""
     on_path: bool = False
+    style: str = ""  # "dashed": not a control-flow edge (a map to its worker graph)
 
 
 @dataclass
@@ -145,11 +145,20 @@ def _cluster(graph: Graph, cluster: Cluster, qual: str, links: list[Link]) -> Cl
         else:
             cluster.items.append(Box(nid, qual + name, _kind(node), _lines(name, node)))
             entry[name] = exit_[name] = nid
+        if isinstance(node, MapNode) and isinstance(node.graph, Graph):
+            cluster.items.append(_worker(node, nid, f"{qual}{name}", inner))
     cluster.items.append(Box(entry[END], qual + END, "end", ["end"]))
     for source, target, label in _edges(graph):
         links.append(Link(exit_[source], entry[target], (qual + source, qual + target), label))
     links += inner
     return cluster
+
+
+def _worker(node: MapNode, nid: str, qual: str, links: list[Link]) -> Cluster:
+    """A map's worker graph: a cluster beside the map, reached by a dashed 'each item' link."""
+    worker = Cluster(f"{nid}_w", qual + SEP, f"each item: {node.graph.name}")
+    links.append(Link(nid, f"{nid}_w_n_start", (qual, qual + SEP + START), "each item", style="dashed"))
+    return _cluster(node.graph, worker, qual + SEP, links)
 
 
 def _kind(node: Node) -> str:

@@ -2,14 +2,21 @@
 
     builder.map("summarise", summarise_one, over="docs", into="summaries",
                 max_concurrency=4)
+    builder.map("delegate", worker_graph, over="plan.workstreams", into="reports",
+                output=lambda final: final.report, max_items=5)
     builder.subgraph("research", research_graph,
                      input=lambda s: {"topic": s.topic},
                      output=lambda sub: {"findings": sub.findings})
 
-A map runs `fn(item[, ctx])` once per item of `state.<over>`, at most
-`max_concurrency` at a time, and writes the results in input order to `into`.
-Each item's result is committed as it finishes, so a crash mid-map redoes only
-the items that had not finished. A subgraph runs as a child run inside the same
+A map runs `fn(item[, ctx])` once per item of `state.<over>` (`over` may be a
+dotted path, `plan.workstreams`), at most `max_concurrency` at a time, and
+writes the results in input order to `into`. Each item's result is committed as
+it finishes, so a crash mid-map redoes only the items that had not finished.
+A map over a compiled graph runs each item as a child run of it, keyed
+`item<index>`: the item is the child's input (a model's `model_dump()`, a dict
+as it is, anything else through `input=`), and its final state is the result
+(or `output(final)`). A gate inside such a child is refused: an item cannot
+pause the run. A subgraph runs as a child run inside the same
 store; its history stays with the parent, and a gate inside it pauses the parent.
 """
 
@@ -17,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
+
+from pydantic import BaseModel
 
 from waypoint.errors import NodeError
 from waypoint.nodes._call import call
@@ -29,7 +38,10 @@ from waypoint.nodes.context import NodeContext
 class MapNode(Node):
     kind: ClassVar[str] = "map"
     fn: Callable[..., Any] | None = None
-    over: str = ""
+    graph: Any = None  # a compiled waypoint Graph run once per item, instead of fn
+    input: Callable[[Any], Any] | None = None  # item -> the child's input (graph workers)
+    output: Callable[[Any], Any] | None = None  # child's final state -> result (graph workers)
+    over: str = ""  # a field name, or a dotted path into one: "plan.workstreams"
     into: str = ""
     max_concurrency: int = 8
     max_items: int | None = None  # declared bound, used by the execution bound
@@ -37,7 +49,7 @@ class MapNode(Node):
     is_async: bool = False
 
     async def run(self, state: Any, ctx: NodeContext) -> Outcome:
-        items = list(getattr(state, self.over))
+        items = list(self._items(state, ctx))
         if self.max_items is not None and len(items) > self.max_items:
             raise NodeError(
                 f"run {ctx.run_id!r}, map {self.name!r}: state.{self.over} has {len(items)} items, "
@@ -48,9 +60,7 @@ class MapNode(Node):
 
         async def one(index: int, item: Any) -> None:
             async with gate:
-                item_ctx = replace(ctx, activation=f"{ctx.activation}[{index}]", record={})
-                args = (item, item_ctx) if self.wants_ctx else (item,)
-                result = await call(self.fn, args, run_async=self.is_async)
+                result = await self._one(index, item, ctx)
                 results[index] = await ctx.commit_item(index, result)
 
         try:
@@ -61,6 +71,40 @@ class MapNode(Node):
         except BaseExceptionGroup as failed:  # the first item's error, as a plain node raises it
             raise failed.exceptions[0] from None
         return Outcome(update={self.into: [results[i] for i in range(len(items))]})
+
+    async def _one(self, index: int, item: Any, ctx: NodeContext) -> Any:
+        if self.graph is None:
+            item_ctx = replace(ctx, activation=f"{ctx.activation}[{index}]", record={})
+            args = (item, item_ctx) if self.wants_ctx else (item,)
+            return await call(self.fn, args, run_async=self.is_async)
+        final = await ctx.run_child(self.graph, self._child_input(index, item, ctx),
+                                    key=f"item{index}", usage=ctx.record.setdefault("usage", {}))
+        return self.output(final) if self.output else final
+
+    def _child_input(self, index: int, item: Any, ctx: NodeContext) -> Any:
+        if self.input is not None:
+            return self.input(item)
+        if isinstance(item, BaseModel):
+            return item.model_dump()
+        if isinstance(item, Mapping):
+            return dict(item)
+        raise NodeError(
+            f"run {ctx.run_id!r}, map {self.name!r}: item {index} of state.{self.over} is a "
+            f"{type(item).__name__}, not a model or a dict, so it cannot be the input of worker "
+            f"graph {self.graph.name!r}; pass input=lambda item: {{...}} (a dict of "
+            f"{self.graph.state_type.__name__}'s fields).", run_id=ctx.run_id, node=self.name)
+
+    def _items(self, state: Any, ctx: NodeContext) -> Any:
+        """`state.<over>`, following a dotted path through models and dicts."""
+        value, parts = state, self.over.split(".")
+        for i, part in enumerate(parts):
+            value = value.get(part) if isinstance(value, Mapping) else getattr(value, part)
+            if value is None:
+                raise NodeError(
+                    f"run {ctx.run_id!r}, map {self.name!r}: state.{'.'.join(parts[:i + 1])} is None, "
+                    f"so there is no list at state.{self.over} to go over; set it before the map "
+                    "runs (or give it a default), then resume.", run_id=ctx.run_id, node=self.name)
+        return value
 
 
 @dataclass(frozen=True)
