@@ -122,12 +122,15 @@ def _map_over(spec: Spec, name: str, path: str) -> tuple[Any, list[str]]:
                      f"field; the state has {sorted(spec.fields)}: start the path with one of them."]
     annotation = spec.fields[first]
     for i, part in enumerate(rest):
-        model = _model_of(annotation)
+        model, at = _model_of(annotation), ".".join(parts[:i + 1])
+        if model is None and kind(_without_none(annotation)) not in ("map", None):
+            return Any, [f"map {name!r} iterates over {path!r}, but {at} is a {describe(annotation)}, "
+                         f"which has no field {part!r}; a path goes through models and dicts only."]
         if model is None:
-            return Any, []  # not a model: the path is taken on trust
+            return Any, []  # a dict or a type not understood: the path is taken on trust
         if part not in model.model_fields:
-            return Any, [f"map {name!r} iterates over {path!r}, but {'.'.join(parts[:i + 1])} is a "
-                         f"{model.__name__}, which has no field {part!r}; its fields are "
+            return Any, [f"map {name!r} iterates over {path!r}, but {at} is a {model.__name__}, "
+                         f"which has no field {part!r}; its fields are "
                          f"{sorted(model.model_fields)}."]
         annotation = model.model_fields[part].annotation
     if kind(annotation) not in ("seq", None):
