@@ -399,3 +399,34 @@ class CrashAndResume(RuleBasedStateMachine):
 
 CrashAndResume.TestCase.settings = settings(FAST, max_examples=60, stateful_step_count=10)
 test_crashed_and_resumed_runs_end_like_uninterrupted_ones = CrashAndResume.TestCase
+
+
+def test_assert_terminates_drives_llm_nodes_inside_a_map_worker_graph():
+    class Item(BaseModel):
+        topic: str
+        summary: str = ""
+
+    class Batch(BaseModel):
+        items: list[Item] = [Item(topic="a"), Item(topic="b")]
+        summaries: list[str] = []
+
+    worker = GraphBuilder(Item, name="summarise")
+    worker.add(waypoint.llm("summarise", prompt="Summarise {topic}", into="summary"))
+    worker.edge(START, "summarise")
+    worker.edge("summarise", END)
+    g = GraphBuilder(Batch, name="batch")
+    g.map("each", worker.compile(), over="items", into="summaries",
+          output=lambda final: final.summary, max_items=2)
+    g.edge(START, "each")
+    g.edge("each", END)
+    graph = g.compile()
+
+    @settings(FAST, max_examples=3)
+    @given(router_choices(graph))
+    def named(choices: Choices):
+        assert set(choices.outputs) == {"each/summarise"}
+
+    named()
+    assert_terminates(graph, runs=10, settings=FAST)  # no model given: the LLM node is driven
+    run = asyncio.run(run_driven(graph, Choices(outputs={"each/summarise": "driven"})))
+    assert (run.status, run.state.summaries) == ("done", ["driven", "driven"])

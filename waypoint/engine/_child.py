@@ -66,7 +66,7 @@ def child_runner(parent: RunLoop, act: Activation):
             raise ChildWaiting(child_id, outcome.waiting, loop.seq, min(deadlines, default=None))
         if outcome.status != "done":
             raise NodeError(
-                f"run {parent.run_id!r}, subgraph {act.node!r}: child run {child_id!r} "
+                f"run {parent.run_id!r}, {parent.graph.nodes[act.node].kind} {act.node!r}: child run {child_id!r} "
                 f"{outcome.status}: {outcome.error}", run_id=parent.run_id, node=act.node)
         return outcome.state
 

@@ -51,10 +51,10 @@ class Choices:
 
 
 def decision_nodes(graph: Graph, prefix: str = "") -> Iterator[tuple[str, Any, Graph]]:
-    """(path, node, graph it belongs to) for every node of `graph` and of its subgraphs."""
+    """(path, node, graph it belongs to) for every node of `graph`, its subgraphs and map workers."""
     for name, node in graph.nodes.items():
         yield prefix + name, node, graph
-        if node.kind == "subgraph" and isinstance(getattr(node, "graph", None), Graph):
+        if node.kind in ("subgraph", "map") and isinstance(getattr(node, "graph", None), Graph):
             yield from decision_nodes(node.graph, f"{prefix}{name}/")
 
 

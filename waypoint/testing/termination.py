@@ -94,7 +94,7 @@ class _RouterStandIn(_StandIn):
 
 
 def _driven(graph: Graph, path: str, node: Any, choices: Choices, trace: list[str]) -> Any:
-    if node.kind == "subgraph" and isinstance(getattr(node, "graph", None), Graph):
+    if node.kind in ("subgraph", "map") and isinstance(getattr(node, "graph", None), Graph):
         return dataclasses.replace(node, graph=drive(node.graph, choices, trace, path + "/"))
     if node.kind == "guard" and node.until is not None:
         holds = _Answers(f"loop guard {path!r} until", choices.until.get(path, ()), False, trace)
