@@ -127,18 +127,21 @@ async def test_resuming_after_a_failed_item_does_not_rerun_the_finished_ones(tmp
         await store.close()
 
 
-async def test_an_item_whose_child_waits_at_a_gate_fails_with_how_to_fix_it():
+async def test_an_item_whose_child_waits_at_a_gate_makes_the_run_wait_at_that_item():
     class Ok(BaseModel):
         ok: bool
 
     w = GraphBuilder(Task, name="asking")
-    w.gate("confirm", Ok)
+    w.gate("confirm", Ok, on_answer=lambda s, answer: {"report": f"{s.name}: {answer.ok}"})
     w.edge(START, "confirm")
     w.edge("confirm", END)
     graph = mapping(w.compile(), into="finals", max_items=5).compile()
-    result = await (await start(graph, plan("rules"), store=MemoryStore())).result(raise_on_failure=False)
-    assert result.status == "failed"
-    assert "a map item cannot pause the run" in str(result.error)
+    store = MemoryStore()
+    result = await (await start(graph, plan("rules", "pricing"), store=store)).result()
+    assert (result.status, result.waiting) == ("waiting", ["delegate[0]/confirm", "delegate[1]/confirm"])
+    done = await (await resume(graph, result.run_id, store=store, answers={
+        "delegate[0]/confirm": {"ok": True}, "delegate[1]/confirm": {"ok": False}})).result()
+    assert [t.report for t in done.state.finals] == ["rules: True", "pricing: False"]
 
 
 async def test_over_is_a_dotted_path_for_function_workers_too():

@@ -3,7 +3,8 @@
 The child run's id is `<parent run>/<activation>`, stable across crashes, so a
 resumed parent picks the child's log up where it stopped instead of starting
 it over. The parent's lease owner executes the child; a gate inside the child
-pauses the parent under the name `<subgraph node>/<gate>`.
+pauses the parent under the name `<subgraph node>/<gate>`, or, for an item of a
+map, `<map>[<index>]/<gate>` (`item_address`): that item waits, its siblings go on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from waypoint.engine._nodes import ChildWaiting
 from waypoint.engine.events import Event, EventBus
 from waypoint.errors import NodeError, RunNotFoundError
 from waypoint.graphs.graph import Graph
+from waypoint.nodes.composite import item_address
+from waypoint.nodes.gate import GateNode
 
 if TYPE_CHECKING:
     from waypoint.engine._loop import RunLoop
@@ -26,25 +29,15 @@ def child_runner(parent: RunLoop, act: Activation):
     async def run_child(graph: Graph, child_input: Any, *, key: str | None = None,
                         usage: dict[str, int] | None = None) -> Any:
         from waypoint.engine._loop import RunLoop
-        from waypoint.engine.runs import create_run_record
 
         child_id = f"{parent.run_id}/{act.id}" + (f"/{key}" if key else "")
-        try:
-            info = await parent.store.get_run(child_id)
-        except RunNotFoundError:
-            await create_run_record(parent.store, graph, child_id, graph.schema.initial(child_input),
-                                    owner=parent.owner, parent_run_id=parent.run_id)
-        else:
-            if info.lease_owner not in (None, parent.owner):
-                # Whoever held the child before us held the parent too, and lost it: the
-                # parent's lease, which we hold, is what fences the child.
-                await parent.store.release(child_id, info.lease_owner, info.status,
-                                           waiting=info.waiting)
-        await parent.store.claim(child_id, parent.owner, _lease.LEASE_TTL)
-        prefix = act.node + "/"
-        answers = {k[len(prefix):]: v for k, v in parent.answers.items() if k.startswith(prefix)}
-        for key in answers:
-            parent.answers.pop(prefix + key)
+        prefix, recorded = _address(parent, act, child_id)
+        answers = _take_answers(parent, prefix)
+        if recorded is not None and not answers and not GateNode.expired(recorded, parent.now):
+            # An item still waiting, with nothing new for it: its child run is left untouched.
+            gates = [g.partition("/")[2] for g in recorded["gates"]]
+            raise ChildWaiting(child_id, gates, recorded["child_seq"], recorded.get("deadline_at"))
+        await _claim_child(parent, graph, child_id, child_input)
         loop = RunLoop(graph, parent.store, child_id, parent.owner, deps=parent.runner.deps,
                        answers=answers, bus=_forwarding_bus(parent, act), now=parent.now)
         await loop.load()
@@ -54,16 +47,8 @@ def child_runner(parent: RunLoop, act: Activation):
                                    waiting=outcome.waiting)
         if usage is not None:
             add_usage(usage, loop.frontier.usage)
-        if outcome.status == "waiting" and parent.graph.nodes[act.node].kind == "map":
-            raise NodeError(
-                f"run {parent.run_id!r}, map {act.node!r}: the child run {child_id!r} of one of its "
-                f"items waits at {outcome.waiting}, and a map item cannot pause the run. Ask before "
-                "or after the map (one gate whose answer covers every item), or give each item "
-                "its own subgraph node.", run_id=parent.run_id, node=act.node)
         if outcome.status == "waiting":
-            deadlines = [r["deadline_at"] for r in loop.frontier.waits.values()
-                         if r.get("deadline_at") is not None]
-            raise ChildWaiting(child_id, outcome.waiting, loop.seq, min(deadlines, default=None))
+            raise _waiting(parent, act, loop, outcome.waiting)
         if outcome.status != "done":
             raise NodeError(
                 f"run {parent.run_id!r}, {parent.graph.nodes[act.node].kind} {act.node!r}: child run {child_id!r} "
@@ -71,6 +56,66 @@ def child_runner(parent: RunLoop, act: Activation):
         return outcome.state
 
     return run_child
+
+
+def _address(parent: RunLoop, act: Activation, child_id: str) -> tuple[str | None, dict[str, Any] | None]:
+    """How the parent names gates inside `child_id` (a prefix), and the item's recorded wait.
+
+    A subgraph's child is `<node>/`; a map item's is `<map>[<index>]/`, the index read
+    from the map's wait request, which lists each waiting item's child run. A map item
+    that has not waited yet has no address, so no answer can be meant for it.
+    """
+    if parent.graph.nodes[act.node].kind != "map":
+        return act.node + "/", None
+    for item in parent.frontier.waits.get(act.id, {}).get("items", ()):
+        if item["child"] == child_id:
+            return item_address(act.node, item["index"]) + "/", item
+    return None, None
+
+
+def _waiting(parent: RunLoop, act: Activation, child: RunLoop, gates: list[str]) -> Exception:
+    """What a child run stopped at `gates` raises in its parent: `ChildWaiting`, with the
+    child's earliest gate deadline, or an error for a map's function worker."""
+    node = parent.graph.nodes[act.node]
+    if node.kind == "map" and node.graph is None:
+        return NodeError(
+            f"run {parent.run_id!r}, map {act.node!r}: child run {child.run_id!r}, started by an "
+            f"item through ctx.run_child in a function worker, waits at {gates}; a map item cannot "
+            "pause the run this way, since waypoint cannot see which graph such a function runs "
+            "to check an answer against. Pass the worker graph to the map itself, "
+            f"g.map({act.node!r}, worker_graph, over=..., into=..., output=...), and a gate "
+            f"inside it makes its item wait (answered as '{act.node}[<index>]/<gate>').",
+            run_id=parent.run_id, node=act.node)
+    deadlines = [r["deadline_at"] for r in child.frontier.waits.values()
+                 if r.get("deadline_at") is not None]
+    return ChildWaiting(child.run_id, gates, child.seq, min(deadlines, default=None))
+
+
+def _take_answers(parent: RunLoop, prefix: str | None) -> dict[str, Any]:
+    if prefix is None:
+        return {}
+    answers = {k[len(prefix):]: v for k, v in parent.answers.items() if k.startswith(prefix)}
+    for key in answers:
+        parent.answers.pop(prefix + key)
+    return answers
+
+
+async def _claim_child(parent: RunLoop, graph: Graph, child_id: str, child_input: Any) -> None:
+    """Create child run `child_id` or take it over, leased by the parent's owner."""
+    from waypoint.engine.runs import create_run_record
+
+    try:
+        info = await parent.store.get_run(child_id)
+    except RunNotFoundError:
+        await create_run_record(parent.store, graph, child_id, graph.schema.initial(child_input),
+                                owner=parent.owner, parent_run_id=parent.run_id)
+    else:
+        if info.lease_owner not in (None, parent.owner):
+            # Whoever held the child before us held the parent too, and lost it: the
+            # parent's lease, which we hold, is what fences the child.
+            await parent.store.release(child_id, info.lease_owner, info.status,
+                                       waiting=info.waiting)
+    await parent.store.claim(child_id, parent.owner, _lease.LEASE_TTL)
 
 
 def _forwarding_bus(parent: RunLoop, act: Activation) -> EventBus:

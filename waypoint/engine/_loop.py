@@ -146,7 +146,8 @@ class RunLoop:
             await self.store.append(self.run_id, self.owner, steps, self.maybe_snapshot(steps))
             _faults.reached("after_commit")
         for fut in futures:
-            fut.set_result(None)
+            if not fut.done():  # cancelled when a sibling item failed the map meanwhile
+                fut.set_result(None)
         if error is not None:
             raise error
         for step in steps:

@@ -2,7 +2,8 @@
 
 The runner turns whatever a node does into exactly one message on the run
 loop's queue: ("done", act, Finished) or ("failed", act, NodeError) or, for a
-subgraph that stopped at a gate inside it, ("wait", act, request).
+subgraph that stopped at a gate inside it or a map some of whose items did,
+("wait", act, request).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from waypoint.engine._frontier import Activation
 from waypoint.engine.events import Event
 from waypoint.errors import NodeError, WaypointError
 from waypoint.nodes.base import Outcome
+from waypoint.nodes.composite import ChildPaused, ItemsWaiting, item_address
 from waypoint.nodes.context import NodeContext
 
 if TYPE_CHECKING:
@@ -31,7 +33,7 @@ class Finished:
     started_seq: int
 
 
-class ChildWaiting(Exception):
+class ChildWaiting(ChildPaused):
     """A subgraph's child run stopped at gates (names relative to the child) after step `seq`.
 
     `deadline_at` is the earliest deadline among them, so the parent's own wait
@@ -59,16 +61,22 @@ class NodeRunner:
 
         A gate takes its answer at launch, so when one gate waits in several
         activations at once, one answer goes to the oldest and the rest keep waiting.
-        A subgraph passes answers addressed inside it ('node/gate') to its child run.
+        A subgraph passes answers addressed inside it ('node/gate') to its child run,
+        and a map those addressed to its waiting items ('map[index]/gate') to theirs.
         """
         answers = self.loop.answers
         if act.id in self.claimed:
             return True
-        if self.loop.graph.nodes[act.node].kind == "gate":
+        kind = self.loop.graph.nodes[act.node].kind
+        if kind == "gate":
             if act.node not in answers:
                 return False
             self.claimed[act.id] = answers.pop(act.node)
             return True
+        if kind == "map":
+            items = self.loop.frontier.waits.get(act.id, {}).get("items", ())
+            prefixes = tuple(item_address(act.node, entry["index"]) + "/" for entry in items)
+            return bool(prefixes) and any(k.startswith(prefixes) for k in answers)
         return any(k.startswith(act.node + "/") for k in answers)
 
     def expire(self, act: Activation) -> None:
@@ -82,12 +90,9 @@ class NodeRunner:
                 done = await self._attempts(act, state, started_seq)
             queue.put_nowait(("done", act, done))
         except ChildWaiting as waiting:
-            prefix = act.node + "/"
-            request = {"child": waiting.child_run_id, "gates": [prefix + g for g in waiting.gates],
-                       "child_seq": waiting.seq}
-            if waiting.deadline_at is not None:
-                request["deadline_at"] = waiting.deadline_at
-            queue.put_nowait(("wait", act, request))
+            queue.put_nowait(("wait", act, _child_wait(waiting, act.node + "/")))
+        except ItemsWaiting as waiting:
+            queue.put_nowait(("wait", act, _items_wait(act, waiting)))
         except WaypointError as exc:
             queue.put_nowait(("failed", act, _with_place(exc, self.loop.run_id, act)))
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
@@ -105,7 +110,7 @@ class NodeRunner:
                 if attempt > 1:
                     ctx.record["attempt"] = attempt
                 return Finished(outcome, ctx.record, started_seq)
-            except (ChildWaiting, WaypointError):
+            except (ChildPaused, ItemsWaiting, WaypointError):
                 raise
             except Exception as exc:
                 if not node.retry.should_retry(exc, attempt):
@@ -200,6 +205,30 @@ class NodeRunner:
             "completed nodes will not run again.", run_id=self.loop.run_id, node=act.node)
         error.__cause__ = exc
         return error
+
+
+def _child_wait(waiting: ChildPaused, prefix: str) -> dict[str, Any]:
+    """The wait request of a child run stopped at gates, which the parent names `prefix + gate`."""
+    assert isinstance(waiting, ChildWaiting)
+    request = {"child": waiting.child_run_id, "gates": [prefix + g for g in waiting.gates],
+               "child_seq": waiting.seq}
+    if waiting.deadline_at is not None:
+        request["deadline_at"] = waiting.deadline_at
+    return request
+
+
+def _items_wait(act: Activation, waiting: ItemsWaiting) -> dict[str, Any]:
+    """A map's wait request: one child entry per waiting item, and all their gates.
+
+    `deadline_at` is the earliest among the items', so the map comes due when one of them does.
+    """
+    items = [{"index": index, **_child_wait(paused, item_address(act.node, index) + "/")}
+             for index, paused in sorted(waiting.items.items())]
+    request: dict[str, Any] = {"items": items, "gates": [g for item in items for g in item["gates"]]}
+    deadlines = [item["deadline_at"] for item in items if "deadline_at" in item]
+    if deadlines:
+        request["deadline_at"] = min(deadlines)
+    return request
 
 
 def _with_place(exc: WaypointError, run_id: str, act: Activation) -> WaypointError:

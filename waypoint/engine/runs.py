@@ -34,6 +34,7 @@ from waypoint.errors import (
     GateError, GraphChangedError, RunError, RunNotFoundError, RunStateError, WaypointError,
 )
 from waypoint.graphs.graph import Graph
+from waypoint.nodes.composite import split_item_address
 from waypoint.nodes.gate import GateNode
 
 
@@ -306,9 +307,14 @@ def _validate_answer(graph: Graph, info: RunInfo, name: str, value: Any) -> Base
 
 
 def find_gate(graph: Graph, name: str) -> GateNode:
-    """The gate `name`, or `node/gate` inside a graph that node runs as a child run."""
+    """The gate `name`, or `node/gate` inside a graph that node runs as a child run
+    (`map[index]/gate` inside a map's worker graph)."""
     head, _, rest = name.partition("/")
     node = graph.nodes.get(head)
+    if node is None and rest:
+        base, index = split_item_address(head)
+        node = graph.nodes.get(base) if index is not None else None
+        node = node if node is not None and node.kind == "map" else None
     if rest and node is not None:
         for sub in child_graphs(node):
             try:
@@ -321,9 +327,10 @@ def find_gate(graph: Graph, name: str) -> GateNode:
 
 
 def child_graphs(node: Any) -> list[Graph]:
-    """The graphs `node` may run as child runs: a subgraph's own, and its agent tools' graphs."""
-    if node.kind == "subgraph":
-        return [node.graph]
+    """The graphs `node` may run as child runs: a subgraph's own, a map's worker graph,
+    and an agent's tools' graphs."""
+    if node.kind in ("subgraph", "map"):
+        return [node.graph] if node.graph is not None else []
     return [t.graph for t in getattr(node, "tools", ()) if getattr(t, "graph", None) is not None]
 
 

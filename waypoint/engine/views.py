@@ -22,6 +22,7 @@ from waypoint.engine._loop import RunLoop
 from waypoint.engine.runs import RunHandle, _launch, _Options, child_graphs, create_run_record, new_run_id
 from waypoint.errors import RunError
 from waypoint.graphs.graph import Graph
+from waypoint.nodes.composite import item_address
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,25 @@ async def pending_gates(graph: Graph, store: Store, run_id: str) -> list[GateReq
     requests = []
     for act_id, request in frontier.waits.items():
         node = frontier.pending[act_id].node
-        if "child" in request:
-            sub = await _child_graph(graph.nodes[node], store, request["child"])
-            for inner in await pending_gates(sub, store, request["child"]):
-                requests.append(GateRequest(f"{node}/{inner.name}", inner.prompt, inner.payload, inner.schema))
-        else:
+        children = waiting_children(node, request)
+        if not children:
             requests.append(GateRequest(node, request["prompt"], request["payload"], request["schema"]))
+        for prefix, child in children:
+            sub = await _child_graph(graph.nodes[node], store, child["child"])
+            for inner in await pending_gates(sub, store, child["child"]):
+                requests.append(GateRequest(prefix + inner.name, inner.prompt, inner.payload, inner.schema))
     return requests
+
+
+def waiting_children(node: str, request: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The child runs a wait request waits on, each with the prefix of its gates' names.
+
+    A subgraph (or agent tool) waits on one child (`node/`); a map on one per waiting
+    item (`map[index]/`), listed under "items". A gate's own request has none.
+    """
+    if "child" in request:
+        return [(node + "/", request)]
+    return [(item_address(node, item["index"]) + "/", item) for item in request.get("items", ())]
 
 
 async def fork(graph: Graph, run_id: str, *, at: int, store: Store, deps: Any = None,
@@ -95,23 +108,33 @@ async def fork(graph: Graph, run_id: str, *, at: int, store: Store, deps: Any = 
 
 async def _fork_waiting_children(graph: Graph, store: Store, run_id: str, fork_id: str,
                                  frontier: Frontier) -> None:
-    """Copy the child runs that `frontier`'s waiting subgraphs point at, under `fork_id`."""
-    moved = {}
-    for act_id, request in frontier.waits.items():
+    """Copy the child runs that `frontier`'s waiting subgraphs and map items point at,
+    under `fork_id`, and point the fork's wait requests at the copies."""
+    for act_id, request in list(frontier.waits.items()):
         node = graph.nodes[frontier.pending[act_id].node]
-        child = request.get("child")
-        if not child or not child.startswith(run_id + "/"):
-            continue
-        sub = await _child_graph(node, store, child)
-        state, child_frontier, seq = await replay(sub, store, child, request.get("child_seq"))
-        forked_child = fork_id + child[len(run_id):]
-        await _fork_waiting_children(sub, store, child, forked_child, child_frontier)
-        owner = await create_run_record(store, sub, forked_child, state, frontier=child_frontier,
-                                        seq=seq, parent_run_id=fork_id, forked_from=f"{child}@{seq}")
-        inner = [gate[len(node.name) + 1:] for gate in request.get("gates", [])]
-        await store.release(forked_child, owner, "waiting", waiting=inner)
-        moved[act_id] = {**request, "child": forked_child, "child_seq": seq}
-    frontier.waits.update(moved)
+        # Copies: the request may be the very dict a MemoryStore keeps in the source's log.
+        moved = dict(request)
+        if "items" in moved:
+            moved["items"] = [dict(item) for item in moved["items"]]
+        for prefix, child in waiting_children(node.name, moved):
+            if child["child"].startswith(run_id + "/"):
+                child.update(await _fork_child(node, store, run_id, fork_id, prefix, child))
+        frontier.waits[act_id] = moved
+
+
+async def _fork_child(node: Any, store: Store, run_id: str, fork_id: str, prefix: str,
+                      waiting: dict[str, Any]) -> dict[str, Any]:
+    """Copy one waiting child run as of the step where it stopped; its new id and seq."""
+    child = waiting["child"]
+    sub = await _child_graph(node, store, child)
+    state, child_frontier, seq = await replay(sub, store, child, waiting.get("child_seq"))
+    forked_child = fork_id + child[len(run_id):]
+    await _fork_waiting_children(sub, store, child, forked_child, child_frontier)
+    owner = await create_run_record(store, sub, forked_child, state, frontier=child_frontier,
+                                    seq=seq, parent_run_id=fork_id, forked_from=f"{child}@{seq}")
+    inner = [gate[len(prefix):] for gate in waiting.get("gates", [])]
+    await store.release(forked_child, owner, "waiting", waiting=inner)
+    return {"child": forked_child, "child_seq": seq}
 
 
 async def _child_graph(node: Any, store: Store, child_run_id: str) -> Graph:

@@ -15,14 +15,17 @@ it finishes, so a crash mid-map redoes only the items that had not finished.
 A map over a compiled graph runs each item as a child run of it, keyed
 `item<index>`: the item is the child's input (a model's `model_dump()`, a dict
 as it is, anything else through `input=`), and its final state is the result
-(or `output(final)`). A gate inside such a child is refused: an item cannot
-pause the run. A subgraph runs as a child run inside the same
-store; its history stays with the parent, and a gate inside it pauses the parent.
+(or `output(final)`). A gate inside such a child makes that item wait while
+the others go on; once they are done, the map waits at `<map>[<index>]/<gate>`
+for each waiting item (see `item_address`). A subgraph runs as a child run
+inside the same store; its history stays with the parent, and a gate inside it
+pauses the parent as `<subgraph>/<gate>`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Mapping
 
@@ -32,6 +35,35 @@ from waypoint.errors import NodeError
 from waypoint.nodes._call import call
 from waypoint.nodes.base import Node, Outcome
 from waypoint.nodes.context import NodeContext
+
+_ITEM_ADDRESS = re.compile(r"(.+)\[(\d+)\]")
+
+
+def item_address(map_name: str, index: int) -> str:
+    """How gate names address one item of a map: `book[1]`, so its gate is `book[1]/confirm`.
+
+    The one place the format is defined; `split_item_address` reads it back.
+    """
+    return f"{map_name}[{index}]"
+
+
+def split_item_address(head: str) -> tuple[str, int | None]:
+    """`"book[1]"` -> `("book", 1)`; anything else -> `(head, None)`."""
+    match = _ITEM_ADDRESS.fullmatch(head)
+    return (match[1], int(match[2])) if match else (head, None)
+
+
+class ChildPaused(Exception):
+    """Raised through `ctx.run_child` when the child run stopped at a gate (the engine's
+    `ChildWaiting` is one): the node, or the map item, that started it waits with it."""
+
+
+class ItemsWaiting(Exception):
+    """A map whose other items are done (and committed) while these wait: index -> pause."""
+
+    def __init__(self, items: dict[int, ChildPaused]) -> None:
+        self.items = items
+        super().__init__(f"map items {sorted(items)} wait at gates inside their child runs")
 
 
 @dataclass(frozen=True)
@@ -56,11 +88,16 @@ class MapNode(Node):
                 f"more than its declared max_items={self.max_items}; raise the limit or trim the "
                 "list, then resume.", run_id=ctx.run_id, node=self.name)
         results: dict[int, Any] = dict(ctx.done_items)
+        waiting: dict[int, ChildPaused] = {}
         gate = asyncio.Semaphore(self.max_concurrency)
 
         async def one(index: int, item: Any) -> None:
             async with gate:
-                result = await self._one(index, item, ctx)
+                try:
+                    result = await self._one(index, item, ctx)
+                except ChildPaused as paused:  # this item waits; its siblings go on
+                    waiting[index] = paused
+                    return
                 results[index] = await ctx.commit_item(index, result)
 
         try:
@@ -70,6 +107,8 @@ class MapNode(Node):
                         group.create_task(one(index, item))
         except BaseExceptionGroup as failed:  # the first item's error, as a plain node raises it
             raise failed.exceptions[0] from None
+        if waiting:
+            raise ItemsWaiting(waiting)
         return Outcome(update={self.into: [results[i] for i in range(len(items))]})
 
     async def _one(self, index: int, item: Any, ctx: NodeContext) -> Any:
