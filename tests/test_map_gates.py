@@ -9,9 +9,10 @@ import pytest
 from pydantic import BaseModel
 
 from waypoint import (
-    END, START, GateError, GraphBuilder, NodeContext, fork, pending_gates, resume, start,
+    END, START, GateError, GraphBuilder, MemoryStore, NodeContext, fork, pending_gates, resume,
+    run_marks, start, tick,
 )
-from waypoint.engine.gates import due_gates, tick
+from waypoint.engine.gates import due_gates
 
 pytestmark = pytest.mark.asyncio
 
@@ -187,3 +188,73 @@ async def test_a_function_worker_whose_children_do_not_wait_still_works(store):
 
     result = await (await start(trips_graph(book), {}, store=store)).result()
     assert (result.status, result.state.confirmed) == ("done", [True, True, True])
+
+
+async def test_run_marks_show_the_worker_nodes_of_waiting_and_finished_items(store):
+    graph, _, result = await two_waiting(store)
+    marks = await run_marks(graph, store, result.run_id)
+    assert marks.status["book"] == "waiting"
+    assert (marks.status["book/confirm"], marks.visits["book/confirm"]) == ("waiting", 2)
+    assert (marks.status["book/auto"], marks.visits["book/auto"]) == ("done", 1)
+    assert marks.visits["book/price"] == 3
+    assert ("book/needs_asking", "book/confirm") in marks.path
+
+
+async def test_an_item_that_fails_after_its_answer_runs_again_on_resume_and_the_rest_still_wait(store):
+    broken = {"on": True}
+
+    def send(state: Booking) -> dict:
+        if broken["on"]:
+            raise RuntimeError("booking service down")
+        return {}
+
+    w = GraphBuilder(Booking, name="booking")
+    w.gate("confirm", Ok, on_answer=lambda s, answer: {"confirmed": answer.ok})
+    w.node(send, writes=[])
+    w.edge(START, "confirm")
+    w.edge("confirm", "send")
+    w.edge("send", END)
+    graph = trips_graph(w.compile())
+    result = await (await start(graph, {"cities": ["Lisbon", "Porto"]}, store=store)).result()
+    failed = await (await resume(graph, result.run_id, {"ok": True}, gate="book[0]/confirm",
+                                 store=store)).result(raise_on_failure=False)
+    assert failed.status == "failed" and "booking service down" in str(failed.error)
+    broken["on"] = False  # fixed: a resume without an answer retries item 0's child
+    again = await (await resume(graph, result.run_id, store=store)).result()
+    assert (again.status, again.waiting) == ("waiting", ["book[1]/confirm"])
+    assert (await store.get_run(f"{result.run_id}/0.0/item0")).status == "done"
+    done = await (await resume(graph, result.run_id, {"ok": False}, store=store)).result()
+    assert done.state.confirmed == [True, False]
+
+
+class Leg(BaseModel):  # a worker whose gate sits one subgraph further down
+    city: str
+    confirmed: bool = False
+
+
+async def test_a_gate_in_a_subgraph_of_the_worker_is_addressed_through_the_item():
+    inner = booking_graph({}, ask={"Faro"})
+    w = GraphBuilder(Leg, name="leg")
+    w.subgraph("sub", inner)
+    w.edge(START, "sub")
+    w.edge("sub", END)
+    graph, store = trips_graph(w.compile()), MemoryStore()
+    result = await (await start(graph, {}, store=store)).result()
+    assert result.waiting == ["book[2]/sub/confirm"]
+    assert [r.name for r in await pending_gates(graph, store, result.run_id)] == ["book[2]/sub/confirm"]
+    with pytest.raises(GateError):
+        await resume(graph, result.run_id, {"ok": 3}, store=store)
+    done = await (await resume(graph, result.run_id, {"ok": False}, store=store)).result()
+    assert done.state.confirmed == [True, True, False]
+
+
+async def test_a_map_inside_a_subgraph_waits_as_subgraph_slash_item():
+    outer = GraphBuilder(Trips, name="outer")
+    outer.subgraph("trip", trips_graph(booking_graph({}, ask={"Porto"})))
+    outer.edge(START, "trip")
+    outer.edge("trip", END)
+    graph, store = outer.compile(), MemoryStore()
+    result = await (await start(graph, {}, store=store)).result()
+    assert result.waiting == ["trip/book[1]/confirm"]
+    done = await (await resume(graph, result.run_id, {"ok": True}, store=store)).result()
+    assert done.state.confirmed == [True, True, True]

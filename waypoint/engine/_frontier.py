@@ -69,6 +69,13 @@ class Frontier:
         if step.kind == "wait":
             self.waits[step.activation] = step.extra
             return state
+        if step.kind == "fail":
+            request = self.waits.get(step.activation, {})
+            if "child" in request or "items" in request:
+                # A subgraph or map that failed after an answer reached its child: on resume it
+                # runs again (its children say again where they wait), not waits as it was.
+                del self.waits[step.activation]
+            return state
         if step.kind != "done":
             return state
         schema = graph.schema

@@ -7,7 +7,9 @@ Every activation id is `"S.I"`: the I-th activation created by step S, so the
 node of step S is its parent (`"0.I"` comes from START). A join is reached from
 every branch that arrived at it (`extra["arrived"]`), and a completion whose
 routes (or static edges) include END draws an edge to END. A subgraph node's
-child runs (`<run>/<activation>`) mark the nodes inside it as `sub/node`.
+child runs (`<run>/<activation>`) mark the nodes inside it as `sub/node`, and a map
+over a graph marks its worker's nodes as `map/node` from the child runs of the items
+it finished or waits on (`<run>/<activation>/item<index>`), all items together.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ async def _collect(graph: Any, store: Any, run_id: str, prefix: str, marks: RunM
     steps = await store.history(run_id)
     nodes = {f"0.{i}": name for i, name in enumerate(graph.start)}  # activation -> node
     last: dict[str, str] = {}  # activation -> kind of its latest done/wait/fail step
+    items: dict[str, set[int]] = {}  # map activation -> items finished or waiting
     for name in graph.start:
         marks.edge(prefix + START, prefix + name)
     for step in steps:
@@ -59,14 +62,27 @@ async def _collect(graph: Any, store: Any, run_id: str, prefix: str, marks: RunM
         nodes.setdefault(step.activation, step.node)
         if step.kind in TERMINAL:
             last[step.activation] = step.kind
+        _items_of(step, items.setdefault(step.activation, set()))
         if step.kind == "done":
             _edges_of(graph, step, prefix, nodes, marks)
     for act, node in nodes.items():
         status = _status(last.get(act), info.status)
         if status is not None:
             marks.visit(prefix + node, status)
-        if status is not None and graph.nodes[node].kind == "subgraph":
-            await _child(graph.nodes[node].graph, store, f"{run_id}/{act}", f"{prefix}{node}/", marks)
+        kind, sub = graph.nodes[node].kind, getattr(graph.nodes[node], "graph", None)
+        if status is not None and kind == "subgraph":
+            await _child(sub, store, f"{run_id}/{act}", f"{prefix}{node}/", marks)
+        if status is not None and kind == "map" and sub is not None:
+            for index in sorted(items.get(act, ())):
+                await _child(sub, store, f"{run_id}/{act}/item{index}", f"{prefix}{node}/", marks)
+
+
+def _items_of(step: Any, items: set[int]) -> None:
+    """The map items a step shows a child run for: one it committed, or those it waits on."""
+    if step.kind == "item":
+        items.add(step.extra["index"])
+    elif step.kind == "wait":
+        items.update(item["index"] for item in step.extra.get("items", ()))
 
 
 def _edges_of(graph: Any, step: Any, prefix: str, nodes: dict[str, str], marks: RunMarks) -> None:
@@ -101,5 +117,5 @@ async def _child(graph: Any, store: Any, child_id: str, prefix: str, marks: RunM
 def _not_reached(graph: Any, prefix: str, marks: RunMarks) -> None:
     for name, node in graph.nodes.items():
         marks.status.setdefault(prefix + name, "not_reached")
-        if node.kind == "subgraph":
+        if node.kind in ("subgraph", "map") and getattr(node, "graph", None) is not None:
             _not_reached(node.graph, f"{prefix}{name}/", marks)
