@@ -58,3 +58,17 @@ async def test_fork_from_a_step_runs_the_rest_as_a_new_run(store):
     assert [s.node for s in await history(store, forked.run_id)] == ["two", "three"]
     assert (await get_run(store, forked.run_id)).forked_from == f"{source}@1"
     assert (await get_run(store, source)).last_seq == 3  # the original is untouched
+
+
+async def test_history_lines_say_where_a_waiting_subgraph_or_map_asks():
+    from waypoint import Step
+    from waypoint._cli.inspect import step_detail
+
+    asks = Step(seq=3, node="approve", activation="2.0", kind="wait", extra={"prompt": "Publish?"})
+    child = Step(seq=4, node="review", activation="3.0", kind="wait",
+                 extra={"child": "r/3.0", "gates": ["review/approve"]})
+    items = Step(seq=5, node="book", activation="4.0", kind="wait",
+                 extra={"items": [], "gates": ["book[0]/confirm", "book[2]/confirm"]})
+    assert step_detail(asks) == "asks: Publish?"
+    assert step_detail(child) == "waits in child run r/3.0 at review/approve"
+    assert step_detail(items) == "items wait in their child runs at book[0]/confirm, book[2]/confirm"

@@ -128,6 +128,8 @@ def step_detail(step: Any, graph: Any = None) -> str:
     if step.kind == "wait":
         if "child" in extra:
             return f"waits in child run {extra['child']} at {', '.join(extra.get('gates', []))}"
+        if "items" in extra:
+            return f"items wait in their child runs at {', '.join(extra.get('gates', []))}"
         return f"asks: {clip(str(extra.get('prompt') or ''), 100)}"
     if step.kind == "fail":
         return clip(f"{extra.get('type', 'error')}: {extra.get('error', '')}", 240)

@@ -17,10 +17,12 @@ def check_names(spec: Spec) -> list[str]:
             which = "START" if name == START else "END"
             problems.append(f"node {name!r} uses the reserved name of {which}; rename it "
                             f"(an edge to {name!r} means {which}, not this node).")
-        elif "/" in name:
-            problems.append(f"node {name!r} has '/' in its name, which addresses nodes inside "
-                            f"subgraphs (gate 'review/approve' is gate 'approve' of subgraph "
-                            f"'review'); rename it, e.g. {name.replace('/', '_')!r}.")
+        elif any(c in name for c in "/[]"):
+            fixed = name.replace("/", "_").replace("[", "_").replace("]", "")
+            problems.append(f"node {name!r} has '/', '[' or ']' in its name, which address nodes "
+                            f"inside subgraphs and map items (gate 'review/approve' is gate "
+                            f"'approve' of subgraph 'review', 'book[1]/confirm' that of map "
+                            f"'book''s item 1); rename it, e.g. {fixed!r}.")
     return problems
 
 
