@@ -64,10 +64,11 @@ async def test_history_lines_say_where_a_waiting_subgraph_or_map_asks():
     from waypoint import Step
     from waypoint._cli.inspect import step_detail
 
-    asks = Step(seq=3, node="approve", activation="2.0", kind="wait", extra={"prompt": "Publish?"})
-    child = Step(seq=4, node="review", activation="3.0", kind="wait",
+    asks = Step(seq=3, node="approve", activation="2.0", kind="wait", at=0.0,
+                extra={"prompt": "Publish?"})
+    child = Step(seq=4, node="review", activation="3.0", kind="wait", at=0.0,
                  extra={"child": "r/3.0", "gates": ["review/approve"]})
-    items = Step(seq=5, node="book", activation="4.0", kind="wait",
+    items = Step(seq=5, node="book", activation="4.0", kind="wait", at=0.0,
                  extra={"items": [], "gates": ["book[0]/confirm", "book[2]/confirm"]})
     assert step_detail(asks) == "asks: Publish?"
     assert step_detail(child) == "waits in child run r/3.0 at review/approve"
