@@ -174,13 +174,19 @@ async def test_a_gate_with_a_slash_in_its_name_is_refused_at_compile():
     g.gate("team/approve", harness.Approval, into="approval")
     g.edge(wp.START, "team/approve")
     g.edge("team/approve", wp.END)
-    with pytest.raises(wp.GraphError, match=r"node 'team/approve' has '/', '\[' or '\]' in its name.*'team_approve'"):
+    with pytest.raises(wp.GraphError, match=r"node 'team/approve' has '/' in its name.*'team_approve'"):
         g.compile()
-    b = wp.GraphBuilder(harness.Ticket, name="brackets")
+    class Trips(BaseModel):
+        cities: list[str] = []
+        approval: harness.Approval | None = None
+
+    b = wp.GraphBuilder(Trips, name="brackets")  # 'book[1]' next to map 'book'
+    b.map("book", lambda city: city, over="cities", into="cities", max_items=3)
     b.gate("book[1]", harness.Approval, into="approval")
-    b.edge(wp.START, "book[1]")
+    b.edge(wp.START, "book")
+    b.edge("book", "book[1]")
     b.edge("book[1]", wp.END)
-    with pytest.raises(wp.GraphError, match=r"node 'book\[1\]' has .*'book_1'"):
+    with pytest.raises(wp.GraphError, match=r"node 'book\[1\]' has the address of item 1 of map 'book'.*'book_1'"):
         b.compile()
     harness.record("slash_gate_name", inputs_tried=1, outcome="refused by compile()")
 

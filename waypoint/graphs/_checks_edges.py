@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from collections import Counter
 from typing import Callable
 
 from waypoint.graphs._checks import Spec
 from waypoint.graphs.graph import END, START
+
+
+_ITEM = re.compile(r"(.+)\[(\d+)\]")  # 'book[1]': item 1 of map 'book'
 
 
 def check_names(spec: Spec) -> list[str]:
@@ -17,12 +22,14 @@ def check_names(spec: Spec) -> list[str]:
             which = "START" if name == START else "END"
             problems.append(f"node {name!r} uses the reserved name of {which}; rename it "
                             f"(an edge to {name!r} means {which}, not this node).")
-        elif any(c in name for c in "/[]"):
-            fixed = name.replace("/", "_").replace("[", "_").replace("]", "")
-            problems.append(f"node {name!r} has '/', '[' or ']' in its name, which address nodes "
-                            f"inside subgraphs and map items (gate 'review/approve' is gate "
-                            f"'approve' of subgraph 'review', 'book[1]/confirm' that of map "
-                            f"'book''s item 1); rename it, e.g. {fixed!r}.")
+        elif "/" in name:
+            problems.append(f"node {name!r} has '/' in its name, which addresses nodes inside "
+                            f"subgraphs (gate 'review/approve' is gate 'approve' of subgraph "
+                            f"'review'); rename it, e.g. {name.replace('/', '_')!r}.")
+        elif (item := _ITEM.fullmatch(name)) and getattr(spec.nodes.get(item[1]), "kind", "") == "map":
+            problems.append(f"node {name!r} has the address of item {item[2]} of map {item[1]!r} "
+                            f"(gates inside map items are named '{name}/<gate>'); rename it, e.g. "
+                            f"{item[1] + '_' + item[2]!r}.")
     return problems
 
 
