@@ -73,3 +73,13 @@ async def test_history_lines_say_where_a_waiting_subgraph_or_map_asks():
     assert step_detail(asks) == "asks: Publish?"
     assert step_detail(child) == "waits in child run r/3.0 at review/approve"
     assert step_detail(items) == "items wait in their child runs at book[0]/confirm, book[2]/confirm"
+
+
+async def test_history_line_of_an_llm_tool_turn_names_its_calls():
+    from waypoint import Step
+    from waypoint._cli.inspect import step_detail
+
+    turn = Step(seq=2, node="react", activation="0.0", kind="item", at=0.0, extra={
+        "index": 0, "result": {"messages": [], "calls": [], "usage": {},
+                               "trace": [{"tool": "charge", "arguments": {"amount": 5}, "result": "ok"}]}})
+    assert step_detail(turn) == 'tool turn 1: charge({"amount": 5})'

@@ -134,7 +134,12 @@ def step_detail(step: Any, graph: Any = None) -> str:
     if step.kind == "fail":
         return clip(f"{extra.get('type', 'error')}: {extra.get('error', '')}", 240)
     if step.kind == "item":
-        return f"item {extra.get('index')}: {clip(dumps(extra.get('result')), 80)}"
+        result = extra.get("result")
+        if isinstance(result, dict) and "messages" in result and "trace" in result:  # an LLM tool turn
+            calls = ", ".join(f"{t.get('tool')}({clip(dumps(t.get('arguments')), 40)})"
+                              for t in result["trace"] if isinstance(t, dict))
+            return f"tool turn {extra.get('index', 0) + 1}: {clip(calls, 160)}"
+        return f"item {extra.get('index')}: {clip(dumps(result), 80)}"
     if step.kind != "done":
         return clip(dumps(extra), 160)
     return "  ".join(_done_parts(step, graph))

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from waypoint.engine._frontier import Activation
 from waypoint.engine.events import Event
@@ -24,6 +24,8 @@ from waypoint.nodes.context import NodeContext
 
 if TYPE_CHECKING:
     from waypoint.engine._loop import RunLoop
+
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)  # what an LLM node commits per tool turn is plain data
 
 
 @dataclass
@@ -150,9 +152,9 @@ class NodeRunner:
                           attempt=attempt, emit=self._emitter(act))
         if node.kind == "guard" and act.parent in loop.graph.loop_bodies.get(act.node, ()):
             ctx.loop_count = loop.frontier.loop_counts.get(act.node, 0)
-        if node.kind == "map":
-            ctx.commit_item = self._item_committer(act, node)
-            adapter = loop.item_adapter(node.into)
+        if node.kind == "map" or node.keeps_turns:  # map items; an LLM node's tool turns
+            adapter = loop.item_adapter(node.into) if node.kind == "map" else _ANY
+            ctx.commit_item = self._item_committer(act, node, adapter)
             done = loop.frontier.items.get(act.id, {})
             ctx.done_items = {i: adapter.validate_python(r) for i, r in done.items()}
         from waypoint.engine._child import child_runner  # _child imports this module
@@ -168,9 +170,7 @@ class NodeRunner:
 
         return emit
 
-    def _item_committer(self, act: Activation, node: Any):
-        adapter = self.loop.item_adapter(node.into)
-
+    def _item_committer(self, act: Activation, node: Any, adapter: TypeAdapter[Any]):
         async def commit_item(index: int, result: Any) -> Any:
             try:
                 value = adapter.validate_python(result)

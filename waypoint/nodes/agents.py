@@ -89,7 +89,7 @@ def _node_runner(node: LLMNode, name: str, arguments: type[BaseModel], output: O
     async def run_agent(_ctx: NodeContext, **kwargs: Any) -> ToolOutput:
         number = _next_call(_ctx, name)
         inner = replace(_ctx, node=f"{_ctx.node}/{name}", activation=f"{_ctx.activation}/{name}.{number}",
-                        record={})
+                        record={}, commit_item=None, done_items={})  # its turns live in the caller's
         outcome = await node.run(arguments.model_validate(kwargs), inner)
         update = outcome.update or {}
         if node.into:

@@ -53,6 +53,7 @@ class Node:
     """Base of all node kinds. `writes` is None when the builder could not tell."""
 
     kind: ClassVar[str] = "node"
+    keeps_turns: ClassVar[bool] = False  # commits progress inside an activation (ctx.commit_item)
     name: str
     writes: frozenset[str] | None = None
     join: bool = False

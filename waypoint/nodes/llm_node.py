@@ -57,6 +57,7 @@ class LLMNode(Node):
     """Calls a model, runs the tools it asks for, writes the (parsed) reply to `into`."""
 
     kind: ClassVar[str] = "llm"
+    keeps_turns: ClassVar[bool] = True  # each finished tool turn is committed: never run twice
     model: Model | None = None
     prompt: Template | None = None  # the new user message; None when `history` ends with it
     instructions: Template | None = None  # the system message
@@ -205,10 +206,12 @@ class _Loop:
         self.trace: list[dict[str, Any]] = ctx.record.setdefault("trace", [])
         self.calls.clear()
         self.trace.clear()
+        self.kept = (0, 0, 0)  # messages, trace entries and calls already committed as turns
 
     async def run(self, messages: list[dict[str, Any]]) -> Ending:
         """Call the model until it answers without tools or a tool call stops the node."""
-        start, turns, invalid = len(messages), 0, 0
+        start, invalid = len(messages), 0
+        turns = self.restore(messages)
         while True:
             response = await self.call(messages)
             if response.tool_calls:
@@ -217,6 +220,7 @@ class _Loop:
                 if end is not None:
                     end.turn = messages[start:]
                     return end
+                await self.keep(turns - 1, messages)
                 continue
             reply = response.text or ""
             if self.node.output is None:
@@ -228,6 +232,33 @@ class _Loop:
                 if invalid > self.node.max_validation_retries:
                     return Ending(reply, self.node.give_up(self.ctx, reply, exc))
                 messages += [{"role": "assistant", "content": reply}, _fix_request(self.node.output, exc)]
+
+    def restore(self, messages: list[dict[str, Any]]) -> int:
+        """Replay the tool turns this activation committed before a crash or failure.
+
+        Their model calls and tool calls are not made again: the conversation
+        goes on from the last committed turn. Returns how many turns that is.
+        """
+        done = self.ctx.done_items
+        turns = 0
+        while turns in done:
+            kept = done[turns]
+            messages.extend(kept["messages"])
+            self.trace.extend(kept["trace"])
+            self.calls.extend(kept["calls"])
+            self.usage.update(kept["usage"])
+            turns += 1
+        self.kept = (len(messages), len(self.trace), len(self.calls))
+        return turns
+
+    async def keep(self, index: int, messages: list[dict[str, Any]]) -> None:
+        """Commit tool turn `index` (its messages, trace, calls, usage so far) before going on."""
+        if self.ctx.commit_item is None:
+            return  # outside the engine, or inside an agent tool: nothing to keep
+        m, t, c = self.kept
+        await self.ctx.commit_item(index, {"messages": messages[m:], "trace": self.trace[t:],
+                                           "calls": self.calls[c:], "usage": dict(self.usage)})
+        self.kept = (len(messages), len(self.trace), len(self.calls))
 
     async def call(self, messages: list[dict[str, Any]]) -> ModelResponse:
         node = self.node
