@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import typing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -22,9 +22,9 @@ from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunStatus, Snapshot, Step
 from waypoint.engine._budget import Budget
 from waypoint.engine._frontier import Activation, Frontier
-from waypoint.engine._nodes import ChildWaiting, Finished, NodeRunner
+from waypoint.engine._nodes import Finished, NodeRunner
 from waypoint.engine.events import Event, EventBus
-from waypoint.errors import ConflictError, CorruptRecordError, NodeError, WaypointError
+from waypoint.errors import ConflictError, CorruptRecordError, WaypointError
 from waypoint.graphs.graph import END, Graph
 from waypoint.nodes.gate import GateNode
 

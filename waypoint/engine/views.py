@@ -16,7 +16,6 @@ from pydantic import BaseModel
 
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, Step
-from waypoint.engine import _lease
 from waypoint.engine._frontier import Frontier
 from waypoint.engine._loop import RunLoop
 from waypoint.engine.runs import RunHandle, _launch, _Options, child_graphs, create_run_record, new_run_id

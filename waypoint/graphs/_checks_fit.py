@@ -163,3 +163,11 @@ def return_annotation(fn: Any) -> Any:
     if typing.get_origin(annotation) in (abc.Awaitable, abc.Coroutine):
         annotation = typing.get_args(annotation)[-1]
     return annotation
+
+
+def without_none(annotation: Any) -> Any:
+    """`T | None` -> T: a node may return None (no update) as well as its declared update."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
