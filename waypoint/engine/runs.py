@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator, Literal, Mapping
 
 from pydantic import BaseModel, ValidationError
 
-from waypoint.checkpoints.memory import MemoryStore, _held
+from waypoint.checkpoints.memory import MemoryStore
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot
 from waypoint.engine import _lease
@@ -30,12 +30,11 @@ from waypoint.engine._budget import Budget
 from waypoint.engine._frontier import Frontier
 from waypoint.engine._loop import Answer, RunLoop
 from waypoint.engine.events import Event, EventBus
-from waypoint.errors import (
-    GateError, GraphChangedError, RunError, RunNotFoundError, RunStateError, WaypointError,
+from waypoint.errors import RunError, RunNotFoundError, RunStateError, WaypointError
+from waypoint.engine._resumable import (
+    check_not_held, check_resumable, check_same_graph, pick_gate, validate_answer,
 )
 from waypoint.graphs.graph import Graph
-from waypoint.nodes.composite import split_item_address
-from waypoint.nodes.gate import GateNode
 
 
 @dataclass
@@ -157,7 +156,7 @@ async def _attach(graph: Graph, store: Store, run_id: str, options: _Options) ->
     if info.status != "done":
         return await resume(graph, run_id, store=store, deps=options.deps,
                             max_concurrency=options.max_concurrency, budget=options.budget)
-    _check_same_graph(graph, info, allow_graph_change=False)
+    check_same_graph(graph, info, allow_graph_change=False)
     loop = RunLoop(graph, store, run_id, owner="inspector")
     await loop.load()
     bus = EventBus()
@@ -186,13 +185,13 @@ async def resume(
     """
     await store.open()
     info = await store.get_run(run_id)
-    _check_resumable(graph, info, allow_graph_change)
-    _check_not_held(info)  # a run executing elsewhere is a LeaseError first
+    check_resumable(graph, info, allow_graph_change)
+    check_not_held(info)  # a run executing elsewhere is a LeaseError first
     raw = dict(answers or {})
     if answer is not None:
-        raw[_pick_gate(info, gate)] = answer
+        raw[pick_gate(info, gate)] = answer
     # Validated before the claim, which is the first write: a refused answer changes nothing.
-    checked = {name: Answer(_validate_answer(graph, info, name, value), by) for name, value in raw.items()}
+    checked = {name: Answer(validate_answer(graph, info, name, value), by) for name, value in raw.items()}
     owner = _lease.new_owner()
     await _lease.claim(store, run_id, owner)
     return _launch(graph, store, run_id, owner, checked,
@@ -257,81 +256,6 @@ async def _finish(store, run_id, owner, status, error, waiting) -> None:
                             waiting=waiting)
     except WaypointError:
         pass  # lost the lease or the store is gone: whoever holds it now decides
-
-
-def _check_resumable(graph: Graph, info: RunInfo, allow_graph_change: bool) -> None:
-    if info.status == "done":
-        raise RunStateError(
-            f"run {info.run_id!r} already finished; nothing to resume. Fork it from a step "
-            "to run part of it again.", run_id=info.run_id)
-    _check_same_graph(graph, info, allow_graph_change)
-
-
-def _check_same_graph(graph: Graph, info: RunInfo, allow_graph_change: bool) -> None:
-    if info.graph_hash != graph.structure_hash and not allow_graph_change:
-        raise GraphChangedError(
-            f"run {info.run_id!r} started with a different structure of graph {info.graph!r} "
-            f"(hash {info.graph_hash}, now {graph.structure_hash}); resume it with the graph "
-            "it started with, or pass allow_graph_change=True if the change is safe.",
-            run_id=info.run_id)
-
-
-def _check_not_held(info: RunInfo) -> None:
-    """Read-only: the LeaseError `claim` would raise for a run a live process is executing."""
-    now = time.time()
-    if (info.lease_owner is not None and info.lease_expiry >= now
-            and not _lease._holder_is_dead(info.lease_owner)):
-        raise _held(info.run_id, info.lease_owner, info.lease_expiry, now)
-
-
-def _pick_gate(info: RunInfo, gate: str | None) -> str:
-    if gate is not None:
-        return gate
-    if len(info.waiting) == 1:
-        return info.waiting[0]
-    raise GateError(
-        f"run {info.run_id!r} waits at {info.waiting or 'no gate'}; name the gate to answer "
-        "(gate=... / --gate).", run_id=info.run_id)
-
-
-def _validate_answer(graph: Graph, info: RunInfo, name: str, value: Any) -> BaseModel:
-    if info.status == "running":
-        raise GateError(
-            f"run {info.run_id!r} was interrupted while running; resume it without an answer "
-            "first, then answer the gates it waits at.", run_id=info.run_id, node=name)
-    if info.status != "waiting" or name not in info.waiting:
-        raise GateError(
-            f"run {info.run_id!r}: gate {name!r} is not waiting for an answer (run status "
-            f"{info.status!r}, waiting at {info.waiting}).", run_id=info.run_id, node=name)
-    return find_gate(graph, name).validate(value, run_id=info.run_id)
-
-
-def find_gate(graph: Graph, name: str) -> GateNode:
-    """The gate `name`, or `node/gate` inside a graph that node runs as a child run
-    (`map[index]/gate` inside a map's worker graph)."""
-    head, _, rest = name.partition("/")
-    node = graph.nodes.get(head)
-    if node is None and rest:
-        base, index = split_item_address(head)
-        node = graph.nodes.get(base) if index is not None else None
-        node = node if node is not None and node.kind == "map" else None
-    if rest and node is not None:
-        for sub in child_graphs(node):
-            try:
-                return find_gate(sub, rest)
-            except GateError:
-                continue
-    if not isinstance(node, GateNode):
-        raise GateError(f"graph {graph.name!r} has no gate {name!r}.", node=name)
-    return node
-
-
-def child_graphs(node: Any) -> list[Graph]:
-    """The graphs `node` may run as child runs: a subgraph's own, a map's worker graph,
-    and an agent's tools' graphs."""
-    if node.kind in ("subgraph", "map"):
-        return [node.graph] if node.graph is not None else []
-    return [t.graph for t in getattr(node, "tools", ()) if getattr(t, "graph", None) is not None]
 
 
 def run_sync(graph: Graph, input: Any = None, *, store: Store | None = None, **options: Any) -> RunResult:

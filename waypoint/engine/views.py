@@ -18,7 +18,8 @@ from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, Step
 from waypoint.engine._frontier import Frontier
 from waypoint.engine._loop import RunLoop
-from waypoint.engine.runs import RunHandle, _launch, _Options, child_graphs, create_run_record, new_run_id
+from waypoint.engine._resumable import child_graphs
+from waypoint.engine.runs import RunHandle, _launch, _Options, create_run_record, new_run_id
 from waypoint.errors import RunError
 from waypoint.graphs.graph import Graph
 from waypoint.nodes.composite import item_address

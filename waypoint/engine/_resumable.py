@@ -1,0 +1,99 @@
+"""What resume checks before it writes anything, and where a gate's answer goes.
+
+    check_resumable(graph, info, allow_graph_change=False)   # not done, same graph
+    check_not_held(info)                                     # no live process runs it
+    gate = find_gate(graph, "review/approve")                # a gate, in child graphs too
+    value = validate_answer(graph, info, "review/approve", {"approved": True})
+
+All of it reads only: a refused resume changes nothing in the store.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel
+
+from waypoint.checkpoints.memory import _held
+from waypoint.checkpoints.records import RunInfo
+from waypoint.engine import _lease
+from waypoint.errors import GateError, GraphChangedError, RunStateError
+from waypoint.graphs.graph import Graph
+from waypoint.nodes.composite import split_item_address
+from waypoint.nodes.gate import GateNode
+
+
+def check_resumable(graph: Graph, info: RunInfo, allow_graph_change: bool) -> None:
+    if info.status == "done":
+        raise RunStateError(
+            f"run {info.run_id!r} already finished; nothing to resume. Fork it from a step "
+            "to run part of it again.", run_id=info.run_id)
+    check_same_graph(graph, info, allow_graph_change)
+
+
+def check_same_graph(graph: Graph, info: RunInfo, allow_graph_change: bool) -> None:
+    if info.graph_hash != graph.structure_hash and not allow_graph_change:
+        raise GraphChangedError(
+            f"run {info.run_id!r} started with a different structure of graph {info.graph!r} "
+            f"(hash {info.graph_hash}, now {graph.structure_hash}); resume it with the graph "
+            "it started with, or pass allow_graph_change=True if the change is safe.",
+            run_id=info.run_id)
+
+
+def check_not_held(info: RunInfo) -> None:
+    """Read-only: the LeaseError `claim` would raise for a run a live process is executing."""
+    now = time.time()
+    if (info.lease_owner is not None and info.lease_expiry >= now
+            and not _lease._holder_is_dead(info.lease_owner)):
+        raise _held(info.run_id, info.lease_owner, info.lease_expiry, now)
+
+
+def pick_gate(info: RunInfo, gate: str | None) -> str:
+    if gate is not None:
+        return gate
+    if len(info.waiting) == 1:
+        return info.waiting[0]
+    raise GateError(
+        f"run {info.run_id!r} waits at {info.waiting or 'no gate'}; name the gate to answer "
+        "(gate=... / --gate).", run_id=info.run_id)
+
+
+def validate_answer(graph: Graph, info: RunInfo, name: str, value: Any) -> BaseModel:
+    if info.status == "running":
+        raise GateError(
+            f"run {info.run_id!r} was interrupted while running; resume it without an answer "
+            "first, then answer the gates it waits at.", run_id=info.run_id, node=name)
+    if info.status != "waiting" or name not in info.waiting:
+        raise GateError(
+            f"run {info.run_id!r}: gate {name!r} is not waiting for an answer (run status "
+            f"{info.status!r}, waiting at {info.waiting}).", run_id=info.run_id, node=name)
+    return find_gate(graph, name).validate(value, run_id=info.run_id)
+
+
+def find_gate(graph: Graph, name: str) -> GateNode:
+    """The gate `name`, or `node/gate` inside a graph that node runs as a child run
+    (`map[index]/gate` inside a map's worker graph)."""
+    head, _, rest = name.partition("/")
+    node = graph.nodes.get(head)
+    if node is None and rest:
+        base, index = split_item_address(head)
+        node = graph.nodes.get(base) if index is not None else None
+        node = node if node is not None and node.kind == "map" else None
+    if rest and node is not None:
+        for sub in child_graphs(node):
+            try:
+                return find_gate(sub, rest)
+            except GateError:
+                continue
+    if not isinstance(node, GateNode):
+        raise GateError(f"graph {graph.name!r} has no gate {name!r}.", node=name)
+    return node
+
+
+def child_graphs(node: Any) -> list[Graph]:
+    """The graphs `node` may run as child runs: a subgraph's own, a map's worker graph,
+    and an agent's tools' graphs."""
+    if node.kind in ("subgraph", "map"):
+        return [node.graph] if node.graph is not None else []
+    return [t.graph for t in getattr(node, "tools", ()) if getattr(t, "graph", None) is not None]
