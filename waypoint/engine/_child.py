@@ -106,9 +106,10 @@ async def _claim_child(parent: RunLoop, graph: Graph, child_id: str, child_input
 
     try:
         info = await parent.store.get_run(child_id)
-    except RunNotFoundError:
+    except RunNotFoundError:  # created leased to the parent's owner, in the same write
         await create_run_record(parent.store, graph, child_id, graph.schema.initial(child_input),
                                 owner=parent.owner, parent_run_id=parent.run_id)
+        return
     else:
         if info.lease_owner not in (None, parent.owner):
             # Whoever held the child before us held the parent too, and lost it: the
