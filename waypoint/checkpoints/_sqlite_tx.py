@@ -45,8 +45,25 @@ MIGRATIONS = {1: _v1}  # MIGRATIONS[n] takes a file from schema version n - 1 to
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
-def setup(raw: sqlite3.Connection, pragma_synchronous: str, path: str) -> None:
-    """Set the PRAGMAs, then create or migrate the schema (writing nothing if it is current)."""
+def setup(raw: sqlite3.Connection, pragma_synchronous: str, path: str, busy_timeout: float = 5.0) -> None:
+    """Set the PRAGMAs, then create or migrate the schema (writing nothing if it is current).
+
+    Processes opening a fresh file at the same moment race to switch it to WAL and
+    create the schema; SQLite can refuse the loser at once ("database is locked")
+    without waiting in its busy handler, so the whole setup is retried until
+    `busy_timeout` has passed. Every step of it is idempotent.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            return _setup_once(raw, pragma_synchronous, path)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+def _setup_once(raw: sqlite3.Connection, pragma_synchronous: str, path: str) -> None:
     raw.execute("PRAGMA journal_mode=WAL")
     raw.execute(pragma_synchronous)  # one of two constant strings, never input
     if _user_version(raw, path) == SCHEMA_VERSION:

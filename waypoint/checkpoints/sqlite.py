@@ -173,7 +173,8 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite file {self.path}: {exc}") from None
         try:
-            await self._hop(conn, tx.setup, _PRAGMA_SYNCHRONOUS[self.synchronous], target)
+            await self._hop(conn, tx.setup, _PRAGMA_SYNCHRONOUS[self.synchronous], target,
+                            self.busy_timeout)
         except BaseException:
             await conn.close()
             raise
