@@ -26,6 +26,7 @@ from waypoint.errors import (
     UpdateError, WaypointError,
 )
 from waypoint.graphs import END, START, Graph, GraphBuilder, append, merge, reducer
+from waypoint import nodes as _nodes
 from waypoint.nodes import NodeContext, RetryPolicy
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on first use
@@ -44,10 +45,8 @@ def __getattr__(name: str):
         from waypoint.checkpoints.sqlite import SQLiteStore
 
         return SQLiteStore
-    if name in _LLM_SIDE:
-        import waypoint.nodes
-
-        value = getattr(waypoint.nodes, name)
+    if name in __all__ and name in _nodes.LAZY:  # the LLM side: llm, llm_router, OpenAIModel...
+        value = getattr(_nodes, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'waypoint' has no attribute {name!r}")
@@ -56,11 +55,6 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
-
-_LLM_SIDE = frozenset({
-    "LLMNode", "Model", "ModelRequest", "ModelResponse", "OpenAIModel", "ToolApproval", "ToolCall",
-    "agent_tool", "handoff", "llm", "llm_router", "run_approved", "tool",
-})
 
 __all__ = [
     "END", "START", "ApprovalEntry", "approval_log", "tick", "Budget", "BudgetExceededError", "ConflictError", "Event", "LLMNode",

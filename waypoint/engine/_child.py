@@ -110,12 +110,10 @@ async def _claim_child(parent: RunLoop, graph: Graph, child_id: str, child_input
         await create_run_record(parent.store, graph, child_id, graph.schema.initial(child_input),
                                 owner=parent.owner, parent_run_id=parent.run_id)
         return
-    else:
-        if info.lease_owner not in (None, parent.owner):
-            # Whoever held the child before us held the parent too, and lost it: the
-            # parent's lease, which we hold, is what fences the child.
-            await parent.store.release(child_id, info.lease_owner, info.status,
-                                       waiting=info.waiting)
+    if info.lease_owner not in (None, parent.owner):
+        # Whoever held the child before us held the parent too, and lost it: the
+        # parent's lease, which we hold, is what fences the child.
+        await parent.store.release(child_id, info.lease_owner, info.status, waiting=info.waiting)
     await parent.store.claim(child_id, parent.owner, _lease.LEASE_TTL)
 
 

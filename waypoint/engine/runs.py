@@ -126,8 +126,9 @@ async def start(
     await store.open()
     run_id = run_id or new_run_id()
     options = _Options(deps, max_concurrency, budget)
-    if if_exists == "resume" and await _exists(store, run_id):
-        return await _attach(graph, store, run_id, options)
+    existing = await _existing(store, run_id) if if_exists == "resume" else None
+    if existing is not None:
+        return await _attach(graph, store, existing, options)
     try:
         state = graph.schema.initial(input)
     except ValidationError as exc:
@@ -138,21 +139,21 @@ async def start(
     except RunStateError:
         if if_exists == "error":
             raise
-        return await _attach(graph, store, run_id, options)  # created meanwhile by another start
+        # created meanwhile by another start
+        return await _attach(graph, store, await store.get_run(run_id), options)
     return _launch(graph, store, run_id, owner, {}, options, "run_started")
 
 
-async def _exists(store: Store, run_id: str) -> bool:
+async def _existing(store: Store, run_id: str) -> RunInfo | None:
     try:
-        await store.get_run(run_id)
+        return await store.get_run(run_id)
     except RunNotFoundError:
-        return False
-    return True
+        return None
 
 
-async def _attach(graph: Graph, store: Store, run_id: str, options: _Options) -> RunHandle:
+async def _attach(graph: Graph, store: Store, info: RunInfo, options: _Options) -> RunHandle:
     """`start(..., if_exists="resume")` of a run that exists: resume it, or report it done."""
-    info = await store.get_run(run_id)
+    run_id = info.run_id
     if info.status != "done":
         return await resume(graph, run_id, store=store, deps=options.deps,
                             max_concurrency=options.max_concurrency, budget=options.budget)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 from collections import Counter
 from typing import Callable
 
 from waypoint.graphs._checks import Spec
 from waypoint.graphs.graph import END, START
-
-
-_ITEM = re.compile(r"(.+)\[(\d+)\]")  # 'book[1]': item 1 of map 'book'
+from waypoint.nodes.composite import split_item_address
 
 
 def check_names(spec: Spec) -> list[str]:
@@ -26,11 +22,18 @@ def check_names(spec: Spec) -> list[str]:
             problems.append(f"node {name!r} has '/' in its name, which addresses nodes inside "
                             f"subgraphs (gate 'review/approve' is gate 'approve' of subgraph "
                             f"'review'); rename it, e.g. {name.replace('/', '_')!r}.")
-        elif (item := _ITEM.fullmatch(name)) and getattr(spec.nodes.get(item[1]), "kind", "") == "map":
-            problems.append(f"node {name!r} has the address of item {item[2]} of map {item[1]!r} "
+        elif _is_map_item(spec, name):
+            base, index = split_item_address(name)
+            problems.append(f"node {name!r} has the address of item {index} of map {base!r} "
                             f"(gates inside map items are named '{name}/<gate>'); rename it, e.g. "
-                            f"{item[1] + '_' + item[2]!r}.")
+                            f"{f'{base}_{index}'!r}.")
     return problems
+
+
+def _is_map_item(spec: Spec, name: str) -> bool:
+    """`book[1]` beside a map `book`: the name its item 1's gates are addressed by."""
+    base, index = split_item_address(name)
+    return index is not None and getattr(spec.nodes.get(base), "kind", "") == "map"
 
 
 def check_edges(spec: Spec) -> list[str]:
