@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -36,3 +38,14 @@ def test_readme_has_exactly_two_setup_commands():
     assert "python -m pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1].split("&&")[-1].strip() in ci
+
+
+def test_without_graphviz_the_drawing_tests_skip_naming_the_install_command(tmp_path):
+    """README calls Graphviz optional: on a machine without `dot` its test command still passes."""
+    env = {**os.environ, "PATH": str(tmp_path)}  # an empty PATH: no `dot` (the tests need no other binary)
+    files = [str(ROOT / "tests" / name) for name in ("test_docs_diagrams.py", "test_render.py")]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *files],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    skipped = [line for line in done.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert skipped and all("apt-get install graphviz" in line for line in skipped), skipped

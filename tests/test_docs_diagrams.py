@@ -4,14 +4,15 @@
 must equal what is committed: the Mermaid files and the page byte for byte,
 the SVGs byte for byte when this machine's Graphviz is the one that drew them
 (otherwise their nodes, labels and colours, which do not depend on the layout).
-Regenerate with `python docs/diagrams/make.py` and commit.
+Regenerate with `python docs/diagrams/make.py` and commit. Without Graphviz's
+`dot` the SVGs are neither drawn nor compared (those tests skip, naming the
+install command); everything else is still checked.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -22,17 +23,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "docs" / "diagrams"
 PAGE = ROOT / "docs" / "diagrams.md"
-HAS_DOT = shutil.which("dot") is not None
 SVG = "{http://www.w3.org/2000/svg}"
 STALE = "stale: run `python docs/diagrams/make.py` and commit docs/diagrams/ and docs/diagrams.md"
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fresh(tmp_path_factory: pytest.TempPathFactory, has_dot: bool) -> Path:
     out = tmp_path_factory.mktemp("docs") / "diagrams"
     env = {**os.environ, "PYTHONWARNINGS": "error"}
     argv = [sys.executable, str(COMMITTED / "make.py"), str(out), "--page", str(out.parent / "diagrams.md")]
-    done = subprocess.run([*argv, *([] if HAS_DOT else ["--no-svg"])], capture_output=True,
+    done = subprocess.run([*argv, *([] if has_dot else ["--no-svg"])], capture_output=True,
                           text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     return out
@@ -42,12 +42,13 @@ def committed(suffix: str) -> list[Path]:
     return sorted(COMMITTED.glob(f"*{suffix}"))
 
 
-def test_every_example_is_drawn_with_and_without_a_run(fresh):
+def test_every_example_is_drawn_with_and_without_a_run(fresh, has_dot):
     examples = {p.stem for p in (ROOT / "examples").glob("*.py")}
     stems = {p.stem for p in fresh.glob("*.mmd")}
     assert examples <= stems
     assert {"approval-waiting", "approval-done", "triage-run"} <= stems
-    assert {p.name for p in fresh.iterdir()} == {p.name for p in COMMITTED.iterdir()} - {"make.py"}, STALE
+    expected = {p.name for p in COMMITTED.iterdir() if p.suffix != ".py" and (has_dot or p.suffix != ".svg")}
+    assert {p.name for p in fresh.iterdir()} == expected, STALE
 
 
 def test_mermaid_files_and_the_page_are_not_stale(fresh):
@@ -64,7 +65,7 @@ def test_the_page_shows_every_drawing_as_an_image_and_as_mermaid():
         assert f"```mermaid\n{path.read_text().rstrip()}\n```" in text
 
 
-@pytest.mark.skipif(not HAS_DOT, reason="the Graphviz 'dot' binary is not installed")
+@pytest.mark.needs_dot
 def test_svgs_are_not_stale(fresh):
     for path in committed(".svg"):
         new, old = (fresh / path.name).read_text(), path.read_text()
