@@ -34,7 +34,8 @@ RunStatus = Literal[
     "waiting",  # blocked on one or more gates; resume with an answer
     "done",  # reached the end
     "failed",  # a node failed; fix the cause and resume
-    "cancelled",  # stopped by the user; resumable
+    "interrupted",  # stopped from outside (Ctrl-C, SIGTERM, handle.interrupt()); resumable
+    "cancelled",  # cancelled on purpose (cancel()); resumes only with force=True
 ]
 
 
