@@ -132,7 +132,9 @@ class NodeRunner:
             raise NodeError(
                 f"run {self.loop.run_id!r}, node {act.node!r}: timed out after {node.timeout}s "
                 f"(attempt {ctx.attempt}); raise the node's timeout or fix what hangs, then "
-                "resume the run.", run_id=self.loop.run_id, node=act.node) from None
+                "resume the run. Sync code (a plain def node or tool) cannot be stopped: its "
+                "thread may still be running, and the process will not wait for it at exit.",
+                run_id=self.loop.run_id, node=act.node) from None
 
     def _answer_gate(self, node: Any, act: Activation, state: BaseModel, ctx: NodeContext) -> Outcome:
         if act.id in self.expired:

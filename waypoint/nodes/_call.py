@@ -1,10 +1,11 @@
-"""Calling user functions: sync ones in a worker thread, async ones awaited."""
+"""Calling user functions: sync ones in a daemon worker thread (`_threads`), async ones awaited."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from typing import Any, Callable
+
+from waypoint.nodes._threads import in_thread
 
 
 def arity(fn: Callable[..., Any]) -> int:
@@ -43,4 +44,4 @@ async def call(fn: Callable[..., Any], args: tuple[Any, ...], *, run_async: bool
     """Await `fn(*args)`; a sync `fn` runs in a worker thread so the loop keeps going."""
     if run_async:
         return await fn(*args)
-    return await asyncio.to_thread(fn, *args)
+    return await in_thread(fn, *args)

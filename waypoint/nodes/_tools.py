@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from waypoint.errors import GraphError
 from waypoint.nodes._call import is_async
+from waypoint.nodes._threads import in_thread
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.model import ToolCall
 
@@ -169,7 +170,7 @@ async def execute(chosen: Tool, kwargs: dict[str, Any], tc: ToolCall, ctx: NodeC
         if chosen.is_async:
             result = await chosen.fn(**kwargs)
         else:  # a sync tool runs in a worker thread, so the turn's other calls go on
-            result = await asyncio.to_thread(chosen.fn, **kwargs)
+            result = await in_thread(chosen.fn, **kwargs)
     except Exception as exc:
         exc.add_note(f"raised by tool {tc.name!r} called by LLM node {ctx.node!r} with {kwargs!r}")
         raise
