@@ -127,12 +127,37 @@ class GraphBuilder(Generic[S]):
         writes = frozenset({into}) if into else None
         self.add(ToolNode(name=spec.name, tool=spec, args=args, into=into, writes=writes, **options))
 
-    def join(self, name: str, fn: Callable[..., Any] | None = None, **options: Any) -> None:
-        """Add a join: runs once every branch started towards it has arrived or ended."""
-        if fn is None:
-            self.add(FunctionNode(name=name, join=True, writes=frozenset()))
-        else:
-            self.node(fn, name=name, join=True, **options)
+    def join(self, name: Any = None, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Add a join: runs once every branch started towards it has arrived or ended.
+
+            g.join("merge")                  # waits, then passes on; writes nothing
+            g.join("merge", combine)         # runs combine(state) when it fires
+
+            @g.join                          # the same as a decorator, named after the function
+            def merge(state: S) -> dict: ...
+
+            @g.join("merge")                 # or @g.join(name="merge"), @g.join(retry=2)
+            def combine(state: S) -> dict: ...
+
+        Options as for `node` (writes, retry, timeout, concurrency).
+        """
+        if callable(name):  # @g.join
+            return self.node(name, join=True, **options)
+        if name is None:  # @g.join(...) with options only
+            return lambda f: self.join(f, **options)
+        if not isinstance(name, str):
+            raise GraphError(f"g.join({name!r}): a join's name is a string; write g.join('merge'), "
+                             "g.join('merge', fn) or put @g.join above a function.")
+        if fn is not None:
+            return self.node(fn, name=name, join=True, **options)
+        self.add(FunctionNode(name=name, join=True, writes=frozenset()))
+        return lambda f: self._join_body(name, f, options)
+
+    def _join_body(self, name: str, fn: Callable[..., Any], options: dict[str, Any]) -> Any:
+        """`@g.join("merge")`: the join `g.join("merge")` just added gets `fn` as its body."""
+        fields = self._function_fields(fn, {**options, "name": name})
+        self.nodes[name] = FunctionNode(**fields, join=True)  # replaces it: not a duplicate name
+        return fn
 
     def gate(
         self,
