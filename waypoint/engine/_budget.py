@@ -5,7 +5,8 @@
 Usage is what nodes record in `ctx.record["usage"]` (LLM nodes do this for every
 model call); it is summed over the run's log, so it survives crashes and
 resumes. The step that crosses a limit is kept, then the run fails with
-`BudgetExceededError`; resume with a larger budget to go on.
+`BudgetExceededError`; a run at or over its budget launches nothing, so resuming
+it with the same budget fails again at once: resume with a larger budget to go on.
 """
 
 from __future__ import annotations
@@ -24,20 +25,32 @@ class Budget:
     llm_calls: int | None = None
     tool_calls: int | None = None
 
-    def check(self, usage: dict[str, int], *, run_id: str, node: str, seq: int) -> None:
-        spent = {
-            "tokens": usage.get("input_tokens", 0) + usage.get("output_tokens", 0),
-            "llm_calls": usage.get("calls", 0),
-            "tool_calls": usage.get("tool_calls", 0),
-        }
-        for name, used in spent.items():
-            limit = getattr(self, name)
-            if limit is not None and used > limit:
-                raise BudgetExceededError(
-                    f"run {run_id!r} used {used} {name.replace('_', ' ')} (budget {limit}) "
-                    f"after node {node!r} at step {seq}; what was done is kept. Resume with a "
-                    f"larger budget, e.g. budget=Budget({name}={used * 2}).",
-                    run_id=run_id, node=node, seq=seq)
+    def check(self, usage: dict[str, int], *, run_id: str, node: str | None, seq: int,
+              launching: bool = False) -> None:
+        """Raise BudgetExceededError when `usage` is over a limit, or at one and `launching` more.
+
+        A run at or over its budget launches nothing, whether it got there in this
+        process or before a resume: that is what makes an exhausted budget final
+        until the run is resumed with a larger one.
+        """
+        for name, used, limit in self._spent(usage):
+            if limit is not None and (used > limit or (launching and used >= limit)):
+                raise BudgetExceededError(self._message(run_id, node, seq, name, used, limit),
+                                          run_id=run_id, node=node, seq=seq)
+
+    def _spent(self, usage: dict[str, int]) -> list[tuple[str, int, int | None]]:
+        return [("tokens", usage.get("input_tokens", 0) + usage.get("output_tokens", 0), self.tokens),
+                ("llm_calls", usage.get("calls", 0), self.llm_calls),
+                ("tool_calls", usage.get("tool_calls", 0), self.tool_calls)]
+
+    @staticmethod
+    def _message(run_id: str, node: str | None, seq: int, name: str, used: int, limit: int) -> str:
+        where = f"after node {node!r} at step {seq}" if node else f"before step {seq + 1}, so nothing more ran"
+        larger = max(used, limit, 1) * 2
+        return (f"run {run_id!r} used {used} {name.replace('_', ' ')} (budget {limit}) {where}; "
+                f"what was done is kept. Resume with a larger budget, e.g. "
+                f"resume(graph, {run_id!r}, budget=Budget({name}={larger})), or without budget= "
+                "to run unlimited.")
 
 
 def add_usage(total: dict[str, int], record: Any) -> None:

@@ -99,6 +99,9 @@ class RunLoop:
     async def drive(self) -> Outcome:
         """Run until nothing can make progress; returns the run's new status."""
         try:
+            if self.budget is not None and self.frontier.pending:  # spent before this resume
+                self.budget.check(self.frontier.usage, run_id=self.run_id, node=None, seq=self.seq,
+                                  launching=True)
             for act in list(self.frontier.pending.values()):
                 self.launch(act)
             while self.outstanding:
@@ -150,18 +153,30 @@ class RunLoop:
                 fut.set_result(None)
         if error is not None:
             raise error
+        over = self.over_budget(steps)
         for step in steps:
-            self.after_commit(step)
-        if self.budget is not None and steps:
-            last = steps[-1]
-            self.budget.check(self.frontier.usage, run_id=self.run_id, node=last.node, seq=last.seq)
+            self.after_commit(step, launch=over is None)
+        if over is not None:
+            raise over
 
-    def after_commit(self, step: Step) -> None:
+    def over_budget(self, steps: list[Step]) -> WaypointError | None:
+        """The budget error `steps` ran into, checked before their children launch."""
+        if self.budget is None or not steps:
+            return None
+        last = steps[-1]
+        try:
+            self.budget.check(self.frontier.usage, run_id=self.run_id, node=last.node, seq=last.seq,
+                              launching=any(step.children for step in steps))
+        except WaypointError as exc:
+            return exc
+        return None
+
+    def after_commit(self, step: Step, launch: bool = True) -> None:
         node, act = step.node, step.activation
         if step.kind == "done":
             self.bus.publish(Event("node_finished", self.run_id, node, act, step.seq,
                                    {"delta": step.delta, **step.extra}))
-            for i in range(len(step.children)):
+            for i in range(len(step.children) if launch else 0):
                 self.launch(self.frontier.pending[f"{step.seq}.{i}"])
         elif step.kind == "wait":
             self.bus.publish(Event("gate_waiting", self.run_id, node, act, step.seq, step.extra))
