@@ -1,8 +1,8 @@
 """Graphs and subprocess workers for the fault tests (tests/test_faults_*.py).
 
     python tests/fault_harness.py crash SHAPE DB RUN_ID EXEC_LOG REPORT GEN
-    python tests/fault_harness.py many DB PREFIX RUNS CONCURRENCY START_AT
-    python tests/fault_harness.py race DB RUN_ID EXEC_LOG START_AT
+    python tests/fault_harness.py many DB PREFIX RUNS CONCURRENCY
+    python tests/fault_harness.py race DB RUN_ID EXEC_LOG TRIED
     python tests/fault_harness.py pause DB RUN_ID READY GO
     python tests/fault_harness.py finish DB RUN_ID
     python tests/fault_harness.py fill DB RUN_ID
@@ -15,7 +15,9 @@ every completion the engine reports (the `node_finished` event, published only
 once the step is durable) is appended to REPORT as "GEN ACTIVATION". The parent
 SIGKILLs it wherever it likes and compares both files with the database.
 
-Every mode prints one JSON line on stdout. Tests that measure something call
+`many` and `race` print "ready" and wait for a "go" line on stdin (`go()`), so
+that the parent starts them together without trusting the clock. Every mode
+prints one JSON line on stdout. Tests that measure something call
 `record(test, **figures)`: the figures are printed and, when
 $WAYPOINT_RELIABILITY_FIGURES names a file, appended to it as JSON lines, from
 which `report` rewrites the figures block of docs/reliability.md.
@@ -245,8 +247,8 @@ class Count(BaseModel):
     fail: bool = False
 
 
-def counter_graph(length: int = 6, sleep: float = 0.0) -> wp.Graph:
-    """n0 -> n1 -> ... ; node n2 raises while deps say {"fail": True}."""
+def counter_graph(length: int = 6, sleep: float = 0.0, hold: str | None = None) -> wp.Graph:
+    """n0 -> n1 -> ... ; node n2 raises while deps say {"fail": True}, else waits for the file `hold`."""
     g = wp.GraphBuilder(Count, name=f"counter{length}")
     names = [f"n{i}" for i in range(length)]
     for name in names:
@@ -256,6 +258,8 @@ def counter_graph(length: int = 6, sleep: float = 0.0) -> wp.Graph:
                 await asyncio.sleep(sleep)
             if name == "n2" and (ctx.deps or {}).get("fail"):
                 raise RuntimeError("n2 fails while deps say so")
+            if name == "n2" and hold is not None:
+                await _wait_for_file(hold)
             return {"n": state.n + 1}
 
         g.node(node, name=name, writes=["n"])
@@ -263,12 +267,22 @@ def counter_graph(length: int = 6, sleep: float = 0.0) -> wp.Graph:
     return g.compile()
 
 
-def _sleep_until(at: float) -> None:
-    time.sleep(max(0.0, at - time.time()))
+def go() -> None:
+    """Say "ready" on stdout, then block until the parent writes "go" on stdin (see `tests.go`)."""
+    print("ready", flush=True)
+    if sys.stdin.readline() != "go\n":
+        raise SystemExit("fault_harness: stdin closed before the parent said go")
 
 
-async def many(db: str, prefix: str, runs: int, concurrency: int, start_at: float) -> None:
-    """Start `runs` runs of counter_graph at `start_at`, `concurrency` at a time."""
+async def _wait_for_file(path: str, limit: float = 60.0) -> None:
+    """Poll for `path`. The limit only stops a broken run from hanging the suite; it decides nothing."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        await asyncio.sleep(0.002)
+
+
+async def many(db: str, prefix: str, runs: int, concurrency: int) -> None:
+    """Start `runs` runs of counter_graph once the parent says go, `concurrency` at a time."""
     graph = counter_graph()
     store = wp.SQLiteStore(db)
     limit = asyncio.Semaphore(concurrency)
@@ -283,7 +297,7 @@ async def many(db: str, prefix: str, runs: int, concurrency: int, start_at: floa
                 errors.append(f"{type(exc).__name__}: {exc}")
                 return "error"
 
-    _sleep_until(start_at)
+    go()  # before the store is opened: its file and schema are created under contention too
     try:
         statuses = await asyncio.gather(*(one(i) for i in range(runs)))
     finally:
@@ -291,14 +305,19 @@ async def many(db: str, prefix: str, runs: int, concurrency: int, start_at: floa
     print(json.dumps({"done": statuses.count("done"), "errors": errors}))
 
 
-async def race(db: str, run_id: str, log: str, start_at: float) -> None:
-    """Resume `run_id` at wall time `start_at`: prints who executed it and who was refused."""
+async def race(db: str, run_id: str, log: str, tried: str) -> None:
+    """Resume `run_id` once the parent says go: prints who executed it and who was refused.
+
+    Whoever gets the run holds it inside n2 until the file `tried` exists, which every
+    process touches once its own attempt is over: the other attempt meets a held run
+    however late it is scheduled, so the test's outcome never depends on timing.
+    """
     _trace.update(log=log, gen=str(os.getpid()))
-    graph = counter_graph(sleep=0.02)
+    graph = counter_graph(sleep=0.02, hold=tried)
     store = wp.SQLiteStore(db)
     try:
         await store.open()
-        _sleep_until(start_at)
+        go()
         try:
             result = await (await wp.resume(graph, run_id, store=store, deps={})).result()
             outcome = {"outcome": result.status, "n": result.state.n}
@@ -308,6 +327,7 @@ async def race(db: str, run_id: str, log: str, start_at: float) -> None:
             outcome = {"outcome": type(exc).__name__, "error": str(exc)}
         print(json.dumps(outcome))
     finally:
+        Path(tried).touch()
         await store.close()
 
 
@@ -529,9 +549,9 @@ def main(argv: list[str]) -> None:
     if mode == "crash":
         asyncio.run(crash(*args[:6]))
     elif mode == "many":
-        asyncio.run(many(args[0], args[1], int(args[2]), int(args[3]), float(args[4])))
+        asyncio.run(many(args[0], args[1], int(args[2]), int(args[3])))
     elif mode == "race":
-        asyncio.run(race(args[0], args[1], args[2], float(args[3])))
+        asyncio.run(race(*args[:4]))
     elif mode == "pause":
         asyncio.run(pause(*args[:4]))
     elif mode == "finish":

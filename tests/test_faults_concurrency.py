@@ -26,8 +26,18 @@ ENV.pop("WAYPOINT_FAULT", None)
 
 
 def spawn(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(HARNESS), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+    return subprocess.Popen([sys.executable, str(HARNESS), *map(str, args)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def go(procs: list[subprocess.Popen]) -> None:
+    """Wait until every worker has said "ready" (imports done), then tell them all to go at once."""
+    for proc in procs:
+        line = proc.stdout.readline()  # a worker writes nothing after "ready" until it hears go
+        assert line == "ready\n", line + (proc.stderr.read() if proc.poll() is not None else "")
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
 
 
 def finish(proc: subprocess.Popen) -> tuple[dict, str]:
@@ -41,11 +51,11 @@ def test_processes_sharing_a_fresh_file_never_see_database_is_locked(tmp_path):
     """3 processes x 40 runs x 6 steps, 20 runs at a time each, all starting at one instant
     on a file none of them has created yet (the schema is created under contention too)."""
     db, procs, runs, length = tmp_path / "shared.db", 3, 40, 6
-    start_at = time.time() + 1.5  # after every interpreter has imported waypoint
+    workers = [spawn("many", db, f"p{i}", runs, 20) for i in range(procs)]
+    go(workers)
     began = time.monotonic()
-    workers = [spawn("many", db, f"p{i}", runs, 20, start_at) for i in range(procs)]
     outputs = [finish(w) for w in workers]
-    seconds = time.monotonic() - began - 1.5
+    seconds = time.monotonic() - began
     for (result, err), i in zip(outputs, range(procs)):
         assert "locked" not in err and "busy" not in err, err
         assert result == {"done": runs, "errors": []}, (i, result)
@@ -84,8 +94,8 @@ def test_two_processes_resuming_one_run_at_once_exactly_one_executes_it(tmp_path
         run_sync_failed(graph, db, f"race-{r}")
     outcomes = []
     for r in range(rounds):
-        start_at = time.time() + 1.2
-        pair = [spawn("race", db, f"race-{r}", log, start_at) for _ in range(2)]
+        pair = [spawn("race", db, f"race-{r}", log, tmp_path / f"tried-{r}") for _ in range(2)]
+        go(pair)
         results = [finish(p)[0] for p in pair]
         outcomes.append(sorted(res["outcome"] for res in results))
         assert outcomes[-1] == ["done", "lease"], results
