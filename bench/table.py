@@ -17,7 +17,7 @@ from typing import Any, Callable
 Medians = dict[tuple[str, str, str], float]
 Check = Callable[[float | None, float | None, float | None, str, Medians], bool | None]  # None: cannot judge
 SYNCS = ("FULL", "NORMAL")
-PACKAGES = ("waypoint", "langgraph", "langgraph-checkpoint", "langgraph-checkpoint-sqlite", "aiosqlite",
+PACKAGES = ("waypoint-workflows", "langgraph", "langgraph-checkpoint", "langgraph-checkpoint-sqlite", "aiosqlite",
             "pydantic", "msgspec")
 
 

@@ -68,7 +68,7 @@ def test_testing_needs_hypothesis_only_for_what_uses_it():
         "    print(exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "needs Hypothesis: pip install 'waypoint[test]'" in out.stdout
+    assert "needs Hypothesis: pip install hypothesis" in out.stdout
     lazy = "import sys, waypoint.testing; print('hypothesis' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", lazy], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -25,7 +25,7 @@
   (waypoint.testing.store_conformance).
 
 Hypothesis is only needed for the termination checks and the strategies
-(`pip install 'waypoint[test]'`); they are imported on first use, so
+(`pip install hypothesis`, part of the `test` extra); they are imported on first use, so
 `from waypoint.testing import ScriptedModel` works without it.
 """
 

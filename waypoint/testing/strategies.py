@@ -30,8 +30,8 @@ from typing import Annotated, Any, Iterator, Mapping
 try:
     from hypothesis import strategies as st
 except ImportError as exc:  # pragma: no cover - the test extra is not installed
-    raise ImportError("waypoint.testing.strategies needs Hypothesis: pip install 'waypoint[test]' "
-                      "(or pip install hypothesis)") from exc
+    raise ImportError("waypoint.testing.strategies needs Hypothesis: pip install hypothesis "
+                      "(or pip install -e '.[test]' in a clone of waypoint-workflows)") from exc
 from pydantic import BaseModel, TypeAdapter
 
 from waypoint.graphs._checks import fans_out
