@@ -6,7 +6,9 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 import types
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,12 @@ def test_without_graphviz_the_drawing_tests_skip_naming_the_install_command(tmp_
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     skipped = [line for line in done.stdout.splitlines() if line.startswith("SKIPPED")]
     assert skipped and all("apt-get install graphviz" in line for line in skipped), skipped
+
+
+def test_the_distribution_has_a_name_of_its_own():
+    """`pip install waypoint` gets an unrelated PyPI package: ours is waypoint-workflows."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "waypoint-workflows"
+    assert metadata.version("waypoint-workflows") == project["version"]  # installed by README's commands
+    setup = (ROOT / "README.md").read_text().split("## Set up on a fresh machine", 1)[1].split("\n## ", 1)[0]
+    assert "`waypoint-workflows`" in setup and "`pip install waypoint` would install an unrelated" in setup
