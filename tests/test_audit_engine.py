@@ -110,3 +110,109 @@ async def test_a_run_exactly_at_its_budget_launches_nothing_more(store):
     with pytest.raises(wp.BudgetExceededError, match=r"used 200 tokens \(budget 200\) after node 'b'"):
         await handle.result()
     assert len(model.requests) == 2
+
+
+# -- item 4: what a failed activation spent is recorded and counts ---------------------------
+
+class Invoice(BaseModel):
+    total: float
+
+
+class Extracted(BaseModel):
+    invoice: Invoice | None = None
+
+
+def never_valid() -> wp.Graph:
+    g = wp.GraphBuilder(Extracted, name="never_valid")
+    g.add(wp.llm("extract", prompt="go", output=Invoice, into="invoice"))
+    g.edge(wp.START, "extract")
+    g.edge("extract", wp.END)
+    return g.compile()
+
+
+def _bad(tokens: int):
+    from waypoint.nodes.model import ModelResponse
+    return ModelResponse("not json", [], {"input_tokens": 0, "output_tokens": tokens}, "stop")
+
+
+@pytest.mark.asyncio
+async def test_a_failed_llm_activation_records_its_usage_and_the_budget_trips(sqlite_store, tmp_path):
+    from waypoint.testing import ScriptedModel
+    store, graph = sqlite_store, never_valid()
+    model = ScriptedModel([_bad(50) for _ in range(12)])
+    budget = wp.Budget(tokens=200)
+    first = await wp.start(graph, store=store, deps=Deps(model), budget=budget, run_id="r")
+    with pytest.raises(wp.NodeError, match="does not fit Invoice"):
+        await first.result()
+    [fail] = [s for s in await store.history("r") if s.kind == "fail"]
+    assert fail.extra["usage"] == {"output_tokens": 150, "calls": 3}
+
+    second = await wp.resume(graph, "r", store=store, deps=Deps(model), budget=budget)
+    with pytest.raises(wp.NodeError):
+        await second.result()  # 150 spent, under 200: it may try once more, and spends 300
+    third = await wp.resume(graph, "r", store=store, deps=Deps(model), budget=budget)
+    with pytest.raises(wp.BudgetExceededError, match=r"used 300 tokens \(budget 200\)"):
+        await third.result()
+    assert len(model.requests) == 6
+
+    await store.close()
+    env = {"PYTHONWARNINGS": "error", "PATH": ""}
+    shown = subprocess.run([sys.executable, "-m", "waypoint.cli", "show", "r", "--db", str(store.path)],
+                           capture_output=True, text=True, timeout=60, env=env)
+    assert '"output_tokens": 150, "calls": 3' in shown.stdout, shown.stdout + shown.stderr
+
+
+class Cost(BaseModel):
+    n: int = 0
+
+
+@pytest.mark.asyncio
+async def test_what_a_retried_attempt_spent_counts_in_the_done_step(store):
+    g = wp.GraphBuilder(Cost, name="retried")
+    attempts = []
+
+    def pay(state: Cost, ctx: wp.NodeContext) -> dict:
+        ctx.record["usage"] = {"input_tokens": 10, "calls": 1}
+        attempts.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise ConnectionError("flaky provider")
+        return {"n": 1}
+
+    g.node(pay, name="pay", writes=["n"], retry=wp.RetryPolicy(attempts=2, backoff=0, jitter=False))
+    g.edge(wp.START, "pay")
+    g.edge("pay", wp.END)
+    done = await (await wp.start(g.compile(), store=store, run_id="r")).result()
+    assert done.status == "done" and attempts == [1, 2]
+    [step] = [s for s in await store.history("r") if s.node == "pay"]
+    assert step.extra["usage"] == {"input_tokens": 20, "calls": 2}
+
+
+@pytest.mark.asyncio
+async def test_a_failed_llm_node_does_not_count_its_kept_tool_turn_twice(store):
+    from waypoint.nodes.model import ModelResponse
+    from waypoint.testing import ScriptedModel, tool_call
+
+    def lookup(customer: str) -> str:
+        """Find a customer."""
+        return "found"
+
+    g = wp.GraphBuilder(Extracted, name="turns")
+    g.add(wp.llm("extract", prompt="go", output=Invoice, into="invoice", tools=[lookup]))
+    g.edge(wp.START, "extract")
+    g.edge("extract", wp.END)
+    graph = g.compile()
+    call = ModelResponse(None, [tool_call("lookup", {"customer": "c"})],
+                         {"input_tokens": 0, "output_tokens": 10}, "tool_calls")
+    model = ScriptedModel([call, *[_bad(50) for _ in range(3)]])
+    with pytest.raises(wp.NodeError):
+        await (await wp.start(graph, store=store, deps=Deps(model), run_id="r")).result()
+    [fail] = [s for s in await store.history("r") if s.kind == "fail"]
+    assert fail.extra["usage"] == {"output_tokens": 150, "calls": 3}  # the kept turn is not in it
+
+    good = ModelResponse('{"total": 1}', [], {"input_tokens": 0, "output_tokens": 20}, "stop")
+    done = await (await wp.resume(graph, "r", store=store, deps=Deps(ScriptedModel([good])))).result()
+    assert done.status == "done"
+    steps = await store.history("r")
+    [finished] = [s for s in steps if s.kind == "done" and s.node == "extract"]
+    assert finished.extra["usage"]["output_tokens"] == 30  # the kept turn's 10, restored, and 20
+    assert finished.extra["usage"]["tool_calls"] == 1

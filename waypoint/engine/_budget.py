@@ -59,3 +59,15 @@ def add_usage(total: dict[str, int], record: Any) -> None:
             value = record.get(key)
             if isinstance(value, int):
                 total[key] = total.get(key, 0) + value
+
+
+def usage_minus(total: Any, *spent: Any) -> dict[str, int]:
+    """`total` less each of `spent` (usage dicts), per key and never below zero; zeros left out."""
+    left = {}
+    for key in USAGE_KEYS:
+        value = total.get(key, 0) if isinstance(total, dict) else 0
+        for part in spent:
+            value -= part.get(key, 0) if isinstance(part, dict) else 0
+        if isinstance(value, int) and value > 0:
+            left[key] = value
+    return left

@@ -70,6 +70,7 @@ class Frontier:
             self.waits[step.activation] = step.extra
             return state
         if step.kind == "fail":
+            add_usage(self.usage, step.extra.get("usage"))  # what the failed activation spent counts
             request = self.waits.get(step.activation, {})
             if "child" in request or "items" in request:
                 # A subgraph or map that failed after an answer reached its child: on resume it

@@ -68,6 +68,7 @@ class RunLoop:
         self.since_snapshot = 0  # bytes of deltas since the last snapshot
         self.steps_since_snapshot = 0
         self.snapshot_size = 0
+        self.failed_usage: dict[str, int] = {}  # what the activation that failed the run spent
 
     # -- loading --------------------------------------------------------------
     async def load(self) -> None:
@@ -133,6 +134,7 @@ class RunLoop:
                 if kind == "done":
                     steps.append(self.complete(act, msg[2]))
                 elif kind == "failed":
+                    self.failed_usage = msg[3]  # recorded on the fail step: it counts
                     raise msg[2]
             except WaypointError as exc:
                 error = exc  # commit what came before it, then fail the run
@@ -273,7 +275,9 @@ class RunLoop:
         node = exc.node or "-"
         act = next((a for a in self.frontier.pending.values() if a.node == node), None)
         act = act or Activation("-", node, "-")
-        extra = {"error": str(exc), "type": type(exc).__name__}
+        extra: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__}
+        if self.failed_usage:
+            extra["usage"] = self.failed_usage
         self.bus.publish(Event("node_failed", self.run_id, node, act.id, self.seq + 1, extra))
         try:
             await self.store.append(self.run_id, self.owner, [self.step("fail", act, extra=extra)])

@@ -1,7 +1,7 @@
 """Executing one activation: context, limits, retries, timeouts, gates, maps, subgraphs.
 
 The runner turns whatever a node does into exactly one message on the run
-loop's queue: ("done", act, Finished) or ("failed", act, NodeError) or, for a
+loop's queue: ("done", act, Finished) or ("failed", act, NodeError, usage) or, for a
 subgraph that stopped at a gate inside it or a map some of whose items did,
 ("wait", act, request).
 """
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from waypoint.engine._budget import add_usage, usage_minus
 from waypoint.engine._frontier import Activation
 from waypoint.engine.events import Event
 from waypoint.errors import NodeError, WaypointError
@@ -57,6 +58,7 @@ class NodeRunner:
         self.node_limits: dict[str, asyncio.Semaphore] = {}
         self.expired: set[str] = set()
         self.claimed: dict[str, Any] = {}  # gate activation id -> the answer it took
+        self.lost: dict[str, dict[str, int]] = {}  # act id -> what its failed attempts spent
 
     def claim_answer(self, act: Activation) -> bool:
         """True when `act` may run now because an answer reaches it.
@@ -87,6 +89,7 @@ class NodeRunner:
 
     async def execute(self, act: Activation, state: BaseModel, started_seq: int) -> None:
         queue = self.loop.queue
+        lost = self.lost.setdefault(act.id, {})
         try:
             async with self._limits(act.node):
                 done = await self._attempts(act, state, started_seq)
@@ -96,25 +99,38 @@ class NodeRunner:
         except ItemsWaiting as waiting:
             queue.put_nowait(("wait", act, _items_wait(act, waiting)))
         except WaypointError as exc:
-            queue.put_nowait(("failed", act, _with_place(exc, self.loop.run_id, act)))
+            queue.put_nowait(("failed", act, _with_place(exc, self.loop.run_id, act), lost))
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise  # the run is being stopped: the activation stays pending, resumable
         except BaseException as exc:  # noqa: BLE001 - a node's Halt(BaseException) must not hang the run
-            queue.put_nowait(("failed", act, self._node_error(act, exc)))
+            queue.put_nowait(("failed", act, self._node_error(act, exc), lost))
+        finally:
+            self.lost.pop(act.id, None)
 
     async def _attempts(self, act: Activation, state: BaseModel, started_seq: int) -> Finished:
-        node = self.loop.graph.nodes[act.node]
+        """Run `act` until an attempt succeeds or may not be retried.
+
+        What failed attempts spent and nothing else keeps (`_unkept`) is summed in
+        `self.lost[act.id]`: the step that ends the activation, done or fail, carries it.
+        """
+        node, lost = self.loop.graph.nodes[act.node], self.lost[act.id]
         attempt = 1
         while True:
-            ctx = self._context(act, attempt)
+            from_children: dict[str, int] = {}
+            ctx = self._context(act, attempt, from_children)
             try:
                 outcome = await self._run(node, act, state, ctx)
                 if attempt > 1:
                     ctx.record["attempt"] = attempt
+                if lost:
+                    add_usage(ctx.record.setdefault("usage", {}), lost)
                 return Finished(outcome, ctx.record, started_seq)
-            except (ChildPaused, ItemsWaiting, WaypointError):
+            except (ChildPaused, ItemsWaiting):
                 raise
-            except Exception as exc:
+            except BaseException as exc:
+                add_usage(lost, self._unkept(act, node, ctx, from_children))
+                if not isinstance(exc, Exception) or isinstance(exc, WaypointError):
+                    raise
                 if not node.retry.should_retry(exc, attempt):
                     raise
                 delay = node.retry.delay(attempt)
@@ -136,6 +152,19 @@ class NodeRunner:
                 "thread may still be running, and the process will not wait for it at exit.",
                 run_id=self.loop.run_id, node=act.node) from None
 
+    def _unkept(self, act: Activation, node: Any, ctx: NodeContext, from_children: dict[str, int]) -> dict[str, int]:
+        """What an attempt spent that no later step will count again.
+
+        Not its committed tool turns (a resumed LLM node restores their usage), nor
+        what child runs spent since the last turn (kept in the child runs, counted again
+        when the parent's next attempt runs or reuses them).
+        """
+        kept: Any = {}
+        if node.keeps_turns and self.loop.frontier.items.get(act.id):
+            turns = self.loop.frontier.items[act.id]
+            kept = turns[max(turns)].get("usage", {})
+        return usage_minus(ctx.record.get("usage"), kept, from_children)
+
     def _answer_gate(self, node: Any, act: Activation, state: BaseModel, ctx: NodeContext) -> Outcome:
         if act.id in self.expired:
             request = self.loop.frontier.waits.get(act.id, {})
@@ -147,7 +176,7 @@ class NodeRunner:
                           answered_at=answer.at)
         return Outcome(update=node.update_for(state, answer.value))
 
-    def _context(self, act: Activation, attempt: int) -> NodeContext:
+    def _context(self, act: Activation, attempt: int, from_children: dict[str, int]) -> NodeContext:
         loop = self.loop
         node = loop.graph.nodes[act.node]
         ctx = NodeContext(run_id=loop.run_id, node=act.node, activation=act.id, deps=self.deps,
@@ -156,12 +185,10 @@ class NodeRunner:
             ctx.loop_count = loop.frontier.loop_counts.get(act.node, 0)
         if node.kind == "map" or node.keeps_turns:  # map items; an LLM node's tool turns
             adapter = loop.item_adapter(node.into) if node.kind == "map" else _ANY
-            ctx.commit_item = self._item_committer(act, node, adapter)
+            ctx.commit_item = self._item_committer(act, node, adapter, from_children)
             done = loop.frontier.items.get(act.id, {})
             ctx.done_items = {i: adapter.validate_python(r) for i, r in done.items()}
-        from waypoint.engine._child import child_runner  # _child imports this module
-
-        ctx.run_child = child_runner(loop, act)  # subgraphs, and graphs offered as tools
+        ctx.run_child = _counting(act, loop, from_children)  # subgraphs, and graphs offered as tools
         return ctx
 
     def _emitter(self, act: Activation):
@@ -172,7 +199,8 @@ class NodeRunner:
 
         return emit
 
-    def _item_committer(self, act: Activation, node: Any, adapter: TypeAdapter[Any]):
+    def _item_committer(self, act: Activation, node: Any, adapter: TypeAdapter[Any],
+                        from_children: dict[str, int]):
         async def commit_item(index: int, result: Any) -> Any:
             try:
                 value = adapter.validate_python(result)
@@ -185,6 +213,8 @@ class NodeRunner:
             plain = adapter.dump_python(value, mode="json")
             self.loop.queue.put_nowait(("item", act, index, plain, future))
             await future
+            if node.keeps_turns:
+                from_children.clear()  # the turn's usage, children's included, is kept now
             return value
 
         return commit_item
@@ -207,6 +237,26 @@ class NodeRunner:
             "completed nodes will not run again.", run_id=self.loop.run_id, node=act.node)
         error.__cause__ = exc
         return error
+
+
+def _counting(act: Activation, loop: RunLoop, from_children: dict[str, int]):
+    """`ctx.run_child`, also summing what the child runs spent into `from_children`."""
+    from waypoint.engine._child import child_runner  # _child imports this module
+
+    run = child_runner(loop, act)
+
+    async def run_child(graph: Any, child_input: Any, *, key: str | None = None,
+                        usage: dict[str, int] | None = None) -> Any:
+        if usage is None:
+            return await run(graph, child_input, key=key)
+        spent: dict[str, int] = {}
+        try:
+            return await run(graph, child_input, key=key, usage=spent)
+        finally:
+            add_usage(usage, spent)
+            add_usage(from_children, spent)
+
+    return run_child
 
 
 def _child_wait(waiting: ChildPaused, prefix: str) -> dict[str, Any]:
