@@ -66,8 +66,7 @@ async def test_resuming_a_run_executing_elsewhere_is_a_clear_error(tmp_path):
         return {"n": 1}
 
     graph = chain(1, hold)
-    handle = await start(graph, store=store)
-    await asyncio.sleep(0.05)
+    handle = await start(graph, store=store)  # the run is created leased: no need to wait
     other = SQLiteStore(tmp_path / "runs.db")  # as another process would
     with pytest.raises(LeaseError, match=f"run '{handle.run_id}' is being executed by"):
         await resume(graph, handle.run_id, store=other)
