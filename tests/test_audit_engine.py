@@ -216,3 +216,53 @@ async def test_a_failed_llm_node_does_not_count_its_kept_tool_turn_twice(store):
     [finished] = [s for s in steps if s.kind == "done" and s.node == "extract"]
     assert finished.extra["usage"]["output_tokens"] == 30  # the kept turn's 10, restored, and 20
     assert finished.extra["usage"]["tool_calls"] == 1
+
+
+# -- item 5: an unannotated fan-out router into a loop guard; issue 11: the join to write ----
+
+class Loop(BaseModel):
+    n: int = 0
+
+
+def _split(state):  # no return annotation: it may return several labels, and does
+    return ["x", "y"]
+
+
+def fan_into_guard(*, joined: bool) -> wp.GraphBuilder:
+    g = wp.GraphBuilder(Loop, name="fan_loop")
+    g.loop_guard("again", max_iterations=2, routes={"continue": "split", "exhausted": wp.END})
+    g.router(_split, name="split", routes={"x": "left", "y": "right"})
+    g.node(lambda s: None, name="left", writes=[])
+    g.node(lambda s: None, name="right", writes=[])
+    g.edge(wp.START, "again")
+    if joined:  # what the error says to write
+        g.join("again_merge")
+        g.edge(["left", "right"], "again_merge")
+        g.edge("again_merge", "again")
+    else:
+        g.edge(["left", "right"], "again")
+    return g
+
+
+def test_an_unannotated_fan_out_router_into_a_loop_guard_is_refused_with_the_join_to_write():
+    with pytest.raises(wp.GraphError) as caught:
+        fan_into_guard(joined=False).compile()
+    msg = str(caught.value)
+    assert "loop guard 'again' can be reached by 2 branches at once (from fork 'split'" in msg
+    assert "router 'split' has no return annotation" in msg and "-> Literal[...]" in msg
+    assert ("g.join('again_merge'), g.edge(['left', 'right'], 'again_merge') and "
+            "g.edge('again_merge', 'again')") in msg
+
+
+@pytest.mark.asyncio
+async def test_the_advised_join_compiles_and_runs_stay_within_the_stated_bound(store):
+    graph = fan_into_guard(joined=True).compile()
+    done = await (await wp.start(graph, store=store, run_id="r")).result()
+    executions = [s for s in await store.history("r") if s.kind == "done"]
+    assert done.status == "done" and len(executions) <= graph.max_steps
+    assert [s.node for s in executions].count("split") == 2  # the cap holds
+
+
+def test_assert_terminates_agrees_with_compile_on_the_joined_graph():
+    from waypoint.testing.termination import assert_terminates
+    assert_terminates(fan_into_guard(joined=True).compile(), runs=25)

@@ -18,8 +18,8 @@ bound when it maps over a graph, and a subgraph counts its own bound.
 The bound holds because `compile()` rejects what would break it: a cycle that
 does not pass through a guard's `continue` route, and a guard that two branches
 of one fork reach at once (they would share its count). A router without a
-return annotation is assumed to fan out here, but not by the checks, which only
-reject what annotations prove.
+return annotation is assumed to fan out, here and by that check alike
+(`_checks_forks.check_forks`), so a graph the bound holds for is what compiles.
 """
 
 from __future__ import annotations

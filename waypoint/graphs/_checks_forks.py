@@ -17,7 +17,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 
-from waypoint.graphs._checks import Spec
+from waypoint.graphs._checks import Spec, fans_out
 from waypoint.graphs.graph import END, START, Graph
 
 Branch = tuple[int, str]  # (index in the fork's targets, the node the branch starts at or merged in)
@@ -66,13 +66,14 @@ def check_forks(spec: Spec) -> tuple[list[str], list[str]]:
     """(problems, warnings) about joins and loop guards."""
     problems: list[str] = []
     warnings: list[str] = []
+    # A router without a return annotation may return several labels: the bound counts
+    # that fan-out (graphs/_bound.py), so the guard check must assume it as well.
     lenient = [(f, branches(spec, f)) for f in forks(spec, assume_fan_out=True)]
-    strict = [(f, branches(spec, f)) for f in forks(spec, assume_fan_out=False)]
     for name, node in spec.nodes.items():
         if node.join:
             _check_join(spec, name, lenient, problems, warnings)
         if node.kind == "guard":
-            problems += _check_guard(name, strict)
+            problems += _check_guard(spec, name, lenient)
     return problems, warnings
 
 
@@ -99,17 +100,36 @@ def _check_join(spec: Spec, join: str, lenient: list[Any], problems: list[str], 
             f"{join!r} a plain node.")
 
 
-def _check_guard(guard: str, strict: list[Any]) -> list[str]:
-    for fork, reached in strict:
+def _check_guard(spec: Spec, guard: str, lenient: list[Any]) -> list[str]:
+    for fork, reached in lenient:
         arriving = sorted(reached.get(guard, ()))
         if len(arriving) > 1:
             ways = [f"via {name!r}" if i >= 0 else f"via join {name!r}" for i, name in arriving]
             return [
                 f"loop guard {guard!r} can be reached by {len(arriving)} branches at once (from "
                 f"fork {_where(fork.source)}, {', '.join(ways)}); they would share its iteration "
-                "count, so max_iterations would not bound the loop; merge the branches with a "
-                f"join before {guard!r}, or give each branch its own loop guard."]
+                f"count, so max_iterations would not bound the loop; {_unsaid(spec, fork)}"
+                f"{merge_advice(spec, guard, reached)}, or give each branch its own loop guard."]
     return []
+
+
+def merge_advice(spec: Spec, target: str, reached: dict[str, set[Branch]]) -> str:
+    """How to merge the branches of a fork (`reached`) arriving at `target`: the calls to write."""
+    preds = sorted(p for p in spec.digraph.predecessors(target) if reached.get(p))
+    merge = f"{target}_merge"
+    sources = repr(preds[0]) if len(preds) == 1 else "[" + ", ".join(map(repr, preds)) + "]"
+    return (f"merge the branches with a join before {target!r}: g.join({merge!r}), "
+            f"g.edge({sources}, {merge!r}) and g.edge({merge!r}, {target!r}) in place of the "
+            f"edges or routes from {_names(preds)} to {target!r}")
+
+
+def _unsaid(spec: Spec, fork: Fork) -> str:
+    """Advice for a fork that exists only because a router's annotation does not rule it out."""
+    node = spec.nodes.get(fork.source)
+    if node is None or fans_out(node) is not None:
+        return ""
+    return (f"router {fork.source!r} has no return annotation, so it may return several labels "
+            "at once; annotate it (-> Literal[...]) if it returns one label, or ")
 
 
 def effective_writes(spec: Spec, name: str) -> frozenset[str]:
@@ -155,7 +175,8 @@ def _twice_at_once(spec: Spec, writes: dict[str, frozenset[str]]) -> list[str]:
     """A node that two branches of one fork reach runs twice, maybe at once: the same conflict."""
     problems = {}
     for fork in forks(spec, assume_fan_out=False):
-        for name, arriving in branches(spec, fork).items():
+        reached = branches(spec, fork)
+        for name, arriving in reached.items():
             node = spec.nodes.get(name)
             if node is None or node.join or len(arriving) < 2 or not writes[name] or name in problems:
                 continue
@@ -163,7 +184,7 @@ def _twice_at_once(spec: Spec, writes: dict[str, frozenset[str]]) -> list[str]:
             problems[name] = (
                 f"node {name!r} can run twice at the same time (fork {_where(fork.source)} reaches it "
                 f"{ways}) and writes last-value field(s) {sorted(writes[name])}; give the field a reducer "
-                f"(Annotated[..., append]) or merge the branches with a join before {name!r}.")
+                f"(Annotated[..., append]) or {merge_advice(spec, name, reached)}.")
     return [problems[n] for n in sorted(problems)]
 
 
