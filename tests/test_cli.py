@@ -192,8 +192,9 @@ def make_graph():
 """
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
-def test_ctrl_c_cancels_the_run_and_it_stays_resumable(tmp_path, db):
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_interrupt_the_run_and_it_stays_resumable(tmp_path, db, sig, code):
     (tmp_path / "sleepy.py").write_text(SLEEPY)
     ref = f"{tmp_path / 'sleepy.py'}:graph"
     env = {**environment(), "NAP": "60"}
@@ -203,15 +204,34 @@ def test_ctrl_c_cancels_the_run_and_it_stays_resumable(tmp_path, db):
     for line in proc.stdout:
         if line.startswith("started   nap"):
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
     run_id = err.split("interrupted: run ", 1)[1].split()[0]
-    assert f"waypoint resume {run_id} --db {db}" in err
-    assert "cancelled" in wp("runs", "--db", db).stdout
-    done = wp("resume", run_id, "--db", db)  # NAP unset: the nap is short this time
+    listed = wp("runs", "--db", db).stdout
+    assert "interrupted" in listed and "cancelled" not in listed
+    assert run_id in wp("runs", "--db", db, "--status", "interrupted").stdout
+    printed = shlex.split(err.split("stays resumable: ", 1)[1].strip())
+    assert printed == ["waypoint", "resume", run_id, "--db", db]
+    done = wp(*printed[1:])  # NAP unset: the nap is short this time
     assert done.returncode == 0, done.stderr
     assert "started   first" not in done.stdout and "finished  nap" in done.stdout
+
+
+def test_a_cancelled_run_resumes_only_by_force(waiting, db):
+    run_id, _ = waiting
+    cancelled = wp("cancel", run_id, "--reason", "withdrawn", "--by", "ann", "--db", db)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert f"{run_id}  cancelled" in cancelled.stdout
+    refused = wp("resume", run_id, "--input", '{"approved": true}', "--db", db)
+    assert refused.returncode == 1 and "cancelled on purpose" in refused.stderr
+    assert "withdrawn" in refused.stderr
+    forced = shlex.split(refused.stderr.split("resume it anyway with `", 1)[1].split("`", 1)[0])
+    # the cancelled row lists no waiting gate any more (engine): name it
+    done = wp(*forced[1:], "--gate", "approve", "--input", '{"approved": true}')
+    assert done.returncode == 0, done.stderr
+    assert "status: done" in done.stdout
 
 
 SLEEPY = """

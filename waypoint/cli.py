@@ -6,12 +6,14 @@
     waypoint show RUN_ID [--state-at SEQ] [--json]
     waypoint render examples/approval.py:graph --run RUN_ID -o approval.svg
     waypoint fork RUN_ID --at 3
+    waypoint cancel RUN_ID --reason "customer withdrew"
     waypoint tick
     waypoint check examples/approval.py:graph [--json]
 
 Runs live in a SQLite file: --db PATH, else $WAYPOINT_DB, else ./waypoint.db.
 Exit codes: 0 done or waiting at a gate, 1 the run failed or the engine refused,
-2 bad usage or input. The parts live in `waypoint._cli`; this module only
+2 bad usage or input, 130/143 stopped by Ctrl-C/SIGTERM (the run is left
+"interrupted", resumable). The parts live in `waypoint._cli`; this module only
 wires them into click, and imports nothing heavy until a command runs.
 """
 
@@ -20,16 +22,23 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
 from waypoint import __version__
-from waypoint._cli.common import JSON, Commands, Db, UsageProblem, existing_db, opened, resolve_db, run_async
+from waypoint._cli.common import (JSON, Commands, Db, UsageProblem, command, existing_db, opened,
+                                  read_run, resolve_db, run_async)
 from waypoint.errors import WaypointError
 
 DB_HELP = "SQLite file of the runs [default: $WAYPOINT_DB or ./waypoint.db]"
 REF = "MODULE_OR_FILE:GRAPH"
+
+
+class Answer(NamedTuple):
+    value: Any  # the parsed --input, or None
+    gate: str | None
+    by: str
 
 
 def db_option(fn: Any) -> Any:
@@ -84,32 +93,57 @@ async def _run(graph: Any, ref: str, input_: Any, db: Db, run_id: str | None) ->
 @db_option
 @click.option("--graph", "graph_ref", metavar=REF, help="Load the graph from here instead of "
               "the reference stored with the run.")
+@click.option("--allow-graph-change", is_flag=True, help="Resume even though the graph's "
+              "structure changed since the run started (when the change is safe for this run).")
+@click.option("--force", is_flag=True, help="Resume a run that was cancelled on purpose.")
 def resume(run_id: str, input_: Any, gate: str | None, by: str | None, db: str | None,
-           graph_ref: str | None) -> None:
+           graph_ref: str | None, allow_graph_change: bool, force: bool) -> None:
     """Continue a run: answer its waiting gate, or re-run what failed or was interrupted."""
+    from waypoint._cli.loading import graph_of_run
+
     if gate is not None and input_ is None:
         raise click.UsageError("--gate needs the answer: --input JSON.")
-    run_async(_resume(run_id, input_, gate, by or _user(), existing_db(db), graph_ref))
+    where = existing_db(db)
+    info, graph, ref = graph_of_run(where, run_id, graph_ref)
+    if info.status == "cancelled" and not force:
+        raise click.ClickException(
+            f"run {run_id!r} was cancelled on purpose ({info.error or 'cancelled'}); resume it "
+            f"anyway with `{command('resume', run_id, '--force', db=where)}`, or start over from a "
+            f"step with `{command('fork', run_id, '--at', '0', db=where)}`.")
+    answer = Answer(input_, gate, by or _user())
+    run_async(_resume(info, graph, ref, answer, where, Flags(allow_graph_change, force)))
 
 
-async def _resume(run_id: str, answer: Any, gate: str | None, by: str, db: Db,
-                  graph_ref: str | None) -> None:
-    from waypoint import get_run, resume
-    from waypoint._cli.live import report
+class Flags(NamedTuple):
+    allow_graph_change: bool
+    force: bool
+
+
+async def _resume(info: Any, graph: Any, ref: str, answer: Answer, db: Db, flags: Flags) -> None:
+    from waypoint import resume
+    from waypoint._cli.changes import graph_change
+    from waypoint._cli.live import report, finished_run
     from waypoint._cli.output import Out
+    from waypoint.errors import GraphChangedError
 
     out = Out()
     async with opened(db) as store:
-        info = await get_run(store, run_id)
-        graph, ref = _stored_graph(info, graph_ref)
-        handle = await resume(graph, run_id, answer, gate=gate, by=by, store=store)
-        _header(out, run_id, graph, ref, db)
+        if info.status == "done":
+            raise click.ClickException(await finished_run(store, info, db))
+        try:
+            handle = await resume(graph, info.run_id, answer.value, gate=answer.gate, by=answer.by,
+                                  store=store, **flags._asdict())
+        except GraphChangedError:
+            change = await graph_change(graph, store, info)
+            raise click.ClickException(change.explain(db) if change else "the graph changed") from None
+        _header(out, info.run_id, graph, ref, db)
         await report(await _follow(handle, graph, out, db), graph, store, db, out)
 
 
 @cli.command()
 @db_option
-@click.option("--status", type=click.Choice(["running", "waiting", "done", "failed", "cancelled"]))
+@click.option("--status", type=click.Choice(["running", "waiting", "done", "failed", "interrupted",
+                                             "cancelled"]))
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--all", "children", is_flag=True, help="Include the child runs of subgraphs.")
 def runs(db: str | None, status: str | None, limit: int, children: bool) -> None:
@@ -130,10 +164,13 @@ def runs(db: str | None, status: str | None, limit: int, children: bool) -> None
               "the reference stored with the run.")
 def show(run_id: str, db: str | None, seq: int | None, as_json: bool, graph_ref: str | None) -> None:
     """Show a run: status, waiting gates, state and the ordered history of its steps."""
-    from waypoint._cli.inspect import show_run
+    from waypoint._cli.inspect import graph_for, show_run
     from waypoint._cli.output import Out
 
-    run_async(show_run(existing_db(db), run_id, graph_ref, seq, as_json, Out()))
+    where = existing_db(db)
+    info = run_async(read_run(where, run_id))
+    graph, problem = graph_for(info, graph_ref)  # imported outside the loop: it may run itself
+    run_async(show_run(where, info, graph, problem, graph_ref, seq, as_json, Out()))
 
 
 @cli.command()
@@ -151,21 +188,32 @@ def render(graph_ref: str | None, output: str | None, fmt: str, run_id: str | No
         raise click.UsageError(f"give the graph ({REF}), a run (--run RUN_ID), or both.")
     if run_id is None:
         return _draw(_load(graph_ref), output, fmt, {})
-    graph, marks = run_async(_marks(run_id, graph_ref, existing_db(db)))
+    from waypoint._cli.loading import graph_of_run
+
+    where = existing_db(db)
+    info, graph, _ = graph_of_run(where, run_id, graph_ref)
+    marks = run_async(_marks(info, graph, where))
     _draw(graph, output, fmt, {"status": marks.status, "visits": marks.visits, "path": marks.path})
 
 
-async def _marks(run_id: str, graph_ref: str | None, db: Db) -> Any:
-    from waypoint import get_run
+async def _marks(info: Any, graph: Any, db: Db) -> Any:
+    from waypoint._cli.changes import graph_change
     from waypoint.engine.marks import run_marks
 
     async with opened(db) as store:
-        info = await get_run(store, run_id)
-        graph, _ = _stored_graph(info, graph_ref)
-        if info.graph_hash != graph.structure_hash:
-            click.echo(f"warning: run {run_id!r} started with a different structure of graph "
-                       f"{info.graph!r}; its marks may not fit this drawing.", err=True)
-        return graph, await run_marks(graph, store, run_id)
+        change = await graph_change(graph, store, info)
+        try:
+            marks = await run_marks(graph, store, info.run_id)
+        except Exception:  # the log names what this graph lacks: its marks cannot be placed
+            if change is None:
+                raise
+            raise click.ClickException(
+                f"cannot draw run {info.run_id!r} on this graph: {change.what()}. Draw the graph "
+                f"without --run, or the run on the graph it started with (--graph "
+                f"MODULE_OR_FILE:GRAPH naming a copy of it).") from None
+        if change is not None:
+            click.echo(f"warning: {change.what()}; the marks may not fit this drawing.", err=True)
+        return marks
 
 
 def _draw(graph: Any, output: str | None, fmt: str, options: dict[str, Any]) -> None:
@@ -211,23 +259,48 @@ def fork(run_id: str, seq: int | None, new_id: str | None, db: str | None, graph
 
     The original run is untouched; see its steps with `waypoint show RUN_ID`.
     """
-    run_async(_fork(run_id, seq, new_id, existing_db(db), graph_ref))
+    from waypoint._cli.loading import graph_of_run
+
+    where = existing_db(db)
+    info, graph, ref = graph_of_run(where, run_id, graph_ref)
+    run_async(_fork(info, graph, ref, seq, new_id, where))
 
 
-async def _fork(run_id: str, seq: int | None, new_id: str | None, db: Db, graph_ref: str | None) -> None:
-    from waypoint import fork, get_run
+async def _fork(info: Any, graph: Any, ref: str, seq: int | None, new_id: str | None, db: Db) -> None:
+    from waypoint import fork
     from waypoint._cli.live import report
     from waypoint._cli.output import Out
 
     out = Out()
     async with opened(db) as store:
-        info = await get_run(store, run_id)
-        graph, ref = _stored_graph(info, graph_ref)
         at = info.last_seq if seq is None else seq
-        handle = await fork(graph, run_id, at=at, store=store, new_run_id_=new_id)
+        handle = await fork(graph, info.run_id, at=at, store=store, new_run_id_=new_id)
         _header(out, handle.run_id, graph, ref, db)
-        out.line(f"forked: from {run_id} after step {at}")
+        out.line(f"forked: from {info.run_id} after step {at}")
         await report(await _follow(handle, graph, out, db), graph, store, db, out)
+
+
+@cli.command()
+@click.argument("run_id")
+@db_option
+@click.option("--reason", metavar="TEXT", help="Why, recorded in the run's log.")
+@click.option("--by", metavar="WHO", help="Who cancels, recorded [default: your user name].")
+def cancel(run_id: str, db: str | None, reason: str | None, by: str | None) -> None:
+    """Cancel a run on purpose: it stops for good (`resume --force` still can continue it).
+
+    A run stopped by Ctrl-C or SIGTERM is "interrupted", not cancelled: resume it as it is.
+    """
+    run_async(_cancel(run_id, existing_db(db), reason, by or _user()))
+
+
+async def _cancel(run_id: str, db: Db, reason: str | None, by: str) -> None:
+    from waypoint import cancel as cancel_run
+    from waypoint._cli.output import STATUS_STYLES, Out
+
+    async with opened(db) as store:
+        info = await cancel_run(run_id, store=store, reason=reason, by=by)
+    Out().line(f"{run_id}  ", (info.status, STATUS_STYLES.get(info.status)),
+               f"  resume anyway with: {command('resume', run_id, '--force', db=db)}")
 
 
 @cli.command()
@@ -251,8 +324,8 @@ async def _follow(handle: Any, graph: Any, out: Any, db: Db) -> Any:
 
     try:
         return await follow(handle, graph, out)
-    except BaseException:  # Ctrl-C (a cancellation here) or a display bug: stop cleanly
-        await asyncio.shield(handle.cancel())
+    except BaseException:  # Ctrl-C or SIGTERM (a cancellation here), or a display bug: stop cleanly
+        await asyncio.shield(handle.interrupt())  # not cancel(): stopping here decides nothing
         click.echo(f"interrupted: run {handle.run_id} is saved and stays resumable: "
                    f"{resume_command(handle.run_id, None, None, db)}", err=True)
         raise
@@ -262,12 +335,6 @@ def _header(out: Any, run_id: str, graph: Any, ref: str, db: Db) -> None:
     out.line(f"run_id: {run_id}")
     out.line(f"graph:  {graph.name} ({ref})")
     out.line(f"db:     {db.path}")
-
-
-def _stored_graph(info: Any, graph_ref: str | None) -> tuple[Any, str]:
-    from waypoint._cli.loading import stored_graph
-
-    return stored_graph(info, graph_ref)
 
 
 def _load(ref: str) -> Any:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
+import signal
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any, AsyncIterator, Coroutine, TypeVar
 
 import click
 
-from waypoint.errors import WaypointError
+from waypoint.errors import RunNotFoundError, WaypointError
 
 T = TypeVar("T")
 DEFAULT_DB = "waypoint.db"
@@ -43,16 +45,12 @@ class Commands(click.Group):
 
 @dataclass(frozen=True)
 class Db:
-    path: Path
-    explicit: bool  # chosen by --db or $WAYPOINT_DB: commands we print repeat it
+    path: Path  # absolute: the commands we print repeat it, so they work from any directory
 
 
 def resolve_db(option: str | None) -> Db:
     """--db, else $WAYPOINT_DB, else ./waypoint.db."""
-    chosen = option or os.environ.get(ENV_DB)
-    if chosen:
-        return Db(Path(chosen).expanduser().resolve(), True)
-    return Db(Path(DEFAULT_DB).resolve(), False)
+    return Db(Path(option or os.environ.get(ENV_DB) or DEFAULT_DB).expanduser().resolve())
 
 
 def existing_db(option: str | None) -> Db:
@@ -74,15 +72,72 @@ async def opened(db: Db) -> AsyncIterator[Any]:
     await store.open()
     try:
         yield store
+    except RunNotFoundError as exc:  # the store cannot say which file it is: we can
+        raise RunNotFoundError(
+            f"no run {exc.run_id!r} in {db.path}; list the runs there with "
+            f"`{command('runs', db=db)}`, or point at the database the run was started with "
+            f"(--db PATH or ${ENV_DB}).", run_id=exc.run_id) from None
     finally:
         await store.close()
 
 
+async def read_run(db: Db, run_id: str) -> Any:
+    """The stored row (`RunInfo`) of `run_id`."""
+    from waypoint import get_run
+
+    async with opened(db) as store:
+        return await get_run(store, run_id)
+
+
+def command(verb: str, run_id: str | None = None, *options: str, db: Db | None = None) -> str:
+    """A `waypoint` command line that works as printed, from any directory.
+
+        command("resume", "-17", "--gate", "ok", db=db)  # waypoint resume --gate ok --db /abs/x.db -- -17
+
+    A run id that starts with '-' would be read as an option, so it goes last, after `--`.
+    """
+    tail = [*options, *(["--db", str(db.path)] if db is not None else [])]
+    if run_id is None:
+        return shlex.join(["waypoint", verb, *tail])
+    if run_id.startswith("-"):
+        return shlex.join(["waypoint", verb, *tail, "--", run_id])
+    return shlex.join(["waypoint", verb, run_id, *tail])
+
+
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; Ctrl-C exits 130 and SIGTERM 143, as a shell expects.
+
+    Both cancel the coroutine, so a followed run is interrupted the same way
+    (in-flight nodes stopped, lease released, resumable; see `cli._follow`).
+    """
     try:
-        return asyncio.run(coro)
+        return asyncio.run(_terminable(coro))
     except KeyboardInterrupt:
         raise click.exceptions.Exit(130) from None
+
+
+async def _terminable(coro: Coroutine[Any, Any, T]) -> T:
+    """`coro`, cancelled by SIGTERM as asyncio.run cancels it on Ctrl-C."""
+    task, loop = asyncio.current_task(), asyncio.get_running_loop()
+    terminated: list[bool] = []
+
+    def on_sigterm() -> None:
+        terminated.append(True)
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    except (NotImplementedError, RuntimeError):  # Windows, or not the main thread: default action
+        return await coro
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if terminated:
+            raise click.exceptions.Exit(128 + signal.SIGTERM) from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 class JsonParam(click.ParamType):

@@ -39,32 +39,36 @@ async def list_runs(db: Db, status: str | None, limit: int, children: bool, out:
         out.line((r.error or f"run {r.run_id!r}: its row is damaged", "red"))
 
 
-async def show_run(db: Db, run_id: str, graph_ref: str | None, seq: int | None, as_json: bool,
-                   out: Out) -> None:
-    from waypoint import get_run, history
+async def show_run(db: Db, info: Any, graph: Any, problem: str | None, graph_ref: str | None,
+                   seq: int | None, as_json: bool, out: Out) -> None:
+    """Print run `info`; `graph` (None when it did not load, `problem` says why) gives the state."""
+    from waypoint import history
+    from waypoint._cli.changes import graph_change
 
     async with opened(db) as store:
-        info = await get_run(store, run_id)
-        steps = await history(store, run_id)
-        graph, problem = _graph_for(info, graph_ref)
+        steps = await history(store, info.run_id)
         state, gates = None, []
+        change = await graph_change(graph, store, info) if graph is not None else None
+        if change is not None:
+            problem = change.explain(db)
         if graph is not None:
-            state, gates = await _state_and_gates(graph, store, info, seq)
+            state, gates = await _state_and_gates(graph, store, info, seq, change is not None)
         if as_json:
             return _print_json(info, steps, state, gates, seq, problem)
         _print_run(info, graph_ref or info.graph_ref, out)
         if problem:
-            click.echo(f"warning: {problem}; the state and the gates' questions need the graph "
-                       "(pass --graph MODULE_OR_FILE:GRAPH).", err=True)
+            click.echo(f"warning: {problem}" + ("" if change else "; the state and the gates' "
+                       "questions need the graph (pass --graph MODULE_OR_FILE:GRAPH)."), err=True)
         for gate in gates:
-            gate_block(gate, run_id, db, out)
+            gate_block(gate, info.run_id, db, out)
         if state is not None:
             out.line(f"state (after step {info.last_seq if seq is None else seq}):")
             out.block(dumps(state, indent=2))
         _print_history(steps, graph, out)
 
 
-def _graph_for(info: Any, graph_ref: str | None) -> tuple[Any, str | None]:
+def graph_for(info: Any, graph_ref: str | None) -> tuple[Any, str | None]:
+    """The run's graph, or None and why not (the run's row and history print without it)."""
     from waypoint._cli.loading import load_graph
 
     ref = graph_ref or info.graph_ref
@@ -79,11 +83,18 @@ def _graph_for(info: Any, graph_ref: str | None) -> tuple[Any, str | None]:
         return None, exc.message
 
 
-async def _state_and_gates(graph: Any, store: Any, info: Any, seq: int | None) -> tuple[Any, list[Any]]:
+async def _state_and_gates(graph: Any, store: Any, info: Any, seq: int | None,
+                           changed: bool) -> tuple[Any, list[Any]]:
     from waypoint import pending_gates, state_at
+    from waypoint.errors import StoreError
 
-    state = (await state_at(graph, store, info.run_id, seq)).model_dump(mode="json")
-    gates = await pending_gates(graph, store, info.run_id) if info.status == "waiting" else []
+    try:
+        state = (await state_at(graph, store, info.run_id, seq)).model_dump(mode="json")
+        gates = await pending_gates(graph, store, info.run_id) if info.status == "waiting" else []
+    except (StoreError, KeyError):
+        if not changed:
+            raise
+        return None, []  # the log names what the graph lacks: `explain` has said so
     return state, gates
 
 

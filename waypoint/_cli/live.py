@@ -17,13 +17,12 @@ One line per node event, built on `RunHandle.events()`; `run_id:` and
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 import click
 
 from waypoint._cli.answers import example, shape
-from waypoint._cli.common import Db, clip, dumps
+from waypoint._cli.common import Db, clip, command, dumps
 from waypoint._cli.output import STATUS_STYLES, Out
 
 LABELS = {  # event kind -> (shown as, style)
@@ -127,9 +126,9 @@ async def report(result: Any, graph: Any, store: Any, db: Db, out: Out) -> None:
     elif status == "failed":
         out.line("fix the cause, then: " + resume_command(result.run_id, None, None, db))
         raise click.ClickException(str(result.error or "the run failed"))
-    else:
-        raise click.ClickException(f"run {result.run_id!r} was {status}; `waypoint resume "
-                                   f"{result.run_id}` continues it.")
+    else:  # interrupted (resumable as it is) or cancelled on purpose (resumable by force)
+        how = command("resume", result.run_id, *(["--force"] if status == "cancelled" else []), db=db)
+        raise click.ClickException(f"run {result.run_id!r} was {status}; `{how}` continues it.")
 
 
 async def show_gates(graph: Any, store: Any, run_id: str, db: Db, out: Out) -> None:
@@ -157,9 +156,21 @@ def gate_block(gate: Any, run_id: str, db: Db, out: Out) -> None:
 
 
 def resume_command(run_id: str, gate: str | None, answer: Any, db: Db) -> str:
-    parts = ["waypoint", "resume", run_id]
-    if gate is not None:
-        parts += ["--gate", gate, "--input", dumps(answer)]
-    if db.explicit:
-        parts += ["--db", str(db.path)]
-    return " ".join(shlex.quote(p) for p in parts)
+    """The `waypoint resume` line printed at a gate, after a failure or an interruption."""
+    options = ["--gate", gate, "--input", dumps(answer)] if gate is not None else []
+    return command("resume", run_id, *options, db=db)
+
+
+async def finished_run(store: Any, info: Any, db: Db) -> str:
+    """What `resume` of a done run says: the exact fork command that runs part of it again.
+
+    The fork starts after the run's last wait at a gate (so the gate asks again), or
+    from the start when it never waited.
+    """
+    from waypoint import history
+
+    waits = [s.seq for s in await history(store, info.run_id) if s.kind == "wait"]
+    at, what = (waits[-1], "asks its last gate again") if waits else (0, "runs it again from the start")
+    return (f"run {info.run_id!r} already finished (done); there is nothing to resume. To run part "
+            f"of it again, fork it from a step: `{command('fork', info.run_id, '--at', str(at), db=db)}` "
+            f"{what} (`{command('show', info.run_id, db=db)}` lists the steps).")

@@ -6,7 +6,9 @@
 
 The attribute may be a compiled `Graph`, a `GraphBuilder` (compiled here) or a
 function of no arguments returning either. A run stores the reference with the
-file made absolute, so `resume` finds the graph from any directory.
+file made absolute, so `resume` finds the graph from any directory. Graphs are
+always imported with no event loop running (`graph_of_run`), since a graph file
+may run itself at import.
 `load_definition` stops short of compiling, for `waypoint check`, and a
 `GraphError` raised while importing or calling the definition is a
 `DefinitionFailed` (still a usage problem to the other commands) that carries it.
@@ -19,11 +21,12 @@ import importlib.util
 import os
 import sys
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from waypoint._cli.common import UsageProblem
+from waypoint._cli.common import Db, UsageProblem, read_run, run_async
 from waypoint.errors import GraphError
 
 EXAMPLES = "e.g. examples/approval.py:graph or myapp.flows:graph"
@@ -67,6 +70,24 @@ def stored_graph(info: Any, graph_ref: str | None = None) -> tuple[Any, str]:
         hint = "" if graph_ref else (f" (the reference stored with run {info.run_id!r}; pass "
                                      "--graph MODULE_OR_FILE:GRAPH if it moved)")
         raise UsageProblem(exc.message + hint) from None
+
+
+def graph_of_run(db: Db, run_id: str, graph_ref: str | None) -> tuple[Any, Any, str]:
+    """(RunInfo, graph, reference) of a stored run, its graph file imported outside any event loop.
+
+    A graph file may run itself at import (`asyncio.run(main())`, `run_sync(...)`,
+    as the README's snippet does): that only works with no loop running, so the
+    run's row is read in a loop of its own and the graph imported after it closed.
+    """
+    info = run_async(read_run(db, run_id))
+    return (info, *stored_graph(info, graph_ref))
+
+
+def stored_graph_off_loop(info: Any) -> Any:
+    """`stored_graph(info)[0]` from inside a running event loop (`tick`'s `graph_for`):
+    imported in a thread of its own, which runs no loop, for a file that runs itself."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(stored_graph, info).result()[0]
 
 
 def load_definition(ref: str) -> tuple[Any, str]:

@@ -18,7 +18,7 @@ from waypoint._cli.output import STATUS_STYLES, Out
 async def tick_runs(db: Db, out: Out) -> bool:
     """Resume every waiting run whose gate deadline passed; False if one could not be."""
     from waypoint import tick
-    from waypoint._cli.loading import stored_graph
+    from waypoint._cli.loading import stored_graph_off_loop
 
     skipped: list[tuple[str, str]] = []
     graphs: dict[str, Any] = {}
@@ -26,7 +26,7 @@ async def tick_runs(db: Db, out: Out) -> bool:
     def graph_for(info: Any) -> Any:
         try:
             if info.graph_ref not in graphs:
-                graphs[info.graph_ref] = stored_graph(info, None)[0]
+                graphs[info.graph_ref] = stored_graph_off_loop(info)
             return graphs[info.graph_ref]
         except UsageProblem as exc:
             skipped.append((info.run_id, exc.message))
@@ -34,6 +34,7 @@ async def tick_runs(db: Db, out: Out) -> bool:
 
     async with opened(db) as store:
         results = await tick(store, graph_for)
+    skipped += [(s.run_id, s.reason) for s in getattr(results, "skipped", ())]
     for result in results:
         waiting = f"  waiting: {', '.join(result.waiting)}" if result.waiting else ""
         out.line(f"{result.run_id}  ", (result.status, STATUS_STYLES.get(result.status)), waiting)

@@ -21,7 +21,7 @@ Segment = str | tuple[str, str | None]
 
 STATUS_STYLES = {
     "done": "green", "waiting": "bold yellow", "running": "cyan", "failed": "bold red",
-    "cancelled": "magenta",
+    "interrupted": "yellow", "cancelled": "magenta",
 }
 
 
