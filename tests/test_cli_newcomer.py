@@ -174,3 +174,40 @@ def test_show_and_render_of_an_edited_graph_explain_instead_of_failing(started, 
     flow(tmp_path / "flow.py")  # put back: everything draws again, without a warning
     drawn = wp("render", "--run", run_id, "--db", db)
     assert drawn.returncode == 0 and drawn.stderr == ""
+
+
+# -- printed commands, run as printed ----------------------------------------------------
+def test_printed_commands_work_for_a_dash_run_id_and_the_default_database(tmp_path):
+    from tests.test_cli import EXAMPLE
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir(), elsewhere.mkdir()
+    started = wp("run", EXAMPLE, "--input", '{"topic": "tides"}', "--run-id", "-17", cwd=here)
+    assert started.returncode == 0, started.stderr
+    resume = printed(started.stdout, "resume")
+    assert resume[-2:] == ["--", "-17"] and str(here / "waypoint.db") in resume
+    done = wp(*resume, cwd=elsewhere)  # the default database, found from another directory
+    assert done.returncode == 0, done.stderr
+    assert "status: done" in done.stdout
+
+    again = wp("resume", "--db", str(here / "waypoint.db"), "--", "-17", cwd=elsewhere)
+    assert again.returncode == 1 and "already finished" in again.stderr
+    fork = printed(again.stderr, "fork")
+    assert fork[-2:] == ["--", "-17"] and "--at" in fork
+    forked = wp(*fork, cwd=elsewhere)  # after the last wait: the gate asks again
+    assert forked.returncode == 0, forked.stderr
+    assert "status: waiting" in forked.stdout and "gate: approve" in forked.stdout
+    listed = wp(*printed(again.stderr, "show"), cwd=elsewhere)
+    assert listed.returncode == 0 and "status: done" in listed.stdout
+
+
+def test_an_unknown_run_names_the_database_it_looked_in(tmp_path):
+    from tests.test_cli import EXAMPLE
+
+    db = str(tmp_path / "runs.db")
+    assert wp("run", EXAMPLE, "--input", '{"topic": "t"}', "--db", db).returncode == 0
+    for verb in ("show", "resume", "fork", "render --run", "cancel"):
+        done = wp(*verb.split(), "run-nope", "--db", db)
+        assert done.returncode == 1, (verb, done.stderr)
+        assert f"no run 'run-nope' in {db}" in done.stderr, (verb, done.stderr)
+        assert wp(*printed(done.stderr, "runs")).returncode == 0
