@@ -1,14 +1,18 @@
 """A graph run in a subprocess that the durability tests SIGKILL and resume.
 
-    python tests/crash_worker.py start|resume DB RUN_ID EXEC_LOG GENERATION
+    python tests/crash_worker.py start|resume DB RUN_ID EXEC_LOG GENERATION [HOLD_AT]
 
 Every node appends "GENERATION ACTIVATION NODE" to EXEC_LOG when it starts, so
-the parent can tell which activations ran in which process.
+the parent can tell which activations ran in which process. With HOLD_AT, a
+node that starts once step HOLD_AT is committed hangs until the process is
+killed: the run cannot finish before the parent has seen that step and killed
+it, however slowly the parent is scheduled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from typing import Annotated
 
@@ -26,13 +30,24 @@ class Work(BaseModel):
     final: str = ""
 
 
-def build(exec_log: str, generation: str) -> wp.Graph:
+async def hold_once_committed(db: str | None, run_id: str, hold_at: int | None) -> None:
+    """Hang forever (until SIGKILL) if step `hold_at` of `run_id` is already committed."""
+    if hold_at is None or db is None:
+        return
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        last = conn.execute("SELECT max(seq) FROM steps WHERE run_id = ?", (run_id,)).fetchone()[0]
+    if (last or 0) >= hold_at:
+        await asyncio.Event().wait()
+
+
+def build(exec_log: str, generation: str, db: str | None = None, hold_at: int | None = None) -> wp.Graph:
     g = wp.GraphBuilder(Work, name="crashable")
 
     def traced(name):
         async def node(state: Work, ctx: wp.NodeContext):
             with open(exec_log, "a") as f:
                 f.write(f"{generation} {ctx.activation} {name}\n")
+            await hold_once_committed(db, ctx.run_id, hold_at)
             await asyncio.sleep(0.03)
             return _UPDATES[name](state)
 
@@ -46,6 +61,7 @@ def build(exec_log: str, generation: str) -> wp.Graph:
     async def double(item: int, ctx: wp.NodeContext) -> int:
         with open(exec_log, "a") as f:
             f.write(f"{generation} {ctx.activation} double\n")
+        await hold_once_committed(db, ctx.run_id, hold_at)
         await asyncio.sleep(0.03)
         return item * 2
 
@@ -71,8 +87,8 @@ _UPDATES = {
 }
 
 
-async def main(mode: str, db: str, run_id: str, exec_log: str, generation: str) -> None:
-    graph = build(exec_log, generation)
+async def main(mode: str, db: str, run_id: str, exec_log: str, generation: str, hold_at: str = "") -> None:
+    graph = build(exec_log, generation, db, int(hold_at) if hold_at else None)
     store = wp.SQLiteStore(db)
     try:
         if mode == "start":
@@ -86,4 +102,4 @@ async def main(mode: str, db: str, run_id: str, exec_log: str, generation: str) 
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:6]))
+    asyncio.run(main(*sys.argv[1:7]))

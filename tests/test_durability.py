@@ -21,9 +21,10 @@ WORKER = Path(__file__).parent / "crash_worker.py"
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
 
 
-def spawn(mode, db, run_id, exec_log, generation):
+def spawn(mode, db, run_id, exec_log, generation, hold_at=""):
+    """The worker; with `hold_at` its run cannot finish before step `hold_at` is seen and killed."""
     return subprocess.Popen(
-        [sys.executable, str(WORKER), mode, str(db), run_id, str(exec_log), str(generation)],
+        [sys.executable, str(WORKER), mode, str(db), run_id, str(exec_log), str(generation), str(hold_at)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
@@ -68,14 +69,14 @@ def uninterrupted_final(tmp_path) -> str:
 @pytest.mark.parametrize("kill_at", [[1], [2, 5], [4, 9, 14], [7, 12, 15, 17], [3, 13, 18]])
 def test_sigkill_at_any_step_loses_nothing_and_repeats_nothing(tmp_path, kill_at):
     db, log = tmp_path / "runs.db", tmp_path / "exec.log"
-    proc = spawn("start", db, "crash", log, 0)
+    proc = spawn("start", db, "crash", log, 0, kill_at[0])
     committed_before_kill: list[set[str]] = []
     for generation, target in enumerate(kill_at, start=1):
         assert wait_for_seq(proc, db, target), f"the run finished before step {target}"
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
         committed_before_kill.append(done_activations(db))
-        proc = spawn("resume", db, "crash", log, generation)
+        proc = spawn("resume", db, "crash", log, generation, ([*kill_at, ""])[generation])
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.split() == ["done", uninterrupted_final(tmp_path)]
