@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import pytest
 from pydantic import BaseModel
 
 from waypoint import (
-    END, START, GraphBuilder, GraphError, MemoryStore, RunResult, SQLiteStore, resume, start,
+    END, START, GraphBuilder, GraphError, MemoryStore, NodeContext, RunResult, SQLiteStore, resume, start,
 )
 from waypoint.graphs.check import check_graph
 
@@ -35,12 +35,15 @@ class Project(BaseModel):
     numbers: list[int] = []
 
 
-def worker_graph(calls: dict[str, int] | None = None, fail: set[str] | None = None) -> Any:
-    async def research(state: Task) -> dict:
+def worker_graph(calls: dict[str, int] | None = None, fail: set[str] | None = None,
+                 before_failing: Callable[[NodeContext], Awaitable[None]] | None = None) -> Any:
+    async def research(state: Task, ctx: NodeContext) -> dict:
         await asyncio.sleep(state.delay)
         if calls is not None:
             calls[state.name] = calls.get(state.name, 0) + 1
         if fail and state.name in fail:
+            if before_failing is not None:
+                await before_failing(ctx)
             raise RuntimeError(f"no sources for {state.name}")
         return {"report": f"report on {state.name}"}
 
@@ -104,12 +107,19 @@ async def test_input_turns_an_item_that_is_not_a_model_into_the_childs_input():
 async def test_resuming_after_a_failed_item_does_not_rerun_the_finished_ones(tmp_path):
     calls: dict[str, int] = {}
     failing = {"logistics"}
-    graph = mapping(worker_graph(calls, failing), output=lambda final: final.report,
-                    max_items=5).compile()
     store = SQLiteStore(tmp_path / "runs.db")
+
+    async def siblings_done(ctx: NodeContext) -> None:
+        """The failing item fails only once the other items' child runs are committed done."""
+        prefix = ctx.run_id.rsplit("item", 1)[0]
+        while sorted(r.status for r in await store.list_runs()
+                     if r.run_id.startswith(prefix) and r.run_id != ctx.run_id) != ["done", "done"]:
+            await asyncio.sleep(0.005)
+
+    graph = mapping(worker_graph(calls, failing, siblings_done), output=lambda final: final.report,
+                    max_items=5).compile()
     try:
-        # the failing item is the slowest, so the others have finished (and are committed) first
-        first = await (await start(graph, plan("rules", "logistics", "pricing", delays=(0, 0.1, 0)),
+        first = await (await start(graph, plan("rules", "logistics", "pricing"),
                                    store=store)).result(raise_on_failure=False)
         assert first.status == "failed"
         assert "no sources for logistics" in str(first.error)
