@@ -98,3 +98,12 @@ def drawn(svg: str) -> list[tuple[tuple[str, ...], set[tuple[str | None, str | N
             paint = {(e.get("fill"), e.get("stroke")) for e in g.iter() if e.tag != f"{SVG}text"}
             found.append((texts, paint))
     return found
+
+
+def test_without_dot_make_py_says_how_to_install_it_and_writes_nothing(tmp_path):
+    out = tmp_path / "diagrams"
+    done = subprocess.run([sys.executable, str(COMMITTED / "make.py"), str(out)], capture_output=True,
+                          text=True, env={**os.environ, "PATH": str(tmp_path)}, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "apt-get install graphviz" in done.stderr and "--no-svg" in done.stderr
+    assert not out.exists()

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -139,6 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--page", type=Path, help="the Markdown page [default: OUT/../diagrams.md]")
     parser.add_argument("--no-svg", action="store_true", help="Mermaid only (no Graphviz binary)")
     args = parser.parse_args(argv)
+    if not args.no_svg and shutil.which("dot") is None:  # before anything is written
+        parser.error("the SVGs need Graphviz's `dot`, which is not on PATH: apt-get install graphviz "
+                     "(macOS: brew install graphviz), or add --no-svg to write the Mermaid files and "
+                     "the page only")
     out = args.out.resolve()
     page_path = (args.page or out.parent / "diagrams.md").resolve()
     out.mkdir(parents=True, exist_ok=True)
