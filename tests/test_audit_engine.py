@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from typing import Annotated
 
 import pytest
 from pydantic import BaseModel
@@ -266,3 +267,37 @@ async def test_the_advised_join_compiles_and_runs_stay_within_the_stated_bound(s
 def test_assert_terminates_agrees_with_compile_on_the_joined_graph():
     from waypoint.testing.termination import assert_terminates
     assert_terminates(fan_into_guard(joined=True).compile(), runs=25)
+
+
+# -- item 14: compiling a wide fan-out is near-linear ----------------------------------------
+
+class Wide(BaseModel):
+    done: Annotated[list[str], wp.append] = []
+    last: str = ""
+
+
+def wide_fan_out(k: int, last_value_writers: int) -> wp.GraphBuilder:
+    g = wp.GraphBuilder(Wide, name=f"wide{k}")
+    names = [f"b{i}" for i in range(k)]
+    for i, name in enumerate(names):
+        g.node(lambda s: None, name=name, writes=["last"] if i < last_value_writers else ["done"])
+    g.join("merge")
+    g.edge(wp.START, names)
+    g.edge(names, "merge")
+    g.edge("merge", wp.END)
+    return g
+
+
+@pytest.mark.parametrize("writers", [0, 2])
+def test_the_parallel_writes_check_compares_only_nodes_that_write_last_value_fields(monkeypatch, writers):
+    from waypoint.graphs import _checks_forks
+    compared = []
+    clash = _checks_forks._clash
+    monkeypatch.setattr(_checks_forks, "_clash", lambda a, b, *rest: compared.append((a, b)) or clash(a, b, *rest))
+    g = wide_fan_out(2000, writers)
+    if writers:
+        with pytest.raises(wp.GraphError, match="nodes 'b0' and 'b1' can run at the same time"):
+            g.compile()
+    else:
+        assert g.compile().max_steps == 2000 + 1
+    assert len(compared) == writers * (writers - 1) // 2  # not 2000 * 1999 / 2

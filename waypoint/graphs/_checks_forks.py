@@ -144,31 +144,49 @@ def effective_writes(spec: Spec, name: str) -> frozenset[str]:
 
 
 def parallel_writes(spec: Spec) -> list[str]:
-    """Two nodes on sibling branches of a fork, neither after the other, writing one last-value field."""
-    import networkx as nx
+    """Two nodes on sibling branches of a fork, neither after the other, writing one last-value field.
 
-    g = spec.digraph
+    Only nodes that write a last-value field are compared, so a wide fan-out whose
+    branches append to reducer fields costs one walk per branch, not one per pair.
+    """
     last_value = {f for f, s in spec.schema.fields.items() if s.reducer is None}
-    all_forks = list(forks(spec, assume_fan_out=False))
-    if not all_forks:  # nothing runs side by side: skip the O(N^2) reachability below
-        return []
     writes = {n: effective_writes(spec, n) & last_value for n in spec.nodes}
-    below = {n: nx.descendants(g, n) for n in spec.nodes}
+    writers = {n for n, fields in writes.items() if fields}
+    all_forks = forks(spec, assume_fan_out=False) if writers else []
+    if not all_forks:  # nothing runs side by side, or nothing could clash
+        return []
+    below = _descendants(spec)
     found: dict[tuple[str, str], set[str]] = {}
     for fork in all_forks:
-        sides = [({t} | below.get(t, set())) - {END} for t in fork.targets]
-        for i, left in enumerate(sides):
-            for right in sides[i + 1:]:
-                for a in left - right:
-                    for b in right - left:
-                        shared = writes[a] & writes[b]
-                        if shared and a not in below[b] and b not in below[a]:
+        sides = [({t} | below(t)) - {END} for t in fork.targets]
+        busy = [(side, side & writers) for side in sides if side & writers]
+        for i, (left, left_writers) in enumerate(busy):
+            for right, right_writers in busy[i + 1:]:
+                for a in left_writers - right:
+                    for b in right_writers - left:
+                        shared = _clash(a, b, writes, below)
+                        if shared:
                             found.setdefault(tuple(sorted((a, b))), set()).update(shared)  # type: ignore[arg-type]
     return [
         f"nodes {a!r} and {b!r} can run at the same time and both write last-value field(s) "
         f"{sorted(fields)}; give the field a reducer (Annotated[..., append]) or let one node write it."
         for (a, b), fields in sorted(found.items())
     ] + _twice_at_once(spec, writes)
+
+
+def _clash(a: str, b: str, writes: dict[str, frozenset[str]], below: Any) -> frozenset[str]:
+    """The last-value fields both write, when neither node comes after the other."""
+    shared = writes[a] & writes[b]
+    return shared if shared and a not in below(b) and b not in below(a) else frozenset()
+
+
+def _descendants(spec: Spec) -> Any:
+    """`below(node)`: the nodes reachable from it, computed once per node asked about."""
+    import functools
+
+    import networkx as nx
+
+    return functools.cache(lambda name: nx.descendants(spec.digraph, name) if name in spec.digraph else set())
 
 
 def _twice_at_once(spec: Spec, writes: dict[str, frozenset[str]]) -> list[str]:
