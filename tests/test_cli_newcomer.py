@@ -211,3 +211,66 @@ def test_an_unknown_run_names_the_database_it_looked_in(tmp_path):
         assert done.returncode == 1, (verb, done.stderr)
         assert f"no run 'run-nope' in {db}" in done.stderr, (verb, done.stderr)
         assert wp(*printed(done.stderr, "runs")).returncode == 0
+
+
+# -- messages that lead to the fix ---------------------------------------------------------
+SHAPE = '{approved: boolean, comment: string = ""}'
+
+
+def test_a_wrong_answer_names_the_field_and_prints_the_waiting_screens_shape(tmp_path):
+    from tests.test_cli import EXAMPLE
+
+    db = str(tmp_path / "runs.db")
+    started = wp("run", EXAMPLE, "--input", '{"topic": "t"}', "--db", db)
+    run_id = run_id_of(started.stdout)
+    assert f"answer:   {SHAPE}" in started.stdout
+    cases = {'{"aproved": true}': ["'aproved' is not a field of Approval (did you mean 'approved'?)",
+                                   "field 'approved' is missing"],
+             '{"approved": "maybe"}': ["field 'approved': Input should be a valid boolean",
+                                       '(got "maybe")']}
+    for answer, expected in cases.items():
+        done = wp("resume", run_id, "--input", answer, "--db", db)
+        assert done.returncode == 1
+        for text in [*expected, f"Expected shape: {SHAPE}.", "still waiting"]:
+            assert text in done.stderr, (answer, done.stderr)
+        assert '"title"' not in done.stderr  # no raw JSON Schema
+
+
+def test_a_bad_input_names_the_field_the_shape_and_the_closest_name(tmp_path):
+    from tests.test_cli import EXAMPLE
+
+    db = str(tmp_path / "runs.db")
+    cases = {'{"topik": "t"}': ["'topik' is not a field of Article (did you mean 'topic'?)",
+                                "field 'topic' is missing"],
+             '{"topic": "t", "revison": 2}': ["'revison' is not a field of Article (did you mean "
+                                              "'revision'?)"],
+             '{"topic": 3}': ["field 'topic': Input should be a valid string (got 3)"],
+             '[1]': ["the value: Input should be a valid dictionary"]}
+    for given, expected in cases.items():
+        done = wp("run", EXAMPLE, "--input", given, "--db", db)
+        assert done.returncode == 2, given
+        for text in [*expected, "--input for graph 'approval'", "Expected shape: {topic: string, "]:
+            assert text in done.stderr, (given, done.stderr)
+        assert "errors.pydantic.dev" not in done.stderr and "input_value" not in done.stderr
+    assert not Path(db).exists()  # refused before the database was even opened
+
+
+def test_misfit_in_process():
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
+    from waypoint._messages import misfit, unknown_keys
+
+    class Loose(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        a: int
+
+    class Strict(BaseModel):
+        count: int
+
+    assert unknown_keys({"a": 1, "b": 2}, Loose) == [] and unknown_keys({"cuont": 1}, Strict) == ["cuont"]
+    try:
+        Strict.model_validate({"cuont": 1})
+    except ValidationError as exc:
+        text = misfit("the input", {"cuont": 1}, Strict, exc)
+    assert text == ("the input does not fit Strict: 'cuont' is not a field of Strict (did you mean "
+                    "'count'?); field 'count' is missing. Expected shape: {count: integer}.")

@@ -63,9 +63,11 @@ def run(graph_ref: str, input_: Any, db: str | None, run_id: str | None) -> None
     GRAPH names a compiled Graph, a GraphBuilder, or a function of no arguments
     returning one, in a module (pkg.flows:graph) or a file (flows.py:graph).
     """
+    from waypoint._cli.answers import check_input
     from waypoint._cli.loading import load_graph
 
     graph, canonical = load_graph(graph_ref)
+    check_input(graph, input_)
     run_async(_run(graph, canonical, input_, resolve_db(db), run_id))
 
 

@@ -6,56 +6,26 @@
 
 The example takes each field's default where there is one and a placeholder of
 the right type otherwise, so the printed resume command is valid as printed.
+`shape` lives in `waypoint._messages`, so the library's errors print the same shape.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from waypoint._messages import MAX_DEPTH, resolve, shape
+
+__all__ = ["example", "shape"]
 
 PLACEHOLDERS: dict[str, Any] = {
     "string": "", "integer": 0, "number": 0, "boolean": True, "null": None, "array": [],
     "object": {},
 }
-MAX_DEPTH = 4
-
-
-def shape(schema: dict[str, Any], root: dict[str, Any] | None = None, depth: int = 0) -> str:
-    root = root if root is not None else schema
-    node = _resolve(schema, root)
-    if "const" in node:
-        return json.dumps(node["const"])
-    if "enum" in node:
-        return " | ".join(json.dumps(v) for v in node["enum"])
-    variants = node.get("anyOf") or node.get("oneOf") or node.get("allOf")
-    if variants:
-        return " | ".join(shape(v, root, depth) for v in variants)
-    kind = node.get("type")
-    if isinstance(kind, list):
-        return " | ".join(kind)
-    if kind == "array":
-        return f"list[{shape(node.get('items', {}), root, depth + 1)}]"
-    if kind == "object" and "properties" in node and depth < MAX_DEPTH:
-        return "{" + ", ".join(_fields(node, root, depth)) + "}"
-    if kind == "object" and isinstance(node.get("additionalProperties"), dict):
-        return f"dict[string, {shape(node['additionalProperties'], root, depth + 1)}]"
-    return kind or "any"
-
-
-def _fields(node: dict[str, Any], root: dict[str, Any], depth: int) -> list[str]:
-    required = set(node.get("required", ()))
-    fields = []
-    for name, sub in node["properties"].items():
-        text = f"{name}: {shape(sub, root, depth + 1)}"
-        if name not in required:
-            text += f" = {json.dumps(sub['default'])}" if "default" in sub else " (optional)"
-        fields.append(text)
-    return fields
 
 
 def example(schema: dict[str, Any], root: dict[str, Any] | None = None, depth: int = 0) -> Any:
     root = root if root is not None else schema
-    node = _resolve(schema, root)
+    node = resolve(schema, root)
     for key in ("default", "const"):
         if key in node:
             return node[key]
@@ -65,7 +35,7 @@ def example(schema: dict[str, Any], root: dict[str, Any] | None = None, depth: i
         return node["examples"][0]
     variants = node.get("anyOf") or node.get("oneOf") or node.get("allOf")
     if variants:
-        useful = [v for v in variants if _resolve(v, root).get("type") != "null"] or variants
+        useful = [v for v in variants if resolve(v, root).get("type") != "null"] or variants
         return example(useful[0], root, depth)
     kind = node.get("type")
     if isinstance(kind, list):
@@ -77,11 +47,22 @@ def example(schema: dict[str, Any], root: dict[str, Any] | None = None, depth: i
     return PLACEHOLDERS.get(kind, None)  # type: ignore[arg-type]
 
 
-def _resolve(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part, {}) if isinstance(target, dict) else {}
-        return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    return node
+def check_input(graph: Any, value: Any) -> None:
+    """Refuse a `--input` that does not fit the graph's state, naming each field and the shape.
+
+    A key that is not a field is refused too (pydantic would drop it silently), with
+    the field it was probably meant to be.
+    """
+    from pydantic import ValidationError
+
+    from waypoint._cli.common import UsageProblem
+    from waypoint._messages import misfit, unknown_keys
+
+    try:
+        graph.schema.initial(value)
+    except ValidationError as exc:
+        raise UsageProblem(f"--input for graph {graph.name!r}: "
+                           f"{misfit('the input', value, graph.state_type, exc)}") from None
+    if unknown_keys(value, graph.state_type):
+        raise UsageProblem(f"--input for graph {graph.name!r}: "
+                           f"{misfit('the input', value, graph.state_type)}")
