@@ -14,13 +14,13 @@ against the schema; an invalid one raises `GateError` and the run stays waiting.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel, ValidationError
 
+from waypoint._messages import misfit
 from waypoint.errors import GateError
 from waypoint.nodes.base import Node
 
@@ -62,9 +62,7 @@ class GateNode(Node):
             return self.answer.model_validate(raw)
         except ValidationError as exc:
             raise GateError(
-                f"run {run_id!r}, gate {self.name!r}: the answer does not fit "
-                f"{self.answer.__name__}: {_describe(exc)}. Expected shape: "
-                f"{json.dumps(self.answer.model_json_schema().get('properties', {}))}. "
+                f"run {run_id!r}, gate {self.name!r}: {misfit('the answer', raw, self.answer, exc)} "
                 "The run is still waiting; resume again with a corrected answer.",
                 run_id=run_id,
                 node=self.name,
@@ -78,10 +76,3 @@ class GateNode(Node):
             return {self.into: answer}
         return None
 
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"field {where!r}: {err['msg']}")
-    return "; ".join(parts)
