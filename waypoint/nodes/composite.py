@@ -99,7 +99,9 @@ class MapNode(Node):
                     waiting[index] = paused
                     return
                 results[index] = await ctx.commit_item(index, result)
+                ctx.emit("map_progress", {"done": len(results), "total": len(items)})  # the CLI's bar
 
+        ctx.emit("map_progress", {"done": len(results), "total": len(items)})
         try:
             async with asyncio.TaskGroup() as group:
                 for index, item in enumerate(items):
