@@ -1,22 +1,27 @@
 """The running display of `run` and `resume`, and what a run that stopped prints.
 
     run_id: run-3f2a9c1d7e4b
+    EVENT     NODE          ACT    SEQ      TIME  DETAIL
     started   research      0.0
-    finished  research      0.0  seq 1  notes+=["researching 'tides' in two sources"]
+    finished  research      0.0    1       0.01s  notes+=["researching 'tides' in two sources"]
     ...
-    waiting   approve       5.0  seq 6  Publish revision 1 of the article on 'tides'?
+    waiting   approve       5.0    6       0.00s  Publish revision 1 of the article on 'tides'?
     status: waiting
     gate: approve
       question: ...
       answer:   {approved: boolean, comment: string = ""}
       resume:   waypoint resume run-3f2a9c1d7e4b --gate approve --input '{"approved": true, ...}'
 
-One line per node event, built on `RunHandle.events()`; `run_id:` and
-`status:` lines are stable for scripts to grep.
+One line per node event, built on `RunHandle.events()`, TIME being how long the
+activation ran; in a terminal, a live panel (`progress.Running`) shows what runs
+now, for how long, and each map's progress bar. `run_id:` and `status:` lines
+are stable for scripts to grep.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any
 
 import click
@@ -24,6 +29,7 @@ import click
 from waypoint._cli.answers import example, shape
 from waypoint._cli.common import Db, clip, command, dumps
 from waypoint._cli.output import STATUS_STYLES, Out
+from waypoint._cli.progress import Running, elapsed
 
 LABELS = {  # event kind -> (shown as, style)
     "node_started": ("started", "dim"),
@@ -45,19 +51,28 @@ def short_delta(delta: dict[str, Any], graph: Any, width: int = 110) -> str:
 
 
 class EventView:
-    """Prints one line per node event of a run."""
+    """Prints one line per node event of a run, under a header naming the columns."""
 
     def __init__(self, graph: Any, out: Out) -> None:
         self.graph, self.out = graph, out
         self.width = max([len(n) for n in qualified_names(graph)] + [8])
+        self.running = Running()
+        self.headed = False
 
     def show(self, event: Any) -> None:
+        self.running.update(event)
         if event.kind not in LABELS or event.node is None:
             return  # run-level events are summed up at the end; custom ones (tokens) skipped
+        if not self.headed:
+            self.headed = True
+            self.out.line((f"{'EVENT':<9} {'NODE':<{self.width}}  {'ACT':<5}  {'SEQ':<4}  "
+                           f"{'TIME':>7}  DETAIL", "bold"))
         label, style = LABELS[event.kind]
-        seq = f"seq {event.seq}" if event.seq is not None and event.kind != "node_started" else ""
+        seq = str(event.seq) if event.seq is not None and event.kind != "node_started" else ""
+        took = self.running.took(event)
         self.out.line((f"{label:<9} ", style), (f"{event.node:<{self.width}}", "bold"),
-                      (f"  {event.activation or '-':<5}", "dim"), (f"  {seq:<7}", "dim"),
+                      (f"  {event.activation or '-':<5}  {seq:<4}", "dim"),
+                      (f"  {elapsed(took) if took is not None else '':>7}  ", "cyan"),
                       self._detail(event))
 
     def _detail(self, event: Any) -> str:
@@ -107,11 +122,26 @@ def _inner_graph(graph: Any, node: str) -> Any:
 
 
 async def follow(handle: Any, graph: Any, out: Out) -> Any:
-    """Show the run's events until it stops; its RunResult (failures not raised)."""
+    """Show the run's events until it stops; its RunResult (failures not raised).
+
+    In a terminal, a live panel under the lines shows what is running, for how
+    long, and each map's progress bar; piped output gets the lines only.
+    """
     view = EventView(graph, out)
-    async for event in handle.events():
-        view.show(event)
+    with _live_panel(view, out):
+        async for event in handle.events():
+            view.show(event)
     return await handle.result(raise_on_failure=False)
+
+
+def _live_panel(view: EventView, out: Out) -> Any:
+    if not out.color:
+        return contextlib.nullcontext()
+    from rich.live import Live
+
+    # get_renderable is called on every refresh: a long node's time goes up while it runs
+    return Live(console=out.console, get_renderable=lambda: view.running.panel(time.time()),
+                refresh_per_second=4, transient=True)
 
 
 async def report(result: Any, graph: Any, store: Any, db: Db, out: Out) -> None:
