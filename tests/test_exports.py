@@ -14,13 +14,14 @@ EXPORTED = {
     # running and inspecting
     "start", "resume", "run_sync", "resume_sync", "fork", "get_run", "history", "state_at",
     "pending_gates", "approval_log", "tick", "RunHandle", "RunResult", "Event", "GateRequest",
-    "ApprovalEntry", "Budget", "run_marks", "RunMarks",
+    "ApprovalEntry", "Budget", "run_marks", "RunMarks", "cancel",
     # stores
     "SQLiteStore", "MemoryStore", "Store", "RunInfo", "Step",
     # errors
     "WaypointError", "GraphError", "GraphChangedError", "RunError", "NodeError", "ConflictError",
     "GateError", "LeaseError", "BudgetExceededError", "StoreError", "RunNotFoundError",
-    "RunStateError", "UpdateError", "CorruptRecordError", "SchemaVersionError",
+    "RunStateError", "UpdateError", "CorruptRecordError", "SchemaVersionError", "RunMovedError",
+    "StaleAnswerError",
 }
 
 

@@ -118,7 +118,7 @@ async def test_with_a_timeout_hung_and_raising_nodes_fail_cleanly_and_resume(tmp
 
 @pytest.mark.asyncio
 @pytest.mark.timeout(60)
-async def test_without_a_timeout_a_hung_run_is_cancelled_and_resumes(tmp_path):
+async def test_without_a_timeout_a_hung_run_is_interrupted_and_resumes(tmp_path):
     graph = stuck_graph(None)
     modes = {f"c{i}": ("hang" if mode_of(i).startswith("hang") else mode_of(i)) for i in range(RUNS)}
     async with wp.SQLiteStore(tmp_path / "runs.db") as store:
@@ -134,10 +134,10 @@ async def test_without_a_timeout_a_hung_run_is_cancelled_and_resumes(tmp_path):
                 assert task.result().status == ("done" if modes[run_id] == "ok" else "failed")
         for run_id, mode in modes.items():
             if mode == "hang":
-                cancelled = await asyncio.wait_for(handles[run_id].cancel(), 5)
-                assert cancelled.status == "cancelled"
-                assert (await store.get_run(run_id)).status == "cancelled"
-                assert (await waiting[run_id]).status == "cancelled"
+                stopped = await asyncio.wait_for(handles[run_id].interrupt(), 5)
+                assert stopped.status == "interrupted"
+                assert (await store.get_run(run_id)).status == "interrupted"
+                assert (await waiting[run_id]).status == "interrupted"
         for run_id, mode in modes.items():
             if mode == "hang":
                 fixed = await (await wp.resume(graph, run_id, store=store, deps={"mode": "ok"})).result()

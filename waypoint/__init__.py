@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 
 from waypoint.checkpoints import MemoryStore, RunInfo, Step, Store
 from waypoint.engine import (
-    ApprovalEntry, Budget, Event, GateRequest, approval_log, tick, RunHandle, RunResult, fork, get_run, history, pending_gates, resume,
+    ApprovalEntry, Budget, Event, GateRequest, approval_log, cancel, tick, RunHandle, RunResult, fork, get_run, history, pending_gates, resume,
     resume_sync, run_sync, start, state_at, RunMarks, run_marks,
 )
 from waypoint.errors import (
     BudgetExceededError, ConflictError, CorruptRecordError, GateError, GraphChangedError, GraphError,
-    LeaseError, NodeError, RunError, RunNotFoundError, RunStateError, SchemaVersionError, StoreError,
-    UpdateError, WaypointError,
+    LeaseError, NodeError, RunError, RunMovedError, RunNotFoundError, RunStateError, SchemaVersionError,
+    StaleAnswerError, StoreError, UpdateError, WaypointError,
 )
 from waypoint.graphs import END, START, Graph, GraphBuilder, append, merge, reducer
 from waypoint import nodes as _nodes
@@ -65,5 +65,6 @@ __all__ = [
     "RunResult", "SQLiteStore", "Step", "Store", "StoreError", "WaypointError",
     "RunNotFoundError", "RunStateError", "UpdateError", "CorruptRecordError", "SchemaVersionError", "append",
     "fork", "get_run", "history", "merge", "pending_gates", "reducer", "resume",
-    "resume_sync", "run_sync", "start", "state_at", "RunMarks", "run_marks",
+    "resume_sync", "run_sync", "start", "state_at", "RunMarks", "run_marks", "cancel",
+    "RunMovedError", "StaleAnswerError",
 ]

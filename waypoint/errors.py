@@ -15,6 +15,8 @@ is wrong (fix the definition), a run that went wrong (fix the cause, then
     │   ├── ConflictError           two nodes wrote one last-value field
     │   ├── GateError               no such gate pending / invalid answer
     │   ├── LeaseError              the run is executed elsewhere, or we lost it
+    │   │   └── RunMovedError       a compare-and-set claim: the run moved on since read
+    │   │       └── StaleAnswerError  an answer to a wait that is no longer current
     │   └── BudgetExceededError     a per-run budget ran out
     └── StoreError                  the store
         ├── CorruptRecordError      a record that cannot be decoded
@@ -36,9 +38,11 @@ __all__ = [
     "LeaseError",
     "NodeError",
     "RunError",
+    "RunMovedError",
     "RunNotFoundError",
     "RunStateError",
     "SchemaVersionError",
+    "StaleAnswerError",
     "StoreError",
     "UpdateError",
     "WaypointError",
@@ -109,6 +113,17 @@ class GateError(RunError):
 
 class LeaseError(RunError):
     """The run is being executed by another process, or this process lost its lease."""
+
+
+class RunMovedError(LeaseError):
+    """A claim that named what its caller saw (the log's last seq, the run's status) found
+    the run moved on since: nothing was written; read the run again."""
+
+
+class StaleAnswerError(RunMovedError, GateError):
+    """An answer validated against a wait that is no longer current: another answer (or
+    execution) got there first. The message says who answered, when, and what the run
+    waits for now; nothing was written."""
 
 
 class BudgetExceededError(RunError):

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from waypoint import _faults
-from waypoint.checkpoints.memory import _Append, _held, _lost, _not_found, _refusal
+from waypoint.checkpoints.memory import _Append, _held, _lost, _moved, _not_found, _refusal
 from waypoint.checkpoints.records import RunInfo
 from waypoint.errors import RunStateError, SchemaVersionError, StoreError, WaypointError
 
@@ -142,14 +142,19 @@ def create(raw: sqlite3.Connection, now: float, info: RunInfo, owner: str | None
                     (info.run_id, *snapshot))
 
 
-def claim(raw: sqlite3.Connection, now: float, run_id: str, owner: str, ttl: float) -> tuple[Any, ...]:
+def claim(raw: sqlite3.Connection, now: float, run_id: str, owner: str, ttl: float,
+          expect_seq: int | None, expect_status: str | None) -> tuple[Any, ...]:
+    """Take the lease; with `expect_*`, a compare-and-set on what the caller saw."""
     cur = raw.execute("UPDATE runs SET status = 'running', lease_owner = ?, lease_expiry = ?, "
                       "lease_ttl = ?, updated_at = ? WHERE run_id = ? AND (lease_owner IS NULL "
-                      "OR lease_owner = ? OR lease_expiry < ?)",
-                      (owner, now + ttl, ttl, now, run_id, owner, now))
+                      "OR lease_owner = ? OR lease_expiry < ?) AND (? IS NULL OR last_seq = ?) "
+                      "AND (? IS NULL OR status = ?)",
+                      (owner, now + ttl, ttl, now, run_id, owner, now, expect_seq, expect_seq,
+                       expect_status, expect_status))
     row = run_row(raw, run_id)
     if cur.rowcount == 0:
-        raise _held(run_id, row[4], row[5], now)
+        raise (_moved(run_id, row[3], row[1], expect_seq, expect_status)
+               or _held(run_id, row[4], row[5], now))
     return row
 
 

@@ -23,7 +23,7 @@ from msgspec import structs
 from waypoint.checkpoints.records import (
     RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step, encode,
 )
-from waypoint.errors import LeaseError, RunNotFoundError, RunStateError, WaypointError
+from waypoint.errors import LeaseError, RunMovedError, RunNotFoundError, RunStateError, WaypointError
 
 __all__ = ["MemoryStore"]
 
@@ -74,6 +74,20 @@ def _held(run_id: str, holder: str | None, expiry: float, now: float) -> LeaseEr
     return LeaseError(f"run {run_id!r} is being executed by {holder} (lease until {until}, "
                       f"{expiry - now:.1f}s from now); wait for it to finish, or resume it once "
                       "the lease has expired if that process is gone", run_id=run_id)
+
+
+def _moved(run_id: str, last_seq: int, status: str, expect_seq: int | None,
+           expect_status: str | None) -> RunMovedError | None:
+    """The refusal of a compare-and-set claim whose caller saw another run, or None."""
+    seq_moved = expect_seq is not None and last_seq != expect_seq
+    status_moved = expect_status is not None and status != expect_status
+    if not (seq_moved or status_moved):
+        return None
+    seen = ", ".join(part for part in (
+        f"log end seq {expect_seq} -> {last_seq}" if seq_moved else "",
+        f"status {expect_status!r} -> {status!r}" if status_moved else "") if part)
+    return RunMovedError(f"run {run_id!r} moved on since it was read ({seen}); nothing was "
+                         "written: read the run again and decide anew", run_id=run_id, seq=last_seq)
 
 
 def _lost(run_id: str, owner: str, holder: str | None, what: str) -> LeaseError:
@@ -148,8 +162,12 @@ class MemoryStore:
         runs.sort(key=lambda r: r.created_at, reverse=True)  # stable: ties stay newest-inserted first
         return runs[:limit]
 
-    async def claim(self, run_id: str, owner: str, ttl: float) -> RunInfo:
+    async def claim(self, run_id: str, owner: str, ttl: float, *, expect_seq: int | None = None,
+                    expect_status: RunStatus | None = None) -> RunInfo:
         info, now = await self.get_run(run_id), time.time()
+        refusal = _moved(run_id, info.last_seq, info.status, expect_seq, expect_status)
+        if refusal is not None:
+            raise refusal
         if info.lease_owner not in (None, owner) and info.lease_expiry >= now:
             raise _held(run_id, info.lease_owner, info.lease_expiry, now)
         self._ttl[run_id] = ttl

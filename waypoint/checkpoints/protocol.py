@@ -15,7 +15,12 @@ conformance suite (`waypoint.testing.store_conformance`):
   its first snapshot in ONE atomic write: a crash leaves no run, or a run that
   can be resumed, never a row without its snapshot.
 - `claim` takes the run's lease if it is free, expired, or already ours;
-  otherwise it raises `LeaseError`.
+  otherwise it raises `LeaseError`. With `expect_seq` (and `expect_status`) it
+  is a compare-and-set on what the caller saw: it also requires the log to
+  still end at `expect_seq` (and the status to be unchanged), else it raises
+  `RunMovedError` and writes nothing. Of any number of concurrent claims that
+  saw the same run, at most one succeeds: this is how an answer applies only
+  to the wait it was validated against.
 - `append` is fenced: it writes only if `owner` still holds the lease and the
   first step's seq is `last_seq + 1`; otherwise `LeaseError` and nothing is
   written. Concurrent appends (of one run or many) may be committed together in
@@ -61,8 +66,13 @@ class Store(Protocol):
         `CorruptRecordError`): one bad row never hides the others.
         """
 
-    async def claim(self, run_id: str, owner: str, ttl: float) -> RunInfo:
-        """Take the lease for `ttl` seconds (free, expired or already ours) or raise `LeaseError`."""
+    async def claim(self, run_id: str, owner: str, ttl: float, *, expect_seq: int | None = None,
+                    expect_status: RunStatus | None = None) -> RunInfo:
+        """Take the lease for `ttl` seconds (free, expired or already ours) or raise `LeaseError`.
+
+        With `expect_seq`/`expect_status`, only if the run's `last_seq`/`status` are still
+        those; otherwise `RunMovedError` (checked before the lease), and nothing is written.
+        """
 
     async def renew(self, run_id: str, owner: str, ttl: float) -> None:
         """Extend our lease; `LeaseError` if we no longer hold it."""

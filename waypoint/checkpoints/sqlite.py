@@ -126,8 +126,9 @@ class SQLiteStore:
                                 (*(value for _, value in filters), limit))
         return [_listed(*row) for row in rows]
 
-    async def claim(self, run_id: str, owner: str, ttl: float) -> RunInfo:
-        return _run(run_id, await self._write(tx.claim, run_id, owner, ttl))
+    async def claim(self, run_id: str, owner: str, ttl: float, *, expect_seq: int | None = None,
+                    expect_status: RunStatus | None = None) -> RunInfo:
+        return _run(run_id, await self._write(tx.claim, run_id, owner, ttl, expect_seq, expect_status))
 
     async def renew(self, run_id: str, owner: str, ttl: float) -> None:
         await self._write(tx.renew, run_id, owner, ttl)

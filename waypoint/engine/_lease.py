@@ -8,8 +8,8 @@ import socket
 import uuid
 
 from waypoint.checkpoints.protocol import Store
-from waypoint.checkpoints.records import RunInfo
-from waypoint.errors import LeaseError
+from waypoint.checkpoints.records import RunInfo, RunStatus
+from waypoint.errors import LeaseError, RunMovedError
 
 LEASE_TTL = 30.0
 
@@ -19,7 +19,7 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _holder_is_dead(owner: str | None) -> bool:
+def holder_is_dead(owner: str | None) -> bool:
     """True if `owner` is a process on this host that no longer exists."""
     if not owner:
         return False
@@ -47,17 +47,25 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-async def claim(store: Store, run_id: str, owner: str, ttl: float = LEASE_TTL) -> RunInfo:
-    """Take the run's lease; a lease held by a dead local process is taken over at once."""
+async def claim(store: Store, run_id: str, owner: str, ttl: float = LEASE_TTL, *,
+                expect_seq: int | None = None, expect_status: RunStatus | None = None) -> RunInfo:
+    """Take the run's lease; a lease held by a dead local process is taken over at once.
+
+    With `expect_seq`/`expect_status`, a compare-and-set on what the caller saw
+    (`RunMovedError` if the run moved on since).
+    """
+    expect = {"expect_seq": expect_seq, "expect_status": expect_status}
     try:
-        return await store.claim(run_id, owner, ttl)
+        return await store.claim(run_id, owner, ttl, **expect)
+    except RunMovedError:
+        raise
     except LeaseError:
         info = await store.get_run(run_id)
-        if not _holder_is_dead(info.lease_owner):
+        if not holder_is_dead(info.lease_owner):
             raise
         # The holder was SIGKILLed: waiting out its lease would only delay recovery.
         await store.release(run_id, info.lease_owner, info.status, waiting=info.waiting)
-        return await store.claim(run_id, owner, ttl)
+        return await store.claim(run_id, owner, ttl, **expect)
 
 
 async def heartbeat(store: Store, run_id: str, owner: str, ttl: float, on_lost) -> None:

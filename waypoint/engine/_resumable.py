@@ -1,6 +1,6 @@
 """What resume checks before it writes anything, and where a gate's answer goes.
 
-    check_resumable(graph, info, allow_graph_change=False)   # not done, same graph
+    check_resumable(graph, info, allow_graph_change=False)   # not done nor cancelled, same graph
     check_not_held(info)                                     # no live process runs it
     gate = find_gate(graph, "review/approve")                # a gate, in child graphs too
     value = validate_answer(graph, info, "review/approve", {"approved": True})
@@ -16,19 +16,26 @@ from typing import Any
 from pydantic import BaseModel
 
 from waypoint.checkpoints.memory import _held
+from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo
 from waypoint.engine import _lease
-from waypoint.errors import GateError, GraphChangedError, RunStateError
+from waypoint.errors import GateError, GraphChangedError, RunStateError, StaleAnswerError
 from waypoint.graphs.graph import Graph
 from waypoint.nodes.composite import split_item_address
 from waypoint.nodes.gate import GateNode
 
 
-def check_resumable(graph: Graph, info: RunInfo, allow_graph_change: bool) -> None:
+def check_resumable(graph: Graph, info: RunInfo, allow_graph_change: bool, *, force: bool = False) -> None:
     if info.status == "done":
         raise RunStateError(
             f"run {info.run_id!r} already finished; nothing to resume. Fork it from a step "
-            "to run part of it again.", run_id=info.run_id)
+            f"to run part of it again: `waypoint fork {info.run_id} --at {info.last_seq}` (or "
+            f"fork(graph, {info.run_id!r}, at={info.last_seq}, store=...)).", run_id=info.run_id)
+    if info.status == "cancelled" and not force:
+        raise RunStateError(
+            f"run {info.run_id!r} was cancelled on purpose ({info.error or 'cancelled'}); resume "
+            "it anyway with force=True (`waypoint resume --force ...`), or fork it to start over "
+            "from a step.", run_id=info.run_id)
     check_same_graph(graph, info, allow_graph_change)
 
 
@@ -45,8 +52,32 @@ def check_not_held(info: RunInfo) -> None:
     """Read-only: the LeaseError `claim` would raise for a run a live process is executing."""
     now = time.time()
     if (info.lease_owner is not None and info.lease_expiry >= now
-            and not _lease._holder_is_dead(info.lease_owner)):
+            and not _lease.holder_is_dead(info.lease_owner)):
         raise _held(info.run_id, info.lease_owner, info.lease_expiry, now)
+
+
+async def stale_answer(store: Store, seen: RunInfo, gates: list[str]) -> StaleAnswerError:
+    """The error for answers to `gates` validated against `seen`, a run that moved on since:
+    who answered those gates meanwhile and when, and where the run stands now."""
+    now = await store.get_run(seen.run_id)
+    answered = [s for s in await store.history(seen.run_id, after=seen.last_seq)
+                if s.kind == "done" and "answer" in s.extra and s.node in gates]
+    told = "; ".join(
+        f"{s.node!r} was answered by {s.extra.get('by') or 'someone unnamed'} at "
+        f"{_when(s.extra.get('answered_at', s.at))} (step {s.seq})" for s in answered)
+    where = (f"it now waits at {now.waiting}: read what it asks with `waypoint show {now.run_id}` "
+             "and answer that if you still mean to" if now.status == "waiting" else
+             f"it is being executed by {now.lease_owner}" if now.lease_owner else
+             f"it is now {now.status!r}")
+    return StaleAnswerError(
+        f"run {seen.run_id!r}: your answer to {gates} was not applied, because the wait it was "
+        f"checked against is gone: {told or 'another resume got there first'} (the log moved from "
+        f"step {seen.last_seq} to {now.last_seq}, status {seen.status!r} -> {now.status!r}). "
+        f"Nothing was written; {where}.", run_id=seen.run_id, node=gates[0], seq=now.last_seq)
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
 def pick_gate(info: RunInfo, gate: str | None) -> str:
@@ -60,11 +91,11 @@ def pick_gate(info: RunInfo, gate: str | None) -> str:
 
 
 def validate_answer(graph: Graph, info: RunInfo, name: str, value: Any) -> BaseModel:
-    if info.status == "running":
+    if info.status in ("running", "interrupted"):
         raise GateError(
             f"run {info.run_id!r} was interrupted while running; resume it without an answer "
             "first, then answer the gates it waits at.", run_id=info.run_id, node=name)
-    if info.status != "waiting" or name not in info.waiting:
+    if info.status not in ("waiting", "cancelled") or name not in info.waiting:
         raise GateError(
             f"run {info.run_id!r}: gate {name!r} is not waiting for an answer (run status "
             f"{info.status!r}, waiting at {info.waiting}).", run_id=info.run_id, node=name)

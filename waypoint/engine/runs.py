@@ -15,52 +15,72 @@ fixed and only the failed and interrupted nodes run again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Literal, Mapping
 
+from msgspec import structs
 from pydantic import BaseModel, ValidationError
 
 from waypoint.checkpoints.memory import MemoryStore
 from waypoint.checkpoints.protocol import Store
-from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot
+from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step
 from waypoint.engine import _lease
 from waypoint.engine._budget import Budget
 from waypoint.engine._frontier import Frontier
+from waypoint.engine._ids import check_user_run_id
 from waypoint.engine._loop import Answer, RunLoop
 from waypoint.engine.events import Event, EventBus
-from waypoint.errors import RunError, RunNotFoundError, RunStateError, WaypointError
+from waypoint.errors import (
+    LeaseError, RunError, RunMovedError, RunNotFoundError, RunStateError, WaypointError,
+)
 from waypoint.engine._resumable import (
-    check_not_held, check_resumable, check_same_graph, pick_gate, validate_answer,
+    check_not_held, check_resumable, check_same_graph, pick_gate, stale_answer, validate_answer,
 )
 from waypoint.graphs.graph import Graph
 
 
 @dataclass
 class RunResult:
-    """Where a run stands after an execution: `status` is done, waiting or cancelled."""
+    """Where a run stands after an execution: `status` is done, waiting, failed,
+    interrupted or cancelled."""
 
     run_id: str
     status: RunStatus
     state: Any
     waiting: list[str] = field(default_factory=list)
     error: WaypointError | None = None
+    note: str | None = None  # what the caller should know, e.g. that an in-memory run is gone
 
 
 class RunHandle:
-    """A run executing in the background of this event loop."""
+    """A run executing in the background of this event loop.
+
+        handle = await start(graph, input, store=store)
+        result = await handle.result()    # done, waiting, interrupted or cancelled
+        await handle.interrupt()          # stop here; resumable as it is ("interrupted")
+        await handle.cancel(reason="x")   # stop for good ("cancelled"; resume needs force=True)
+    """
 
     def __init__(self, run_id: str, store: Store, bus: EventBus) -> None:
         self.run_id = run_id
         self.store = store
         self._bus = bus
         self._task: asyncio.Task[RunResult] | None = None
+        self._stop = _Stop()
 
     async def result(self, *, raise_on_failure: bool = True) -> RunResult:
-        """Wait for the run to finish, fail or wait at a gate."""
+        """Wait for the run to finish, fail, wait at a gate or be stopped."""
         assert self._task is not None
-        result = await asyncio.shield(self._task)
+        try:
+            result = await asyncio.shield(self._task)
+        except asyncio.CancelledError:
+            if not self._task.cancelled():
+                raise  # it is us, the caller, who is being cancelled
+            # Cancelled before its first line ran, so before anything could release its lease.
+            result = await self._stop.settle_unstarted(self.store, self.run_id)
         if result.status == "failed" and raise_on_failure and result.error is not None:
             raise result.error
         return result
@@ -69,14 +89,60 @@ class RunHandle:
         """The run's events from its start until it stops; iterate with `async for`."""
         return self._bus.subscribe()
 
-    async def cancel(self) -> RunResult:
-        """Stop the run; it stays resumable (status "cancelled")."""
+    async def interrupt(self) -> RunResult:
+        """Stop this execution (in-flight nodes are cancelled, the lease released): the run
+        is left "interrupted", and `resume` carries it on from its last committed step."""
+        return await self._halt("interrupted")
+
+    async def cancel(self, *, reason: str | None = None, by: str | None = None) -> RunResult:
+        """Stop the run on purpose: it is left "cancelled", and `resume` refuses it unless
+        given `force=True`. `reason` and `by` are recorded in its log."""
+        return await self._halt("cancelled", reason, by)
+
+    async def _halt(self, status: RunStatus, reason: str | None = None, by: str | None = None) -> RunResult:
         assert self._task is not None
+        self._stop.request(status, reason, by)
         self._task.cancel()
         return await self.result(raise_on_failure=False)
 
     def __await__(self):
         return self.result().__await__()
+
+
+@dataclass
+class _Stop:
+    """How an execution stopped from outside ends: the status its run is left in, and why.
+
+    Without a request (a task cancelled by its event loop's shutdown, say) the run is
+    "interrupted": nothing was decided about it, so it stays resumable.
+    """
+
+    status: RunStatus = "interrupted"
+    reason: str | None = None
+    by: str | None = None
+    owner: str | None = None  # the lease the execution holds, known once it is launched
+    settled: asyncio.Future[RunResult] | None = None
+
+    def request(self, status: RunStatus, reason: str | None, by: str | None) -> None:
+        self.status, self.reason, self.by = status, reason, by
+
+    async def settle(self, store: Store, run_id: str, state: Any, bus: EventBus | None) -> RunResult:
+        """Record the stop (a cancel's who and why as an event step) and release the lease."""
+        assert self.owner is not None
+        note = None
+        if self.status == "cancelled":
+            note = _cancel_note(self.reason, self.by)
+            with contextlib.suppress(WaypointError):  # the record is a courtesy; the status is not
+                await _record_cancel(store, run_id, self.owner, self.reason, self.by)
+        await _finish(store, run_id, self.owner, self.status, note, [])
+        if bus is not None:
+            bus.publish(Event(f"run_{self.status}", run_id, data={"reason": self.reason}))
+        return RunResult(run_id, self.status, state)
+
+    async def settle_unstarted(self, store: Store, run_id: str) -> RunResult:
+        if self.settled is None:  # once, however many callers wait for the result
+            self.settled = asyncio.ensure_future(self.settle(store, run_id, None, None))
+        return await asyncio.shield(self.settled)
 
 
 def new_run_id() -> str:
@@ -116,7 +182,7 @@ async def start(
 
     A `run_id` of yours makes the start idempotent with `if_exists="resume"`: when
     that run exists, `input` is ignored and you get the existing run: resumed if it
-    failed, was cancelled or crashed; still waiting at its gates; or, when done, a
+    failed, was interrupted or crashed; still waiting at its gates; or, when done, a
     handle whose result is its final state. (A run another live process executes
     is a `LeaseError`.) With the default "error", an existing id is a `RunStateError`.
     """
@@ -124,7 +190,7 @@ async def start(
         raise ValueError(f"start(if_exists={if_exists!r}): use 'error' or 'resume'.")
     store = store or MemoryStore()
     await store.open()
-    run_id = run_id or new_run_id()
+    run_id = new_run_id() if run_id is None else check_user_run_id(run_id)
     options = _Options(deps, max_concurrency, budget)
     existing = await _existing(store, run_id) if if_exists == "resume" else None
     if existing is not None:
@@ -171,30 +237,84 @@ async def _settled(result: RunResult) -> RunResult:
     return result
 
 
+async def cancel(run_id: str, *, store: Store, reason: str | None = None, by: str | None = None) -> RunInfo:
+    """Cancel a run on purpose: it is left "cancelled" and `resume` refuses it without
+    `force=True`. `reason` and `by` are recorded in its log. A run that another live
+    process executes is a `LeaseError` (stop it there: `handle.cancel()`); a finished
+    run is a `RunStateError`.
+
+        await cancel("order-42", store=store, reason="customer withdrew", by="ann")
+    """
+    await store.open()
+    seen = await store.get_run(run_id)
+    if seen.status == "done":
+        raise RunStateError(f"run {run_id!r} already finished; there is nothing to cancel.",
+                            run_id=run_id)
+    owner = _lease.new_owner()
+    await _lease.claim(store, run_id, owner, expect_seq=seen.last_seq, expect_status=seen.status)
+    try:
+        await _record_cancel(store, run_id, owner, reason, by)
+    finally:
+        # The gates it waited at stay named: `resume(..., force=True)` may answer them.
+        await _finish(store, run_id, owner, "cancelled", _cancel_note(reason, by), seen.waiting)
+    return await store.get_run(run_id)
+
+
+async def _record_cancel(store: Store, run_id: str, owner: str, reason: str | None, by: str | None) -> None:
+    info = await store.get_run(run_id)
+    extra = {"event": "cancelled", "reason": reason, "by": by}
+    await store.append(run_id, owner, [Step(seq=info.last_seq + 1, kind="event", node="", activation="",
+                                            at=time.time(), extra={k: v for k, v in extra.items() if v})])
+
+
+def _cancel_note(reason: str | None, by: str | None) -> str:
+    return "cancelled" + (f" by {by}" if by else "") + (f": {reason}" if reason else "")
+
+
 async def resume(
     graph: Graph, run_id: str, answer: Any = None, *, gate: str | None = None,
     answers: Mapping[str, Any] | None = None, by: str | None = None, store: Store,
     deps: Any = None, allow_graph_change: bool = False, max_concurrency: int | None = None,
-    budget: Budget | None = None, now: float | None = None,
+    budget: Budget | None = None, now: float | None = None, force: bool = False,
+    seen_seq: int | None = None,
 ) -> RunHandle:
-    """Continue a waiting, failed, cancelled or crashed run, answering gates if given.
+    """Continue a waiting, failed, interrupted or crashed run, answering gates if given.
 
     `answer` answers `gate` (or the only pending gate); `answers` maps gate names
-    to answers. Answers are validated before anything changes. `now` (a Unix time)
-    is what gate deadlines are checked against instead of the clock, so a test can
-    see a day-long deadline pass: `resume(graph, run_id, store=store, now=time.time() + 86400)`.
+    to answers. Answers are validated before anything changes, and apply only to the
+    wait they were validated against: if the run moved on meanwhile (another answer
+    got there first), nothing is written and a `StaleAnswerError` says who answered,
+    when, and what the run waits for now. Pass `seen_seq` (a `GateRequest.seq`, the
+    step `waypoint show` printed) to apply answers only to the questions exactly as
+    they were read then. A run cancelled on purpose resumes only with `force=True`. `now` (a Unix time) is what gate deadlines are checked against
+    instead of the clock, so a test can see a day-long deadline pass:
+    `resume(graph, run_id, store=store, now=time.time() + 86400)`.
     """
     await store.open()
-    info = await store.get_run(run_id)
-    check_resumable(graph, info, allow_graph_change)
-    check_not_held(info)  # a run executing elsewhere is a LeaseError first
+    seen = await store.get_run(run_id)
+    check_resumable(graph, seen, allow_graph_change, force=force)
     raw = dict(answers or {})
     if answer is not None:
-        raw[pick_gate(info, gate)] = answer
+        raw[pick_gate(seen, gate)] = answer
+    if seen_seq is not None and seen_seq != seen.last_seq:
+        seen = structs.replace(seen, last_seq=seen_seq)  # what the answerer saw: stale now
+        raise await stale_answer(store, seen, list(raw) or [gate or "?"])
+    try:
+        check_not_held(seen)  # a run executing elsewhere is a LeaseError first
+    except LeaseError:
+        if raw:
+            raise await stale_answer(store, seen, list(raw)) from None
+        raise
     # Validated before the claim, which is the first write: a refused answer changes nothing.
-    checked = {name: Answer(validate_answer(graph, info, name, value), by) for name, value in raw.items()}
+    checked = {name: Answer(validate_answer(graph, seen, name, value), by) for name, value in raw.items()}
     owner = _lease.new_owner()
-    await _lease.claim(store, run_id, owner)
+    try:  # compare-and-set on what was validated: the log's end and the status
+        await _lease.claim(store, run_id, owner, expect_seq=seen.last_seq, expect_status=seen.status)
+    except RunMovedError:
+        if raw:
+            raise await stale_answer(store, seen, list(raw)) from None
+        check_not_held(await store.get_run(run_id))  # another resume took it: say who executes it
+        raise
     return _launch(graph, store, run_id, owner, checked,
                    _Options(deps, max_concurrency, budget, now), "run_resumed")
 
@@ -212,12 +332,14 @@ class _Options:
 def _launch(graph, store, run_id, owner, answers, options: _Options, first_event) -> RunHandle:
     bus = EventBus()
     handle = RunHandle(run_id, store, bus)
+    handle._stop.owner = owner
     bus.publish(Event(first_event, run_id, data={"graph": graph.name}))
-    handle._task = asyncio.create_task(_execute(graph, store, run_id, owner, answers, options, bus))
+    handle._task = asyncio.create_task(
+        _execute(graph, store, run_id, owner, answers, options, bus, handle._stop))
     return handle
 
 
-async def _execute(graph, store, run_id, owner, answers, options: _Options, bus) -> RunResult:
+async def _execute(graph, store, run_id, owner, answers, options: _Options, bus, stop: _Stop) -> RunResult:
     current = asyncio.current_task()
     beat = asyncio.create_task(_lease.heartbeat(
         store, run_id, owner, _lease.LEASE_TTL, lambda exc: current and current.cancel()))
@@ -227,9 +349,7 @@ async def _execute(graph, store, run_id, owner, answers, options: _Options, bus)
         await loop.load()
         outcome = await loop.drive()
     except asyncio.CancelledError:
-        await _finish(store, run_id, owner, "cancelled", None, [])
-        bus.publish(Event("run_cancelled", run_id))
-        return RunResult(run_id, "cancelled", getattr(loop, "state", None))
+        return await stop.settle(store, run_id, getattr(loop, "state", None), bus)
     except WaypointError as exc:
         await _finish(store, run_id, owner, "failed", exc, [])
         bus.publish(Event("run_failed", run_id, exc.node, data={"error": str(exc)}))
@@ -260,15 +380,38 @@ async def _finish(store, run_id, owner, status, error, waiting) -> None:
 
 
 def run_sync(graph: Graph, input: Any = None, *, store: Store | None = None, **options: Any) -> RunResult:
-    """Start a run and wait for it, without async; closes the store's connection after."""
+    """Start a run and wait for it, without async; closes the store's connection after.
+
+    Without `store=`, the run lives in memory for this call only: one that stops at a
+    gate or fails cannot be resumed later, and its result (`note`) or error says so.
+    """
     async def main() -> RunResult:
         s = store or MemoryStore()
         try:
-            return await (await start(graph, input, store=s, **options)).result()
+            return await (await start(graph, input, store=s, **options)).result(raise_on_failure=False)
         finally:
             await s.close()
 
-    return asyncio.run(main())
+    result = asyncio.run(main())
+    if store is None and result.status != "done":
+        result = _gone_with_memory(result)
+    if result.status == "failed" and result.error is not None:
+        raise result.error
+    return result
+
+
+_IN_MEMORY = ("run {run_id!r} was kept in memory (run_sync was given no store=), so it is gone "
+              "now and cannot be resumed; to keep runs you can resume, pass a durable store: "
+              "run_sync(graph, input, store=SQLiteStore('runs.db')).")
+
+
+def _gone_with_memory(result: RunResult) -> RunResult:
+    note = _IN_MEMORY.format(run_id=result.run_id)
+    error = result.error
+    if error is not None:
+        error = type(error)(f"{error} Note: {note}", run_id=error.run_id, node=error.node, seq=error.seq)
+        error.__cause__ = result.error.__cause__
+    return RunResult(result.run_id, result.status, result.state, result.waiting, error, note=note)
 
 
 def resume_sync(graph: Graph, run_id: str, answer: Any = None, *, store: Store, **options: Any) -> RunResult:

@@ -27,12 +27,17 @@ from waypoint.nodes.composite import item_address
 
 @dataclass(frozen=True)
 class GateRequest:
-    """A question a waiting run asks: answer it with `resume(..., gate=name)`."""
+    """A question a waiting run asks: answer it with `resume(..., gate=name, seen_seq=seq)`.
+
+    `seq` is the run's last step when the question was read: passed back as `seen_seq`,
+    the answer applies only if the run has not moved on since (the question is unchanged).
+    """
 
     name: str
     prompt: str
     payload: Any
     schema: dict[str, Any]
+    seq: int = 0
 
 
 async def get_run(store: Store, run_id: str) -> RunInfo:
@@ -64,17 +69,24 @@ async def state_at(graph: Graph, store: Store, run_id: str, seq: int | None = No
 
 
 async def pending_gates(graph: Graph, store: Store, run_id: str) -> list[GateRequest]:
-    _, frontier, _ = await replay(graph, store, run_id)
+    """The questions `run_id` waits on, its child runs' included (named `node/gate`)."""
+    return await _pending(graph, store, run_id, None)
+
+
+async def _pending(graph: Graph, store: Store, run_id: str, seq: int | None) -> list[GateRequest]:
+    _, frontier, last = await replay(graph, store, run_id)
+    seq = last if seq is None else seq  # a child's gates are answered through its parent run
     requests = []
     for act_id, request in frontier.waits.items():
         node = frontier.pending[act_id].node
         children = waiting_children(node, request)
         if not children:
-            requests.append(GateRequest(node, request["prompt"], request["payload"], request["schema"]))
+            requests.append(GateRequest(node, request["prompt"], request["payload"], request["schema"], seq))
         for prefix, child in children:
             sub = await _child_graph(graph.nodes[node], store, child["child"])
-            for inner in await pending_gates(sub, store, child["child"]):
-                requests.append(GateRequest(prefix + inner.name, inner.prompt, inner.payload, inner.schema))
+            for inner in await _pending(sub, store, child["child"], seq):
+                requests.append(GateRequest(prefix + inner.name, inner.prompt, inner.payload,
+                                            inner.schema, seq))
     return requests
 
 

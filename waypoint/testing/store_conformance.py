@@ -26,7 +26,8 @@ from typing import Any
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RECORD_VERSION, RunInfo, Snapshot, Step
 from waypoint.errors import (
-    CorruptRecordError, LeaseError, RunNotFoundError, RunStateError, SchemaVersionError,
+    CorruptRecordError, LeaseError, RunMovedError, RunNotFoundError, RunStateError,
+    SchemaVersionError,
 )
 
 __all__ = ["CHECKS", "NEEDS_PLANT", "check_store", "plant_memory", "plant_sqlite", "run_check"]
@@ -178,6 +179,36 @@ async def check_claim_renew_release(store: Store, plant: Plant | None) -> None:
     assert (run.status, run.error, run.waiting) == ("failed", "node x failed", [])
 
 
+async def check_claim_compare_and_set(store: Store, plant: Plant | None) -> None:
+    """A claim naming what its caller saw succeeds only if the run is still that: of many
+    concurrent claims that saw one waiting run, exactly one wins (answers are compare-and-set)."""
+    await leased(store, "r", "w0")
+    await store.append("r", "w0", [step(1), step(2)])
+    await store.release("r", "w0", "waiting", waiting=["ask"])
+    seen = await store.get_run("r")
+    await raises(RunMovedError, store.claim("r", "w1", 60, expect_seq=1), "'r'", "moved on", "1 -> 2")
+    await raises(RunMovedError, store.claim("r", "w1", 60, expect_status="failed"),
+                 "'r'", "'failed' -> 'waiting'")
+    assert await store.get_run("r") == seen, "a refused compare-and-set claim wrote something"
+    owners = [f"w{i}" for i in range(1, 9)]
+    results = await asyncio.gather(*(store.claim("r", o, 60, expect_seq=2, expect_status="waiting")
+                                     for o in owners), return_exceptions=True)
+    won = [o for o, r in zip(owners, results) if not isinstance(r, BaseException)]
+    lost = [r for r in results if isinstance(r, BaseException)]
+    assert len(won) == 1, f"{len(won)} of 8 concurrent compare-and-set claims won: {won}"
+    assert all(isinstance(r, RunMovedError) for r in lost), f"losers raised {lost}"
+    assert (await store.get_run("r")).lease_owner == won[0]
+    # The winner goes on; a claim that saw the run before that is refused even once it waits again.
+    await store.append("r", won[0], [step(3)])
+    await store.release("r", won[0], "waiting", waiting=["ask"])
+    await raises(RunMovedError, store.claim("r", "late", 60, expect_seq=2, expect_status="waiting"),
+                 "2 -> 3")
+    assert (await store.claim("r", "w9", 60, expect_seq=3, expect_status="waiting")).lease_owner == "w9"
+    # Checked before the lease: a run moved on and held says so, not only that it is held.
+    await raises(RunMovedError, store.claim("r", "w1", 60, expect_seq=2), "moved on")
+    assert issubclass(RunMovedError, LeaseError)
+
+
 async def check_expired_lease(store: Store, plant: Plant | None) -> None:
     await leased(store, "r", "w1", ttl=0.05)
     await asyncio.sleep(0.1)
@@ -298,6 +329,7 @@ async def check_newer_record_version(store: Store, plant: Plant | None) -> None:
 CHECKS: dict[str, Callable[[Any, Plant | None], Awaitable[None]]] = {
     fn.__name__.removeprefix("check_"): fn
     for fn in (check_create_and_get, check_create_leased_with_first_snapshot, check_unknown_run, check_list_runs, check_claim_renew_release,
+               check_claim_compare_and_set,
                check_expired_lease, check_append_fenced, check_append_keeps_status,
                check_forked_run_continues, check_load_snapshot_and_tail, check_history_and_snapshot_at,
                check_records_round_trip, check_group_commit, check_corrupt_record,

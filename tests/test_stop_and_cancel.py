@@ -1,0 +1,130 @@
+"""Stopping runs: interrupted (resumable as it is) apart from cancelled (on purpose),
+at any moment, even right after `start()`; run ids a user may choose; runs kept in memory."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import BaseModel
+
+import waypoint as wp
+
+
+class S(BaseModel):
+    trail: list[str] = []
+    approved: bool = False
+
+
+class Ok(BaseModel):
+    approved: bool
+
+
+def chain() -> wp.Graph:
+    g = wp.GraphBuilder(S, name="stoppable")
+    g.node(lambda s: {"trail": [*s.trail, "a"]}, name="a", writes=["trail"])
+    g.gate("ask", Ok, on_answer=lambda s, a: {"approved": a.approved})
+    g.node(lambda s: {"trail": [*s.trail, "b"]}, name="b", writes=["trail"])
+    g.edge(wp.START, "a")
+    g.edge("a", "ask")
+    g.edge("ask", "b")
+    g.edge("b", wp.END)
+    return g.compile()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["interrupt", "cancel"])
+async def test_stopping_right_after_start_releases_the_lease_at_once(store, how):
+    graph = chain()
+    handle = await wp.start(graph, store=store, run_id="r")
+    stopped = await (handle.interrupt() if how == "interrupt" else handle.cancel(reason="oops", by="ann"))
+    status = "interrupted" if how == "interrupt" else "cancelled"
+    assert stopped.status == status
+    run = await store.get_run("r")
+    assert (run.status, run.lease_owner) == (status, None), "the lease outlived the stop"
+    assert (await handle.result()).status == status  # settled once, the same for every caller
+    if how == "cancel":
+        assert run.error == "cancelled by ann: oops"
+        with pytest.raises(wp.RunStateError, match="cancelled on purpose.*force=True"):
+            await wp.resume(graph, "r", store=store)
+    resumed = await (await wp.resume(graph, "r", store=store, force=how == "cancel")).result()
+    assert resumed.status == "waiting" and resumed.state.trail == ["a"]
+
+
+@pytest.mark.asyncio
+async def test_interrupting_a_running_node_leaves_the_run_resumable(store):
+    entered, never = asyncio.Event(), asyncio.Event()
+    g = wp.GraphBuilder(S, name="slow")
+
+    @g.node(writes=["trail"])
+    async def slow(state: S) -> dict:
+        entered.set()
+        await never.wait()
+        return {"trail": ["slow"]}
+
+    g.edge(wp.START, "slow")
+    g.edge("slow", wp.END)
+    graph = g.compile()
+    handle = await wp.start(graph, store=store, run_id="r")
+    await entered.wait()
+    assert (await handle.interrupt()).status == "interrupted"
+    never.set()
+    done = await (await wp.resume(graph, "r", store=store)).result()
+    assert done.status == "done" and done.state.trail == ["slow"]
+
+
+@pytest.mark.asyncio
+async def test_cancel_a_waiting_run_by_id_records_who_and_why(store):
+    graph = chain()
+    await (await wp.start(graph, store=store, run_id="r")).result()
+    info = await wp.cancel("r", store=store, reason="customer withdrew", by="ann")
+    assert (info.status, info.error, info.lease_owner) == ("cancelled", "cancelled by ann: customer withdrew", None)
+    last = (await store.history("r"))[-1]
+    assert (last.kind, last.extra) == ("event", {"event": "cancelled", "reason": "customer withdrew", "by": "ann"})
+    with pytest.raises(wp.RunStateError, match="cancelled on purpose"):
+        await wp.resume(graph, "r", {"approved": True}, store=store)
+    done = await (await wp.resume(graph, "r", {"approved": True}, store=store, force=True)).result()
+    assert done.status == "done" and done.state.trail == ["a", "b"]
+    with pytest.raises(wp.RunStateError, match="already finished"):
+        await wp.cancel("r", store=store)
+
+
+@pytest.mark.asyncio
+async def test_cancel_refuses_a_run_another_process_executes(store):
+    graph = chain()
+    await (await wp.start(graph, store=store, run_id="r")).result()
+    await store.claim("r", "otherhost:1:x", 60)
+    before = await store.get_run("r")
+    with pytest.raises(wp.LeaseError, match="otherhost:1:x"):
+        await wp.cancel("r", store=store)
+    assert await store.get_run("r") == before
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("bad", ["", "   ", "\t\n"])
+async def test_an_empty_or_blank_run_id_is_refused_and_creates_nothing(store, bad):
+    graph = chain()
+    for if_exists in ("error", "resume", "resume"):
+        with pytest.raises(wp.RunError, match="cannot be empty or blank"):
+            await wp.start(graph, store=store, run_id=bad, if_exists=if_exists)
+    assert await store.list_runs() == []
+
+
+def test_run_sync_without_a_store_says_the_run_is_gone_with_the_call():
+    waiting = wp.run_sync(chain())
+    assert waiting.status == "waiting"
+    assert "kept in memory" in waiting.note and "store=SQLiteStore('runs.db')" in waiting.note
+
+    g = wp.GraphBuilder(S, name="boom")
+    g.node(lambda s: 1 / 0, name="boom", writes=[])
+    g.edge(wp.START, "boom")
+    g.edge("boom", wp.END)
+    with pytest.raises(wp.NodeError) as err:
+        wp.run_sync(g.compile())
+    assert "ZeroDivisionError" in str(err.value) and "kept in memory" in str(err.value)
+    assert err.value.node == "boom" and isinstance(err.value.__cause__, ZeroDivisionError)
+
+
+def test_run_sync_with_a_store_has_no_note(tmp_path):
+    result = wp.run_sync(chain(), store=wp.SQLiteStore(tmp_path / "runs.db"))
+    assert result.status == "waiting" and result.note is None
