@@ -19,26 +19,18 @@ wires them into click, and imports nothing heavy until a command runs.
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import sys
-from typing import Any, NamedTuple
+from typing import Any
 
 import click
 
 from waypoint import __version__
-from waypoint._cli.common import (JSON, Commands, Db, UsageProblem, command, existing_db, opened,
-                                  read_run, resolve_db, run_async)
-from waypoint.errors import WaypointError
+from waypoint._cli.common import JSON, Commands, UsageProblem, command, existing_db, read_run, resolve_db, run_async
+from waypoint._cli.runs import Answer, Flags, cancel_run, fork_run, marks_of, resume_run, start_run
 
 DB_HELP = "SQLite file of the runs [default: $WAYPOINT_DB or ./waypoint.db]"
 REF = "MODULE_OR_FILE:GRAPH"
-
-
-class Answer(NamedTuple):
-    value: Any  # the parsed --input, or None
-    gate: str | None
-    by: str
 
 
 def db_option(fn: Any) -> Any:
@@ -68,22 +60,7 @@ def run(graph_ref: str, input_: Any, db: str | None, run_id: str | None) -> None
 
     graph, canonical = load_graph(graph_ref)
     check_input(graph, input_)
-    run_async(_run(graph, canonical, input_, resolve_db(db), run_id))
-
-
-async def _run(graph: Any, ref: str, input_: Any, db: Db, run_id: str | None) -> None:
-    from waypoint import start
-    from waypoint._cli.live import report
-    from waypoint._cli.output import Out
-
-    out = Out()
-    async with opened(db) as store:
-        try:
-            handle = await start(graph, input_, store=store, run_id=run_id, graph_ref=ref)
-        except WaypointError as exc:  # nothing was created: the input is what is wrong
-            raise UsageProblem(str(exc)) from None
-        _header(out, handle.run_id, graph, ref, db)
-        await report(await _follow(handle, graph, out, db), graph, store, db, out)
+    run_async(start_run(graph, canonical, input_, resolve_db(db), run_id))
 
 
 @cli.command()
@@ -113,33 +90,7 @@ def resume(run_id: str, input_: Any, gate: str | None, by: str | None, db: str |
             f"anyway with `{command('resume', run_id, '--force', db=where)}`, or start over from a "
             f"step with `{command('fork', run_id, '--at', '0', db=where)}`.")
     answer = Answer(input_, gate, by or _user())
-    run_async(_resume(info, graph, ref, answer, where, Flags(allow_graph_change, force)))
-
-
-class Flags(NamedTuple):
-    allow_graph_change: bool
-    force: bool
-
-
-async def _resume(info: Any, graph: Any, ref: str, answer: Answer, db: Db, flags: Flags) -> None:
-    from waypoint import resume
-    from waypoint._cli.changes import graph_change
-    from waypoint._cli.live import report, finished_run
-    from waypoint._cli.output import Out
-    from waypoint.errors import GraphChangedError
-
-    out = Out()
-    async with opened(db) as store:
-        if info.status == "done":
-            raise click.ClickException(await finished_run(store, info, db))
-        try:
-            handle = await resume(graph, info.run_id, answer.value, gate=answer.gate, by=answer.by,
-                                  store=store, **flags._asdict())
-        except GraphChangedError:
-            change = await graph_change(graph, store, info)
-            raise click.ClickException(change.explain(db) if change else "the graph changed") from None
-        _header(out, info.run_id, graph, ref, db)
-        await report(await _follow(handle, graph, out, db), graph, store, db, out)
+    run_async(resume_run(info, graph, ref, answer, where, Flags(allow_graph_change, force)))
 
 
 @cli.command()
@@ -194,28 +145,8 @@ def render(graph_ref: str | None, output: str | None, fmt: str, run_id: str | No
 
     where = existing_db(db)
     info, graph, _ = graph_of_run(where, run_id, graph_ref)
-    marks = run_async(_marks(info, graph, where))
+    marks = run_async(marks_of(info, graph, where))
     _draw(graph, output, fmt, {"status": marks.status, "visits": marks.visits, "path": marks.path})
-
-
-async def _marks(info: Any, graph: Any, db: Db) -> Any:
-    from waypoint._cli.changes import graph_change
-    from waypoint.engine.marks import run_marks
-
-    async with opened(db) as store:
-        change = await graph_change(graph, store, info)
-        try:
-            marks = await run_marks(graph, store, info.run_id)
-        except Exception:  # the log names what this graph lacks: its marks cannot be placed
-            if change is None:
-                raise
-            raise click.ClickException(
-                f"cannot draw run {info.run_id!r} on this graph: {change.what()}. Draw the graph "
-                f"without --run, or the run on the graph it started with (--graph "
-                f"MODULE_OR_FILE:GRAPH naming a copy of it).") from None
-        if change is not None:
-            click.echo(f"warning: {change.what()}; the marks may not fit this drawing.", err=True)
-        return marks
 
 
 def _draw(graph: Any, output: str | None, fmt: str, options: dict[str, Any]) -> None:
@@ -265,21 +196,7 @@ def fork(run_id: str, seq: int | None, new_id: str | None, db: str | None, graph
 
     where = existing_db(db)
     info, graph, ref = graph_of_run(where, run_id, graph_ref)
-    run_async(_fork(info, graph, ref, seq, new_id, where))
-
-
-async def _fork(info: Any, graph: Any, ref: str, seq: int | None, new_id: str | None, db: Db) -> None:
-    from waypoint import fork
-    from waypoint._cli.live import report
-    from waypoint._cli.output import Out
-
-    out = Out()
-    async with opened(db) as store:
-        at = info.last_seq if seq is None else seq
-        handle = await fork(graph, info.run_id, at=at, store=store, new_run_id_=new_id)
-        _header(out, handle.run_id, graph, ref, db)
-        out.line(f"forked: from {info.run_id} after step {at}")
-        await report(await _follow(handle, graph, out, db), graph, store, db, out)
+    run_async(fork_run(info, graph, ref, seq, new_id, where))
 
 
 @cli.command()
@@ -292,17 +209,7 @@ def cancel(run_id: str, db: str | None, reason: str | None, by: str | None) -> N
 
     A run stopped by Ctrl-C or SIGTERM is "interrupted", not cancelled: resume it as it is.
     """
-    run_async(_cancel(run_id, existing_db(db), reason, by or _user()))
-
-
-async def _cancel(run_id: str, db: Db, reason: str | None, by: str) -> None:
-    from waypoint import cancel as cancel_run
-    from waypoint._cli.output import STATUS_STYLES, Out
-
-    async with opened(db) as store:
-        info = await cancel_run(run_id, store=store, reason=reason, by=by)
-    Out().line(f"{run_id}  ", (info.status, STATUS_STYLES.get(info.status)),
-               f"  resume anyway with: {command('resume', run_id, '--force', db=db)}")
+    run_async(cancel_run(run_id, existing_db(db), reason, by or _user()))
 
 
 @cli.command()
@@ -321,24 +228,6 @@ def tick(db: str | None) -> None:
 
 
 # -- helpers --------------------------------------------------------------------------
-async def _follow(handle: Any, graph: Any, out: Any, db: Db) -> Any:
-    from waypoint._cli.live import follow, resume_command
-
-    try:
-        return await follow(handle, graph, out)
-    except BaseException:  # Ctrl-C or SIGTERM (a cancellation here), or a display bug: stop cleanly
-        await asyncio.shield(handle.interrupt())  # not cancel(): stopping here decides nothing
-        click.echo(f"interrupted: run {handle.run_id} is saved and stays resumable: "
-                   f"{resume_command(handle.run_id, None, None, db)}", err=True)
-        raise
-
-
-def _header(out: Any, run_id: str, graph: Any, ref: str, db: Db) -> None:
-    out.line(f"run_id: {run_id}")
-    out.line(f"graph:  {graph.name} ({ref})")
-    out.line(f"db:     {db.path}")
-
-
 def _load(ref: str) -> Any:
     from waypoint._cli.loading import load_graph
 

@@ -8,6 +8,9 @@
     inspect   `runs` and `show`
     check     `check`: a graph's problems, warnings and execution bound
     ops       `tick`: the gate-deadline sweep
+    runs      `run`, `resume`, `fork`, `cancel`: start, follow and report a run
+    changes   a graph edited after its run started: what changed, the ways on
+    progress  the live panel: running nodes, their time, maps' bars
 
 A run's marks for `render --run` come from `waypoint.engine.marks` (public as
 `waypoint.run_marks`).
