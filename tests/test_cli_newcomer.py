@@ -274,3 +274,18 @@ def test_misfit_in_process():
         text = misfit("the input", {"cuont": 1}, Strict, exc)
     assert text == ("the input does not fit Strict: 'cuont' is not a field of Strict (did you mean "
                     "'count'?); field 'count' is missing. Expected shape: {count: integer}.")
+
+
+def test_the_commands_printed_after_a_failure_and_a_cancel_run_as_printed(tmp_path):
+    from tests.test_cli import FLAKY
+
+    (tmp_path / "flaky.py").write_text(FLAKY)
+    db = str(tmp_path / "runs.db")
+    failed = wp("run", f"{tmp_path / 'flaky.py'}:graph", "--run-id", "-x", "--db", db)
+    assert failed.returncode == 1
+    again = wp(*printed(failed.stdout, "resume"))  # the node fails again, but it did run again
+    assert again.returncode == 1 and "retried   explode" in again.stdout, again.stderr
+    cancelled = wp("cancel", "--db", db, "--", "-x")
+    assert cancelled.returncode == 0, cancelled.stderr
+    forced = wp(*printed(cancelled.stdout, "resume"))
+    assert forced.returncode == 1 and "retried   explode" in forced.stdout, forced.stderr
