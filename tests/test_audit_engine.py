@@ -301,3 +301,108 @@ def test_the_parallel_writes_check_compares_only_nodes_that_write_last_value_fie
     else:
         assert g.compile().max_steps == 2000 + 1
     assert len(compared) == writers * (writers - 1) // 2  # not 2000 * 1999 / 2
+
+
+# -- item 8: the state's validators apply live, on replay and on restore alike ---------------
+
+from pydantic import field_validator, model_validator  # noqa: E402
+
+
+class Ticket(BaseModel):
+    code: str = ""
+    seen: Annotated[list[str], wp.append] = []
+
+    @field_validator("code")
+    @classmethod
+    def tidy(cls, value: str) -> str:
+        return value.strip().upper()
+
+
+class Ok(BaseModel):
+    ok: bool = True
+
+
+def ticket_graph() -> wp.Graph:
+    g = wp.GraphBuilder(Ticket, name="ticket")
+    g.node(lambda s: {"code": "  ab-1 "}, name="set", writes=["code"])
+    g.node(lambda s: {"seen": [s.code]}, name="look", writes=["seen"])
+    g.gate("pause", Ok)
+    g.node(lambda s: {"seen": [s.code]}, name="again", writes=["seen"])
+    g.edge(wp.START, "set")
+    g.edge("set", "look")
+    g.edge("look", "pause")
+    g.edge("pause", "again")
+    g.edge("again", wp.END)
+    return g.compile()
+
+
+@pytest.mark.asyncio
+async def test_field_validators_apply_to_updates_as_on_assignment(store):
+    graph = ticket_graph()
+    waiting = await (await wp.start(graph, store=store, run_id="r")).result()
+    assert waiting.state.code == "AB-1" and waiting.state.seen == ["AB-1"]
+    assert (await wp.state_at(graph, store, "r", 1)).code == "AB-1"  # replayed, no snapshot
+    done = await (await wp.resume(graph, "r", {"ok": True}, store=store)).result()
+    assert done.state.seen == ["AB-1", "AB-1"]  # the node after the pause sees what look saw
+
+
+class Order(BaseModel):
+    price: int = 0
+    qty: int = 0
+    total: int = 0
+
+    @model_validator(mode="after")
+    def totals(self) -> "Order":
+        self.total = self.price * self.qty
+        return self
+
+
+@pytest.mark.asyncio
+async def test_a_model_validator_sees_the_whole_update_at_once(store):
+    g = wp.GraphBuilder(Order, name="order")
+    g.node(lambda s: {"price": 3, "qty": 4}, name="fill", writes=["price", "qty"])
+    g.edge(wp.START, "fill")
+    g.edge("fill", wp.END)
+    graph = g.compile()
+    done = await (await wp.start(graph, store=store, run_id="r")).result()
+    assert done.state.total == 12
+    assert (await wp.state_at(graph, store, "r", 1)).total == 12
+
+
+class Positive(BaseModel):
+    n: int = 1
+
+    @field_validator("n")
+    @classmethod
+    def positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("n must be positive")
+        return value
+
+
+@pytest.mark.asyncio
+async def test_an_update_a_validator_refuses_fails_the_node_naming_the_field(store):
+    g = wp.GraphBuilder(Positive, name="positive")
+    g.node(lambda s: {"n": -1}, name="bad", writes=["n"])
+    g.edge(wp.START, "bad")
+    g.edge("bad", wp.END)
+    with pytest.raises(wp.UpdateError, match=r"run 'r', node 'bad'.*n: Value error, n must be positive"):
+        await (await wp.start(g.compile(), store=store, run_id="r")).result()
+    assert [s.kind for s in await store.history("r")] == ["fail"]
+
+
+class Stripped(BaseModel):
+    model_config = {"str_strip_whitespace": True}
+    code: str = ""
+
+
+@pytest.mark.asyncio
+async def test_the_models_config_applies_to_updates_as_on_restore(store):
+    g = wp.GraphBuilder(Stripped, name="stripped")
+    g.node(lambda s: {"code": "  ab-1 "}, name="set", writes=["code"])
+    g.edge(wp.START, "set")
+    g.edge("set", wp.END)
+    graph = g.compile()
+    done = await (await wp.start(graph, store=store, run_id="r")).result()
+    restored = Stripped.model_validate(done.state.model_dump(mode="json"))
+    assert done.state.code == restored.code == "ab-1"

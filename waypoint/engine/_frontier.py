@@ -80,7 +80,7 @@ class Frontier:
         if step.kind != "done":
             return state
         schema = graph.schema
-        new_state = schema.apply(state, values)
+        new_state = schema.apply(state, values, node=step.node)
         for name in values:
             if schema.fields[name].reducer is None:
                 self.writers[name] = (step.seq, step.node, step.activation)

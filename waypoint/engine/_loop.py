@@ -24,7 +24,7 @@ from waypoint.engine._budget import Budget
 from waypoint.engine._frontier import Activation, Frontier
 from waypoint.engine._nodes import Finished, NodeRunner
 from waypoint.engine.events import Event, EventBus
-from waypoint.errors import ConflictError, CorruptRecordError, WaypointError
+from waypoint.errors import ConflictError, CorruptRecordError, UpdateError, WaypointError
 from waypoint.graphs.graph import END, Graph
 from waypoint.nodes.gate import GateNode
 
@@ -206,7 +206,11 @@ class RunLoop:
         self.seq += 1
         step = Step(seq=self.seq, kind="done", node=act.node, activation=act.id, at=time.time(),
                     delta=schema.encode(values), children=children, extra=extra)
-        self.state = self.frontier.apply(graph, self.state, step, values)
+        try:
+            self.state = self.frontier.apply(graph, self.state, step, values)
+        except UpdateError as exc:  # a state validator refused the merged value: no step
+            self.seq -= 1
+            raise UpdateError(f"run {self.run_id!r}, {exc}", run_id=self.run_id, node=act.node) from None
         joins = self.frontier.ready_joins(graph)
         for join in joins:
             self.frontier.add(graph, f"{step.seq}.{len(children)}", join, act.node)

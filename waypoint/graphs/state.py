@@ -6,7 +6,11 @@
     schema.decode(plain) == values
 
 Updates are validated field by field against the declared types; what is
-persisted is plain data, decoded only into the declared types.
+persisted is plain data, decoded only into the declared types. The merged state
+is then validated as pydantic validates an assignment (`apply`): field validators
+and the model's config apply to each changed field, and a model with model-level
+validators is validated whole. So the state a node sees is the same live, on
+replay, and after a snapshot is restored (`model_validate`).
 """
 
 from __future__ import annotations
@@ -46,6 +50,15 @@ class StateSchema:
             self.fields[name] = FieldSpec(
                 name, TypeAdapter(annotation), reducers[0] if reducers else None, info.annotation
             )
+        decorators = model.__pydantic_decorators__
+        self.whole = bool(decorators.model_validators or decorators.root_validators)
+        # Revalidated on assignment: fields with validators, and under a model config (which
+        # the per-field adapters do not see) the last-value fields. Otherwise the adapters'
+        # check is what assignment would do, and a loop appending to a long list must not
+        # pay for the whole list at every step.
+        configured = bool(model.model_config)
+        self.revalidated = {n for n, f in self.fields.items()
+                            if _has_validator(decorators, n) or (configured and f.reducer is None)}
 
     def normalize(self, node: str, update: Any, *, run_id: str) -> dict[str, Any]:
         """A node's return value as a dict of field updates."""
@@ -91,15 +104,31 @@ class StateSchema:
                 node=node,
             ) from None
 
-    def apply(self, state: BaseModel, values: dict[str, Any]) -> BaseModel:
-        """The new state after `values` (reducers merge, other fields are replaced)."""
+    def apply(self, state: BaseModel, values: dict[str, Any], *, node: str = "-") -> BaseModel:
+        """The new state after `values` (reducers merge, other fields are replaced).
+
+        Validated as on assignment (see the module's docstring); a validator that
+        refuses the merged value raises UpdateError naming `node` and the field.
+        """
         if not values:
             return state
         merged = {}
         for name, value in values.items():
             reduce = self.fields[name].reducer
             merged[name] = reduce(getattr(state, name), value) if reduce else value
-        return state.model_copy(update=merged)
+        new = state.model_copy(update=merged)
+        try:
+            if self.whole:
+                return self.model.model_validate(dict(new))
+            validator = self.model.__pydantic_validator__
+            for name in self.revalidated.intersection(merged) if self.revalidated else ():
+                validator.validate_assignment(new, name, merged[name])
+        except ValidationError as exc:
+            problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'state'}: {e['msg']}" for e in exc.errors())
+            raise UpdateError(
+                f"node {node!r}: the state's validators refused its update {_clip(values)}: {problem}. "
+                "Return a value the validators accept, or fix the validator.", node=node) from None
+        return new
 
     def encode(self, values: dict[str, Any]) -> dict[str, Any]:
         return {k: self.fields[k].adapter.dump_python(v, mode="json") for k, v in values.items()}
@@ -118,6 +147,16 @@ class StateSchema:
         if isinstance(value, self.model):
             return value
         return self.model.model_validate(value or {})
+
+
+def _has_validator(decorators: Any, field: str) -> bool:
+    return any(field in d.info.fields or "*" in d.info.fields
+               for group in (decorators.field_validators, decorators.validators) for d in group.values())
+
+
+def _clip(values: dict[str, Any]) -> str:
+    text = repr(values)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _type_name(annotation: Any) -> str:
