@@ -406,3 +406,17 @@ async def test_the_models_config_applies_to_updates_as_on_restore(store):
     done = await (await wp.start(graph, store=store, run_id="r")).result()
     restored = Stripped.model_validate(done.state.model_dump(mode="json"))
     assert done.state.code == restored.code == "ab-1"
+
+
+def test_a_node_two_branches_reach_names_the_join_to_write():
+    g = wp.GraphBuilder(Wide, name="twice")
+    g.node(lambda s: None, name="a", writes=[])
+    g.node(lambda s: None, name="b", writes=[])
+    g.node(lambda s: {"last": "x"}, name="c", writes=["last"])
+    g.edge(wp.START, ["a", "b"])
+    g.edge(["a", "b"], "c")
+    g.edge("c", wp.END)
+    with pytest.raises(wp.GraphError) as caught:
+        g.compile()
+    assert ("merge the branches with a join before 'c': g.join('c_merge'), g.edge(['a', 'b'], 'c_merge') "
+            "and g.edge('c_merge', 'c')") in str(caught.value)
