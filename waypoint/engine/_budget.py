@@ -71,3 +71,30 @@ def usage_minus(total: Any, *spent: Any) -> dict[str, int]:
         if isinstance(value, int) and value > 0:
             left[key] = value
     return left
+
+
+def unkept(spent: Any, turns: dict[int, Any] | None, from_children: dict[str, int]) -> dict[str, int]:
+    """What a failed attempt spent that no later step will count again.
+
+    Not its committed tool turns (`turns`: a resumed LLM node restores the last
+    one's usage), nor what child runs spent since that turn (kept in the child
+    runs, counted again when the next attempt runs or reuses them).
+    """
+    kept = turns[max(turns)].get("usage", {}) if turns else {}
+    return usage_minus(spent, kept, from_children)
+
+
+def counting_children(run_child: Any, from_children: dict[str, int]) -> Any:
+    """`ctx.run_child`, also summing what the child runs spent into `from_children`."""
+    async def counted(graph: Any, child_input: Any, *, key: str | None = None,
+                      usage: dict[str, int] | None = None) -> Any:
+        if usage is None:
+            return await run_child(graph, child_input, key=key)
+        spent: dict[str, int] = {}
+        try:
+            return await run_child(graph, child_input, key=key, usage=spent)
+        finally:
+            add_usage(usage, spent)
+            add_usage(from_children, spent)
+
+    return counted

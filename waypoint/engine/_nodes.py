@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from waypoint.engine._budget import add_usage, usage_minus
+from waypoint.engine._budget import add_usage, counting_children, unkept
 from waypoint.engine._frontier import Activation
 from waypoint.engine.events import Event
 from waypoint.errors import NodeError, WaypointError
@@ -110,7 +110,7 @@ class NodeRunner:
     async def _attempts(self, act: Activation, state: BaseModel, started_seq: int) -> Finished:
         """Run `act` until an attempt succeeds or may not be retried.
 
-        What failed attempts spent and nothing else keeps (`_unkept`) is summed in
+        What failed attempts spent and nothing else keeps (`_budget.unkept`) is summed in
         `self.lost[act.id]`: the step that ends the activation, done or fail, carries it.
         """
         node, lost = self.loop.graph.nodes[act.node], self.lost[act.id]
@@ -128,7 +128,8 @@ class NodeRunner:
             except (ChildPaused, ItemsWaiting):
                 raise
             except BaseException as exc:
-                add_usage(lost, self._unkept(act, node, ctx, from_children))
+                turns = self.loop.frontier.items.get(act.id) if node.keeps_turns else None
+                add_usage(lost, unkept(ctx.record.get("usage"), turns, from_children))
                 if not isinstance(exc, Exception) or isinstance(exc, WaypointError):
                     raise
                 if not node.retry.should_retry(exc, attempt):
@@ -151,19 +152,6 @@ class NodeRunner:
                 "resume the run. Sync code (a plain def node or tool) cannot be stopped: its "
                 "thread may still be running, and the process will not wait for it at exit.",
                 run_id=self.loop.run_id, node=act.node) from None
-
-    def _unkept(self, act: Activation, node: Any, ctx: NodeContext, from_children: dict[str, int]) -> dict[str, int]:
-        """What an attempt spent that no later step will count again.
-
-        Not its committed tool turns (a resumed LLM node restores their usage), nor
-        what child runs spent since the last turn (kept in the child runs, counted again
-        when the parent's next attempt runs or reuses them).
-        """
-        kept: Any = {}
-        if node.keeps_turns and self.loop.frontier.items.get(act.id):
-            turns = self.loop.frontier.items[act.id]
-            kept = turns[max(turns)].get("usage", {})
-        return usage_minus(ctx.record.get("usage"), kept, from_children)
 
     def _answer_gate(self, node: Any, act: Activation, state: BaseModel, ctx: NodeContext) -> Outcome:
         if act.id in self.expired:
@@ -188,7 +176,10 @@ class NodeRunner:
             ctx.commit_item = self._item_committer(act, node, adapter, from_children)
             done = loop.frontier.items.get(act.id, {})
             ctx.done_items = {i: adapter.validate_python(r) for i, r in done.items()}
-        ctx.run_child = _counting(act, loop, from_children)  # subgraphs, and graphs offered as tools
+        from waypoint.engine._child import child_runner  # _child imports this module
+
+        # subgraphs, and graphs offered as tools
+        ctx.run_child = counting_children(child_runner(loop, act), from_children)
         return ctx
 
     def _emitter(self, act: Activation):
@@ -237,26 +228,6 @@ class NodeRunner:
             "completed nodes will not run again.", run_id=self.loop.run_id, node=act.node)
         error.__cause__ = exc
         return error
-
-
-def _counting(act: Activation, loop: RunLoop, from_children: dict[str, int]):
-    """`ctx.run_child`, also summing what the child runs spent into `from_children`."""
-    from waypoint.engine._child import child_runner  # _child imports this module
-
-    run = child_runner(loop, act)
-
-    async def run_child(graph: Any, child_input: Any, *, key: str | None = None,
-                        usage: dict[str, int] | None = None) -> Any:
-        if usage is None:
-            return await run(graph, child_input, key=key)
-        spent: dict[str, int] = {}
-        try:
-            return await run(graph, child_input, key=key, usage=spent)
-        finally:
-            add_usage(usage, spent)
-            add_usage(from_children, spent)
-
-    return run_child
 
 
 def _child_wait(waiting: ChildPaused, prefix: str) -> dict[str, Any]:
