@@ -17,4 +17,8 @@ def __getattr__(name: str) -> Any:
         from waypoint.checkpoints.sqlite import SQLiteStore
 
         return SQLiteStore
+    if name == "PostgresStore":  # psycopg is an extra: imported only when this store is used
+        from waypoint.checkpoints.postgres import PostgresStore
+
+        return PostgresStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

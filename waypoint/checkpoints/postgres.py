@@ -1,0 +1,291 @@
+"""PostgresStore: runs in PostgreSQL (psycopg 3, a connection pool), group-committed.
+
+    store = PostgresStore("postgresql://waypoint@db.internal/waypoint")
+    store = PostgresStore(url, max_size=20, timeout=5.0, keepalives_idle=15)
+    async with store:
+        await store.append(run_id, owner, steps)   # returns once committed
+
+Install with `pip install "waypoint-workflows[postgres]"`. Every write (append,
+create_run, claim, renew, release) joins a queue drained by one writer task,
+which commits everything queued, from any run, in ONE transaction on one pooled
+connection; each write runs in its own savepoint, so a refused append fails
+alone while the rest of its batch commits. Leases expire on the database's
+clock (`now()`), never a worker's. An append is fenced in one statement by the
+owner, the lease epoch this store claimed (when it claimed it) and the previous
+seq, with the primary key (run_id, seq) as the backstop.
+
+No server-side prepared statements (`prepare_threshold=None`), so the store
+works behind PgBouncer in transaction mode. The schema and every query are in
+`postgres.sql`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+try:
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool, PoolTimeout
+except ImportError as exc:  # the extra is optional: say how to get it
+    raise ImportError(f"PostgresStore needs psycopg 3 and psycopg-pool ({exc}); install them with "
+                      "pip install 'waypoint-workflows[postgres]' (from a clone: "
+                      "pip install -e '.[postgres]')") from exc
+
+from waypoint.checkpoints import _postgres_tx as tx
+from waypoint.checkpoints._sqlite_tx import encode_info, encode_waiting
+from waypoint.checkpoints.memory import _first_snapshot, _prepare
+from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
+from waypoint.checkpoints.sqlite import _listed, _run
+from waypoint.errors import StoreError
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+
+SCHEMA_VERSION = tx.SCHEMA_VERSION
+_LAST = 2**63 - 1
+Job = tuple[Any, tuple[Any, ...]]  # (fn(conn, *args), args), run in a savepoint of a batch
+
+
+class PostgresStore:
+    """The Store protocol on a PostgreSQL database, shared by any number of processes."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0,
+                 connect_timeout: int = 5, max_idle: float = 600.0, keepalives_idle: int = 30,
+                 keepalives_interval: int = 10, keepalives_count: int = 3) -> None:
+        """`timeout`: how long a call waits for a pooled connection (then StoreError);
+        `connect_timeout` and `keepalives_*` are libpq's: a dead server or a silent network
+        is noticed in seconds, not at the TCP default of two hours."""
+        self.url, self.where = url, safe_url(url)
+        self.min_size, self.max_size, self.timeout, self.max_idle = min_size, max_size, timeout, max_idle
+        self._connect = {"autocommit": True, "prepare_threshold": None,  # PgBouncer: no prepared statements
+                         "connect_timeout": connect_timeout, "keepalives": 1,
+                         "keepalives_idle": keepalives_idle, "keepalives_interval": keepalives_interval,
+                         "keepalives_count": keepalives_count, "application_name": "waypoint"}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening: asyncio.Task[None] | None = None
+        self._pool: AsyncConnectionPool | None = None
+        self._queue: list[tuple[Job, asyncio.Future[Any]]] = []
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._epochs: dict[tuple[str, str], int] = {}  # (run, owner) -> the epoch our claim got
+
+    async def __aenter__(self) -> PostgresStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Fill the pool, create or migrate the schema. Idempotent; every method calls it."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # first use, or a new event loop (asyncio.run called again)
+            self._opening, self._pool, self._writer, self._queue, self._loop = None, None, None, [], loop
+        if self._opening is None:
+            self._opening = loop.create_task(self._start())
+        opening = self._opening
+        try:
+            await asyncio.shield(opening)  # concurrent first calls share one pool
+        except BaseException:
+            if opening.done() and self._opening is opening:
+                self._opening = None  # it failed: let the next call try again
+            raise
+
+    async def close(self) -> None:
+        """Commit what is queued, stop the writer and close the pool. Idempotent."""
+        if self._opening is None or self._loop is not asyncio.get_running_loop():
+            return None
+        try:
+            await asyncio.shield(self._opening)
+        except Exception:
+            return None
+        self._closing = True
+        self._wake.set()
+        await asyncio.wait([self._writer])
+        pool, self._pool, self._opening, self._closing = self._pool, None, None, False
+        await pool.close()
+
+    async def create_run(self, info: RunInfo, *, owner: str | None = None, ttl: float = 0.0,
+                         snapshot: Snapshot | None = None) -> None:
+        snap = None if snapshot is None else (snapshot.seq, _first_snapshot(info, snapshot))
+        encoded = (encode_waiting(info.waiting), encode_info(info))
+        epoch = await self._write(tx.create, info, owner, ttl, snap, encoded)
+        if owner is not None:
+            self._epochs[info.run_id, owner] = epoch
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        return _run(run_id, (await self._read(run_id, tx.run_row, run_id))[:8])
+
+    async def list_runs(self, *, status: RunStatus | None = None, graph: str | None = None,
+                        limit: int = 100) -> list[RunInfo]:
+        rows = await self._read(None, _fetch, "list_runs", {"status": status, "graph": graph, "limit": limit})
+        return [_listed(*row) for row in rows]
+
+    async def claim(self, run_id: str, owner: str, ttl: float, *, expect_seq: int | None = None,
+                    expect_status: RunStatus | None = None) -> RunInfo:
+        info, epoch = await self._write(tx.claim, run_id, owner, ttl, expect_seq, expect_status)
+        self._epochs[run_id, owner] = epoch
+        return info
+
+    async def renew(self, run_id: str, owner: str, ttl: float) -> None:
+        await self._write(tx.renew, run_id, owner, ttl)
+
+    async def release(self, run_id: str, owner: str, status: RunStatus, *, error: str | None = None,
+                      waiting: list[str] | None = None) -> None:
+        await self._write(tx.release, run_id, owner, status, error, encode_waiting(list(waiting or [])))
+        self._epochs.pop((run_id, owner), None)
+
+    async def append(self, run_id: str, owner: str, steps: list[Step],
+                     snapshot: Snapshot | None = None) -> None:
+        job = _prepare(run_id, owner, steps, snapshot)
+        await self._write(tx.append, job, self._epochs.get((run_id, owner)))
+
+    async def load(self, run_id: str) -> tuple[Snapshot | None, list[Step]]:
+        snapshot = await self.snapshot_at(run_id, _LAST)
+        return snapshot, await self.history(run_id, after=snapshot.seq if snapshot else 0)
+
+    async def history(self, run_id: str, *, after: int = 0, upto: int | None = None) -> list[Step]:
+        rows = await self._read(run_id, tx.rows_of_run, run_id, "history",
+                                {"after": after, "upto": _LAST if upto is None else upto})
+        return [decode_step(payload, run_id=run_id, seq=seq) for seq, payload in rows]
+
+    async def snapshot_at(self, run_id: str, seq: int) -> Snapshot | None:
+        rows = await self._read(run_id, tx.rows_of_run, run_id, "snapshot_at", {"seq": seq})
+        return decode_snapshot(rows[0][1], run_id=run_id, seq=rows[0][0]) if rows else None
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        try:
+            await self._probe(migrate=True)
+            pool = await self._new_pool()
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise self._unreachable(exc, "nothing was read or written") from None
+        self._pool, self._queue, self._wake = pool, [], asyncio.Event()
+        self._suspect, self._recovering = False, asyncio.Lock()
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    async def _probe(self, *, migrate: bool = False) -> None:
+        # One direct connection: a server that is down says why (refused, bad password) at
+        # once, where a pool would retry until its timeout and say only that it timed out.
+        async with await psycopg.AsyncConnection.connect(self.url, **self._connect) as conn:
+            if migrate:
+                await tx.migrate(conn, self.where)
+
+    async def _new_pool(self) -> AsyncConnectionPool:
+        pool = AsyncConnectionPool(self.url, min_size=self.min_size, max_size=self.max_size,
+                                   timeout=self.timeout, max_idle=self.max_idle, kwargs=self._connect,
+                                   open=False, name=f"waypoint {self.where}")
+        try:
+            await pool.open(wait=True, timeout=self.timeout)
+        except BaseException:
+            await pool.close()
+            raise
+        return pool
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A pooled connection; after a failure to reach the server, a fresh pool once it is back."""
+        if self._suspect:
+            await self._recover()
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout):
+            self._suspect = True
+            raise
+
+    async def _recover(self) -> None:
+        # The pool retries a lost server with a growing backoff (seconds); a probe instead
+        # fails fast with the real reason while it is down, and a new pool works at once
+        # when it is back.
+        async with self._recovering:
+            if not self._suspect:
+                return
+            await self._probe()
+            old, self._pool, self._suspect = self._pool, await self._new_pool(), False
+            await old.close(timeout=1.0)
+
+    async def _ready(self) -> AsyncConnectionPool:
+        if self._pool is None or self._loop is not asyncio.get_running_loop():
+            await self.open()
+        if self._closing:
+            raise StoreError(f"PostgreSQL store {self.where} is closing; open it again to use it")
+        return self._pool
+
+    async def _read(self, run_id: str | None, fn: Any, *args: Any) -> Any:
+        await self._ready()
+        try:
+            async with self._connection() as conn:
+                return await fn(conn, *args)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise self._unreachable(exc, "nothing was read", run_id) from None
+
+    async def _write(self, fn: Any, *args: Any) -> Any:
+        await self._ready()
+        future = self._loop.create_future()
+        self._queue.append(((fn, args), future))
+        self._wake.set()
+        return await future
+
+    async def _write_loop(self) -> None:
+        """The single writer: whatever was queued while a transaction ran goes in the next one."""
+        while self._queue or not self._closing:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch, self._queue = [(job, f) for job, f in self._queue if not f.done()], []
+            if batch:
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[Job, asyncio.Future[Any]]]) -> None:
+        results = await self._transaction([job for job, _ in batch])
+        for (_, future), (ok, value) in zip(batch, results):
+            if not future.done():
+                future.set_result(value) if ok else future.set_exception(value)
+
+    async def _transaction(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
+        """Every job in ONE transaction; if the transaction fails, every job of it fails."""
+        sent_commit = False
+        try:
+            async with self._connection() as conn:
+                await conn.execute("BEGIN")
+                results = [await tx.job(conn, fn, args) for fn, args in jobs]
+                sent_commit = True
+                await conn.execute("COMMIT")
+            return results
+        except (psycopg.Error, PoolTimeout) as exc:
+            outcome = ("the server failed while committing: what this write did may or may not "
+                       "be written, so read the run again" if sent_commit else "nothing was written")
+            return [(False, self._unreachable(exc, outcome, args[0])) for _, args in jobs]
+
+    def _unreachable(self, exc: BaseException, outcome: str, subject: Any = None) -> StoreError:
+        """A failure to talk to the server: where, what happened to the call, what to do."""
+        run_id = getattr(subject, "run_id", subject)  # every call's first argument names its run
+        about = f"run {run_id!r}: " if isinstance(run_id, str) else ""
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return StoreError(f"{about}PostgreSQL at {self.where} failed ({reason}); {outcome}. Check "
+                          f"that the server is up and reachable (pg_isready -d '{self.where}'), "
+                          "then retry; a run that was executing resumes from what was committed",
+                          run_id=run_id if isinstance(run_id, str) else None)
+
+
+async def _fetch(conn: psycopg.AsyncConnection, name: str, params: dict[str, Any]) -> list[Any]:
+    return await (await conn.execute(tx.SQL[name], params)).fetchall()
+
+
+def safe_url(url: str) -> str:
+    """The URL (or conninfo) without its password, for messages: postgresql://u@host/db."""
+    if "://" not in url:
+        parts = psycopg.conninfo.conninfo_to_dict(url)
+        return " ".join(f"{k}={v}" for k, v in parts.items() if k != "password")
+    split = urlsplit(url)
+    host = split.netloc.rpartition("@")[2]
+    user = f"{split.username}@" if split.username else ""
+    query = urlencode([(k, v) for k, v in parse_qsl(split.query) if k != "password"])
+    return urlunsplit(split._replace(netloc=f"{user}{host}", query=query))
