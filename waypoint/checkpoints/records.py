@@ -26,6 +26,7 @@ StepKind = Literal[
     "item",  # one item of a map node completed: extra = {"index", "result"}
     "wait",  # a gate activation is waiting for an answer: extra = the request
     "fail",  # a node failed: extra = {"error", "type"}; the run is failed
+    "edit",  # a person changed fields of the state: delta = the update, extra = {"by"}
     "event",  # a run-level fact: resumed, answered by, forked from...
 ]
 

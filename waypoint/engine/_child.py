@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING, Any
 from waypoint.engine import _lease
 from waypoint.engine._budget import add_usage
 from waypoint.engine._frontier import Activation
+from waypoint.engine._ids import child_run_id
 from waypoint.engine._nodes import ChildWaiting
 from waypoint.engine.events import Event, EventBus
-from waypoint.errors import NodeError, RunNotFoundError
+from waypoint.errors import NodeError, RunNotFoundError, RunStateError
 from waypoint.graphs.graph import Graph
 from waypoint.nodes.composite import item_address
 from waypoint.nodes.gate import GateNode
 
 if TYPE_CHECKING:
+    from waypoint.checkpoints.records import RunInfo
     from waypoint.engine._loop import RunLoop
 
 
@@ -30,14 +32,14 @@ def child_runner(parent: RunLoop, act: Activation):
                         usage: dict[str, int] | None = None) -> Any:
         from waypoint.engine._loop import RunLoop
 
-        child_id = f"{parent.run_id}/{act.id}" + (f"/{key}" if key else "")
+        child_id = child_run_id(parent.run_id, act.id, key)
         prefix, recorded = _address(parent, act, child_id)
         answers = _take_answers(parent, prefix)
         if recorded is not None and not answers and not GateNode.expired(recorded, parent.now):
             # An item still waiting, with nothing new for it: its child run is left untouched.
             gates = [g.partition("/")[2] for g in recorded["gates"]]
             raise ChildWaiting(child_id, gates, recorded["child_seq"], recorded.get("deadline_at"))
-        await _claim_child(parent, graph, child_id, child_input)
+        await _claim_child(parent, act, graph, child_id, child_input)
         loop = RunLoop(graph, parent.store, child_id, parent.owner, deps=parent.runner.deps,
                        answers=answers, bus=_forwarding_bus(parent, act), now=parent.now)
         await loop.load()
@@ -100,7 +102,8 @@ def _take_answers(parent: RunLoop, prefix: str | None) -> dict[str, Any]:
     return answers
 
 
-async def _claim_child(parent: RunLoop, graph: Graph, child_id: str, child_input: Any) -> None:
+async def _claim_child(parent: RunLoop, act: Activation, graph: Graph, child_id: str,
+                       child_input: Any) -> None:
     """Create child run `child_id` or take it over, leased by the parent's owner."""
     from waypoint.engine.runs import create_run_record
 
@@ -110,11 +113,29 @@ async def _claim_child(parent: RunLoop, graph: Graph, child_id: str, child_input
         await create_run_record(parent.store, graph, child_id, graph.schema.initial(child_input),
                                 owner=parent.owner, parent_run_id=parent.run_id)
         return
+    _check_own_child(parent, act, graph, info)
     if info.lease_owner not in (None, parent.owner):
         # Whoever held the child before us held the parent too, and lost it: the
         # parent's lease, which we hold, is what fences the child.
         await parent.store.release(child_id, info.lease_owner, info.status, waiting=info.waiting)
     await parent.store.claim(child_id, parent.owner, _lease.LEASE_TTL)
+
+
+def _check_own_child(parent: RunLoop, act: Activation, graph: Graph, info: RunInfo) -> None:
+    """Refuse to adopt a run under the child's id that this activation did not create.
+
+    Such a run can only be a user's run named like a child (`check_user_run_id` now
+    refuses those ids) or one from another graph: it is left untouched.
+    """
+    if info.parent_run_id == parent.run_id and info.graph == graph.name:
+        return
+    raise RunStateError(
+        f"run {parent.run_id!r}, {parent.graph.nodes[act.node].kind} {act.node!r}: its child run "
+        f"id {info.run_id!r} is taken by a run that is not its child (parent "
+        f"{info.parent_run_id!r}, graph {info.graph!r}; expected parent {parent.run_id!r}, graph "
+        f"{graph.name!r}). That run was left untouched. Start this run again under another id "
+        f"(waypoint refuses user run ids shaped like child ids, such as {info.run_id!r}).",
+        run_id=parent.run_id, node=act.node)
 
 
 def _forwarding_bus(parent: RunLoop, act: Activation) -> EventBus:

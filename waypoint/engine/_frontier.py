@@ -77,6 +77,10 @@ class Frontier:
                 # runs again (its children say again where they wait), not waits as it was.
                 del self.waits[step.activation]
             return state
+        if step.kind == "edit":
+            # A person's edit of the state (engine/edits.py): fields only, nothing activated.
+            # Decoded here: a loader decodes the deltas of "done" steps only.
+            return graph.schema.apply(state, values or graph.schema.decode(step.delta))
         if step.kind != "done":
             return state
         schema = graph.schema

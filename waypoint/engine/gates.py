@@ -3,7 +3,9 @@
     for entry in await approval_log(store):            # who answered what, when
         print(entry.run_id, entry.gate, entry.by, entry.answer)
 
-    resumed = await tick(store, graph_for=lambda info: my_graphs[info.graph])
+    swept = await tick(store, graph_for=lambda info: my_graphs[info.graph])
+    for result in swept: ...                            # RunResults of the runs resumed
+    for skipped in swept.skipped: ...                   # run_id, reason: left for a human
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ from typing import Any, Callable
 
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo
+from waypoint.engine._resumable import check_same_graph
 from waypoint.engine.runs import RunResult, resume
+from waypoint.engine.views import replay
+from waypoint.errors import WaypointError
 from waypoint.graphs.graph import Graph
 from waypoint.nodes.gate import GateNode
+
+_ALL = 1_000_000  # list_runs limit meaning "every run": the sweep and a run's family need all
 
 
 @dataclass(frozen=True)
@@ -32,12 +39,10 @@ class ApprovalEntry:
 
 
 async def approval_log(store: Store, run_id: str | None = None, *, limit: int = 1000) -> list[ApprovalEntry]:
-    """Answers given at gates, oldest first, for one run (and its subgraph runs) or all runs."""
+    """Answers given at gates, oldest first: of one run and its child runs (subgraphs, map
+    items, agent tools, recursively), or of all runs (the `limit` newest)."""
     await store.open()
-    runs = [await store.get_run(run_id)] if run_id else await store.list_runs(limit=limit)
-    if run_id:
-        runs += [r for r in await store.list_runs(limit=limit)
-                 if r.parent_run_id and r.run_id.startswith(run_id + "/")]
+    runs = await _family(store, run_id) if run_id else await store.list_runs(limit=limit)
     entries = []
     for info in runs:
         for step in await store.history(info.run_id):
@@ -47,33 +52,80 @@ async def approval_log(store: Store, run_id: str | None = None, *, limit: int = 
     return sorted(entries, key=lambda e: e.at)
 
 
-async def due_gates(store: Store, run_id: str, now: float | None = None) -> list[str]:
-    """Activations of gates in `run_id` whose deadline has passed without an answer."""
-    snapshot, tail = await store.load(run_id)
-    waits = dict(snapshot.frontier.get("waits", {})) if snapshot else {}
-    for step in tail:
-        if step.kind == "wait":
-            waits[step.activation] = step.extra
-        elif step.kind == "done":
-            waits.pop(step.activation, None)
-    return [act for act, request in waits.items() if GateNode.expired(request, now)]
+async def _family(store: Store, run_id: str) -> list[RunInfo]:
+    """`run_id` and its descendants by `parent_run_id`: never a run that merely shares a prefix."""
+    children: dict[str, list[RunInfo]] = {}
+    for info in await store.list_runs(limit=_ALL):
+        if info.parent_run_id is not None:
+            children.setdefault(info.parent_run_id, []).append(info)
+    family = [await store.get_run(run_id)]
+    for info in family:  # grows as it goes: breadth first down the tree
+        family.extend(children.get(info.run_id, ()))
+    return family
+
+
+async def due_gates(graph: Graph, store: Store, run_id: str, now: float | None = None) -> list[str]:
+    """Activations of gates in `run_id` whose deadline has passed without an answer.
+
+    Read from the run's replayed frontier (`views.replay`, the one reader of the log),
+    so it agrees with `pending_gates`, resume and drawings on what still waits.
+    """
+    _, frontier, _ = await replay(graph, store, run_id)
+    return [act for act, request in frontier.waits.items() if GateNode.expired(request, now)]
+
+
+@dataclass(frozen=True)
+class SkippedRun:
+    """A waiting run `tick()` could not handle, and why (the error's message)."""
+
+    run_id: str
+    reason: str
+    error: WaypointError
+
+
+class TickResults(list):  # list[RunResult]
+    """What `tick()` did: the RunResults of the runs it resumed (it is a list of them),
+    and in `skipped` the runs it could not tick, each with the reason."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: list[SkippedRun] = []
 
 
 async def tick(store: Store, graph_for: Callable[[RunInfo], Graph | None], *,
-               now: float | None = None, **options: Any) -> list[RunResult]:
+               now: float | None = None, **options: Any) -> TickResults:
     """Resume every waiting run with an expired gate, so it takes its escalation route.
 
-    `graph_for(info)` gives the graph of a due run, or None to leave that run for
+    `graph_for(info)` gives the graph of a waiting run, or None to leave that run for
     later (say, a graph this process cannot load). Run it from cron, or call it
     from your scheduler; gates inside subgraphs come due for their parent run.
+    Each run is handled on its own: one that cannot be ticked (its graph changed
+    shape, another process holds it...) is listed in `.skipped` and the sweep goes on.
     """
     await store.open()
-    results = []
-    for info in await store.list_runs(status="waiting", limit=100_000):
-        if info.parent_run_id is None and await due_gates(store, info.run_id, now or time.time()):
-            graph = graph_for(info)
-            if graph is None:
-                continue
-            handle = await resume(graph, info.run_id, store=store, now=now, **options)
-            results.append(await handle.result(raise_on_failure=False))
+    results = TickResults()
+    for info in await store.list_runs(status="waiting", limit=_ALL):
+        if info.parent_run_id is not None:
+            continue  # a child's gates come due through its parent's wait
+        try:
+            result = await _tick_one(store, info, graph_for, now, options)
+        except WaypointError as exc:
+            results.skipped.append(SkippedRun(info.run_id, str(exc), exc))
+            continue
+        if result is not None:
+            results.append(result)
     return results
+
+
+async def _tick_one(store: Store, info: RunInfo, graph_for: Callable[[RunInfo], Graph | None],
+                    now: float | None, options: dict[str, Any]) -> RunResult | None:
+    """Resume one waiting run if a gate of it is due; None if nothing is (or no graph)."""
+    graph = graph_for(info)
+    if graph is None:
+        return None
+    # Before reading its log with `graph`: a changed shape is GraphChangedError, not a misfit.
+    check_same_graph(graph, info, options.get("allow_graph_change", False))
+    if not await due_gates(graph, store, info.run_id, now or time.time()):
+        return None
+    handle = await resume(graph, info.run_id, store=store, now=now, **options)
+    return await handle.result(raise_on_failure=False)

@@ -5,22 +5,26 @@
     state = await state_at(graph, store, run_id, 3)   # the state right after step 3
     gates = await pending_gates(graph, store, run_id) # what the waiting gates ask
     handle = await fork(graph, run_id, at=3, store=store)  # a new run from step 3
+    handle = await fork(graph, run_id, at=3, store=store,  # ...with fields changed
+                        update={"draft": "shorter"}, by="ana")
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from pydantic import BaseModel
 
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, Step
 from waypoint.engine._frontier import Frontier
+from waypoint.engine._ids import check_user_run_id
 from waypoint.engine._loop import RunLoop
 from waypoint.engine._resumable import child_graphs
+from waypoint.engine.edits import edit_step
 from waypoint.engine.runs import RunHandle, _launch, _Options, create_run_record, new_run_id
-from waypoint.errors import RunError
+from waypoint.errors import RunError, RunNotFoundError
 from waypoint.graphs.graph import Graph
 from waypoint.nodes.composite import item_address
 
@@ -52,16 +56,43 @@ async def history(store: Store, run_id: str) -> list[Step]:
 
 
 async def replay(graph: Graph, store: Store, run_id: str, seq: int | None = None) -> tuple[BaseModel, Frontier, int]:
-    """State and frontier right after step `seq` (default: the latest)."""
+    """State and frontier right after step `seq` (default: the latest).
+
+    A fork's own log starts after its fork point; a step at or before it is read
+    from the run it was forked from (`forked_from`), whose history it shares.
+    """
     await store.open()
     info = await store.get_run(run_id)
     upto = info.last_seq if seq is None else seq
     if not 0 <= upto <= info.last_seq:
         raise RunError(f"run {run_id!r} has steps 0..{info.last_seq}; step {seq} does not exist.",
                        run_id=run_id, seq=seq)
+    source = _fork_point(info)
+    if source is not None and upto < source[1]:
+        return await _replay_source(graph, store, info, source, upto)
     loop = RunLoop(graph, _Bounded(store, upto), run_id, owner="inspector")
     await loop.load()
     return loop.state, loop.frontier, loop.seq
+
+
+def _fork_point(info: RunInfo) -> tuple[str, int] | None:
+    """(source run, seq) of a fork, from its `forked_from` "<run>@<seq>"; None otherwise."""
+    if not info.forked_from:
+        return None
+    source, _, seq = info.forked_from.rpartition("@")
+    return (source, int(seq)) if seq.isdigit() else None
+
+
+async def _replay_source(graph: Graph, store: Store, info: RunInfo, source: tuple[str, int],
+                         upto: int) -> tuple[BaseModel, Frontier, int]:
+    try:
+        return await replay(graph, store, source[0], upto)
+    except RunNotFoundError:
+        raise RunError(
+            f"run {info.run_id!r} is a fork of run {source[0]!r} at step {source[1]}: its own "
+            f"history starts at step {source[1]}, and {source[0]!r} is not in this store to show "
+            f"step {upto}. Ask for a step from {source[1]} to {info.last_seq}.",
+            run_id=info.run_id, seq=upto) from None
 
 
 async def state_at(graph: Graph, store: Store, run_id: str, seq: int | None = None) -> BaseModel:
@@ -102,19 +133,32 @@ def waiting_children(node: str, request: dict[str, Any]) -> list[tuple[str, dict
 
 
 async def fork(graph: Graph, run_id: str, *, at: int, store: Store, deps: Any = None,
-               new_run_id_: str | None = None) -> RunHandle:
+               new_run_id_: str | None = None, update: Mapping[str, Any] | None = None,
+               by: str | None = None) -> RunHandle:
     """Start a new run from the state and pending work of `run_id` right after step `at`.
+
+    `update={"field": value}` changes fields of that state first (as LangGraph's
+    `update_state`): each is validated against the state model, and a bad one is an
+    UpdateError naming it, with nothing written. The edit is the fork's first own
+    step (kind "edit", made `by` whom, at what time), so `history`, `state_at` and
+    `waypoint show` see it; reducer fields merge it as they merge a node's update.
 
     A subgraph waiting at a gate inside it is forked with it: its child run is
     copied as of the step where it stopped, so the fork waits at the same gate and
     nothing the child completed runs again.
     """
+    if new_run_id_ is not None:
+        check_user_run_id(new_run_id_)
     state, frontier, seq = await replay(graph, store, run_id, at)
-    source = await store.get_run(run_id)
     fork_id = new_run_id_ or new_run_id()
+    edit = None if update is None else edit_step(
+        graph, update, seq=seq + 1, by=by, where=f"fork of run {run_id!r} at step {seq}", run_id=run_id)
+    source = await store.get_run(run_id)
     await _fork_waiting_children(graph, store, run_id, fork_id, frontier)
     owner = await create_run_record(store, graph, fork_id, state, frontier=frontier, seq=seq,
                                     graph_ref=source.graph_ref, forked_from=f"{run_id}@{seq}")
+    if edit is not None:
+        await store.append(fork_id, owner, [edit])
     return _launch(graph, store, fork_id, owner, {}, _Options(deps), "run_started")
 
 
