@@ -60,14 +60,15 @@ def free_port() -> int:
 class PgServer:
     """One PostgreSQL cluster in a temporary folder, listening on 127.0.0.1 only."""
 
-    def __init__(self, root: Path, port: int) -> None:
-        self.root, self.port, self.bin = root, port, bindir()
+    def __init__(self, root: Path, port: int, fsync: bool = False) -> None:
+        self.root, self.port, self.bin, self.fsync = root, port, bindir(), fsync
         self.data = root / "data"
 
     @classmethod
-    def start(cls) -> PgServer:
+    def start(cls, *, fsync: bool = False) -> PgServer:
+        """initdb and start; fsync=True for measurements at PostgreSQL's durable default."""
         root = Path(tempfile.mkdtemp(prefix="waypoint-pg-"))
-        server = cls(root, free_port())
+        server = cls(root, free_port(), fsync)
         if os.geteuid() == 0:  # initdb refuses root: hand the folder to postgres
             shutil.chown(root, "postgres", "postgres")
         server._run("initdb", "-D", str(server.data), "-U", "postgres", "--auth=trust",
@@ -80,8 +81,9 @@ class PgServer:
         return f"postgresql://postgres{secret}@127.0.0.1:{self.port}/{database}"
 
     def restart(self) -> None:
-        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c fsync=off "
-                   f"-c full_page_writes=off "
+        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+                   f"-c fsync={'on' if self.fsync else 'off'} "
+                   f"-c full_page_writes={'on' if self.fsync else 'off'} "
                    f"-c unix_socket_directories={self.root} -c max_connections=200")
         self._run("pg_ctl", "start", "-w", "-D", str(self.data), "-o", options,
                   "-l", str(self.root / "server.log"))

@@ -1,7 +1,7 @@
 """What PostgresStore runs on a connection: schema, migrations, the writes of a batch.
 
-    await migrate(conn, url)                        # once per open; writes nothing if current
-    ok, value = await job(conn, append, prepared)   # one write, in its own savepoint
+    await migrate(conn, where)                      # once per open; writes nothing if current
+    results = await batch(conn, [append(job, epoch), claim(...)])   # [(ok, value or error)]
 
 The SQL lives in `postgres.sql` (package data), one named block per query, so
 the schema and every query can be read as SQL. All values are bound
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 from importlib import resources
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -62,87 +63,134 @@ async def _version(conn: Conn, where: str) -> int:
     return version
 
 
-async def job(conn: Conn, fn: Any, args: tuple[Any, ...]) -> tuple[bool, Any]:
-    """Run one write of a batch in its own savepoint: a refused write fails alone.
+class Write(NamedTuple):
+    """One write of a batch: a statement of postgres.sql, and what its row means."""
 
-    Any other error (server gone, disk full) propagates and the caller's transaction
-    rolls back as a whole.
+    run_id: str
+    name: str
+    params: dict[str, Any]
+    settle: Callable[[tuple[Any, ...] | None], Any]  # the result, or raises the refusal
+
+
+async def batch(conn: Conn, writes: list[Write]) -> list[tuple[bool, Any]]:
+    """Every write in ONE transaction, sent in one pipeline: one round trip for the batch.
+
+    A write the database refuses (a stray row under the primary key) aborts the
+    pipeline; the batch is then run again one write at a time, each in a savepoint, so
+    that write fails alone. A lost connection propagates: nothing here was committed,
+    unless the server had processed the COMMIT (the caller says so).
     """
-    await conn.execute("SAVEPOINT job")
     try:
-        result = (True, await fn(conn, *args))
-    except (WaypointError, psycopg.IntegrityError) as exc:
-        await conn.execute("ROLLBACK TO SAVEPOINT job")
-        run_id = getattr(args[0], "run_id", args[0])  # every job's first argument names its run
-        result = (False, exc if isinstance(exc, WaypointError) else StoreError(
-            f"run {run_id!r}: write refused by the database ({exc}); the database holds rows "
-            "waypoint did not write for this run, so inspect it or fork the run", run_id=run_id))
-    await conn.execute("RELEASE SAVEPOINT job")
-    return result
+        async with conn.pipeline():
+            await conn.execute("BEGIN")
+            cursors = [await conn.execute(SQL[w.name], w.params) for w in writes]
+            await conn.execute("COMMIT")
+    except (psycopg.IntegrityError, psycopg.errors.PipelineAborted):
+        await conn.execute("ROLLBACK")
+        return await _one_by_one(conn, writes)
+    return [_settled(w, await cur.fetchone()) for w, cur in zip(writes, cursors)]
 
 
-async def _row(conn: Conn, name: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
-    return await (await conn.execute(SQL[name], params)).fetchone()
+async def _one_by_one(conn: Conn, writes: list[Write]) -> list[tuple[bool, Any]]:
+    async with conn.transaction():
+        return [await _savepoint(conn, w) for w in writes]
 
 
-async def create(conn: Conn, info: RunInfo, owner: str | None, ttl: float,
-                 snapshot: tuple[int, bytes] | None, encoded: tuple[bytes, bytes]) -> int:
-    """The run row, leased to `owner` if given, and its first snapshot; returns the lease epoch."""
+async def _savepoint(conn: Conn, write: Write) -> tuple[bool, Any]:
+    try:
+        async with conn.transaction():  # a savepoint: released, or rolled back to on error
+            row = await (await conn.execute(SQL[write.name], write.params)).fetchone()
+    except psycopg.IntegrityError as exc:
+        return False, StoreError(
+            f"run {write.run_id!r}: write refused by the database ({exc}); the database holds rows "
+            "waypoint did not write for this run, so inspect it or fork the run", run_id=write.run_id)
+    return _settled(write, row)
+
+
+def _settled(write: Write, row: tuple[Any, ...] | None) -> tuple[bool, Any]:
+    try:
+        return True, write.settle(row)
+    except WaypointError as exc:
+        return False, exc
+
+
+def create(info: RunInfo, owner: str | None, ttl: float, snapshot: tuple[int, bytes] | None,
+           encoded: tuple[bytes, bytes]) -> Write:
+    """The run row, leased to `owner` if given, and its first snapshot; settles to the epoch."""
+    def settle(row: tuple[Any, ...] | None) -> int:
+        if row is None:
+            raise RunStateError(f"run {info.run_id!r} already exists; pick another run id",
+                                run_id=info.run_id)
+        return row[0]
+
     waiting, blob = encoded
-    row = await _row(conn, "create", {
+    return Write(info.run_id, "create", {
         "run_id": info.run_id, "graph": info.graph, "created_at": info.created_at,
         "status": "running" if owner is not None else info.status, "updated_at": info.updated_at,
         "last_seq": info.last_seq, "owner": owner if owner is not None else info.lease_owner,
         "leased": owner is not None, "ttl": float(ttl), "expiry": info.lease_expiry,
-        "error": info.error, "waiting": waiting, "info": blob})
-    if row is None:
-        raise RunStateError(f"run {info.run_id!r} already exists; pick another run id", run_id=info.run_id)
-    if snapshot is not None:
-        await conn.execute(SQL["first_snapshot"], {"run_id": info.run_id, "seq": snapshot[0],
-                                                   "payload": snapshot[1]})
-    return row[0]
+        "error": info.error, "waiting": waiting, "info": blob,
+        "snap_seq": snapshot[0] if snapshot else 0, "snap": snapshot[1] if snapshot else None}, settle)
 
 
-async def claim(conn: Conn, run_id: str, owner: str, ttl: float, expect_seq: int | None,
-                expect_status: str | None) -> tuple[RunInfo, int]:
-    """Take the lease (a compare-and-set with `expect_*`); the run as claimed and its new epoch."""
-    row = await _row(conn, "claim", {"run_id": run_id, "owner": owner, "ttl": float(ttl),
-                                     "expect_seq": expect_seq, "expect_status": expect_status})
-    if row is None:
-        now = await run_row(conn, run_id)
-        raise (_moved(run_id, now[3], now[1], expect_seq, expect_status)
-               or _held(run_id, now[4], now[5], now[9]))
-    return _run(run_id, row[:8]), row[8]
+def claim(run_id: str, owner: str, ttl: float, expect_seq: int | None,
+          expect_status: str | None) -> Write:
+    """Take the lease (a compare-and-set with `expect_*`); settles to (RunInfo, epoch)."""
+    def settle(row: tuple[Any, ...] | None) -> tuple[RunInfo, int]:
+        if row is None:
+            raise _not_found(run_id)
+        status, last_seq, holder, expiry, now, *won = row
+        if won[0] is None:
+            raise (_moved(run_id, last_seq, status, expect_seq, expect_status)
+                   or _held(run_id, holder, expiry, now))
+        return _run(run_id, won[:8]), won[8]
+
+    return Write(run_id, "claim", {"run_id": run_id, "owner": owner, "ttl": float(ttl),
+                                   "expect_seq": expect_seq, "expect_status": expect_status}, settle)
 
 
-async def renew(conn: Conn, run_id: str, owner: str, ttl: float) -> None:
-    if await _row(conn, "renew", {"run_id": run_id, "owner": owner, "ttl": float(ttl)}) is None:
-        raise _lost(run_id, owner, (await run_row(conn, run_id))[4], "renew the lease")
+def renew(run_id: str, owner: str, ttl: float) -> Write:
+    params = {"run_id": run_id, "owner": owner, "ttl": float(ttl)}
+    return Write(run_id, "renew", params, _fenced(run_id, owner, "renew the lease"))
 
 
-async def release(conn: Conn, run_id: str, owner: str, status: str, error: str | None,
-                  waiting: bytes) -> None:
+def release(run_id: str, owner: str, status: str, error: str | None, waiting: bytes) -> Write:
     params = {"run_id": run_id, "owner": owner, "status": status, "error": error, "waiting": waiting}
-    if await _row(conn, "release", params) is None:
-        raise _lost(run_id, owner, (await run_row(conn, run_id))[4], f"set status {status!r}")
+    return Write(run_id, "release", params, _fenced(run_id, owner, f"set status {status!r}"))
 
 
-async def append(conn: Conn, job: _Append, epoch: int | None) -> None:
-    """Write one append if its fence holds (our lease, our epoch, nobody appended since)."""
+def _fenced(run_id: str, owner: str, what: str) -> Callable[[tuple[Any, ...] | None], None]:
+    def settle(row: tuple[Any, ...] | None) -> None:
+        if row is None:
+            raise _not_found(run_id)
+        if not row[0]:
+            raise _lost(run_id, owner, row[1], what)
+
+    return settle
+
+
+def append(job: _Append, epoch: int | None) -> Write:
+    """One append, written if its fence holds (our lease, our epoch, nobody appended since)."""
+    def settle(row: tuple[Any, ...] | None) -> None:
+        if row is None:
+            raise _not_found(job.run_id)
+        written, holder, last_seq, now_epoch = row
+        if not written:
+            raise _refusal(job, holder, last_seq) or LeaseError(
+                f"run {job.run_id!r}: {job.owner} lost its lease (epoch {epoch}) and took it again "
+                f"elsewhere (epoch {now_epoch}); stop executing this run here, the newer claim "
+                "goes on", run_id=job.run_id)
+
     rows = job.step_rows
-    written, found, holder, last_seq, now_epoch = await _row(conn, "append", {
+    return Write(job.run_id, "append", {
         "run_id": job.run_id, "owner": job.owner, "epoch": epoch, "first": job.first,
         "last": job.last, "snap_seq": job.snap_seq, "snap": job.snap_blob,
         "seqs": [r[1] for r in rows], "kinds": [r[2] for r in rows], "nodes": [r[3] for r in rows],
-        "payloads": [r[4] for r in rows]})
-    if written:
-        return
-    if not found:
-        raise _not_found(job.run_id)
-    raise _refusal(job, holder, last_seq) or LeaseError(
-        f"run {job.run_id!r}: {job.owner} lost its lease (epoch {epoch}) and took it again "
-        f"elsewhere (epoch {now_epoch}); stop executing this run here, the newer claim goes on",
-        run_id=job.run_id)
+        "payloads": [r[4] for r in rows]}, settle)
+
+
+async def _row(conn: Conn, name: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    return await (await conn.execute(SQL[name], params)).fetchone()
 
 
 async def run_row(conn: Conn, run_id: str) -> tuple[Any, ...]:

@@ -46,7 +46,6 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 SCHEMA_VERSION = tx.SCHEMA_VERSION
 _LAST = 2**63 - 1
-Job = tuple[Any, tuple[Any, ...]]  # (fn(conn, *args), args), run in a savepoint of a batch
 
 
 class PostgresStore:
@@ -54,20 +53,23 @@ class PostgresStore:
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0,
                  connect_timeout: int = 5, max_idle: float = 600.0, keepalives_idle: int = 30,
-                 keepalives_interval: int = 10, keepalives_count: int = 3) -> None:
+                 keepalives_interval: int = 10, keepalives_count: int = 3, prepare: bool = False) -> None:
         """`timeout`: how long a call waits for a pooled connection (then StoreError);
         `connect_timeout` and `keepalives_*` are libpq's: a dead server or a silent network
-        is noticed in seconds, not at the TCP default of two hours."""
+        is noticed in seconds, not at the TCP default of two hours. `prepare=True` lets
+        psycopg prepare the statements run often (about 2x the appends/s, as the server
+        plans each once): only on a direct connection, or a PgBouncer that keeps prepared
+        statements (1.21+, max_prepared_statements); the default prepares nothing."""
         self.url, self.where = url, safe_url(url)
         self.min_size, self.max_size, self.timeout, self.max_idle = min_size, max_size, timeout, max_idle
-        self._connect = {"autocommit": True, "prepare_threshold": None,  # PgBouncer: no prepared statements
+        self._connect = {"autocommit": True, "prepare_threshold": 5 if prepare else None,  # None: PgBouncer-safe
                          "connect_timeout": connect_timeout, "keepalives": 1,
                          "keepalives_idle": keepalives_idle, "keepalives_interval": keepalives_interval,
                          "keepalives_count": keepalives_count, "application_name": "waypoint"}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: asyncio.Task[None] | None = None
         self._pool: AsyncConnectionPool | None = None
-        self._queue: list[tuple[Job, asyncio.Future[Any]]] = []
+        self._queue: list[tuple[tx.Write, asyncio.Future[Any]]] = []
         self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -113,7 +115,7 @@ class PostgresStore:
                          snapshot: Snapshot | None = None) -> None:
         snap = None if snapshot is None else (snapshot.seq, _first_snapshot(info, snapshot))
         encoded = (encode_waiting(info.waiting), encode_info(info))
-        epoch = await self._write(tx.create, info, owner, ttl, snap, encoded)
+        epoch = await self._write(tx.create(info, owner, ttl, snap, encoded))
         if owner is not None:
             self._epochs[info.run_id, owner] = epoch
 
@@ -127,22 +129,22 @@ class PostgresStore:
 
     async def claim(self, run_id: str, owner: str, ttl: float, *, expect_seq: int | None = None,
                     expect_status: RunStatus | None = None) -> RunInfo:
-        info, epoch = await self._write(tx.claim, run_id, owner, ttl, expect_seq, expect_status)
+        info, epoch = await self._write(tx.claim(run_id, owner, ttl, expect_seq, expect_status))
         self._epochs[run_id, owner] = epoch
         return info
 
     async def renew(self, run_id: str, owner: str, ttl: float) -> None:
-        await self._write(tx.renew, run_id, owner, ttl)
+        await self._write(tx.renew(run_id, owner, ttl))
 
     async def release(self, run_id: str, owner: str, status: RunStatus, *, error: str | None = None,
                       waiting: list[str] | None = None) -> None:
-        await self._write(tx.release, run_id, owner, status, error, encode_waiting(list(waiting or [])))
+        await self._write(tx.release(run_id, owner, status, error, encode_waiting(list(waiting or []))))
         self._epochs.pop((run_id, owner), None)
 
     async def append(self, run_id: str, owner: str, steps: list[Step],
                      snapshot: Snapshot | None = None) -> None:
         job = _prepare(run_id, owner, steps, snapshot)
-        await self._write(tx.append, job, self._epochs.get((run_id, owner)))
+        await self._write(tx.append(job, self._epochs.get((run_id, owner))))
 
     async def load(self, run_id: str) -> tuple[Snapshot | None, list[Step]]:
         snapshot = await self.snapshot_at(run_id, _LAST)
@@ -225,10 +227,10 @@ class PostgresStore:
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise self._unreachable(exc, "nothing was read", run_id) from None
 
-    async def _write(self, fn: Any, *args: Any) -> Any:
+    async def _write(self, write: tx.Write) -> Any:
         await self._ready()
         future = self._loop.create_future()
-        self._queue.append(((fn, args), future))
+        self._queue.append((write, future))
         self._wake.set()
         return await future
 
@@ -243,26 +245,26 @@ class PostgresStore:
             if batch:
                 await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[Job, asyncio.Future[Any]]]) -> None:
-        results = await self._transaction([job for job, _ in batch])
+    async def _commit(self, batch: list[tuple[tx.Write, asyncio.Future[Any]]]) -> None:
+        results = await self._transaction([write for write, _ in batch])
         for (_, future), (ok, value) in zip(batch, results):
             if not future.done():
                 future.set_result(value) if ok else future.set_exception(value)
 
-    async def _transaction(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
-        """Every job in ONE transaction; if the transaction fails, every job of it fails."""
-        sent_commit = False
+    async def _transaction(self, writes: list[tx.Write]) -> list[tuple[bool, Any]]:
+        """Every write in ONE transaction; if the transaction fails, every write of it fails."""
+        sent = False
         try:
             async with self._connection() as conn:
-                await conn.execute("BEGIN")
-                results = [await tx.job(conn, fn, args) for fn, args in jobs]
-                sent_commit = True
-                await conn.execute("COMMIT")
-            return results
+                sent = True
+                return await tx.batch(conn, writes)
         except (psycopg.Error, PoolTimeout) as exc:
-            outcome = ("the server failed while committing: what this write did may or may not "
-                       "be written, so read the run again" if sent_commit else "nothing was written")
-            return [(False, self._unreachable(exc, outcome, args[0])) for _, args in jobs]
+            # Sent in one pipeline with its COMMIT: a connection lost meanwhile leaves the
+            # outcome unknown; any other failure rolled the whole batch back.
+            lost = sent and isinstance(exc, psycopg.OperationalError)
+            outcome = ("the connection was lost with the write sent, so it may or may not be "
+                       "written: read the run again" if lost else "nothing was written")
+            return [(False, self._unreachable(exc, outcome, w.run_id)) for w in writes]
 
     def _unreachable(self, exc: BaseException, outcome: str, subject: Any = None) -> StoreError:
         """A failure to talk to the server: where, what happened to the call, what to do."""

@@ -63,80 +63,107 @@ WITH old AS (DELETE FROM waypoint_schema_version)
 INSERT INTO waypoint_schema_version (version) VALUES (%(version)s);
 
 -- name: create
--- With an owner the run starts leased (epoch 1) and running; without, as `info` says.
--- ON CONFLICT returns no row: the caller says the run exists, and nothing was written.
-INSERT INTO waypoint_runs (run_id, graph, status, created_at, updated_at, last_seq, lease_owner,
-                           lease_epoch, lease_expiry, lease_ttl, error, waiting, info)
-VALUES (%(run_id)s, %(graph)s, %(status)s, %(created_at)s, %(updated_at)s, %(last_seq)s,
-        %(owner)s, CASE WHEN %(leased)s::boolean THEN 1 ELSE 0 END,
-        CASE WHEN %(leased)s::boolean THEN now() + make_interval(secs => %(ttl)s::float8)
-             WHEN %(expiry)s::float8 > 0 THEN to_timestamp(%(expiry)s::float8) END,
-        %(ttl)s::float8, %(error)s, %(waiting)s, %(info)s)
-ON CONFLICT (run_id) DO NOTHING
-RETURNING lease_epoch;
+-- The run row (leased to an owner, epoch 1, running; or as `info` says) and its first
+-- snapshot, in one statement. A run id that exists returns no row and writes nothing.
+WITH run AS (
+    INSERT INTO waypoint_runs (run_id, graph, status, created_at, updated_at, last_seq, lease_owner,
+                               lease_epoch, lease_expiry, lease_ttl, error, waiting, info)
+    VALUES (%(run_id)s, %(graph)s, %(status)s, %(created_at)s, %(updated_at)s, %(last_seq)s,
+            %(owner)s, CASE WHEN %(leased)s::boolean THEN 1 ELSE 0 END,
+            CASE WHEN %(leased)s::boolean THEN now() + make_interval(secs => %(ttl)s::float8)
+                 WHEN %(expiry)s::float8 > 0 THEN to_timestamp(%(expiry)s::float8) END,
+            %(ttl)s::float8, %(error)s, %(waiting)s, %(info)s)
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING run_id, lease_epoch
+), snapshot AS (
+    INSERT INTO waypoint_snapshots (run_id, seq, payload)
+    SELECT run.run_id, %(snap_seq)s, %(snap)s::bytea FROM run WHERE %(snap)s::bytea IS NOT NULL
+)
+SELECT lease_epoch FROM run;
 
--- name: first_snapshot
-INSERT INTO waypoint_snapshots (run_id, seq, payload) VALUES (%(run_id)s, %(seq)s, %(payload)s)
-ON CONFLICT (run_id, seq) DO UPDATE SET payload = excluded.payload;
+-- Every write below is ONE statement that locks the run's row (FOR UPDATE: a concurrent
+-- writer's change is waited for, then seen), writes only if its condition holds on that
+-- row, and returns the row as it found it: what a refusal names. No row: no such run.
 
 -- name: claim
 -- The compare-and-set claim: free, expired or ours, and (if asked) the log end and status
--- the caller saw. Concurrent claims queue on the row lock; each re-checks the row as the
--- winner left it, so of many that saw one run at most one succeeds.
-UPDATE waypoint_runs
-SET status = 'running', lease_owner = %(owner)s, lease_epoch = lease_epoch + 1,
-    lease_expiry = now() + make_interval(secs => %(ttl)s::float8), lease_ttl = %(ttl)s::float8,
-    updated_at = extract(epoch FROM now())
-WHERE run_id = %(run_id)s
-  AND (lease_owner IS NULL OR lease_owner = %(owner)s OR lease_expiry IS NULL OR lease_expiry < now())
-  AND (%(expect_seq)s::bigint IS NULL OR last_seq = %(expect_seq)s)
-  AND (%(expect_status)s::text IS NULL OR status = %(expect_status)s)
-RETURNING info, status, updated_at, last_seq, lease_owner,
-          coalesce(extract(epoch FROM lease_expiry), 0)::float8, error, waiting, lease_epoch;
+-- the caller saw. Concurrent claims queue on the row lock and each sees the winner's row,
+-- so of many that saw one run at most one succeeds. A claim bumps the lease epoch.
+WITH cur AS (
+    SELECT run_id, status, last_seq, lease_owner, lease_expiry,
+           lease_owner IS NULL OR lease_owner = %(owner)s OR lease_expiry IS NULL
+               OR lease_expiry < now() AS free
+    FROM waypoint_runs WHERE run_id = %(run_id)s FOR UPDATE
+), won AS (
+    UPDATE waypoint_runs AS r
+    SET status = 'running', lease_owner = %(owner)s, lease_epoch = r.lease_epoch + 1,
+        lease_expiry = now() + make_interval(secs => %(ttl)s::float8), lease_ttl = %(ttl)s::float8,
+        updated_at = extract(epoch FROM now())
+    FROM cur
+    WHERE r.run_id = cur.run_id AND cur.free
+      AND (%(expect_seq)s::bigint IS NULL OR cur.last_seq = %(expect_seq)s::bigint)
+      AND (%(expect_status)s::text IS NULL OR cur.status = %(expect_status)s::text)
+    RETURNING r.info, r.status, r.updated_at, r.last_seq, r.lease_owner,
+              extract(epoch FROM r.lease_expiry)::float8 AS expiry, r.error, r.waiting, r.lease_epoch
+)
+SELECT cur.status, cur.last_seq, cur.lease_owner,
+       coalesce(extract(epoch FROM cur.lease_expiry), 0)::float8, extract(epoch FROM now())::float8,
+       won.info, won.status, won.updated_at, won.last_seq, won.lease_owner, won.expiry, won.error,
+       won.waiting, won.lease_epoch
+FROM cur LEFT JOIN won ON true;
 
 -- name: renew
-UPDATE waypoint_runs
-SET lease_expiry = now() + make_interval(secs => %(ttl)s::float8), lease_ttl = %(ttl)s::float8
-WHERE run_id = %(run_id)s AND lease_owner = %(owner)s
-RETURNING run_id;
+WITH cur AS (
+    SELECT run_id, lease_owner FROM waypoint_runs WHERE run_id = %(run_id)s FOR UPDATE
+), done AS (
+    UPDATE waypoint_runs AS r
+    SET lease_expiry = now() + make_interval(secs => %(ttl)s::float8), lease_ttl = %(ttl)s::float8
+    FROM cur WHERE r.run_id = cur.run_id AND cur.lease_owner = %(owner)s
+    RETURNING r.run_id
+)
+SELECT done.run_id IS NOT NULL, cur.lease_owner FROM cur LEFT JOIN done ON true;
 
 -- name: release
-UPDATE waypoint_runs
-SET status = %(status)s, error = %(error)s, waiting = %(waiting)s, lease_owner = NULL,
-    lease_expiry = NULL, updated_at = extract(epoch FROM now())
-WHERE run_id = %(run_id)s AND lease_owner = %(owner)s
-RETURNING run_id;
+WITH cur AS (
+    SELECT run_id, lease_owner FROM waypoint_runs WHERE run_id = %(run_id)s FOR UPDATE
+), done AS (
+    UPDATE waypoint_runs AS r
+    SET status = %(status)s, error = %(error)s, waiting = %(waiting)s, lease_owner = NULL,
+        lease_expiry = NULL, updated_at = extract(epoch FROM now())
+    FROM cur WHERE r.run_id = cur.run_id AND cur.lease_owner = %(owner)s
+    RETURNING r.run_id
+)
+SELECT done.run_id IS NOT NULL, cur.lease_owner FROM cur LEFT JOIN done ON true;
 
 -- name: append
--- One fenced append in ONE statement: the fence (owner, epoch if known, previous seq)
--- moves the log end and extends the lease; the steps and the snapshot are inserted only
--- if it held. The last SELECT reads the row as it was before this statement (all parts
--- of a statement see one snapshot): the holder and log end a refusal names. A stray
--- step row makes the primary key refuse the whole statement (its savepoint rolls back).
-WITH fence AS (
-    UPDATE waypoint_runs
-    SET last_seq = coalesce(%(last)s::bigint, last_seq), updated_at = extract(epoch FROM now()),
-        lease_expiry = greatest(lease_expiry, now() + make_interval(secs => lease_ttl))
-    WHERE run_id = %(run_id)s AND lease_owner = %(owner)s
-      AND lease_epoch = coalesce(%(epoch)s::bigint, lease_epoch)
-      AND CASE WHEN %(first)s::bigint IS NULL THEN last_seq >= %(snap_seq)s::bigint
-               ELSE last_seq = %(first)s::bigint - 1 END
-    RETURNING run_id
+-- One fenced append: the fence (owner, epoch if known, previous seq) moves the log end
+-- and extends the lease (progress proves the holder alive); the steps and the snapshot
+-- are inserted only if it held. A stray step row makes the primary key refuse the
+-- statement; the store then retries its batch with a savepoint per write.
+WITH cur AS (
+    SELECT run_id, lease_owner, last_seq, lease_epoch
+    FROM waypoint_runs WHERE run_id = %(run_id)s FOR UPDATE
+), fence AS (
+    UPDATE waypoint_runs AS r
+    SET last_seq = coalesce(%(last)s::bigint, r.last_seq), updated_at = extract(epoch FROM now()),
+        lease_expiry = greatest(r.lease_expiry, now() + make_interval(secs => r.lease_ttl))
+    FROM cur
+    WHERE r.run_id = cur.run_id AND cur.lease_owner = %(owner)s
+      AND cur.lease_epoch = coalesce(%(epoch)s::bigint, cur.lease_epoch)
+      AND CASE WHEN %(first)s::bigint IS NULL THEN cur.last_seq >= %(snap_seq)s::bigint
+               ELSE cur.last_seq = %(first)s::bigint - 1 END
+    RETURNING r.run_id
 ), steps AS (
     INSERT INTO waypoint_steps (run_id, seq, kind, node, payload)
     SELECT fence.run_id, s.seq, s.kind, s.node, s.payload
     FROM fence, unnest(%(seqs)s::bigint[], %(kinds)s::text[], %(nodes)s::text[],
                        %(payloads)s::bytea[]) AS s (seq, kind, node, payload)
-    RETURNING seq
 ), snapshot AS (
     INSERT INTO waypoint_snapshots (run_id, seq, payload)
     SELECT fence.run_id, %(snap_seq)s, %(snap)s::bytea FROM fence WHERE %(snap)s::bytea IS NOT NULL
     ON CONFLICT (run_id, seq) DO UPDATE SET payload = excluded.payload
-    RETURNING seq
 )
-SELECT (SELECT count(*) FROM fence) AS written, run.run_id IS NOT NULL AS found, run.lease_owner,
-       run.last_seq, run.lease_epoch
-FROM (SELECT 1) AS one LEFT JOIN waypoint_runs AS run ON run.run_id = %(run_id)s;
+SELECT EXISTS (SELECT 1 FROM fence), cur.lease_owner, cur.last_seq, cur.lease_epoch FROM cur;
 
 -- name: run
 SELECT info, status, updated_at, last_seq, lease_owner,
