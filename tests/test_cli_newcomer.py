@@ -289,3 +289,26 @@ def test_the_commands_printed_after_a_failure_and_a_cancel_run_as_printed(tmp_pa
     assert cancelled.returncode == 0, cancelled.stderr
     forced = wp(*printed(cancelled.stdout, "resume"))
     assert forced.returncode == 1 and "retried   explode" in forced.stdout, forced.stderr
+
+
+# -- editing the state: fork --set ---------------------------------------------------------
+def test_fork_set_edits_fields_and_a_bad_field_writes_nothing(tmp_path):
+    from tests.test_cli import EXAMPLE
+
+    db = str(tmp_path / "runs.db")
+    run_id = run_id_of(wp("run", EXAMPLE, "--input", '{"topic": "t"}', "--db", db).stdout)
+    forked = wp("fork", run_id, "--at", "5", "--set", '{"draft": "short", "notes": ["edited"]}',
+                "--by", "ana", "--run-id", "edited", "--db", db)
+    assert forked.returncode == 0, forked.stderr
+    assert "status: waiting" in forked.stdout and '"draft": "short"' in forked.stdout
+    shown = wp("show", "edited", "--db", db).stdout
+    assert 'set draft="short" notes+=["edited"]  by ana' in shown
+    before = wp("runs", "--db", db).stdout
+    unknown = wp("fork", run_id, "--set", '{"revison": 3}', "--db", db)
+    assert unknown.returncode == 2
+    assert "'revison' is not a field of Article (did you mean 'revision'?)" in unknown.stderr
+    wrong = wp("fork", run_id, "--set", '{"revision": "x"}', "--db", db)
+    assert wrong.returncode == 1 and "field 'revision'" in wrong.stderr
+    not_object = wp("fork", run_id, "--set", "[1]", "--db", db)
+    assert not_object.returncode == 2 and "--set takes a JSON object" in not_object.stderr
+    assert wp("runs", "--db", db).stdout == before  # nothing was written

@@ -5,7 +5,7 @@
     waypoint runs --status waiting
     waypoint show RUN_ID [--state-at SEQ] [--json]
     waypoint render examples/approval.py:graph --run RUN_ID -o approval.svg
-    waypoint fork RUN_ID --at 3
+    waypoint fork RUN_ID --at 3 [--set '{"draft": "shorter"}']
     waypoint cancel RUN_ID --reason "customer withdrew"
     waypoint tick
     waypoint check examples/approval.py:graph [--json]
@@ -27,7 +27,7 @@ import click
 
 from waypoint import __version__
 from waypoint._cli.common import JSON, Commands, UsageProblem, command, existing_db, read_run, resolve_db, run_async
-from waypoint._cli.runs import Answer, Flags, cancel_run, fork_run, marks_of, resume_run, start_run
+from waypoint._cli.runs import Answer, Edit, Flags, cancel_run, fork_run, marks_of, resume_run, start_run
 
 DB_HELP = "SQLite file of the runs [default: $WAYPOINT_DB or ./waypoint.db]"
 REF = "MODULE_OR_FILE:GRAPH"
@@ -184,19 +184,26 @@ def check(graph_ref: str, as_json: bool) -> None:
 @click.option("--at", "seq", type=click.IntRange(min=0), metavar="SEQ",
               help="Fork right after this step [default: the run's last step].")
 @click.option("--run-id", "new_id", metavar="ID", help="Use this id for the new run.")
+@click.option("--set", "update", type=JSON, metavar="JSON", help="Change fields of the state "
+              "first, as a JSON object: --set '{\"draft\": \"shorter\"}' (recorded as an edit).")
+@click.option("--by", metavar="WHO", help="Who made the --set edit [default: your user name].")
 @db_option
 @click.option("--graph", "graph_ref", metavar=REF, help="Load the graph from here instead of "
               "the reference stored with the run.")
-def fork(run_id: str, seq: int | None, new_id: str | None, db: str | None, graph_ref: str | None) -> None:
+def fork(run_id: str, seq: int | None, new_id: str | None, update: Any, by: str | None,
+         db: str | None, graph_ref: str | None) -> None:
     """Start a new run from RUN_ID's state and pending work right after step SEQ.
 
     The original run is untouched; see its steps with `waypoint show RUN_ID`.
     """
+    from waypoint._cli.answers import check_set
     from waypoint._cli.loading import graph_of_run
 
     where = existing_db(db)
     info, graph, ref = graph_of_run(where, run_id, graph_ref)
-    run_async(fork_run(info, graph, ref, seq, new_id, where))
+    check_set(graph, update)
+    edit = None if update is None else Edit(update, by or _user())
+    run_async(fork_run(info, graph, ref, seq, new_id, where, edit))
 
 
 @cli.command()

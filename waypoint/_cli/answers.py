@@ -66,3 +66,19 @@ def check_input(graph: Any, value: Any) -> None:
     if unknown_keys(value, graph.state_type):
         raise UsageProblem(f"--input for graph {graph.name!r}: "
                            f"{misfit('the input', value, graph.state_type)}")
+
+
+def check_set(graph: Any, update: Any) -> None:
+    """Refuse a `--set` that is not a JSON object, or names a field the state lacks (with the
+    closest name); the values themselves are checked by the library, field by field."""
+    from waypoint._cli.common import UsageProblem
+    from waypoint._messages import misfit, unknown_keys
+
+    if update is None:
+        return
+    if not isinstance(update, dict) or not update:
+        raise UsageProblem(f"--set takes a JSON object of the fields to change, e.g. "
+                           f"--set '{{\"draft\": \"shorter\"}}'; got {update!r:.80}.")
+    if unknown_keys(update, graph.state_type):
+        raise UsageProblem(f"--set for graph {graph.name!r}: "
+                           f"{misfit('the edit', update, graph.state_type)} Nothing was written.")

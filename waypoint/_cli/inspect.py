@@ -130,7 +130,8 @@ def _print_history(steps: list[Any], graph: Any, out: Out) -> None:
                  step_detail(s, graph))
 
 
-_KIND_STYLES = {"done": "green", "wait": "yellow", "fail": "red", "item": "dim", "event": "cyan"}
+_KIND_STYLES = {"done": "green", "wait": "yellow", "fail": "red", "item": "dim", "event": "cyan",
+                "edit": "magenta"}
 
 
 def step_detail(step: Any, graph: Any = None) -> str:
@@ -152,6 +153,8 @@ def step_detail(step: Any, graph: Any = None) -> str:
                               for t in result["trace"] if isinstance(t, dict))
             return f"tool turn {extra.get('index', 0) + 1}: {clip(calls, 160)}"
         return f"item {extra.get('index')}: {clip(dumps(result), 80)}"
+    if step.kind == "edit":  # fields a person set (fork/resume --set)
+        return f"set {_delta_text(step, graph)}  by {extra.get('by') or 'unknown'}"
     if step.kind != "done":
         return clip(dumps(extra), 160)
     return "  ".join(_done_parts(step, graph))
@@ -160,9 +163,7 @@ def step_detail(step: Any, graph: Any = None) -> str:
 def _done_parts(step: Any, graph: Any) -> list[str]:
     extra, parts = step.extra, []
     if step.delta:
-        fields = graph.schema.fields if graph is not None and step.node in graph.nodes else {}
-        parts.append(" ".join(f"{k}{'+=' if getattr(fields.get(k), 'reducer', None) else '='}"
-                              f"{clip(dumps(v), 70)}" for k, v in step.delta.items()))
+        parts.append(_delta_text(step, graph))
     if "route" in extra:
         parts.append("route=" + ",".join(extra["route"]))
     if "answer" in extra:
@@ -175,6 +176,14 @@ def _done_parts(step: Any, graph: Any) -> list[str]:
         if key in extra:
             parts.append(f"{key}={extra[key]}")
     return parts
+
+
+def _delta_text(step: Any, graph: Any) -> str:
+    """`n=3 notes+=["x"]`: += for reducer fields, whose delta is what is added."""
+    known = graph is not None and (step.node in graph.nodes or step.kind == "edit")
+    fields = graph.schema.fields if known else {}
+    return " ".join(f"{k}{'+=' if getattr(fields.get(k), 'reducer', None) else '='}"
+                    f"{clip(dumps(v), 70)}" for k, v in step.delta.items())
 
 
 def _print_json(info: Any, steps: list[Any], state: Any, gates: list[Any], seq: int | None,

@@ -24,6 +24,11 @@ class Answer(NamedTuple):
     by: str
 
 
+class Edit(NamedTuple):
+    update: dict[str, Any]  # --set: fields of the state to change
+    by: str
+
+
 class Flags(NamedTuple):
     allow_graph_change: bool
     force: bool
@@ -65,7 +70,8 @@ async def resume_run(info: Any, graph: Any, ref: str, answer: Answer, db: Db, fl
         await report(await follow_run(handle, graph, out, db), graph, store, db, out)
 
 
-async def fork_run(info: Any, graph: Any, ref: str, seq: int | None, new_id: str | None, db: Db) -> None:
+async def fork_run(info: Any, graph: Any, ref: str, seq: int | None, new_id: str | None, db: Db,
+                   edit: Edit | None = None) -> None:
     from waypoint import fork
     from waypoint._cli.live import report
     from waypoint._cli.output import Out
@@ -73,7 +79,8 @@ async def fork_run(info: Any, graph: Any, ref: str, seq: int | None, new_id: str
     out = Out()
     async with opened(db) as store:
         at = info.last_seq if seq is None else seq
-        handle = await fork(graph, info.run_id, at=at, store=store, new_run_id_=new_id)
+        changes = {} if edit is None else {"update": edit.update, "by": edit.by}
+        handle = await fork(graph, info.run_id, at=at, store=store, new_run_id_=new_id, **changes)
         header(out, handle.run_id, graph, ref, db)
         out.line(f"forked: from {info.run_id} after step {at}")
         await report(await follow_run(handle, graph, out, db), graph, store, db, out)
