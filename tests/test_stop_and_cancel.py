@@ -128,3 +128,21 @@ def test_run_sync_without_a_store_says_the_run_is_gone_with_the_call():
 def test_run_sync_with_a_store_has_no_note(tmp_path):
     result = wp.run_sync(chain(), store=wp.SQLiteStore(tmp_path / "runs.db"))
     assert result.status == "waiting" and result.note is None
+
+
+@pytest.mark.asyncio
+async def test_a_waiting_run_is_edited_before_its_answer_as_a_recorded_step(store):
+    graph = chain()
+    await (await wp.start(graph, store=store, run_id="r")).result()
+    before = await store.history("r")
+    with pytest.raises(wp.UpdateError, match="unknown field.*'trial'"):
+        await wp.resume(graph, "r", {"approved": True}, store=store, update={"trial": ["x"]})
+    with pytest.raises(wp.UpdateError, match="field 'trail'"):
+        await wp.resume(graph, "r", {"approved": True}, store=store, update={"trail": 3})
+    assert await store.history("r") == before and (await store.get_run("r")).status == "waiting"
+    done = await (await wp.resume(graph, "r", {"approved": True}, by="ann", store=store,
+                                  update={"trail": ["edited"]})).result()
+    assert done.state.trail == ["edited", "b"]
+    edit = (await store.history("r"))[len(before)]
+    assert (edit.kind, edit.extra["by"]) == ("edit", "ann")
+    assert (await wp.state_at(graph, store, "r", edit.seq)).trail == ["edited"]

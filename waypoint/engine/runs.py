@@ -31,6 +31,7 @@ from waypoint.engine import _lease
 from waypoint.engine._budget import Budget
 from waypoint.engine._frontier import Frontier
 from waypoint.engine._ids import check_user_run_id
+from waypoint.engine.edits import edit_step
 from waypoint.engine._loop import Answer, RunLoop
 from waypoint.engine.events import Event, EventBus
 from waypoint.errors import (
@@ -276,7 +277,7 @@ async def resume(
     answers: Mapping[str, Any] | None = None, by: str | None = None, store: Store,
     deps: Any = None, allow_graph_change: bool = False, max_concurrency: int | None = None,
     budget: Budget | None = None, now: float | None = None, force: bool = False,
-    seen_seq: int | None = None,
+    seen_seq: int | None = None, update: Mapping[str, Any] | None = None,
 ) -> RunHandle:
     """Continue a waiting, failed, interrupted or crashed run, answering gates if given.
 
@@ -286,7 +287,9 @@ async def resume(
     got there first), nothing is written and a `StaleAnswerError` says who answered,
     when, and what the run waits for now. Pass `seen_seq` (a `GateRequest.seq`, the
     step `waypoint show` printed) to apply answers only to the questions exactly as
-    they were read then. A run cancelled on purpose resumes only with `force=True`. `now` (a Unix time) is what gate deadlines are checked against
+    they were read then. A run cancelled on purpose resumes only with `force=True`.
+    `update` edits fields of the state first (as `fork(..., update=)` does), validated
+    before anything is written and recorded as an `edit` step by `by`. `now` (a Unix time) is what gate deadlines are checked against
     instead of the clock, so a test can see a day-long deadline pass:
     `resume(graph, run_id, store=store, now=time.time() + 86400)`.
     """
@@ -307,6 +310,8 @@ async def resume(
         raise
     # Validated before the claim, which is the first write: a refused answer changes nothing.
     checked = {name: Answer(validate_answer(graph, seen, name, value), by) for name, value in raw.items()}
+    edit = None if update is None else edit_step(graph, update, seq=seen.last_seq + 1, by=by,
+                                                 where=f"resume of run {run_id!r}", run_id=run_id)
     owner = _lease.new_owner()
     try:  # compare-and-set on what was validated: the log's end and the status
         await _lease.claim(store, run_id, owner, expect_seq=seen.last_seq, expect_status=seen.status)
@@ -315,8 +320,19 @@ async def resume(
             raise await stale_answer(store, seen, list(raw)) from None
         check_not_held(await store.get_run(run_id))  # another resume took it: say who executes it
         raise
+    if edit is not None:
+        await _append_edit(store, seen, owner, edit)
     return _launch(graph, store, run_id, owner, checked,
                    _Options(deps, max_concurrency, budget, now), "run_resumed")
+
+
+async def _append_edit(store: Store, seen: RunInfo, owner: str, edit: Step) -> None:
+    """Write a resume's state edit under the lease just claimed; on failure, hand the run back."""
+    try:
+        await store.append(seen.run_id, owner, [edit])
+    except BaseException:
+        await _finish(store, seen.run_id, owner, seen.status, seen.error, seen.waiting)
+        raise
 
 
 @dataclass(frozen=True)
