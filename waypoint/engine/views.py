@@ -70,7 +70,8 @@ async def replay(graph: Graph, store: Store, run_id: str, seq: int | None = None
     source = _fork_point(info)
     if source is not None and upto < source[1]:
         return await _replay_source(graph, store, info, source, upto)
-    loop = RunLoop(graph, _Bounded(store, upto), run_id, owner="inspector")
+    # The latest state is the store's own load (one read); an earlier one stops at `upto`.
+    loop = RunLoop(graph, store if seq is None else _Bounded(store, upto), run_id, owner="inspector")
     await loop.load()
     return loop.state, loop.frontier, loop.seq
 
