@@ -13,7 +13,7 @@ import time
 from typing import Annotated
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from tests.test_cli import wp
 from waypoint import END, START, GraphBuilder, SQLiteStore, append, fork, resume, start, state_at
@@ -80,6 +80,32 @@ async def test_a_bad_update_names_the_field_and_writes_nothing(store, update, na
     assert [r.run_id for r in await store.list_runs()] == [source.run_id]  # no fork, no child
 
 
+class Range(BaseModel):
+    low: int = 0
+    high: int = 10
+
+    @model_validator(mode="after")
+    def ordered(self) -> "Range":
+        if self.low > self.high:
+            raise ValueError("low must not exceed high")
+        return self
+
+
+async def test_an_update_the_state_validators_refuse_is_refused_before_anything_is_written(store):
+    g = GraphBuilder(Range, name="range")
+    g.node(lambda s: {"high": s.high + 1}, name="grow")
+    g.edge(START, "grow")
+    g.edge("grow", END)
+    graph = g.compile()
+    source = await (await start(graph, store=store)).result()
+    with pytest.raises(UpdateError, match="low must not exceed high") as caught:
+        await fork(graph, source.run_id, at=0, store=store, update={"low": 20})
+    assert f"fork of run {source.run_id!r} at step 0" in str(caught.value)
+    assert [r.run_id for r in await store.list_runs()] == [source.run_id]
+    fine = await (await fork(graph, source.run_id, at=0, store=store, update={"low": 5})).result()
+    assert (fine.state.low, fine.state.high) == (5, 11)
+
+
 async def test_an_edit_made_at_a_gate_is_kept_through_the_answer(store):
     g = GraphBuilder(Doc, name="gated")
     g.node(lambda s: {"log": ["draft"]}, name="draft")
@@ -109,7 +135,7 @@ async def test_edit_step_is_the_reusable_piece():
 
 FLOW = '''
 from typing import Annotated
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 import waypoint as wp
 
 class Doc(BaseModel):

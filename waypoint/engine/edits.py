@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from waypoint.checkpoints.records import Step
 from waypoint.errors import UpdateError
@@ -26,14 +26,22 @@ EDIT_NODE = "-"  # an edit belongs to no node: recorded under "-", as a run-leve
 
 
 def edit_step(graph: Graph, update: Mapping[str, Any], *, seq: int, by: str | None = None,
-              where: str, run_id: str | None = None) -> Step:
+              where: str, run_id: str | None = None, state: BaseModel | None = None) -> Step:
     """The "edit" Step at `seq` that sets `update`'s fields, each validated against the state.
 
     `where` names the place for error messages ("fork of run 'x' at step 3"). A field
     the state does not have, or a value that does not fit its field, is an UpdateError
-    naming the field, raised before anything is written.
+    naming the field, raised before anything is written. Given the `state` the edit
+    applies to, the state model's own validators are run on the result too (as on
+    replay), so an edit they refuse is refused here and not when the run is loaded.
     """
     values = check_edit(graph, update, where=where, run_id=run_id)
+    if state is not None:
+        try:
+            graph.schema.apply(state, values, node=EDIT_NODE)
+        except UpdateError as exc:
+            said = str(exc).removeprefix(f"node {EDIT_NODE!r}: ")  # no node made it: `where` says who
+            raise UpdateError(f"{where}: {said} Nothing was written.", run_id=run_id) from None
     extra = {"by": by} if by is not None else {}
     return Step(seq=seq, kind="edit", node=EDIT_NODE, activation=EDIT_NODE, at=time.time(),
                 delta=graph.schema.encode(values), extra=extra)

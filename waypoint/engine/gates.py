@@ -83,7 +83,7 @@ class SkippedRun:
     error: WaypointError
 
 
-class TickResults(list):  # list[RunResult]
+class TickResults(list[RunResult]):
     """What `tick()` did: the RunResults of the runs it resumed (it is a list of them),
     and in `skipped` the runs it could not tick, each with the reason."""
 

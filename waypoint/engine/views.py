@@ -153,7 +153,8 @@ async def fork(graph: Graph, run_id: str, *, at: int, store: Store, deps: Any = 
     state, frontier, seq = await replay(graph, store, run_id, at)
     fork_id = new_run_id_ or new_run_id()
     edit = None if update is None else edit_step(
-        graph, update, seq=seq + 1, by=by, where=f"fork of run {run_id!r} at step {seq}", run_id=run_id)
+        graph, update, seq=seq + 1, by=by, where=f"fork of run {run_id!r} at step {seq}",
+        run_id=run_id, state=state)
     source = await store.get_run(run_id)
     await _fork_waiting_children(graph, store, run_id, fork_id, frontier)
     owner = await create_run_record(store, graph, fork_id, state, frontier=frontier, seq=seq,
