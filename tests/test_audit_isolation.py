@@ -212,8 +212,27 @@ async def test_due_gates_agrees_with_replay_after_a_subgraph_failed_past_its_ans
     graph = wrap("outer", inner.compile())
     run_id = (await (await start(graph, store=store)).result()).run_id
     later = time.time() + 7200
-    assert await due_gates(graph, store, run_id, later) == ["0.0"]
+    assert await due_gates(store, run_id, later) == ["0.0"]
     failed = await (await resume(graph, run_id, {"ok": True}, store=store)).result(raise_on_failure=False)
     assert failed.status == "failed"
     # The fail step dropped the subgraph's wait (it runs again on resume): nothing is due.
-    assert await due_gates(graph, store, run_id, later) == []
+    assert await due_gates(store, run_id, later) == []
+
+
+async def test_waypoint_tick_leaves_alone_a_waiting_run_it_has_no_graph_for_when_nothing_is_due(tmp_path):
+    import textwrap
+
+    from tests.test_cli import wp
+    from tests.test_cli_ops import FLOW, run_id_of
+    from waypoint import SQLiteStore
+
+    db = str(tmp_path / "runs.db")
+    store = SQLiteStore(db)  # a run started from Python: no graph reference, no deadline
+    quiet = (await (await start(gate_graph("python_made"), store=store)).result()).run_id
+    await store.close()
+    (tmp_path / "due.py").write_text(textwrap.dedent(FLOW.format(deadline=0.0)))
+    due = run_id_of(wp("run", f"{tmp_path / 'due.py'}:graph", "--db", db).stdout)
+    swept = wp("tick", "--db", db)
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    assert f"{due}  waiting  waiting: manager" in swept.stdout and quiet not in swept.stdout
+    assert "1 run(s) resumed, 0 skipped" in swept.stdout

@@ -166,7 +166,7 @@ async def test_a_gate_answered_before_its_deadline_follows_its_edges(store):
     run_id = (await (await start(graph, store=store)).result()).run_id
     from waypoint.engine.gates import due_gates
 
-    assert await due_gates(graph, store, run_id) == []
+    assert await due_gates(store, run_id) == []
     done = await (await resume(graph, run_id, {"approved": True}, store=store)).result()
     assert done.state.approval.approved and done.state.log == ["published"]
 
@@ -219,11 +219,11 @@ async def test_a_deadline_inside_a_subgraph_comes_due_for_the_parent(store):
     outer.edge("after", END)
     graph = outer.compile()
     run_id = (await (await start(graph, store=store)).result()).run_id
-    assert len(await due_gates(graph, store, run_id)) == 1  # the parent's wait carries the inner deadline
+    assert len(await due_gates(store, run_id)) == 1  # the parent's wait carries the inner deadline
 
     [result] = await tick(store, graph_for=lambda info: graph)  # escalates inside the child
     assert result.status == "waiting" and result.waiting == ["review/manager"]
-    assert await due_gates(graph, store, run_id) == []  # the manager gate has no deadline
+    assert await due_gates(store, run_id) == []  # the manager gate has no deadline
     done = await (await resume(graph, run_id, {"approved": True}, store=store)).result()
     assert done.status == "done" and done.state.log == ["published", "after"]
     assert done.state.budget.approved and done.state.approval is None

@@ -160,8 +160,8 @@ async def test_a_fork_of_the_waiting_run_waits_at_the_same_items_and_answers_on_
 
 async def test_a_deadline_inside_an_item_comes_due_for_the_parent(store):
     graph, _, result = await two_waiting(store, deadline=3600)
-    assert await due_gates(graph, store, result.run_id, time.time()) == []
-    assert await due_gates(graph, store, result.run_id, time.time() + 7200) == ["0.0"]
+    assert await due_gates(store, result.run_id, time.time()) == []
+    assert await due_gates(store, result.run_id, time.time() + 7200) == ["0.0"]
     [swept] = await tick(store, graph_for=lambda info: graph, now=time.time() + 7200)
     assert swept.status == "done"
     assert swept.state.confirmed == [False, True, False]  # both asked items escalated

@@ -63,34 +63,20 @@ class Frontier:
 
     def apply(self, graph: Graph, state: BaseModel, step: Step, values: dict[str, Any]) -> BaseModel:
         """Advance past `step` (whose decoded delta is `values`); return the new state."""
-        if step.kind == "item":
-            self.items.setdefault(step.activation, {})[step.extra["index"]] = step.extra["result"]
-            return state
-        if step.kind == "wait":
-            self.waits[step.activation] = step.extra
-            return state
-        if step.kind == "fail":
-            add_usage(self.usage, step.extra.get("usage"))  # what the failed activation spent counts
-            request = self.waits.get(step.activation, {})
-            if "child" in request or "items" in request:
-                # A subgraph or map that failed after an answer reached its child: on resume it
-                # runs again (its children say again where they wait), not waits as it was.
-                del self.waits[step.activation]
-            return state
         if step.kind == "edit":
             # A person's edit of the state (engine/edits.py): fields only, nothing activated.
             # Decoded here: a loader decodes the deltas of "done" steps only.
             return graph.schema.apply(state, values or graph.schema.decode(step.delta))
         if step.kind != "done":
+            self.track(step)
             return state
         schema = graph.schema
         new_state = schema.apply(state, values, node=step.node)
+        self.track(step)
         for name in values:
             if schema.fields[name].reducer is None:
                 self.writers[name] = (step.seq, step.node, step.activation)
         self.pending.pop(step.activation, None)
-        self.items.pop(step.activation, None)
-        self.waits.pop(step.activation, None)
         if "loop_count" in step.extra or graph.nodes[step.node].kind == "guard":
             self.loop_counts[step.node] = step.extra.get("loop_count", 0)
         add_usage(self.usage, step.extra.get("usage"))
@@ -99,6 +85,27 @@ class Frontier:
         for i, child in enumerate(step.children):
             self.add(graph, f"{step.seq}.{i}", child, step.node)
         return new_state
+
+    def track(self, step: Step) -> None:
+        """The part of `apply` that needs no graph: map items, waits, a failure's usage.
+
+        `due_gates` follows a run's waits with it alone, so deadlines are read as
+        replay reads them, without loading the run's graph.
+        """
+        if step.kind == "item":
+            self.items.setdefault(step.activation, {})[step.extra["index"]] = step.extra["result"]
+        elif step.kind == "wait":
+            self.waits[step.activation] = step.extra
+        elif step.kind == "fail":
+            add_usage(self.usage, step.extra.get("usage"))  # what the failed activation spent counts
+            request = self.waits.get(step.activation, {})
+            if "child" in request or "items" in request:
+                # A subgraph or map that failed after an answer reached its child: on resume it
+                # runs again (its children say again where they wait), not waits as it was.
+                del self.waits[step.activation]
+        elif step.kind == "done":
+            self.items.pop(step.activation, None)
+            self.waits.pop(step.activation, None)
 
     # -- persistence as plain data -----------------------------------------
     def to_plain(self) -> dict[str, Any]:

@@ -16,9 +16,8 @@ from typing import Any, Callable
 
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo
-from waypoint.engine._resumable import check_same_graph
+from waypoint.engine._frontier import Frontier
 from waypoint.engine.runs import RunResult, resume
-from waypoint.engine.views import replay
 from waypoint.errors import WaypointError
 from waypoint.graphs.graph import Graph
 from waypoint.nodes.gate import GateNode
@@ -64,13 +63,17 @@ async def _family(store: Store, run_id: str) -> list[RunInfo]:
     return family
 
 
-async def due_gates(graph: Graph, store: Store, run_id: str, now: float | None = None) -> list[str]:
+async def due_gates(store: Store, run_id: str, now: float | None = None) -> list[str]:
     """Activations of gates in `run_id` whose deadline has passed without an answer.
 
-    Read from the run's replayed frontier (`views.replay`, the one reader of the log),
-    so it agrees with `pending_gates`, resume and drawings on what still waits.
+    Its waits are followed by `Frontier.track`, the part of `Frontier.apply` that
+    needs no graph, so it agrees with replay (a failed subgraph's wait is gone)
+    without loading the run's graph: `tick` asks for a graph only for due runs.
     """
-    _, frontier, _ = await replay(graph, store, run_id)
+    snapshot, tail = await store.load(run_id)
+    frontier = Frontier.from_plain(snapshot.frontier) if snapshot else Frontier()
+    for step in tail:
+        frontier.track(step)
     return [act for act, request in frontier.waits.items() if GateNode.expired(request, now)]
 
 
@@ -96,7 +99,7 @@ async def tick(store: Store, graph_for: Callable[[RunInfo], Graph | None], *,
                now: float | None = None, **options: Any) -> TickResults:
     """Resume every waiting run with an expired gate, so it takes its escalation route.
 
-    `graph_for(info)` gives the graph of a waiting run, or None to leave that run for
+    `graph_for(info)` gives the graph of a due run, or None to leave that run for
     later (say, a graph this process cannot load). Run it from cron, or call it
     from your scheduler; gates inside subgraphs come due for their parent run.
     Each run is handled on its own: one that cannot be ticked (its graph changed
@@ -119,13 +122,11 @@ async def tick(store: Store, graph_for: Callable[[RunInfo], Graph | None], *,
 
 async def _tick_one(store: Store, info: RunInfo, graph_for: Callable[[RunInfo], Graph | None],
                     now: float | None, options: dict[str, Any]) -> RunResult | None:
-    """Resume one waiting run if a gate of it is due; None if nothing is (or no graph)."""
+    """Resume one waiting run if a gate of it is due; None if none is (or no graph is given)."""
+    if not await due_gates(store, info.run_id, now or time.time()):
+        return None
     graph = graph_for(info)
     if graph is None:
-        return None
-    # Before reading its log with `graph`: a changed shape is GraphChangedError, not a misfit.
-    check_same_graph(graph, info, options.get("allow_graph_change", False))
-    if not await due_gates(graph, store, info.run_id, now or time.time()):
         return None
     handle = await resume(graph, info.run_id, store=store, now=now, **options)
     return await handle.result(raise_on_failure=False)
