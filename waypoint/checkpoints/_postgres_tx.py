@@ -12,8 +12,8 @@ as the other stores (memory.py's `_held`, `_lost`, `_moved`, `_refusal`...).
 from __future__ import annotations
 
 import re
-from importlib import resources
 from collections.abc import Callable
+from importlib import resources
 from typing import Any, NamedTuple
 
 import psycopg
@@ -194,7 +194,7 @@ async def _row(conn: Conn, name: str, params: dict[str, Any]) -> tuple[Any, ...]
 
 
 async def run_row(conn: Conn, run_id: str) -> tuple[Any, ...]:
-    """The run's columns (as `_run` reads them), then its epoch and the database's clock."""
+    """The run's columns, as `sqlite._run` reads them into a RunInfo."""
     row = await _row(conn, "run", {"run_id": run_id})
     if row is None:
         raise _not_found(run_id)

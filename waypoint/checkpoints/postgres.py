@@ -8,11 +8,14 @@
 Install with `pip install "waypoint-workflows[postgres]"`. Every write (append,
 create_run, claim, renew, release) joins a queue drained by one writer task,
 which commits everything queued, from any run, in ONE transaction on one pooled
-connection; each write runs in its own savepoint, so a refused append fails
-alone while the rest of its batch commits. Leases expire on the database's
-clock (`now()`), never a worker's. An append is fenced in one statement by the
-owner, the lease epoch this store claimed (when it claimed it) and the previous
-seq, with the primary key (run_id, seq) as the backstop.
+connection, sent as one pipeline (one round trip for the batch). Each write is
+one statement that locks its run's row and writes only if its fence holds, so
+a refused append fails alone while the rest of its batch commits; a write the
+database itself refuses (a stray row under the primary key) makes the batch run
+again with a savepoint per write. Leases expire on the database's clock
+(`now()`), never a worker's. An append is fenced by the owner, the lease epoch
+this store's claim got (when it claimed) and the previous seq, with the primary
+key (run_id, seq) as the backstop.
 
 No server-side prepared statements (`prepare_threshold=None`), so the store
 works behind PgBouncer in transaction mode. The schema and every query are in
@@ -120,7 +123,7 @@ class PostgresStore:
             self._epochs[info.run_id, owner] = epoch
 
     async def get_run(self, run_id: str) -> RunInfo:
-        return _run(run_id, (await self._read(run_id, tx.run_row, run_id))[:8])
+        return _run(run_id, await self._read(run_id, tx.run_row, run_id))
 
     async def list_runs(self, *, status: RunStatus | None = None, graph: str | None = None,
                         limit: int = 100) -> list[RunInfo]:

@@ -167,8 +167,7 @@ SELECT EXISTS (SELECT 1 FROM fence), cur.lease_owner, cur.last_seq, cur.lease_ep
 
 -- name: run
 SELECT info, status, updated_at, last_seq, lease_owner,
-       coalesce(extract(epoch FROM lease_expiry), 0)::float8, error, waiting,
-       lease_epoch, extract(epoch FROM now())::float8
+       coalesce(extract(epoch FROM lease_expiry), 0)::float8, error, waiting
 FROM waypoint_runs WHERE run_id = %(run_id)s;
 
 -- name: list_runs
