@@ -312,3 +312,23 @@ def test_fork_set_edits_fields_and_a_bad_field_writes_nothing(tmp_path):
     not_object = wp("fork", run_id, "--set", "[1]", "--db", db)
     assert not_object.returncode == 2 and "--set takes a JSON object" in not_object.stderr
     assert wp("runs", "--db", db).stdout == before  # nothing was written
+
+
+def test_resume_set_edits_fields_before_the_answer_and_a_bad_field_writes_nothing(tmp_path):
+    from tests.test_cli import EXAMPLE
+
+    db = str(tmp_path / "runs.db")
+    run_id = run_id_of(wp("run", EXAMPLE, "--input", '{"topic": "t"}', "--db", db).stdout)
+    steps = wp("show", run_id, "--db", db).stdout.count("\n")
+    unknown = wp("resume", run_id, "--set", '{"drafts": "x"}', "--input", '{"approved": true}',
+                 "--db", db)
+    assert unknown.returncode == 2 and "did you mean 'draft'?" in unknown.stderr
+    wrong = wp("resume", run_id, "--set", '{"revision": "x"}', "--input", '{"approved": true}',
+               "--db", db)
+    assert wrong.returncode == 1 and "field 'revision'" in wrong.stderr
+    assert wp("show", run_id, "--db", db).stdout.count("\n") == steps  # nothing was written
+    done = wp("resume", run_id, "--set", '{"draft": "edited by hand"}', "--input",
+              '{"approved": true}', "--by", "ana", "--db", db)
+    assert done.returncode == 0, done.stderr
+    assert "status: done" in done.stdout and '"draft": "edited by hand"' in done.stdout
+    assert 'set draft="edited by hand"  by ana' in wp("show", run_id, "--db", db).stdout

@@ -1,7 +1,7 @@
 """The `waypoint` command: run, resume, list, show and draw durable runs.
 
     waypoint run examples/approval.py:graph --input '{"topic": "tides"}'
-    waypoint resume RUN_ID --gate approve --input '{"approved": true}'
+    waypoint resume RUN_ID --gate approve --input '{"approved": true}' [--set '{"draft": "x"}']
     waypoint runs --status waiting
     waypoint show RUN_ID [--state-at SEQ] [--json]
     waypoint render examples/approval.py:graph --run RUN_ID -o approval.svg
@@ -75,22 +75,26 @@ def run(graph_ref: str, input_: Any, db: str | None, run_id: str | None) -> None
 @click.option("--allow-graph-change", is_flag=True, help="Resume even though the graph's "
               "structure changed since the run started (when the change is safe for this run).")
 @click.option("--force", is_flag=True, help="Resume a run that was cancelled on purpose.")
+@click.option("--set", "update", type=JSON, metavar="JSON", help="Change fields of the state "
+              "first, as a JSON object (recorded as an edit by --by).")
 def resume(run_id: str, input_: Any, gate: str | None, by: str | None, db: str | None,
-           graph_ref: str | None, allow_graph_change: bool, force: bool) -> None:
+           graph_ref: str | None, allow_graph_change: bool, force: bool, update: Any) -> None:
     """Continue a run: answer its waiting gate, or re-run what failed or was interrupted."""
+    from waypoint._cli.answers import check_set
     from waypoint._cli.loading import graph_of_run
 
     if gate is not None and input_ is None:
         raise click.UsageError("--gate needs the answer: --input JSON.")
     where = existing_db(db)
     info, graph, ref = graph_of_run(where, run_id, graph_ref)
+    check_set(graph, update)
     if info.status == "cancelled" and not force:
         raise click.ClickException(
             f"run {run_id!r} was cancelled on purpose ({info.error or 'cancelled'}); resume it "
             f"anyway with `{command('resume', run_id, '--force', db=where)}`, or start over from a "
             f"step with `{command('fork', run_id, '--at', '0', db=where)}`.")
     answer = Answer(input_, gate, by or _user())
-    run_async(resume_run(info, graph, ref, answer, where, Flags(allow_graph_change, force)))
+    run_async(resume_run(info, graph, ref, answer, where, Flags(allow_graph_change, force, update)))
 
 
 @cli.command()

@@ -29,9 +29,10 @@ class Edit(NamedTuple):
     by: str
 
 
-class Flags(NamedTuple):
+class Flags(NamedTuple):  # resume's keyword arguments, as the library names them
     allow_graph_change: bool
     force: bool
+    update: dict[str, Any] | None = None  # --set
 
 
 async def start_run(graph: Any, ref: str, input_: Any, db: Db, run_id: str | None) -> None:
