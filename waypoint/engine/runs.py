@@ -310,8 +310,7 @@ async def resume(
         raise
     # Validated before the claim, which is the first write: a refused answer changes nothing.
     checked = {name: Answer(validate_answer(graph, seen, name, value), by) for name, value in raw.items()}
-    edit = None if update is None else edit_step(graph, update, seq=seen.last_seq + 1, by=by,
-                                                 where=f"resume of run {run_id!r}", run_id=run_id)
+    edit = None if update is None else await _edit(graph, store, seen, update, by)
     owner = _lease.new_owner()
     try:  # compare-and-set on what was validated: the log's end and the status
         await _lease.claim(store, run_id, owner, expect_seq=seen.last_seq, expect_status=seen.status)
@@ -324,6 +323,15 @@ async def resume(
         await _append_edit(store, seen, owner, edit)
     return _launch(graph, store, run_id, owner, checked,
                    _Options(deps, max_concurrency, budget, now), "run_resumed")
+
+
+async def _edit(graph: Graph, store: Store, seen: RunInfo, update: Mapping[str, Any], by: str | None) -> Step:
+    """The `edit` step of `resume(update=...)`, checked against the run's state as it stands
+    (its validators included) before anything is written."""
+    loop = RunLoop(graph, store, seen.run_id, owner="inspector")
+    await loop.load()
+    return edit_step(graph, update, seq=seen.last_seq + 1, by=by, state=loop.state,
+                     where=f"resume of run {seen.run_id!r}", run_id=seen.run_id)
 
 
 async def _append_edit(store: Store, seen: RunInfo, owner: str, edit: Step) -> None:
