@@ -146,3 +146,48 @@ async def test_a_waiting_run_is_edited_before_its_answer_as_a_recorded_step(stor
     edit = (await store.history("r"))[len(before)]
     assert (edit.kind, edit.extra["by"]) == ("edit", "ann")
     assert (await wp.state_at(graph, store, "r", edit.seq)).trail == ["edited"]
+
+
+class Item(BaseModel):
+    name: str
+    report: str = ""
+
+
+class Batch(BaseModel):
+    items: list[Item] = []
+    reports: list[Item] = []
+
+
+@pytest.mark.asyncio
+async def test_when_a_map_item_fails_its_cancelled_siblings_child_runs_are_not_left_running(store):
+    entered, never = [], asyncio.Event()
+    both_in = asyncio.Event()
+
+    w = wp.GraphBuilder(Item, name="worker")
+
+    @w.node(writes=["report"])
+    async def work(state: Item) -> dict:
+        if state.name == "bad":
+            await both_in.wait()  # fail only once the siblings are inside their child runs
+            raise RuntimeError("bad item")
+        entered.append(state.name)
+        if len(entered) == 2:
+            both_in.set()
+        await never.wait()
+        return {"report": state.name}
+
+    w.edge(wp.START, "work")
+    w.edge("work", wp.END)
+    g = wp.GraphBuilder(Batch, name="batch")
+    g.map("each", w.compile(), over="items", into="reports", max_items=5)
+    g.edge(wp.START, "each")
+    g.edge("each", wp.END)
+    graph = g.compile()
+    items = [{"name": n} for n in ("a", "bad", "b")]
+    failed = await (await wp.start(graph, {"items": items}, store=store, run_id="m")).result(
+        raise_on_failure=False)
+    assert failed.status == "failed" and "bad item" in str(failed.error)
+    children = [r for r in await store.list_runs() if r.parent_run_id == "m"]
+    assert len(children) == 3
+    assert all(r.lease_owner is None for r in children), [(r.run_id, r.status, r.lease_owner) for r in children]
+    assert sorted(r.status for r in children) == ["failed", "interrupted", "interrupted"]

@@ -9,6 +9,7 @@ map, `<map>[<index>]/<gate>` (`item_address`): that item waits, its siblings go 
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from waypoint.engine import _lease
@@ -17,7 +18,7 @@ from waypoint.engine._frontier import Activation
 from waypoint.engine._ids import child_run_id
 from waypoint.engine._nodes import ChildWaiting
 from waypoint.engine.events import Event, EventBus
-from waypoint.errors import NodeError, RunNotFoundError, RunStateError
+from waypoint.errors import NodeError, RunNotFoundError, RunStateError, WaypointError
 from waypoint.graphs.graph import Graph
 from waypoint.nodes.composite import item_address
 from waypoint.nodes.gate import GateNode
@@ -42,8 +43,14 @@ def child_runner(parent: RunLoop, act: Activation):
         await _claim_child(parent, act, graph, child_id, child_input)
         loop = RunLoop(graph, parent.store, child_id, parent.owner, deps=parent.runner.deps,
                        answers=answers, bus=_forwarding_bus(parent, act), now=parent.now)
-        await loop.load()
-        outcome = await loop.drive()
+        try:
+            await loop.load()
+            outcome = await loop.drive()
+        except asyncio.CancelledError:
+            # A failing sibling (or the parent being stopped) cancelled this child: hand its
+            # lease back now, so that resuming the parent does not meet it held for a TTL.
+            await _release_quietly(parent, child_id, "interrupted")
+            raise
         await parent.store.release(child_id, parent.owner, outcome.status,
                                    error=str(outcome.error) if outcome.error else None,
                                    waiting=outcome.waiting)
@@ -58,6 +65,13 @@ def child_runner(parent: RunLoop, act: Activation):
         return outcome.state
 
     return run_child
+
+
+async def _release_quietly(parent: RunLoop, child_id: str, status: str) -> None:
+    try:
+        await parent.store.release(child_id, parent.owner, status)
+    except WaypointError:
+        pass  # not ours any more, or the store is gone: whoever holds it decides
 
 
 def _address(parent: RunLoop, act: Activation, child_id: str) -> tuple[str | None, dict[str, Any] | None]:
