@@ -25,9 +25,14 @@ EXPORTED = {
 }
 
 
-def test_exported_names_are_pinned():
-    assert set(waypoint.__all__) == EXPORTED
-    assert len(waypoint.__all__) == len(EXPORTED)  # no duplicates
+def test_exported_names_are_pinned_and_sorted():
+    assert waypoint.__all__ == sorted(EXPORTED)  # sorted, no duplicates, nothing else
+
+
+def test_dir_lists_every_exported_name_before_it_is_loaded():
+    code = "import waypoint; print(sorted(set(waypoint.__all__) - set(dir(waypoint))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_every_exported_name_resolves():

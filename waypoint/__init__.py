@@ -10,61 +10,115 @@ this front door):
     nodes receive a NodeContext, never the scheduler
     testing may import anything above
 
-Heavy imports (openai, networkx, graphviz) happen only where they are used.
+Every name below is imported on first use (`waypoint._lazy`): importing a
+subpackage runs this file first, so an eager front door would make
+`import waypoint.checkpoints` load the engine. tests/test_layers.py pins what
+each layer loads; tests/test_exports.py pins the names.
 """
 
 from typing import TYPE_CHECKING
 
-from waypoint.checkpoints import MemoryStore, RunInfo, Step, Store
-from waypoint.engine import (
-    ApprovalEntry, Budget, Event, GateRequest, approval_log, cancel, tick, RunHandle, RunResult, fork, get_run, history, pending_gates, resume,
-    resume_sync, run_sync, start, state_at, RunMarks, run_marks,
-)
-from waypoint.errors import (
-    BudgetExceededError, ConflictError, CorruptRecordError, GateError, GraphChangedError, GraphError,
-    LeaseError, NodeError, RunError, RunMovedError, RunNotFoundError, RunStateError, SchemaVersionError,
-    StaleAnswerError, StoreError, UpdateError, WaypointError,
-)
-from waypoint.graphs import END, START, Graph, GraphBuilder, append, merge, reducer
-from waypoint import nodes as _nodes
-from waypoint.nodes import NodeContext, RetryPolicy
+from waypoint._lazy import lazy
 
-if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on first use
-    from waypoint.checkpoints.sqlite import SQLiteStore
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each loads on first use
+    from waypoint.checkpoints import MemoryStore, RunInfo, SQLiteStore, Step, Store
+    from waypoint.engine import (
+        ApprovalEntry, Budget, Event, GateRequest, RunHandle, RunMarks, RunResult, approval_log, cancel,
+        fork, get_run, history, pending_gates, resume, resume_sync, run_marks, run_sync, start, state_at,
+        tick,
+    )
+    from waypoint.errors import (
+        BudgetExceededError, ConflictError, CorruptRecordError, GateError, GraphChangedError, GraphError,
+        LeaseError, NodeError, RunError, RunMovedError, RunNotFoundError, RunStateError,
+        SchemaVersionError, StaleAnswerError, StoreError, UpdateError, WaypointError,
+    )
+    from waypoint.graphs import END, START, Graph, GraphBuilder, append, merge, reducer
     from waypoint.nodes import (
-        LLMNode, Model, ModelRequest, ModelResponse, OpenAIModel, ToolApproval, ToolCall,
-        agent_tool, handoff, llm, llm_router, run_approved, tool,
+        LLMNode, Model, ModelRequest, ModelResponse, NodeContext, OpenAIModel, RetryPolicy, ToolApproval,
+        ToolCall, agent_tool, handoff, llm, llm_router, run_approved, tool,
     )
 
 __version__ = "0.1.0"
 
+_HOME = {  # the package each name is read from: its own front door
+    "waypoint.checkpoints": "MemoryStore RunInfo SQLiteStore Step Store",
+    "waypoint.engine": "ApprovalEntry Budget Event GateRequest RunHandle RunMarks RunResult approval_log "
+                       "cancel fork get_run history pending_gates resume resume_sync run_marks run_sync "
+                       "start state_at tick",
+    "waypoint.errors": "BudgetExceededError ConflictError CorruptRecordError GateError GraphChangedError "
+                       "GraphError LeaseError NodeError RunError RunMovedError RunNotFoundError "
+                       "RunStateError SchemaVersionError StaleAnswerError StoreError UpdateError "
+                       "WaypointError",
+    "waypoint.graphs": "END START Graph GraphBuilder append merge reducer",
+    "waypoint.nodes": "LLMNode Model ModelRequest ModelResponse NodeContext OpenAIModel RetryPolicy "
+                      "ToolApproval ToolCall agent_tool handoff llm llm_router run_approved tool",
+}
 
-def __getattr__(name: str):
-    """SQLiteStore and the LLM side are imported on first use: `import waypoint` stays light."""
-    if name == "SQLiteStore":
-        from waypoint.checkpoints.sqlite import SQLiteStore
-
-        return SQLiteStore
-    if name in __all__ and name in _nodes.LAZY:  # the LLM side: llm, llm_router, OpenAIModel...
-        value = getattr(_nodes, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'waypoint' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = lazy(__name__, {name: home for home, names in _HOME.items() for name in names.split()})
 
 __all__ = [
-    "END", "START", "ApprovalEntry", "approval_log", "tick", "Budget", "BudgetExceededError", "ConflictError", "Event", "LLMNode",
-    "Model", "ModelRequest", "ModelResponse", "OpenAIModel", "ToolCall", "llm", "tool",
-    "llm_router", "handoff", "agent_tool", "run_approved", "ToolApproval", "GateError", "GateRequest", "Graph",
-    "GraphBuilder", "GraphChangedError", "GraphError", "LeaseError", "MemoryStore",
-    "NodeContext", "NodeError", "RetryPolicy", "RunError", "RunHandle", "RunInfo",
-    "RunResult", "SQLiteStore", "Step", "Store", "StoreError", "WaypointError",
-    "RunNotFoundError", "RunStateError", "UpdateError", "CorruptRecordError", "SchemaVersionError", "append",
-    "fork", "get_run", "history", "merge", "pending_gates", "reducer", "resume",
-    "resume_sync", "run_sync", "start", "state_at", "RunMarks", "run_marks", "cancel",
-    "RunMovedError", "StaleAnswerError",
+    "ApprovalEntry",
+    "Budget",
+    "BudgetExceededError",
+    "ConflictError",
+    "CorruptRecordError",
+    "END",
+    "Event",
+    "GateError",
+    "GateRequest",
+    "Graph",
+    "GraphBuilder",
+    "GraphChangedError",
+    "GraphError",
+    "LLMNode",
+    "LeaseError",
+    "MemoryStore",
+    "Model",
+    "ModelRequest",
+    "ModelResponse",
+    "NodeContext",
+    "NodeError",
+    "OpenAIModel",
+    "RetryPolicy",
+    "RunError",
+    "RunHandle",
+    "RunInfo",
+    "RunMarks",
+    "RunMovedError",
+    "RunNotFoundError",
+    "RunResult",
+    "RunStateError",
+    "SQLiteStore",
+    "START",
+    "SchemaVersionError",
+    "StaleAnswerError",
+    "Step",
+    "Store",
+    "StoreError",
+    "ToolApproval",
+    "ToolCall",
+    "UpdateError",
+    "WaypointError",
+    "agent_tool",
+    "append",
+    "approval_log",
+    "cancel",
+    "fork",
+    "get_run",
+    "handoff",
+    "history",
+    "llm",
+    "llm_router",
+    "merge",
+    "pending_gates",
+    "reducer",
+    "resume",
+    "resume_sync",
+    "run_approved",
+    "run_marks",
+    "run_sync",
+    "start",
+    "state_at",
+    "tick",
+    "tool",
 ]

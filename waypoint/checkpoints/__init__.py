@@ -1,24 +1,22 @@
-"""Persistence: the Store protocol, SQLiteStore (aiosqlite), MemoryStore, record types."""
+"""Persistence: the Store protocol, SQLiteStore, PostgresStore, MemoryStore, record types.
 
-from typing import TYPE_CHECKING, Any
+    from waypoint.checkpoints import SQLiteStore, Step
 
+SQLiteStore and PostgresStore load on first use (`waypoint._lazy`): the SQLite
+connection thread and psycopg (an extra) cost nothing until a store is opened.
+"""
+
+from typing import TYPE_CHECKING
+
+from waypoint._lazy import lazy
 from waypoint.checkpoints.memory import MemoryStore
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step
 
 if TYPE_CHECKING:
+    from waypoint.checkpoints.postgres import PostgresStore
     from waypoint.checkpoints.sqlite import SQLiteStore
 
-__all__ = ["MemoryStore", "RunInfo", "RunStatus", "SQLiteStore", "Snapshot", "Step", "Store"]
+__all__ = ["MemoryStore", "PostgresStore", "RunInfo", "RunStatus", "SQLiteStore", "Snapshot", "Step", "Store"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "SQLiteStore":  # aiosqlite is imported only when a SQLite store is used
-        from waypoint.checkpoints.sqlite import SQLiteStore
-
-        return SQLiteStore
-    if name == "PostgresStore":  # psycopg is an extra: imported only when this store is used
-        from waypoint.checkpoints.postgres import PostgresStore
-
-        return PostgresStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy(__name__, {"SQLiteStore": ".sqlite", "PostgresStore": ".postgres"})
