@@ -84,7 +84,7 @@ async def test_router_picks_a_label_and_the_run_follows_it():
     request = model.requests[0]
     assert request.response_format.model_json_schema()["properties"]["route"]["enum"] == ["billing", "tech"]
     assert "- billing: invoices, charges, refunds" in request.messages[0]["content"]
-    assert router.kind == "router" and router.labels == ("billing", "tech", "human")
+    assert router.kind == "llm_router" and router.labels == ("billing", "tech", "human")
 
 
 @pytest.mark.asyncio

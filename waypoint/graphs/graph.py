@@ -14,18 +14,20 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Generic, Mapping, TypeVar, cast
 
 from waypoint.graphs.state import StateSchema
 from waypoint.nodes.base import Node
+
+S = TypeVar("S")  # the state model: Graph[Essay]
 
 START = "__start__"
 END = "__end__"
 
 
 @dataclass(frozen=True, eq=False)
-class Graph:
-    """A validated workflow graph over the pydantic state `state_type`."""
+class Graph(Generic[S]):
+    """A validated workflow graph over the pydantic state `state_type` (`Graph[Essay]`)."""
 
     name: str
     schema: StateSchema
@@ -37,8 +39,8 @@ class Graph:
     max_steps: int | None = None  # upper bound on node executions per run, when finite
 
     @property
-    def state_type(self) -> type[Any]:
-        return self.schema.model
+    def state_type(self) -> type[S]:
+        return cast("type[S]", self.schema.model)
 
     @property
     def start(self) -> tuple[str, ...]:
@@ -55,7 +57,8 @@ class Graph:
         """The shape that must not change under a waiting or crashed run."""
         return {
             "state": {k: repr(f.annotation) for k, f in self.schema.fields.items()},
-            "nodes": {n: [node.kind, node.join, sorted(node.labels)] for n, node in self.nodes.items()},
+            "nodes": {n: [node.structure_kind or node.kind, node.join, sorted(node.labels)]
+                      for n, node in self.nodes.items()},
             "edges": {k: list(v) for k, v in self.edges.items()},
             "routes": {k: {l: list(t) for l, t in v.items()} for k, v in self.routes.items()},
         }

@@ -33,7 +33,7 @@ from pydantic import BaseModel
 
 from waypoint.errors import NodeError
 from waypoint.nodes._call import call
-from waypoint.nodes.base import Node, Outcome
+from waypoint.nodes.base import Node, Outcome, register
 from waypoint.nodes.context import NodeContext
 
 _ITEM_ADDRESS = re.compile(r"(.+)\[(\d+)\]")
@@ -66,9 +66,12 @@ class ItemsWaiting(Exception):
         super().__init__(f"map items {sorted(items)} wait at gates inside their child runs")
 
 
+@register
 @dataclass(frozen=True)
 class MapNode(Node):
     kind: ClassVar[str] = "map"
+    noun: ClassVar[str] = "map"
+    drawing: ClassVar[str] = "map"
     fn: Callable[..., Any] | None = None
     graph: Any = None  # a compiled waypoint Graph run once per item, instead of fn
     input: Callable[[Any], Any] | None = None  # item -> the child's input (graph workers)
@@ -79,6 +82,36 @@ class MapNode(Node):
     max_items: int | None = None  # declared bound, used by the execution bound
     wants_ctx: bool = False
     is_async: bool = False
+
+    @property
+    def item_field(self) -> str | None:
+        return self.into
+
+    @property
+    def inner_graph(self) -> Any:
+        return self.graph
+
+    def child_graphs(self) -> tuple[Any, ...]:
+        return (self.graph,) if self.graph is not None else ()
+
+    def check(self, checks: Any, name: str) -> list[str]:
+        return checks.map(name, self)
+
+    def inner_work(self, name: str) -> tuple[int | None, str]:
+        if self.max_items is None:
+            return None, f"map {name!r} has no max_items; pass max_items= to bound its items."
+        if self.graph is None:
+            return self.max_items, ""
+        inner = getattr(self.graph, "max_steps", None)
+        if inner is None:
+            return None, f"map {name!r} runs a worker graph without a bound of its own."
+        return self.max_items * (1 + inner), ""  # per item: its item step and the child's steps
+
+    def caption(self) -> list[str]:
+        return [f"over {self.over} → {self.into}", f"≤ {self.max_concurrency} at once"]
+
+    def details(self) -> str:
+        return f" max_items={self.max_items}"
 
     async def run(self, state: Any, ctx: NodeContext) -> Outcome:
         items = list(self._items(state, ctx))
@@ -148,12 +181,37 @@ class MapNode(Node):
         return value
 
 
+@register
 @dataclass(frozen=True)
 class SubgraphNode(Node):
     kind: ClassVar[str] = "subgraph"
+    noun: ClassVar[str] = "subgraph"
     graph: Any = None  # a compiled waypoint Graph
     input: Callable[[Any], Any] | None = None
     output: Callable[[Any], Any] | None = None
+
+    @property
+    def inner_graph(self) -> Any:
+        return self.graph
+
+    def child_graphs(self) -> tuple[Any, ...]:
+        return (self.graph,) if self.graph is not None else ()
+
+    def implied_writes(self, fields: frozenset[str]) -> frozenset[str]:
+        """Without `output`, the fields both states share flow back: those are written."""
+        schema = getattr(self.graph, "schema", None)  # a compiled Graph's; compile() rejects others
+        if self.output is not None or schema is None:
+            return frozenset()
+        return fields & frozenset(schema.fields)
+
+    def check(self, checks: Any, name: str) -> list[str]:
+        return checks.subgraph(name, self)
+
+    def inner_work(self, name: str) -> tuple[int | None, str]:
+        inner = getattr(self.graph, "max_steps", None)
+        if inner is None:
+            return None, f"subgraph {name!r} runs a graph without a bound of its own."
+        return inner, ""
 
     async def run(self, state: Any, ctx: NodeContext) -> Outcome:
         child_input = self.input(state) if self.input else self._shared(state, self.graph)

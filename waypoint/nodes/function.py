@@ -15,15 +15,17 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 from waypoint.nodes._call import call
-from waypoint.nodes.base import Node, Outcome
+from waypoint.nodes.base import Node, Outcome, register
 from waypoint.nodes.context import NodeContext
 
 
+@register
 @dataclass(frozen=True)
 class FunctionNode(Node):
     """Runs `fn(state[, ctx])` and returns its result as the update."""
 
     kind: ClassVar[str] = "function"
+    drawing: ClassVar[str] = "function"
     fn: Callable[..., Any] | None = None
     wants_ctx: bool = False
     is_async: bool = False
@@ -34,21 +36,28 @@ class FunctionNode(Node):
         args = (state, ctx) if self.wants_ctx else (state,)
         return Outcome(update=await call(self.fn, args, run_async=self.is_async))
 
+    def check(self, checks: Any, name: str) -> list[str]:
+        return checks.function(name, self)
 
+
+@register
 @dataclass(frozen=True)
 class RouterNode(FunctionNode):
-    """Runs `fn(state[, ctx])`, which returns a label (or a list of labels to fan out)."""
+    """Runs `fn(state[, ctx])`, which returns a label (or a list of labels to fan out).
+
+    A label that is not one of its routes is a NodeError naming them, not retried.
+    """
 
     kind: ClassVar[str] = "router"
+    noun: ClassVar[str] = "router"
+    drawing: ClassVar[str] = "router"
+    may_fan_out: ClassVar[bool] = True
+    decides: ClassVar[bool] = True
 
     async def run(self, state: Any, ctx: NodeContext) -> Outcome:
         args = (state, ctx) if self.wants_ctx else (state,)
         result = await call(self.fn, args, run_async=self.is_async)
-        labels = tuple(result) if isinstance(result, (list, tuple, set, frozenset)) else (result,)
-        for label in labels:
-            if label not in self.labels:
-                raise ValueError(
-                    f"router {self.name!r} returned {label!r}, which is not one of its "
-                    f"routes {list(self.labels)}; return one of those or add a route for it"
-                )
-        return Outcome(labels=labels)
+        return Outcome(labels=self.chosen(result, ctx.run_id))
+
+    def check(self, checks: Any, name: str) -> list[str]:
+        return []  # its labels against its routes: graphs/_checks_edges.py, for every router

@@ -10,6 +10,14 @@
 The run records a request (prompt, payload, the answer's JSON schema) and waits.
 `resume(graph, run_id, {"approved": true}, gate="approve")` validates the answer
 against the schema; an invalid one raises `GateError` and the run stays waiting.
+
+A gate may route on its answer, as a router routes on the state:
+
+    builder.gate("review", Review, routes={"publish": END, "revise": "draft"},
+                 route=lambda state, answer: "publish" if answer.approved else "revise")
+
+`route(state, answer)` sees the state before the answer's update; the label it
+returns is recorded with the step, so replay follows it without calling it again.
 """
 
 from __future__ import annotations
@@ -22,20 +30,26 @@ from pydantic import BaseModel, ValidationError
 
 from waypoint._messages import misfit
 from waypoint.errors import GateError
-from waypoint.nodes.base import Node
+from waypoint.nodes.base import Node, Outcome, register
 
 
+@register
 @dataclass(frozen=True)
 class GateNode(Node):
-    """Waits for an answer of type `answer`; writes it to `into` or via `on_answer`."""
+    """Waits for an answer of type `answer`; writes it to `into` or via `on_answer`;
+    routes by `route(state, answer)` when given, else follows its edges."""
 
     kind: ClassVar[str] = "gate"
+    noun: ClassVar[str] = "gate"
+    drawing: ClassVar[str] = "gate"
+    pauses: ClassVar[bool] = True
     answer: type[BaseModel] = BaseModel
     prompt: str | Callable[[Any], str] = ""
     payload: Callable[[Any], Any] | None = None
     into: str | None = None
     on_answer: Callable[[Any, Any], Any] | None = None
     deadline: float | None = None  # seconds after the gate starts waiting; then "expired"
+    route: Callable[[Any, Any], Any] | None = None  # (state, answer) -> a label of its routes
 
     def request(self, state: Any, now: float | None = None) -> dict[str, Any]:
         """The question as recorded in the log and shown to whoever answers (asked at `now`)."""
@@ -67,6 +81,22 @@ class GateNode(Node):
                 run_id=run_id,
                 node=self.name,
             ) from None
+
+    def answered(self, state: Any, answer: BaseModel, run_id: str) -> Outcome:
+        """What an accepted answer does: its update, and the route `route` picks from it."""
+        labels = self.chosen(self.route(state, answer), run_id) if self.route is not None else None
+        return Outcome(update=self.update_for(state, answer), labels=labels)
+
+    @property
+    def edges_beside_routes(self) -> bool:
+        """An escalation route ("expired") beside the edges an answer follows; none with `route`."""
+        return self.route is None
+
+    def check(self, checks: Any, name: str) -> list[str]:
+        return checks.gate(name, self)
+
+    def caption(self) -> list[str]:
+        return [f"waits for {self.answer.__name__}"]
 
     def update_for(self, state: Any, answer: BaseModel) -> Any:
         """The state update an accepted answer makes."""

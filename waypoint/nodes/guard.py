@@ -15,15 +15,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
-from waypoint.nodes.base import Node, Outcome
+from waypoint.nodes.base import Node, Outcome, register
 from waypoint.nodes.context import NodeContext
 
 GUARD_LABELS = ("continue", "done", "exhausted")
 
 
+@register
 @dataclass(frozen=True)
 class LoopGuard(Node):
     kind: ClassVar[str] = "guard"
+    noun: ClassVar[str] = "loop guard"
+    drawing: ClassVar[str] = "guard"
+    counts_loops: ClassVar[bool] = True
     max_iterations: int = 1
     until: Callable[[Any], bool] | None = None
 
@@ -35,3 +39,13 @@ class LoopGuard(Node):
             ctx.record["loop_count"] = count + 1
             return Outcome(labels=("continue",))
         return Outcome(labels=("exhausted",))
+
+    def check(self, checks: Any, name: str) -> list[str]:
+        return checks.guard(name, self)
+
+    def caption(self) -> list[str]:
+        n = self.max_iterations
+        return [f"≤ {n} iteration{'' if n == 1 else 's'}"]
+
+    def details(self) -> str:
+        return f" max_iterations={self.max_iterations} until={self.until is not None}"

@@ -41,7 +41,7 @@ from pydantic import BaseModel, ValidationError
 
 from waypoint.errors import GraphError, NodeError
 from waypoint.nodes._tools import Tool, tool
-from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy
+from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy, register
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.model import Model
 from waypoint.nodes._llm_loop import APPROVAL, Ending, _errors, _Loop
@@ -52,11 +52,14 @@ Template = str | Callable[[Any], str]
 _SEQUENCES = (abc.Sequence, abc.MutableSequence, abc.Set, abc.MutableSet, abc.Collection, abc.Iterable)
 
 
+@register
 @dataclass(frozen=True)
 class LLMNode(Node):
     """Calls a model, runs the tools it asks for, writes the (parsed) reply to `into`."""
 
     kind: ClassVar[str] = "llm"
+    noun: ClassVar[str] = "LLM node"
+    decides: ClassVar[bool] = True  # its route is the model's: tests script it
     keeps_turns: ClassVar[bool] = True  # each finished tool turn is committed: never run twice
     model: Model | None = None
     prompt: Template | None = None  # the new user message; None when `history` ends with it
@@ -78,6 +81,13 @@ class LLMNode(Node):
         fresh = [] if self._continues(past) else self._fresh(state, ctx)
         end = await _Loop(self, model, ctx).run(self._system(state) + past + fresh)
         return self._outcome(state, ctx, fresh, end)
+
+    def child_graphs(self) -> tuple[Any, ...]:
+        """The graphs of its tools made with agent_tool, which run as child runs."""
+        return tuple(t.graph for t in self.tools if getattr(t, "graph", None) is not None)
+
+    def check(self, checks: Any, name: str) -> list[str]:
+        return checks.llm(name, self)
 
     def _outcome(self, state: Any, ctx: NodeContext, fresh: list[dict[str, Any]], end: Ending) -> Outcome:
         """The update and route for how the conversation ended."""

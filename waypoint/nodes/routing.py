@@ -42,7 +42,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from waypoint.errors import GraphError, NodeError
 from waypoint.nodes._tools import Tool, ToolResult, answered, check_call, execute, tool
-from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy
+from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy, register
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.llm_node import (
     APPROVAL, Ending, LLMNode, Template, _clip, _collects, _has_reducer, check_llm_options, check_settings,
@@ -55,11 +55,16 @@ _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,48}$")  # providers' tool names, with
 
 
 # -- LLM routers ---------------------------------------------------------------
+@register
 @dataclass(frozen=True)
 class LLMRouter(LLMNode):
     """The model picks one of `labels` through a structured enum; `fallback` when it cannot."""
 
-    kind: ClassVar[str] = "router"
+    kind: ClassVar[str] = "llm_router"
+    structure_kind: ClassVar[str] = "router"  # its name before kinds had their own: graphs keep their hash
+    noun: ClassVar[str] = "router"
+    drawing: ClassVar[str] = "router"
+    writes_label: ClassVar[bool] = True
     choices: tuple[tuple[str, str], ...] = ()  # (label, description) offered to the model
     fallback: str = ""
 
@@ -135,11 +140,15 @@ def _never(**_: Any) -> None:  # a transfer is never called: the LLM node stops 
     raise AssertionError("transfer tools are handled by the LLM node")
 
 
+@register
 @dataclass(frozen=True)
 class Handoff(LLMNode):
     """An LLM node whose model transfers control to a target by calling `transfer_to_<label>`."""
 
-    kind: ClassVar[str] = "router"
+    kind: ClassVar[str] = "handoff"
+    structure_kind: ClassVar[str] = "router"  # its name before kinds had their own: graphs keep their hash
+    noun: ClassVar[str] = "router"
+    drawing: ClassVar[str] = "router"
     reason_into: str | None = None
 
     def _outcome(self, state: Any, ctx: NodeContext, fresh: list[dict[str, Any]], end: Ending) -> Outcome:
@@ -215,11 +224,14 @@ class ToolApproval(BaseModel):
     comment: str = ""
 
 
+@register
 @dataclass(frozen=True)
 class ApprovedCall(Node):
     """Runs (or refuses) the call an LLM node held for approval; the result joins the history."""
 
-    kind: ClassVar[str] = "tool"
+    kind: ClassVar[str] = "approved_call"
+    structure_kind: ClassVar[str] = "tool"  # its name before kinds had their own: graphs keep their hash
+    noun: ClassVar[str] = "tool node"
     tools: tuple[Tool, ...] = ()
     pending: str = "pending_call"
     decision: str = "approval"
@@ -241,6 +253,9 @@ class ApprovedCall(Node):
         ctx.record["trace"] = [result.trace]
         past = [] if _has_reducer(state, self.history) else list(_get(state, self.history) or [])
         return Outcome(update={self.history: [*past, result.message], self.pending: None})
+
+    def child_graphs(self) -> tuple[Any, ...]:
+        return tuple(t.graph for t in self.tools if getattr(t, "graph", None) is not None)
 
     async def _execute(self, call: ToolCall, ctx: NodeContext) -> ToolResult:
         checked = check_call({t.name: t for t in self.tools}, call)

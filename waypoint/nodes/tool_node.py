@@ -24,13 +24,15 @@ from pydantic import ValidationError
 from waypoint.errors import NodeError
 from waypoint.nodes._call import call
 from waypoint.nodes._tools import Tool
-from waypoint.nodes.base import Node, Outcome
+from waypoint.nodes.base import Node, Outcome, register
 from waypoint.nodes.context import NodeContext
 
 
+@register
 @dataclass(frozen=True)
 class ToolNode(Node):
     kind: ClassVar[str] = "tool"
+    noun: ClassVar[str] = "tool node"
     tool: Tool | None = None
     args: Mapping[str, str] | Callable[[Any], dict[str, Any]] | None = None
     into: str | None = None
@@ -42,6 +44,9 @@ class ToolNode(Node):
         ctx.record["attempt"] = ctx.attempt
         result = await call(lambda: self.tool.fn(**kwargs), (), run_async=self.tool.is_async)
         return Outcome(update={self.into: result} if self.into else result)
+
+    def check(self, checks: Any, name: str) -> list[str]:
+        return checks.tool(name, self)
 
     def _arguments(self, state: Any, ctx: NodeContext) -> dict[str, Any]:
         fields = self.tool.arguments.model_fields
