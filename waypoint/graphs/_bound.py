@@ -56,7 +56,7 @@ def explain_bound(
     runs = flow.runs(order)
     total = 0
     for name, count in runs.items():
-        extra, why = _inner_work(name, nodes[name])
+        extra, why = nodes[name].inner_work(name)  # map items, a child run's steps
         if extra is None:
             return None, why
         total += count * (1 + extra)
@@ -111,7 +111,7 @@ class _Flow:
         for name in order:
             arriving = sum(self.delivered(p, name) for p in self.preds.get(name, ()))
             node = self.nodes[name]
-            if node.kind == "guard":
+            if node.counts_loops:
                 body = self.bodies.get(name, frozenset())
                 arriving += sum(self.delivered(p, x) for x in body for p in self.preds.get(x, ())
                                 if p not in body and p != name)
@@ -128,7 +128,7 @@ class _Flow:
         """How many activations of `target` all runs of `source` can make."""
         static = self.static.get(source, Counter())[target]
         node = self.nodes.get(source)
-        if node is not None and node.kind == "guard":
+        if node is not None and node.counts_loops:
             by_label = self.by_label.get(source, {})
 
             def arrivals(label: str) -> int:
@@ -137,7 +137,7 @@ class _Flow:
             exits = max(arrivals("done"), arrivals("exhausted"))
             entries = self.entered[source]
             return entries * (node.max_iterations * arrivals("continue") + exits + static)
-        if node is not None and node.kind == "router" and fans_out(node) is not False:
+        if node is not None and fans_out(node) is not False:
             per_run = static + self.any_route.get(source, Counter())[target]  # several labels at once
         else:
             per_run = max(static, self.best_route.get(source, {}).get(target, 0))  # one route, or the edges
@@ -153,20 +153,3 @@ def _fires_once(pairs: set[tuple[str, str]], nodes: Mapping[str, Any]) -> set[st
     cyclic = {n for c in nx.strongly_connected_components(g) for n in c if len(c) > 1 or g.has_edge(n, n)}
     return joins - cyclic
 
-
-def _inner_work(name: str, node: Any) -> tuple[int | None, str]:
-    if node.kind == "map":
-        if node.max_items is None:
-            return None, f"map {name!r} has no max_items; pass max_items= to bound its items."
-        if getattr(node, "graph", None) is None:
-            return node.max_items, ""
-        inner = getattr(node.graph, "max_steps", None)
-        if inner is None:
-            return None, f"map {name!r} runs a worker graph without a bound of its own."
-        return node.max_items * (1 + inner), ""  # per item: its item step and the child's steps
-    if node.kind == "subgraph":
-        inner = getattr(node.graph, "max_steps", None)
-        if inner is None:
-            return None, f"subgraph {name!r} runs a graph without a bound of its own."
-        return inner, ""
-    return 0, ""

@@ -100,7 +100,7 @@ class Spec:
 def fans_out(node: Node) -> bool | None:
     """Whether a router may return several labels: True/False by its annotation, None if unsaid."""
     fn = getattr(node, "fn", None)
-    if node.kind != "router" or fn is None:
+    if not node.may_fan_out or fn is None:
         return False
     annotation = return_annotation(fn)
     if annotation is None or annotation is Any or annotation is object:

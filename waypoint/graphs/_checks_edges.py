@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from typing import Any, Callable
 
 from waypoint.graphs._checks import Spec
 from waypoint.graphs.graph import END, START
@@ -33,7 +33,8 @@ def check_names(spec: Spec) -> list[str]:
 def _is_map_item(spec: Spec, name: str) -> bool:
     """`book[1]` beside a map `book`: the name its item 1's gates are addressed by."""
     base, index = split_item_address(name)
-    return index is not None and getattr(spec.nodes.get(base), "kind", "") == "map"
+    node = spec.nodes.get(base)
+    return index is not None and node is not None and node.item_field is not None
 
 
 def check_edges(spec: Spec) -> list[str]:
@@ -46,7 +47,7 @@ def check_edges(spec: Spec) -> list[str]:
             problems.append("an edge leaves END; END has no successors, remove that edge.")
         elif source != START and source not in known:
             problems.append(f"edge {source!r} -> {targets[0]!r} starts at unknown node {source!r}; add the node or fix the name.")
-        elif source in spec.routes and spec.nodes[source].kind != "gate":
+        elif source in spec.routes and not spec.nodes[source].edges_beside_routes:
             problems.append(f"node {source!r} routes by label; give its targets in routes= instead of g.edge().")
         if source == START and END in targets:
             problems.append("edge START -> END skips every node; remove it (a run would end before it began "
@@ -67,20 +68,26 @@ def check_edges(spec: Spec) -> list[str]:
 def _check_routes(spec: Spec, known: set[str]) -> list[str]:
     problems = []
     for node, routes in spec.routes.items():
-        labels = spec.nodes[node].labels
-        what = "loop guard" if spec.nodes[node].kind == "guard" else "router"
+        labels, what, fix = spec.nodes[node].labels, spec.nodes[node].noun, _label_fix(spec.nodes[node])
         for label in labels:
             if label not in routes:
                 problems.append(f"{what} {node!r} can return {label!r} but has no route for it; add routes={{{label!r}: ...}}.")
         for label, targets in routes.items():
             if label not in labels:
-                fix = ("pass until=... to the guard" if what == "loop guard"
-                       else "add the label to its Literal return type")
                 problems.append(f"{what} {node!r} has a route for {label!r}, which it cannot return (it returns {list(labels)}); remove the route or {fix}.")
             for t in targets:
                 problems += check_target(f"route {node!r} --{label}--> {t!r}", t, known)
             problems += _repeated(lambda t, n=node, l=label: f"route {n!r} --{l}--> {t!r}", list(targets))
     return problems
+
+
+def _label_fix(node: Any) -> str:
+    """How a route for a label the node cannot return gets one."""
+    if node.counts_loops:
+        return "pass until=... to the guard"
+    if node.pauses:
+        return "add the label to the Literal return type of its route="
+    return "add the label to its Literal return type"
 
 
 def check_target(where: str, target: str, known: set[str]) -> list[str]:

@@ -21,15 +21,11 @@ def check_fields(spec: Spec) -> list[str]:
     for name, node in spec.nodes.items():
         for field in sorted((node.writes or frozenset()) - fields):
             problems.append(f"node {name!r} writes unknown field {field!r}; the state has {sorted(fields)}.")
-        problems += _CHECKS.get(node.kind, _no_checks)(spec, name, node)
+        problems += node.check(NodeChecks(spec), name)
         if node.concurrency is not None and node.concurrency < 1:
             problems.append(f"node {name!r} has concurrency={node.concurrency}; use 1 or more "
                             "(or leave it out for no limit).")
     return problems
-
-
-def _no_checks(spec: Spec, name: str, node: Any) -> list[str]:
-    return []
 
 
 def _function(spec: Spec, name: str, node: Any) -> list[str]:
@@ -118,7 +114,7 @@ def _llm(spec: Spec, name: str, node: Any) -> list[str]:
     problems = []
     into = getattr(node, "into", None)
     if into in spec.fields:
-        if hasattr(node, "fallback") and node.kind == "router":
+        if node.writes_label:
             written: Any = Literal[tuple(node.labels)]  # type: ignore[valid-type]
         else:
             written = getattr(node, "output", None) or str
@@ -159,7 +155,29 @@ def _fit(spec: Spec, field: str, source: Any, what: str, *, into: bool = False) 
     return [f"{what} {describe(source)}, which cannot fit field {field!r} of type {describe(target)}; {fix}."]
 
 
-_CHECKS: dict[str, Any] = {
-    "function": _function, "gate": _gate, "map": check_map, "subgraph": _subgraph, "llm": _llm,
-    "router": _llm, "tool": _tool, "guard": _guard,
-}
+class NodeChecks:
+    """The checks a node kind picks from in its `check(checks, name)`: `checks.gate(name, self)`."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+
+    def function(self, name: str, node: Any) -> list[str]:
+        return _function(self.spec, name, node)
+
+    def gate(self, name: str, node: Any) -> list[str]:
+        return _gate(self.spec, name, node)
+
+    def map(self, name: str, node: Any) -> list[str]:
+        return check_map(self.spec, name, node)
+
+    def subgraph(self, name: str, node: Any) -> list[str]:
+        return _subgraph(self.spec, name, node)
+
+    def llm(self, name: str, node: Any) -> list[str]:
+        return _llm(self.spec, name, node)
+
+    def tool(self, name: str, node: Any) -> list[str]:
+        return _tool(self.spec, name, node)
+
+    def guard(self, name: str, node: Any) -> list[str]:
+        return _guard(self.spec, name, node)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from waypoint.graphs._checks import Spec, fans_out
-from waypoint.graphs.graph import END, START, Graph
+from waypoint.graphs.graph import END, START
 
 Branch = tuple[int, str]  # (index in the fork's targets, the node the branch starts at or merged in)
 
@@ -72,7 +72,7 @@ def check_forks(spec: Spec) -> tuple[list[str], list[str]]:
     for name, node in spec.nodes.items():
         if node.join:
             _check_join(spec, name, lenient, problems, warnings)
-        if node.kind == "guard":
+        if node.counts_loops:
             problems += _check_guard(spec, name, lenient)
     return problems, warnings
 
@@ -137,10 +137,7 @@ def effective_writes(spec: Spec, name: str) -> frozenset[str]:
     node = spec.nodes[name]
     if node.writes is not None:
         return node.writes
-    graph = getattr(node, "graph", None)
-    if node.kind == "subgraph" and getattr(node, "output", None) is None and isinstance(graph, Graph):
-        return frozenset(spec.fields) & frozenset(graph.schema.fields)
-    return frozenset()
+    return node.implied_writes(frozenset(spec.fields))
 
 
 def parallel_writes(spec: Spec) -> list[str]:

@@ -32,7 +32,7 @@ def check_shape(spec: Spec) -> list[str]:
 
 
 def guards(spec: Spec) -> list[str]:
-    return [name for name, node in spec.nodes.items() if node.kind == "guard"]
+    return [name for name, node in spec.nodes.items() if node.counts_loops]
 
 
 def _check_cycles(spec: Spec) -> list[str]:
@@ -64,7 +64,7 @@ def _without_continue_edges(spec: Spec) -> nx.DiGraph:
 
 def _cycle_problem(spec: Spec, cycle: list[str]) -> str:
     path = " -> ".join([*cycle, cycle[0]])
-    on_cycle = [n for n in cycle if spec.nodes[n].kind == "guard"]
+    on_cycle = [n for n in cycle if spec.nodes[n].counts_loops]
     if not on_cycle:
         return f"cycle {path} has no loop guard; route the back edge through g.loop_guard(...) to bound it."
     guard = on_cycle[0]

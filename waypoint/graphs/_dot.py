@@ -15,7 +15,7 @@ from waypoint.graphs.render import (
 )
 
 FONT = "Helvetica,Arial,sans-serif"
-# node kind -> DOT attributes; kinds not listed (future ones) are drawn as plain boxes
+# a node's `drawing` (or start, end, join) -> DOT attributes; others are drawn as plain boxes
 SHAPES: dict[str, dict[str, str]] = {
     "start": {"shape": "circle", "fontsize": "10"},
     "end": {"shape": "doublecircle", "fontsize": "10"},

@@ -14,7 +14,7 @@ from waypoint.graphs.render import (
     GATE_COLOURS, OFF_PATH_COLOUR, PATH_COLOUR, STATUS_COLOURS, Box, Cluster, Diagram, Link, walk,
 )
 
-# node kind -> (opening, closing) brackets; kinds not listed are drawn as rectangles
+# a node's `drawing` (or start, end, join) -> (opening, closing) brackets; others are rectangles
 SHAPES: dict[str, tuple[str, str]] = {
     "start": ("((", "))"),
     "end": ("(((", ")))"),

@@ -278,11 +278,11 @@ class GraphBuilder(Generic[S]):
         targets = _names(target, "target", source, target)
         self.edges += [(s, t) for s in sources for t in targets]
 
-    def compile(self) -> Graph:
-        """Validate and freeze; raises GraphError listing every problem with its fix."""
+    def compile(self) -> Graph[S]:
+        """Validate and freeze into a `Graph[S]`; raises GraphError listing every problem with its fix."""
         from waypoint.graphs.validate import build
 
-        graph = build(self)
+        graph: Graph[S] = build(self)
         graph.structure_hash  # computed once here, not inside the first resume
         return graph
 

@@ -38,9 +38,6 @@ from typing import Any, Iterable, Literal, Mapping, get_args
 from waypoint.errors import WaypointError
 from waypoint.graphs.graph import END, START, Graph
 from waypoint.nodes.base import Node
-from waypoint.nodes.composite import MapNode, SubgraphNode
-from waypoint.nodes.gate import GateNode
-from waypoint.nodes.guard import LoopGuard
 
 __all__ = ["FORMATS", "STATUSES", "Status", "render", "render_to_file"]
 
@@ -76,7 +73,7 @@ OFF_PATH_COLOUR = "#9e9e9e"
 # -- the drawing, independent of the output format --------------------------------
 @dataclass
 class Box:
-    """One drawn node: `kind` is a node kind, "join", "start" or "end"."""
+    """One drawn node: `kind` is how it is drawn: a node's `drawing`, "join", "start" or "end"."""
 
     id: str
     name: str  # qualified node name, what status/visits are keyed by
@@ -138,15 +135,16 @@ def _cluster(graph: Graph, cluster: Cluster, qual: str, links: list[Link]) -> Cl
     inner: list[Link] = []
     for i, (name, node) in enumerate(graph.nodes.items()):
         nid = f"{idp}n{i}"
-        if isinstance(node, SubgraphNode):
+        inner_graph = node.inner_graph if isinstance(node.inner_graph, Graph) else None
+        if inner_graph is not None and node.item_field is None:  # a subgraph: drawn in its place
             child = Cluster(nid, qual + name, name)
-            cluster.items.append(_cluster(node.graph, child, f"{qual}{name}{SEP}", inner))
+            cluster.items.append(_cluster(inner_graph, child, f"{qual}{name}{SEP}", inner))
             entry[name], exit_[name] = f"{nid}_n_start", f"{nid}_n_end"
         else:
             cluster.items.append(Box(nid, qual + name, _kind(node), _lines(name, node)))
             entry[name] = exit_[name] = nid
-        if isinstance(node, MapNode) and isinstance(node.graph, Graph):
-            cluster.items.append(_worker(node, nid, f"{qual}{name}", inner))
+        if inner_graph is not None and node.item_field is not None:  # a map's worker: beside it
+            cluster.items.append(_worker(inner_graph, nid, f"{qual}{name}", inner))
     cluster.items.append(Box(entry[END], qual + END, "end", ["end"]))
     for source, target, label in _edges(graph):
         links.append(Link(exit_[source], entry[target], (qual + source, qual + target), label))
@@ -154,26 +152,19 @@ def _cluster(graph: Graph, cluster: Cluster, qual: str, links: list[Link]) -> Cl
     return cluster
 
 
-def _worker(node: MapNode, nid: str, qual: str, links: list[Link]) -> Cluster:
+def _worker(graph: Graph, nid: str, qual: str, links: list[Link]) -> Cluster:
     """A map's worker graph: a cluster beside the map, reached by a dashed 'each item' link."""
-    worker = Cluster(f"{nid}_w", qual + SEP, f"each item: {node.graph.name}")
+    worker = Cluster(f"{nid}_w", qual + SEP, f"each item: {graph.name}")
     links.append(Link(nid, f"{nid}_w_n_start", (qual, qual + SEP + START), "each item", style="dashed"))
-    return _cluster(node.graph, worker, qual + SEP, links)
+    return _cluster(graph, worker, qual + SEP, links)
 
 
 def _kind(node: Node) -> str:
-    return "join" if node.join else node.kind
+    return "join" if node.join else node.drawing
 
 
 def _lines(name: str, node: Node) -> list[str]:
-    if isinstance(node, LoopGuard):
-        n = node.max_iterations
-        return [name, f"≤ {n} iteration{'' if n == 1 else 's'}"]
-    if isinstance(node, MapNode):
-        return [name, f"over {node.over} → {node.into}", f"≤ {node.max_concurrency} at once"]
-    if isinstance(node, GateNode):
-        return [name, f"waits for {node.answer.__name__}"]
-    return [name]
+    return [name, *node.caption()]
 
 
 def _edges(graph: Graph) -> list[tuple[str, str, str]]:
