@@ -6,7 +6,7 @@
 The SQL lives in `postgres.sql` (package data), one named block per query, so
 the schema and every query can be read as SQL. All values are bound
 parameters; no identifier ever comes from input. Refusals use the same words
-as the other stores (memory.py's `_held`, `_lost`, `_moved`, `_refusal`...).
+as the other stores (fence.py's `held`, `lost`, `moved`, `refusal`...).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 
 import psycopg
 
-from waypoint.checkpoints.memory import _Append, _held, _lost, _moved, _not_found, _refusal
+from waypoint.checkpoints._rows import run_from_row
+from waypoint.checkpoints.fence import Append, held, lost, moved, not_found, refusal
 from waypoint.checkpoints.records import RunInfo
-from waypoint.checkpoints.sqlite import _run
 from waypoint.errors import LeaseError, RunStateError, SchemaVersionError, StoreError, WaypointError
 
 Conn = psycopg.AsyncConnection
@@ -138,12 +138,12 @@ def claim(run_id: str, owner: str, ttl: float, expect_seq: int | None,
     """Take the lease (a compare-and-set with `expect_*`); settles to (RunInfo, epoch)."""
     def settle(row: tuple[Any, ...] | None) -> tuple[RunInfo, int]:
         if row is None:
-            raise _not_found(run_id)
+            raise not_found(run_id)
         status, last_seq, holder, expiry, now, *won = row
         if won[0] is None:
-            raise (_moved(run_id, last_seq, status, expect_seq, expect_status)
-                   or _held(run_id, holder, expiry, now))
-        return _run(run_id, won[:8]), won[8]
+            raise (moved(run_id, last_seq, status, expect_seq, expect_status)
+                   or held(run_id, holder, expiry, now))
+        return run_from_row(run_id, won[:8]), won[8]
 
     return Write(run_id, "claim", {"run_id": run_id, "owner": owner, "ttl": float(ttl),
                                    "expect_seq": expect_seq, "expect_status": expect_status}, settle)
@@ -162,21 +162,21 @@ def release(run_id: str, owner: str, status: str, error: str | None, waiting: by
 def _fenced(run_id: str, owner: str, what: str) -> Callable[[tuple[Any, ...] | None], None]:
     def settle(row: tuple[Any, ...] | None) -> None:
         if row is None:
-            raise _not_found(run_id)
+            raise not_found(run_id)
         if not row[0]:
-            raise _lost(run_id, owner, row[1], what)
+            raise lost(run_id, owner, row[1], what)
 
     return settle
 
 
-def append(job: _Append, epoch: int | None) -> Write:
+def append(job: Append, epoch: int | None) -> Write:
     """One append, written if its fence holds (our lease, our epoch, nobody appended since)."""
     def settle(row: tuple[Any, ...] | None) -> None:
         if row is None:
-            raise _not_found(job.run_id)
+            raise not_found(job.run_id)
         written, holder, last_seq, now_epoch = row
         if not written:
-            raise _refusal(job, holder, last_seq) or LeaseError(
+            raise refusal(job, holder, last_seq) or LeaseError(
                 f"run {job.run_id!r}: {job.owner} lost its lease (epoch {epoch}) and took it again "
                 f"elsewhere (epoch {now_epoch}); stop executing this run here, the newer claim "
                 "goes on", run_id=job.run_id)
@@ -194,15 +194,15 @@ async def _row(conn: Conn, name: str, params: dict[str, Any]) -> tuple[Any, ...]
 
 
 async def run_row(conn: Conn, run_id: str) -> tuple[Any, ...]:
-    """The run's columns, as `sqlite._run` reads them into a RunInfo."""
+    """The run's columns, as `_rows.run_from_row` reads them into a RunInfo."""
     row = await _row(conn, "run", {"run_id": run_id})
     if row is None:
-        raise _not_found(run_id)
+        raise not_found(run_id)
     return row
 
 
 async def rows_of_run(conn: Conn, run_id: str, name: str, params: dict[str, Any]) -> list[Any]:
     """Rows of query `name` for an existing run; an unknown run raises RunNotFoundError."""
     if not (await _row(conn, "exists", {"run_id": run_id}))[0]:
-        raise _not_found(run_id)
+        raise not_found(run_id)
     return await (await conn.execute(SQL[name], {"run_id": run_id, **params})).fetchall()

@@ -13,16 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
 from waypoint import _faults
-from waypoint.checkpoints.memory import _Append, _held, _lost, _moved, _not_found, _refusal
+from waypoint.checkpoints._rows import RUN_COLUMNS, encode_info, encode_waiting
+from waypoint.checkpoints.fence import Append, held, lost, moved, not_found, refusal
 from waypoint.checkpoints.records import RunInfo
 from waypoint.errors import RunStateError, SchemaVersionError, StoreError, WaypointError
 
-RUN_COLUMNS = "info, status, updated_at, last_seq, lease_owner, lease_expiry, error, waiting"
-encode_info, decode_info = msgspec.msgpack.Encoder().encode, msgspec.msgpack.Decoder(RunInfo).decode
-encode_waiting, decode_waiting = msgspec.msgpack.Encoder().encode, msgspec.msgpack.Decoder(list[str]).decode
 Job = tuple[Callable[..., Any], tuple[Any, ...]]  # fn(raw, now, *args), run inside a batch
 
 
@@ -153,8 +149,8 @@ def claim(raw: sqlite3.Connection, now: float, run_id: str, owner: str, ttl: flo
                        expect_status, expect_status))
     row = run_row(raw, run_id)
     if cur.rowcount == 0:
-        raise (_moved(run_id, row[3], row[1], expect_seq, expect_status)
-               or _held(run_id, row[4], row[5], now))
+        raise (moved(run_id, row[3], row[1], expect_seq, expect_status)
+               or held(run_id, row[4], row[5], now))
     return row
 
 
@@ -162,7 +158,7 @@ def renew(raw: sqlite3.Connection, now: float, run_id: str, owner: str, ttl: flo
     cur = raw.execute("UPDATE runs SET lease_expiry = ?, lease_ttl = ? WHERE run_id = ? AND "
                       "lease_owner = ?", (now + ttl, ttl, run_id, owner))
     if cur.rowcount == 0:
-        raise _lost(run_id, owner, run_row(raw, run_id)[4], "renew the lease")
+        raise lost(run_id, owner, run_row(raw, run_id)[4], "renew the lease")
 
 
 def release(raw: sqlite3.Connection, now: float, run_id: str, owner: str, status: str,
@@ -171,10 +167,10 @@ def release(raw: sqlite3.Connection, now: float, run_id: str, owner: str, status
                       "lease_expiry = 0, updated_at = ? WHERE run_id = ? AND lease_owner = ?",
                       (status, error, encode_waiting(waiting), now, run_id, owner))
     if cur.rowcount == 0:
-        raise _lost(run_id, owner, run_row(raw, run_id)[4], f"set status {status!r}")
+        raise lost(run_id, owner, run_row(raw, run_id)[4], f"set status {status!r}")
 
 
-def append(raw: sqlite3.Connection, now: float, job: _Append) -> None:
+def append(raw: sqlite3.Connection, now: float, job: Append) -> None:
     """Write one append if its fence holds: still our lease, and nobody appended since."""
     if job.first is None:  # snapshot only: the log must already reach the snapshot
         cur = raw.execute("UPDATE runs SET updated_at = ?, lease_expiry = max(lease_expiry, ? + "
@@ -186,7 +182,7 @@ def append(raw: sqlite3.Connection, now: float, job: _Append) -> None:
                           "AND last_seq = ?", (job.last, now, now, job.run_id, job.owner, job.first - 1))
     if cur.rowcount == 0:
         row = raw.execute("SELECT lease_owner, last_seq FROM runs WHERE run_id = ?", (job.run_id,)).fetchone()
-        raise _not_found(job.run_id) if row is None else _refusal(job, *row)
+        raise not_found(job.run_id) if row is None else refusal(job, *row)
     raw.executemany("INSERT INTO steps (run_id, seq, kind, node, payload) VALUES (?, ?, ?, ?, ?)",
                     job.step_rows)
     if job.snap_blob is not None:
@@ -202,7 +198,7 @@ def checkpoint(raw: sqlite3.Connection) -> None:
 def run_row(raw: sqlite3.Connection, run_id: str) -> tuple[Any, ...]:
     row = raw.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
-        raise _not_found(run_id)
+        raise not_found(run_id)
     return row
 
 
@@ -213,7 +209,7 @@ def select(raw: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[A
 def select_of_run(raw: sqlite3.Connection, run_id: str, sql: str, params: tuple[Any, ...]) -> list[Any]:
     """Rows of `sql` (whose first parameter is the run id); an unknown run raises RunNotFoundError."""
     if raw.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
-        raise _not_found(run_id)
+        raise not_found(run_id)
     return raw.execute(sql, (run_id, *params)).fetchall()
 
 

@@ -39,10 +39,9 @@ except ImportError as exc:  # the extra is optional: say how to get it
                       "pip install -e '.[postgres]')") from exc
 
 from waypoint.checkpoints import _postgres_tx as tx
-from waypoint.checkpoints._sqlite_tx import encode_info, encode_waiting
-from waypoint.checkpoints.memory import _first_snapshot, _prepare
+from waypoint.checkpoints._rows import encode_info, encode_waiting, listed, run_from_row
+from waypoint.checkpoints.fence import first_snapshot, prepare
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
-from waypoint.checkpoints.sqlite import _listed, _run
 from waypoint.errors import StoreError
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
@@ -116,19 +115,19 @@ class PostgresStore:
 
     async def create_run(self, info: RunInfo, *, owner: str | None = None, ttl: float = 0.0,
                          snapshot: Snapshot | None = None) -> None:
-        snap = None if snapshot is None else (snapshot.seq, _first_snapshot(info, snapshot))
+        snap = None if snapshot is None else (snapshot.seq, first_snapshot(info, snapshot))
         encoded = (encode_waiting(info.waiting), encode_info(info))
         epoch = await self._write(tx.create(info, owner, ttl, snap, encoded))
         if owner is not None:
             self._epochs[info.run_id, owner] = epoch
 
     async def get_run(self, run_id: str) -> RunInfo:
-        return _run(run_id, await self._read(run_id, tx.run_row, run_id))
+        return run_from_row(run_id, await self._read(run_id, tx.run_row, run_id))
 
     async def list_runs(self, *, status: RunStatus | None = None, graph: str | None = None,
                         limit: int = 100) -> list[RunInfo]:
         rows = await self._read(None, _fetch, "list_runs", {"status": status, "graph": graph, "limit": limit})
-        return [_listed(*row) for row in rows]
+        return [listed(*row) for row in rows]
 
     async def claim(self, run_id: str, owner: str, ttl: float, *, expect_seq: int | None = None,
                     expect_status: RunStatus | None = None) -> RunInfo:
@@ -146,7 +145,7 @@ class PostgresStore:
 
     async def append(self, run_id: str, owner: str, steps: list[Step],
                      snapshot: Snapshot | None = None) -> None:
-        job = _prepare(run_id, owner, steps, snapshot)
+        job = prepare(run_id, owner, steps, snapshot)
         await self._write(tx.append(job, self._epochs.get((run_id, owner))))
 
     async def load(self, run_id: str) -> tuple[Snapshot | None, list[Step]]:

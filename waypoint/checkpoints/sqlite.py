@@ -31,15 +31,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import aiosqlite
-import msgspec
-from msgspec import structs
 
 from waypoint.checkpoints import _sqlite_tx as tx
+from waypoint.checkpoints._rows import RUN_COLUMNS, listed, run_from_row
 from waypoint.checkpoints._sqlite_direct import DirectWriter
 from waypoint.checkpoints._sqlite_file import FileWatch
-from waypoint.checkpoints.memory import _first_snapshot, _prepare
+from waypoint.checkpoints.fence import first_snapshot, prepare
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
-from waypoint.errors import CorruptRecordError, StoreError
+from waypoint.errors import StoreError
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -110,25 +109,25 @@ class SQLiteStore:
 
     async def create_run(self, info: RunInfo, *, owner: str | None = None, ttl: float = 0.0,
                          snapshot: Snapshot | None = None) -> None:
-        snap = None if snapshot is None else (snapshot.seq, _first_snapshot(info, snapshot))
+        snap = None if snapshot is None else (snapshot.seq, first_snapshot(info, snapshot))
         await self._write(tx.create, info, owner, ttl, snap)
 
     async def get_run(self, run_id: str) -> RunInfo:
-        return _run(run_id, await self._read(tx.run_row, run_id))
+        return run_from_row(run_id, await self._read(tx.run_row, run_id))
 
     async def list_runs(self, *, status: RunStatus | None = None, graph: str | None = None,
                         limit: int = 100) -> list[RunInfo]:
         filters = [(sql, value) for sql, value in (("status = ?", status), ("graph = ?", graph))
                    if value is not None]
         where = f"WHERE {' AND '.join(sql for sql, _ in filters)} " if filters else ""
-        rows = await self._read(tx.select, f"SELECT run_id, graph, created_at, {tx.RUN_COLUMNS} FROM "
+        rows = await self._read(tx.select, f"SELECT run_id, graph, created_at, {RUN_COLUMNS} FROM "
                                 f"runs {where}ORDER BY created_at DESC, rowid DESC LIMIT ?",  # constants
                                 (*(value for _, value in filters), limit))
-        return [_listed(*row) for row in rows]
+        return [listed(*row) for row in rows]
 
     async def claim(self, run_id: str, owner: str, ttl: float, *, expect_seq: int | None = None,
                     expect_status: RunStatus | None = None) -> RunInfo:
-        return _run(run_id, await self._write(tx.claim, run_id, owner, ttl, expect_seq, expect_status))
+        return run_from_row(run_id, await self._write(tx.claim, run_id, owner, ttl, expect_seq, expect_status))
 
     async def renew(self, run_id: str, owner: str, ttl: float) -> None:
         await self._write(tx.renew, run_id, owner, ttl)
@@ -139,7 +138,7 @@ class SQLiteStore:
 
     async def append(self, run_id: str, owner: str, steps: list[Step],
                      snapshot: Snapshot | None = None) -> None:
-        await self._write(tx.append, _prepare(run_id, owner, steps, snapshot))
+        await self._write(tx.append, prepare(run_id, owner, steps, snapshot))
 
     async def load(self, run_id: str) -> tuple[Snapshot | None, list[Step]]:
         snap, rows = await self._read(tx.load, run_id)
@@ -287,25 +286,3 @@ class SQLiteStore:
             f"run {run_id!r}: SQLite database {self.path} was {gone} while this store had it "
             f"open; {outcome}. Put the database back where it was (or restore it from a backup) "
             "and resume the run from what that file holds", run_id=run_id)
-
-
-def _listed(run_id: str, graph: str, created_at: float, *row: Any) -> RunInfo:
-    """A listed run; a row that does not decode is still listed, flagged, so one bad row hides no other."""
-    try:
-        return _run(run_id, row)
-    except CorruptRecordError as exc:
-        _, status, updated_at, last_seq, owner, expiry, _, _ = row
-        return RunInfo(run_id=run_id, graph=graph, graph_hash="", status=status, created_at=created_at,
-                       updated_at=updated_at, last_seq=last_seq, lease_owner=owner,
-                       lease_expiry=expiry, error=str(exc))
-
-
-def _run(run_id: str, row: tuple[Any, ...]) -> RunInfo:
-    info, status, updated_at, last_seq, owner, expiry, error, waiting = row
-    try:
-        return structs.replace(tx.decode_info(info), status=status, updated_at=updated_at,
-                               last_seq=last_seq, lease_owner=owner, lease_expiry=expiry,
-                               error=error, waiting=tx.decode_waiting(waiting))
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise CorruptRecordError(f"run {run_id!r}: its row cannot be decoded ({exc}); restore the "
-                                 "database from a backup", run_id=run_id) from None
