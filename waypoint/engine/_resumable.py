@@ -2,7 +2,6 @@
 
     check_resumable(graph, info, allow_graph_change=False)   # not done nor cancelled, same graph
     check_not_held(info)                                     # no live process runs it
-    gate = find_gate(graph, "review/approve")                # a gate, in child graphs too
     value = validate_answer(graph, info, "review/approve", {"approved": True})
 
 All of it reads only: a refused resume changes nothing in the store.
@@ -15,14 +14,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from waypoint.checkpoints.memory import _held
+from waypoint.checkpoints.fence import held
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo
 from waypoint.engine import _lease
 from waypoint.errors import GateError, GraphChangedError, RunStateError, StaleAnswerError
 from waypoint.graphs.graph import Graph
-from waypoint.nodes.composite import split_item_address
-from waypoint.nodes.gate import GateNode
+from waypoint.engine.waits import find_gate
 
 
 def check_resumable(graph: Graph, info: RunInfo, allow_graph_change: bool, *, force: bool = False) -> None:
@@ -53,7 +51,7 @@ def check_not_held(info: RunInfo) -> None:
     now = time.time()
     if (info.lease_owner is not None and info.lease_expiry >= now
             and not _lease.holder_is_dead(info.lease_owner)):
-        raise _held(info.run_id, info.lease_owner, info.lease_expiry, now)
+        raise held(info.run_id, info.lease_owner, info.lease_expiry, now)
 
 
 async def stale_answer(store: Store, seen: RunInfo, gates: list[str]) -> StaleAnswerError:
@@ -100,31 +98,3 @@ def validate_answer(graph: Graph, info: RunInfo, name: str, value: Any) -> BaseM
             f"run {info.run_id!r}: gate {name!r} is not waiting for an answer (run status "
             f"{info.status!r}, waiting at {info.waiting}).", run_id=info.run_id, node=name)
     return find_gate(graph, name).validate(value, run_id=info.run_id)
-
-
-def find_gate(graph: Graph, name: str) -> GateNode:
-    """The gate `name`, or `node/gate` inside a graph that node runs as a child run
-    (`map[index]/gate` inside a map's worker graph)."""
-    head, _, rest = name.partition("/")
-    node = graph.nodes.get(head)
-    if node is None and rest:
-        base, index = split_item_address(head)
-        node = graph.nodes.get(base) if index is not None else None
-        node = node if node is not None and node.kind == "map" else None
-    if rest and node is not None:
-        for sub in child_graphs(node):
-            try:
-                return find_gate(sub, rest)
-            except GateError:
-                continue
-    if not isinstance(node, GateNode):
-        raise GateError(f"graph {graph.name!r} has no gate {name!r}.", node=name)
-    return node
-
-
-def child_graphs(node: Any) -> list[Graph]:
-    """The graphs `node` may run as child runs: a subgraph's own, a map's worker graph,
-    and an agent's tools' graphs."""
-    if node.kind in ("subgraph", "map"):
-        return [node.graph] if node.graph is not None else []
-    return [t.graph for t in getattr(node, "tools", ()) if getattr(t, "graph", None) is not None]
