@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from waypoint.graphs._bound import explain_bound
-from waypoint.graphs._checks import Spec
+from waypoint.graphs._checks import Spec, fans_out
 from waypoint.graphs._checks_shape import loop_bodies
 from waypoint.graphs.graph import Graph
 from waypoint.graphs.validate import analyse
 
-__all__ = ["CheckReport", "check_graph", "format_report", "report_dict", "report_lines"]
+__all__ = ["CheckReport", "check_graph", "fans_out", "format_report", "report_dict", "report_lines"]
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - the test extra is not installed
                       "(or pip install -e '.[test]' in a clone of waypoint-workflows)") from exc
 from pydantic import BaseModel, TypeAdapter
 
-from waypoint.graphs._checks import fans_out
+from waypoint.graphs.check import fans_out
 from waypoint.graphs.graph import Graph
 
 __all__ = ["Choices", "Trail", "decision_nodes", "describe", "random_graphs", "router_choices"]
@@ -54,28 +54,24 @@ def decision_nodes(graph: Graph, prefix: str = "") -> Iterator[tuple[str, Any, G
     """(path, node, graph it belongs to) for every node of `graph`, its subgraphs and map workers."""
     for name, node in graph.nodes.items():
         yield prefix + name, node, graph
-        if node.kind in ("subgraph", "map") and isinstance(getattr(node, "graph", None), Graph):
-            yield from decision_nodes(node.graph, f"{prefix}{name}/")
+        if isinstance(node.inner_graph, Graph):
+            yield from decision_nodes(node.inner_graph, f"{prefix}{name}/")
 
 
 def router_choices(graph: Graph, *, max_answers: int = 6) -> st.SearchStrategy[Choices]:
     """Arbitrary answers for every router, LLM node, guard condition and gate of `graph`."""
     routes, until, outputs, answers = {}, {}, {}, {}
     for path, node, owner in decision_nodes(graph):
-        if node.name in owner.routes and _driven(node) and node.labels:
+        if node.name in owner.routes and node.decides and node.labels:
             routes[path] = st.lists(_labels(node), max_size=max_answers).map(tuple)
-        if node.kind == "guard" and getattr(node, "until", None) is not None:
+        if node.counts_loops and getattr(node, "until", None) is not None:
             until[path] = st.lists(st.booleans(), max_size=max_answers).map(tuple)
-        if node.kind in ("llm", "router") and getattr(node, "into", None):
+        if node.decides and getattr(node, "into", None):
             outputs[path] = _value(_output_type(node, owner))
-        if node.kind == "gate":
+        if node.pauses:
             answers[path] = _value(node.answer)
     return st.builds(Choices, routes=st.fixed_dictionaries(routes), until=st.fixed_dictionaries(until),
                      outputs=st.fixed_dictionaries(outputs), answers=st.fixed_dictionaries(answers))
-
-
-def _driven(node: Any) -> bool:
-    return node.kind in ("router", "llm")
 
 
 def _labels(node: Any) -> st.SearchStrategy[Any]:
@@ -86,7 +82,7 @@ def _labels(node: Any) -> st.SearchStrategy[Any]:
 
 
 def _output_type(node: Any, owner: Graph) -> Any:
-    if node.kind == "router" and hasattr(node, "fallback"):
+    if node.writes_label:
         return None  # an LLM router writes the label it chose
     output = getattr(node, "output", None)
     return output or owner.schema.fields[node.into].annotation
@@ -170,8 +166,8 @@ def random_graphs(draw: Any, *, max_nodes: int = 6, max_loops: int = 2) -> Any:
 
     n = draw(st.integers(2, max_nodes))
     names = [f"n{i}" for i in range(n)]
-    kinds = [draw(st.sampled_from(["node", "node", "node", "router", "join", "map", "gate"]))
-             for _ in names]
+    recipes = [draw(st.sampled_from(["node", "node", "node", "router", "join", "map", "gate"]))
+               for _ in names]
     succ: dict[str, list[str]] = {START: []}
     for i, name in enumerate(names):
         preds = draw(st.lists(st.sampled_from([START, *names[:i]]), min_size=1, max_size=2, unique=True))
@@ -182,8 +178,8 @@ def random_graphs(draw: Any, *, max_nodes: int = 6, max_loops: int = 2) -> Any:
             succ[name] = [END]
     loops = _draw_loops(draw, names, succ, max_loops)
     g = GraphBuilder(Trail, name="random")
-    for name, kind in zip(names, kinds):
-        _add(draw, g, name, kind, succ[name])
+    for name, recipe in zip(names, recipes):
+        _add(draw, g, name, recipe, succ[name])
     g.edge(START, succ[START])
     for guard, (body, exit_to, cap) in loops.items():
         until = (lambda s: False) if draw(st.booleans()) else None
@@ -221,38 +217,37 @@ def _below(start: str, succ: dict[str, list[str]]) -> set[str]:
     return seen
 
 
-def _add(draw: Any, g: Any, name: str, kind: str, targets: list[str]) -> None:
-    if kind == "router":
-        many = draw(st.booleans())
+def _add(draw: Any, g: Any, name: str, recipe: str, targets: list[str]) -> None:
+    if recipe == "router":  # a router's targets are its routes, not edges
         labels: dict[str, list[str]] = {}
         for t in targets:
             labels.setdefault(f"to_{draw(st.integers(0, 1))}", []).append(t)
-        g.router(_router(name, many), name=name, routes=labels)
+        g.router(_router(name, draw(st.booleans())), name=name, routes=labels)
         return
-    if kind == "join":
-        g.join(name, _step(name, False), writes=["seen"])
-    elif kind == "map":
-        max_items = draw(st.sampled_from([3, 5, None]))
-        g.map(name, _double, over="items", into="mapped", max_items=max_items)
-    elif kind == "gate":
-        g.gate(name, Approval, into="approval" if draw(st.booleans()) else None)
-    else:
-        last_value = draw(st.integers(0, 7)) == 0
-        g.node(_step(name, last_value, draw(st.integers(0, 3))), name=name, writes=["seen", "value"] if last_value else ["seen"])
+    _RECIPES[recipe](draw, g, name)
     g.edge(name, targets)
+
+
+def _add_step(draw: Any, g: Any, name: str) -> None:
+    last_value = draw(st.integers(0, 7)) == 0
+    g.node(_step(name, last_value, draw(st.integers(0, 3))), name=name,
+           writes=["seen", "value"] if last_value else ["seen"])
+
+
+_RECIPES = {  # what random_graphs draws for one node (a router aside), by recipe name
+    "node": _add_step,
+    "join": lambda draw, g, name: g.join(name, _step(name, False), writes=["seen"]),
+    "map": lambda draw, g, name: g.map(name, _double, over="items", into="mapped",
+                                       max_items=draw(st.sampled_from([3, 5, None]))),
+    "gate": lambda draw, g, name: g.gate(name, Approval, into="approval" if draw(st.booleans()) else None),
+}
 
 
 def describe(builder: Any) -> str:
     """A builder's nodes, edges and routes as short lines, for failure reports (`hypothesis.note`)."""
     lines = []
     for name, node in builder.nodes.items():
-        extra = ""
-        if node.kind == "router":
-            extra = f" fans_out={fans_out(node)}"
-        elif node.kind == "guard":
-            extra = f" max_iterations={node.max_iterations} until={node.until is not None}"
-        elif node.kind == "map":
-            extra = f" max_items={node.max_items}"
+        extra = f" fans_out={fans_out(node)}" if node.may_fan_out else node.details()
         join = " join" if node.join else ""
         lines.append(f"{node.kind}{join} {name!r}{extra} writes={sorted(node.writes or ())}"
                      f" routes={builder.routes.get(name, {})}")

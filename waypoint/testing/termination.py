@@ -78,9 +78,11 @@ class _Answers:
 
 @dataclass(frozen=True)
 class _StandIn(Node):
-    """Takes an LLM node's place: no model, an answer from the choices."""
+    """Takes an LLM node's place: no model, an answer from the choices (not registered:
+    it lives only in a driven copy of a graph)."""
 
-    kind: ClassVar[str] = "llm"
+    kind: ClassVar[str] = "stand_in"
+    decides: ClassVar[bool] = True
     answer: Callable[[], Outcome] | None = None
 
     async def run(self, state: Any, ctx: Any) -> Outcome:
@@ -88,25 +90,20 @@ class _StandIn(Node):
         return self.answer()
 
 
-@dataclass(frozen=True)
-class _RouterStandIn(_StandIn):
-    kind: ClassVar[str] = "router"
-
-
 def _driven(graph: Graph, path: str, node: Any, choices: Choices, trace: list[str]) -> Any:
-    if node.kind in ("subgraph", "map") and isinstance(getattr(node, "graph", None), Graph):
-        return dataclasses.replace(node, graph=drive(node.graph, choices, trace, path + "/"))
-    if node.kind == "guard" and node.until is not None:
+    if isinstance(node.inner_graph, Graph):  # a subgraph's graph, a map's worker
+        return dataclasses.replace(node, graph=drive(node.inner_graph, choices, trace, path + "/"))
+    if node.counts_loops and getattr(node, "until", None) is not None:
         holds = _Answers(f"loop guard {path!r} until", choices.until.get(path, ()), False, trace)
         return dataclasses.replace(node, until=lambda state: holds.next())
-    if node.kind == "router" and getattr(node, "fn", None) is not None:
+    if node.decides and getattr(node, "fn", None) is not None:  # a function router
         labels = _Answers(f"router {path!r}", choices.routes.get(path, ()), node.labels[0], trace)
 
         async def choose(state: Any) -> Any:
             return labels.next()
 
         return dataclasses.replace(node, fn=choose, wants_ctx=False, is_async=True)
-    if node.kind in ("router", "llm"):
+    if node.decides:  # an LLM node, router or handoff
         return _stand_in(graph, path, node, choices, trace)
     return node
 
@@ -116,7 +113,7 @@ def _stand_in(graph: Graph, path: str, node: Any, choices: Choices, trace: list[
     labels = _Answers(f"LLM node {path!r}", choices.routes.get(path, ()),
                       node.labels[0] if node.labels else None, trace)
     into, output = getattr(node, "into", None), choices.outputs.get(path)
-    is_router = node.kind == "router" and hasattr(node, "fallback")
+    is_router = node.writes_label
 
     def answer() -> Outcome:
         label = labels.next() if routes else None
@@ -124,8 +121,7 @@ def _stand_in(graph: Graph, path: str, node: Any, choices: Choices, trace: list[
         update = {into: value} if into and value is not None else None
         return Outcome(update=update, labels=(label,) if routes else None)
 
-    cls = _RouterStandIn if node.kind == "router" else _StandIn
-    return cls(name=node.name, writes=node.writes, join=node.join, labels=node.labels,
+    return _StandIn(name=node.name, writes=node.writes, join=node.join, labels=node.labels,
                concurrency=node.concurrency, answer=answer)
 
 
