@@ -27,8 +27,7 @@ from pydantic import BaseModel
 from waypoint.errors import GraphError
 from waypoint.graphs._infer import literal_labels, returned_keys
 from waypoint.graphs.graph import Graph
-from waypoint.nodes._call import arity, is_async
-from waypoint.nodes._tools import tool
+from waypoint.nodes import arity, is_async, tool
 from waypoint.nodes.base import NO_RETRY, Node, RetryPolicy
 from waypoint.nodes.composite import MapNode, SubgraphNode
 from waypoint.nodes.function import FunctionNode, RouterNode

@@ -7,18 +7,18 @@ first use, so a graph of plain functions never pays for it.
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from waypoint.nodes._call import arity, is_async
+from waypoint.nodes._tools import Tool, tool
 from waypoint.nodes.base import Node, Outcome, RetryPolicy
 from waypoint.nodes.context import NodeContext
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on first use
-    from waypoint.nodes._tools import Tool, tool
     from waypoint.nodes.agents import agent_tool
     from waypoint.nodes.llm_node import LLMNode, llm
     from waypoint.nodes.model import Model, ModelRequest, ModelResponse, OpenAIModel, ToolCall
     from waypoint.nodes.routing import ToolApproval, handoff, llm_router, run_approved
 
 LAZY = {  # name -> the module defining it
-    "Tool": "_tools", "tool": "_tools",
     "LLMNode": "llm_node", "llm": "llm_node",
     "agent_tool": "agents",
     "Model": "model", "ModelRequest": "model", "ModelResponse": "model", "OpenAIModel": "model",
@@ -39,4 +39,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(LAZY))
 
 
-__all__ = ["Node", "NodeContext", "Outcome", "RetryPolicy", *LAZY]
+__all__ = ["Node", "NodeContext", "Outcome", "RetryPolicy", "Tool", "arity", "is_async", "tool", *LAZY]
