@@ -6,9 +6,11 @@ package root's `__init__` first, so an eager front door would load everything;
 each import below runs in a fresh interpreter.
 """
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +53,60 @@ def test_the_engine_loads_what_it_runs_on():
 @pytest.mark.parametrize("helper", sorted(HELPERS - {"waypoint"}))
 def test_the_shared_helpers_import_no_layer(helper):
     assert loaded_by(helper) <= HELPERS, f"{helper} must import nothing of waypoint's layers"
+
+
+ROOT = Path(__file__).resolve().parent.parent / "waypoint"
+
+
+def imported(node: ast.AST, package: str) -> list[str]:
+    """The dotted names an import statement brings in (`a.b` for `from a import b`)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    base = node.module or ""
+    if node.level:  # relative: from the package, up level - 1
+        parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+        base = ".".join([*parent, *([base] if base else [])])
+    return [f"{base}.{alias.name}" for alias in node.names]
+
+
+def private_home(target: str) -> str | None:
+    """The package a private module or name in `target` belongs to, or None if nothing is private."""
+    parts = target.split(".")
+    for i, part in enumerate(parts[1:], start=1):
+        if part.startswith("_") and not part.startswith("__"):
+            home = parts[:i]
+            while home and not ROOT.parent.joinpath(*home).is_dir():
+                home = home[:-1]  # a private name of a module belongs to that module's package
+            return ".".join(home)
+    return None
+
+
+def private_imports() -> list[str]:
+    """`module imports target` for each import of another package's private module or name."""
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+        module = ".".join(parts).removesuffix(".__init__")
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            for target in imported(node, package):
+                home = private_home(target) if target.startswith("waypoint.") else None
+                if home is not None and package != home and not package.startswith(home + "."):
+                    found.append(f"{module} imports {target}")
+    return found
+
+
+def test_no_module_imports_another_packages_private_names():
+    assert private_imports() == [], "make the name public in its home package, or move it there"
+
+
+def test_the_private_import_finder_sees_what_it_must():
+    assert private_home("waypoint.nodes._call.in_thread") == "waypoint.nodes"
+    assert private_home("waypoint.checkpoints.memory._held") == "waypoint.checkpoints"
+    assert private_home("waypoint._faults") == "waypoint"  # shared by every package below the root
+    assert private_home("waypoint.graphs.builder.GraphBuilder") is None
+    tree = ast.parse("from ..graphs import _checks\nfrom . import _lease")
+    assert [imported(n, "waypoint.engine") for n in tree.body] == [
+        ["waypoint.graphs._checks"], ["waypoint.engine._lease"]]
