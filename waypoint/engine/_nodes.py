@@ -162,7 +162,7 @@ class NodeRunner:
         answer = self.claimed.pop(act.id)
         ctx.record.update(answer=answer.value.model_dump(mode="json"), by=answer.by,
                           answered_at=answer.at)
-        return Outcome(update=node.update_for(state, answer.value))
+        return node.answered(state, answer.value, ctx.run_id)  # its update, and its route when it has one
 
     def _context(self, act: Activation, attempt: int, from_children: dict[str, int]) -> NodeContext:
         loop = self.loop

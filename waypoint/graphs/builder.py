@@ -57,6 +57,18 @@ def _names(value: Any, argument: str, source: Any, target: Any) -> tuple[str, ..
     )
 
 
+def _check_gate_routes(name: str, routes: Mapping[str, Targets] | None, route: Any) -> None:
+    """routes= and route= go together, and "expired" is escalate='s label."""
+    if (routes is None) != (route is None):
+        raise GraphError(
+            f"gate {name!r}: routes= and route= go together; give both, e.g. routes={{'publish': END, "
+            "'revise': 'draft'}, route=lambda state, answer: 'publish' if answer.approved else 'revise', "
+            "or neither (the gate then follows its edges).")
+    if routes is not None and "expired" in routes:
+        raise GraphError(f"gate {name!r}: 'expired' is the route of an unanswered gate past its deadline; "
+                         "give it with deadline= and escalate=, not in routes=.")
+
+
 class GraphBuilder(Generic[S]):
     """Collects nodes and edges; `compile()` validates them into an immutable Graph."""
 
@@ -169,26 +181,34 @@ class GraphBuilder(Generic[S]):
         on_answer: Callable[[Any, Any], Any] | None = None,
         deadline: float | None = None,
         escalate: Targets | None = None,
+        routes: Mapping[str, Targets] | None = None,
+        route: Callable[[Any, Any], str] | None = None,
     ) -> None:
         """Add a human gate that waits for an answer validated against `answer`.
 
-        With `deadline` (seconds) and `escalate` (node name or names), a gate
-        still unanswered when its deadline has passed takes the escalation
-        route instead; this is checked whenever the run is resumed and by
-        `waypoint tick`. Answered gates follow their ordinary edges.
+        With `routes` and `route(state, answer)`, an answered gate goes where the
+        label `route` returns leads, as a router would (its labels are those of a
+        `-> Literal[...]` annotation, or every route); otherwise it follows its
+        edges. With `deadline` (seconds) and `escalate` (node name or names), a
+        gate still unanswered when its deadline has passed takes the escalation
+        route ("expired") instead; this is checked whenever the run is resumed
+        and by `waypoint tick`.
         """
         if (deadline is None) != (escalate is None):
             raise GraphError(
                 f"gate {name!r}: deadline= and escalate= go together; give both "
                 "(e.g. deadline=3600, escalate='manager') or neither."
             )
+        _check_gate_routes(name, routes, route)
+        routes = {**(routes or {}), **({"expired": escalate} if escalate is not None else {})}
+        labels = (*((route and literal_labels(route)) or tuple(routes)), *(("expired",) if escalate else ()))
         writes = frozenset({into}) if into else (frozenset() if on_answer is None else None)
         node = GateNode(
             name=name, answer=answer, prompt=prompt, payload=payload, into=into,
-            on_answer=on_answer, writes=writes, deadline=deadline,
-            labels=("expired",) if escalate is not None else (),
+            on_answer=on_answer, writes=writes, deadline=deadline, route=route,
+            labels=tuple(dict.fromkeys(labels)),
         )
-        self.add(node, {"expired": escalate} if escalate is not None else None)
+        self.add(node, routes or None)
 
     def loop_guard(
         self,
