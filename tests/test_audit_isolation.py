@@ -18,7 +18,7 @@ from waypoint import END, START, GraphBuilder, append, fork, resume, start, stat
 from waypoint.engine import _lease
 from waypoint.engine._ids import check_user_run_id, child_run_id
 from waypoint.engine.gates import approval_log, due_gates, tick
-from waypoint.engine.runs import create_run_record
+from waypoint.engine._create import create_run_record
 from waypoint.errors import GraphChangedError, LeaseError, RunError, RunStateError
 
 pytestmark = pytest.mark.asyncio

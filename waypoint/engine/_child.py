@@ -10,86 +10,95 @@ map, `<map>[<index>]/<gate>` (`item_address`): that item waits, its siblings go 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
+from waypoint.checkpoints.protocol import Store
 from waypoint.engine import _lease
 from waypoint.engine._budget import add_usage
+from waypoint.engine._create import create_run_record
 from waypoint.engine._frontier import Activation
 from waypoint.engine._ids import child_run_id
-from waypoint.engine._nodes import ChildWaiting
 from waypoint.engine.events import Event, EventBus
+from waypoint.engine.waits import ChildWaiting, Go, child_address, still_waiting, take_answers
 from waypoint.errors import NodeError, RunNotFoundError, RunStateError, WaypointError
 from waypoint.graphs.graph import Graph
-from waypoint.nodes.composite import item_address
-from waypoint.nodes.gate import GateNode
 
 if TYPE_CHECKING:
     from waypoint.checkpoints.records import RunInfo
-    from waypoint.engine._loop import RunLoop
 
 
-def child_runner(parent: RunLoop, act: Activation):
-    async def run_child(graph: Graph, child_input: Any, *, key: str | None = None,
-                        usage: dict[str, int] | None = None) -> Any:
-        from waypoint.engine._loop import RunLoop
+@dataclass
+class ChildRuns:
+    """What the child runs of one (parent) run need from it, given explicitly.
 
-        child_id = child_run_id(parent.run_id, act.id, key)
-        prefix, recorded = _address(parent, act, child_id)
-        answers = _take_answers(parent, prefix)
-        if recorded is not None and not answers and not GateNode.expired(recorded, parent.now):
-            # An item still waiting, with nothing new for it: its child run is left untouched.
-            gates = [g.partition("/")[2] for g in recorded["gates"]]
-            raise ChildWaiting(child_id, gates, recorded["child_seq"], recorded.get("deadline_at"))
-        await _claim_child(parent, act, graph, child_id, child_input)
-        loop = RunLoop(graph, parent.store, child_id, parent.owner, deps=parent.runner.deps,
-                       answers=answers, bus=_forwarding_bus(parent, act), now=parent.now)
+        children = ChildRuns(graph, store, run_id, owner, deps, now, bus, make_loop=RunLoop)
+        ctx.run_child = children.runner(act, go)   # for one activation of the parent
+
+    `make_loop` is the scheduler's class (injected, so this module does not import it):
+    `make_loop(graph, store, run_id, owner, deps=, answers=, bus=, now=)`.
+    """
+
+    graph: Graph  # the parent's
+    store: Store
+    run_id: str  # the parent's
+    owner: str  # the parent's lease owner, which executes its children
+    deps: Any
+    now: float | None
+    bus: EventBus  # the parent's: child events are forwarded to it
+    make_loop: Callable[..., Any]
+
+    def runner(self, act: Activation, go: Go):
+        """`ctx.run_child` for activation `act`, given the answers and wait `go` brought it."""
+        async def run_child(graph: Graph, child_input: Any, *, key: str | None = None,
+                            usage: dict[str, int] | None = None) -> Any:
+            return await self._run(act, go, graph, child_input, key, usage)
+
+        return run_child
+
+    async def _run(self, act: Activation, go: Go, graph: Graph, child_input: Any, key: str | None,
+                   usage: dict[str, int] | None) -> Any:
+        child_id = child_run_id(self.run_id, act.id, key)
+        node = self.graph.nodes[act.node]
+        prefix, recorded = child_address(node, act.node, go.request, child_id)
+        answers = take_answers(go.answers, prefix)
+        waiting = still_waiting(child_id, recorded, answers, self.now)
+        if waiting is not None:
+            raise waiting  # an item still waiting, with nothing new: its child is left untouched
+        await _claim_child(self, act, graph, child_id, child_input)
+        loop = self.make_loop(graph, self.store, child_id, self.owner, deps=self.deps,
+                              answers=answers, bus=_forwarding_bus(self.bus, self.run_id, act),
+                              now=self.now)
         try:
             await loop.load()
             outcome = await loop.drive()
         except asyncio.CancelledError:
             # A failing sibling (or the parent being stopped) cancelled this child: hand its
             # lease back now, so that resuming the parent does not meet it held for a TTL.
-            await _release_quietly(parent, child_id, "interrupted")
+            await _release_quietly(self, child_id, "interrupted")
             raise
-        await parent.store.release(child_id, parent.owner, outcome.status,
-                                   error=str(outcome.error) if outcome.error else None,
-                                   waiting=outcome.waiting)
+        await self.store.release(child_id, self.owner, outcome.status,
+                                 error=str(outcome.error) if outcome.error else None,
+                                 waiting=outcome.waiting)
         if usage is not None:
             add_usage(usage, loop.frontier.usage)
         if outcome.status == "waiting":
-            raise _waiting(parent, act, loop, outcome.waiting)
+            raise _waiting(self, act, loop, outcome.waiting)
         if outcome.status != "done":
             raise NodeError(
-                f"run {parent.run_id!r}, {parent.graph.nodes[act.node].kind} {act.node!r}: child run {child_id!r} "
-                f"{outcome.status}: {outcome.error}", run_id=parent.run_id, node=act.node)
+                f"run {self.run_id!r}, {node.kind} {act.node!r}: child run {child_id!r} "
+                f"{outcome.status}: {outcome.error}", run_id=self.run_id, node=act.node)
         return outcome.state
 
-    return run_child
 
-
-async def _release_quietly(parent: RunLoop, child_id: str, status: str) -> None:
+async def _release_quietly(parent: ChildRuns, child_id: str, status: str) -> None:
     try:
         await parent.store.release(child_id, parent.owner, status)
     except WaypointError:
         pass  # not ours any more, or the store is gone: whoever holds it decides
 
 
-def _address(parent: RunLoop, act: Activation, child_id: str) -> tuple[str | None, dict[str, Any] | None]:
-    """How the parent names gates inside `child_id` (a prefix), and the item's recorded wait.
-
-    A subgraph's child is `<node>/`; a map item's is `<map>[<index>]/`, the index read
-    from the map's wait request, which lists each waiting item's child run. A map item
-    that has not waited yet has no address, so no answer can be meant for it.
-    """
-    if parent.graph.nodes[act.node].kind != "map":
-        return act.node + "/", None
-    for item in parent.frontier.waits.get(act.id, {}).get("items", ()):
-        if item["child"] == child_id:
-            return item_address(act.node, item["index"]) + "/", item
-    return None, None
-
-
-def _waiting(parent: RunLoop, act: Activation, child: RunLoop, gates: list[str]) -> Exception:
+def _waiting(parent: ChildRuns, act: Activation, child: Any, gates: list[str]) -> Exception:
     """What a child run stopped at `gates` raises in its parent: `ChildWaiting`, with the
     child's earliest gate deadline, or an error for a map's function worker."""
     node = parent.graph.nodes[act.node]
@@ -107,20 +116,9 @@ def _waiting(parent: RunLoop, act: Activation, child: RunLoop, gates: list[str])
     return ChildWaiting(child.run_id, gates, child.seq, min(deadlines, default=None))
 
 
-def _take_answers(parent: RunLoop, prefix: str | None) -> dict[str, Any]:
-    if prefix is None:
-        return {}
-    answers = {k[len(prefix):]: v for k, v in parent.answers.items() if k.startswith(prefix)}
-    for key in answers:
-        parent.answers.pop(prefix + key)
-    return answers
-
-
-async def _claim_child(parent: RunLoop, act: Activation, graph: Graph, child_id: str,
+async def _claim_child(parent: ChildRuns, act: Activation, graph: Graph, child_id: str,
                        child_input: Any) -> None:
     """Create child run `child_id` or take it over, leased by the parent's owner."""
-    from waypoint.engine.runs import create_run_record
-
     try:
         info = await parent.store.get_run(child_id)
     except RunNotFoundError:  # created leased to the parent's owner, in the same write
@@ -135,7 +133,7 @@ async def _claim_child(parent: RunLoop, act: Activation, graph: Graph, child_id:
     await parent.store.claim(child_id, parent.owner, _lease.LEASE_TTL)
 
 
-def _check_own_child(parent: RunLoop, act: Activation, graph: Graph, info: RunInfo) -> None:
+def _check_own_child(parent: ChildRuns, act: Activation, graph: Graph, info: RunInfo) -> None:
     """Refuse to adopt a run under the child's id that this activation did not create.
 
     Such a run can only be a user's run named like a child (`check_user_run_id` now
@@ -152,7 +150,7 @@ def _check_own_child(parent: RunLoop, act: Activation, graph: Graph, info: RunIn
         run_id=parent.run_id, node=act.node)
 
 
-def _forwarding_bus(parent: RunLoop, act: Activation) -> EventBus:
+def _forwarding_bus(parent_bus: EventBus, parent_run_id: str, act: Activation) -> EventBus:
     """A bus whose events reappear on the parent's stream as `<node>/<child node>`."""
     bus = EventBus()
     publish = bus.publish
@@ -160,7 +158,7 @@ def _forwarding_bus(parent: RunLoop, act: Activation) -> EventBus:
     def forward(event: Event) -> None:
         publish(event)
         if event.node is not None:
-            parent.bus.publish(Event(event.kind, parent.run_id, f"{act.node}/{event.node}",
+            parent_bus.publish(Event(event.kind, parent_run_id, f"{act.node}/{event.node}",
                                      event.activation, event.seq, event.data, event.at))
 
     bus.publish = forward  # type: ignore[method-assign]

@@ -10,34 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
 from waypoint import _faults
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunStatus, Snapshot, Step
 from waypoint.engine._budget import Budget
+from waypoint.engine._child import ChildRuns
 from waypoint.engine._frontier import Activation, Frontier
-from waypoint.engine._nodes import Finished, NodeRunner
+from waypoint.engine._messages import Done, Failed, Finished, Message, Waiting
+from waypoint.engine._nodes import NodeRunner
 from waypoint.engine.events import Event, EventBus
+from waypoint.engine.waits import Answer, Pause, at_launch, waiting_gates
 from waypoint.errors import ConflictError, CorruptRecordError, UpdateError, WaypointError
 from waypoint.graphs.graph import END, Graph
-from waypoint.nodes.gate import GateNode
 
 SNAPSHOT_MIN_BYTES = 64 * 1024  # snapshot once the deltas since the last one reach this
 SNAPSHOT_EVERY_STEPS = 64  # ...or after this many steps, while state and tail stay small
 SNAPSHOT_SMALL_BYTES = 16 * 1024
-
-
-@dataclass
-class Answer:
-    value: BaseModel
-    by: str | None = None
-    at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -60,8 +54,11 @@ class RunLoop:
         self.answers = dict(answers or {})
         self.budget = budget
         self.bus = bus or EventBus()
-        self.runner = NodeRunner(self, deps, max_concurrency)
-        self.queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self.queue: asyncio.Queue[Message] = asyncio.Queue()
+        self.children = ChildRuns(graph, store, run_id, owner, deps, now, self.bus, make_loop=RunLoop)
+        self.runner = NodeRunner(graph, run_id, self.bus, send=self.queue.put_nowait, deps=deps,
+                                 max_concurrency=max_concurrency, now=now,
+                                 done_items=self._done_items, child_runs=self.children.runner)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.outstanding = 0
         self.seq = 0
@@ -115,42 +112,42 @@ class RunLoop:
             await self.stop_tasks()
             raise
         if self.frontier.pending:
-            return Outcome("waiting", self.state, waiting=self.waiting_gates())
+            return Outcome("waiting", self.state, waiting=waiting_gates(self.frontier))
         return Outcome("done", self.state)
 
-    async def next_batch(self) -> list[tuple[Any, ...]]:
+    async def next_batch(self) -> list[Message]:
         batch = [await self.queue.get()]
         while not self.queue.empty():
             batch.append(self.queue.get_nowait())
         return batch
 
-    async def commit_batch(self, batch: list[tuple[Any, ...]]) -> None:
+    async def commit_batch(self, batch: list[Message]) -> None:
         steps: list[Step] = []
-        futures = []
+        committed: list[asyncio.Future[None]] = []
         error: WaypointError | None = None
         for msg in batch:
-            kind, act = msg[0], msg[1]
-            try:
-                if kind == "done":
-                    steps.append(self.complete(act, msg[2]))
-                elif kind == "failed":
-                    self.failed_usage = msg[3]  # recorded on the fail step: it counts
-                    raise msg[2]
-            except WaypointError as exc:
-                error = exc  # commit what came before it, then fail the run
+            if isinstance(msg, Failed):
+                self.failed_usage = msg.usage  # recorded on the fail step: it counts
+                error = msg.error  # commit what came before it, then fail the run
                 break
-            if kind == "wait":
-                steps.append(self.step("wait", act, extra=msg[2]))
-            elif kind == "item":
-                steps.append(self.step("item", act, extra={"index": msg[2], "result": msg[3]}))
-                futures.append(msg[4])
-            if kind in ("done", "wait"):
+            if isinstance(msg, Done):
+                try:
+                    steps.append(self.complete(msg.act, msg.finished))
+                except WaypointError as exc:
+                    error = exc
+                    break
                 self.outstanding -= 1
+            elif isinstance(msg, Waiting):
+                steps.append(self.step("wait", msg.act, extra=msg.request))
+                self.outstanding -= 1
+            else:
+                steps.append(self.step("item", msg.act, extra={"index": msg.index, "result": msg.result}))
+                committed.append(msg.committed)
         if steps:
             _faults.reached("before_commit")
             await self.store.append(self.run_id, self.owner, steps, self.maybe_snapshot(steps))
             _faults.reached("after_commit")
-        for fut in futures:
+        for fut in committed:
             if not fut.done():  # cancelled when a sibling item failed the map meanwhile
                 fut.set_result(None)
         if error is not None:
@@ -250,24 +247,32 @@ class RunLoop:
 
     # -- launching -------------------------------------------------------------
     def launch(self, act: Activation) -> None:
+        """Start `act`, unless it waits: where a gate pauses is `waits.at_launch`."""
         if act.id in self.tasks:
             return
         node = self.graph.nodes[act.node]
-        waiting = self.frontier.waits.get(act.id)
-        answered = waiting is not None and self.runner.claim_answer(act)
-        if waiting is not None and not answered:
-            if not GateNode.expired(waiting, self.now):
-                return  # still waiting for a human
-            self.runner.expire(act)
-        if node.kind == "gate" and waiting is None:
-            self.outstanding += 1
-            self.queue.put_nowait(("wait", act, node.request(self.state, self.now)))
-            return
+        go = at_launch(node, act, self.frontier, self.answers, self.state, self.now)
+        if go is None:
+            return  # still waiting for a human
         self.outstanding += 1
+        if isinstance(go, Pause):
+            self.queue.put_nowait(Waiting(act, go.request))
+            return
         self.bus.publish(Event("node_started", self.run_id, act.node, act.id, self.seq))
-        task = asyncio.create_task(self.runner.execute(act, self.state, self.seq))
+        task = asyncio.create_task(self.runner.execute(act, self.state, self.seq, go,
+                                                       self._loop_count(node, act)))
         self.tasks[act.id] = task
         task.add_done_callback(lambda _t, a=act.id: self.tasks.pop(a, None))
+
+    def _loop_count(self, node: Any, act: Activation) -> int | None:
+        """A guard's count, when `act` comes round its loop (else it starts again from 0)."""
+        if node.kind == "guard" and act.parent in self.graph.loop_bodies.get(act.node, ()):
+            return self.frontier.loop_counts.get(act.node, 0)
+        return None
+
+    def _done_items(self, act_id: str) -> dict[int, Any] | None:
+        """What `act_id` has committed so far (map items, LLM turns): the runner's one read."""
+        return self.frontier.items.get(act_id)
 
     async def stop_tasks(self) -> None:
         tasks = list(self.tasks.values())
@@ -287,15 +292,3 @@ class RunLoop:
             await self.store.append(self.run_id, self.owner, [self.step("fail", act, extra=extra)])
         except WaypointError:
             pass  # the store itself failed; the run row still says what it can
-
-    def waiting_gates(self) -> list[str]:
-        names = []
-        for act_id, request in self.frontier.waits.items():
-            child_gates = request.get("gates")
-            names.extend(child_gates if child_gates else [self.frontier.pending[act_id].node])
-        return sorted(dict.fromkeys(names))
-
-    def item_adapter(self, field_name: str) -> TypeAdapter[Any]:
-        annotation = self.graph.schema.fields[field_name].annotation
-        args = typing.get_args(annotation)
-        return TypeAdapter(args[0] if typing.get_origin(annotation) is list and args else Any)

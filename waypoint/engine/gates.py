@@ -18,9 +18,9 @@ from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo
 from waypoint.engine._frontier import Frontier
 from waypoint.engine.runs import RunResult, resume
+from waypoint.engine.waits import due_waits
 from waypoint.errors import WaypointError
 from waypoint.graphs.graph import Graph
-from waypoint.nodes.gate import GateNode
 
 _ALL = 1_000_000  # list_runs limit meaning "every run": the sweep and a run's family need all
 
@@ -74,7 +74,7 @@ async def due_gates(store: Store, run_id: str, now: float | None = None) -> list
     frontier = Frontier.from_plain(snapshot.frontier) if snapshot else Frontier()
     for step in tail:
         frontier.track(step)
-    return [act for act, request in frontier.waits.items() if GateNode.expired(request, now)]
+    return due_waits(frontier, now)
 
 
 @dataclass(frozen=True)

@@ -17,23 +17,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Literal, Mapping
 
 from msgspec import structs
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from waypoint.checkpoints.memory import MemoryStore
 from waypoint.checkpoints.protocol import Store
-from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step
+from waypoint.checkpoints.records import RunInfo, RunStatus, Step
 from waypoint.engine import _lease
 from waypoint.engine._budget import Budget
-from waypoint.engine._frontier import Frontier
+from waypoint.engine._create import create_run_record, new_run_id
 from waypoint.engine._ids import check_user_run_id
 from waypoint.engine.edits import edit_step
-from waypoint.engine._loop import Answer, RunLoop
+from waypoint.engine._loop import RunLoop
 from waypoint.engine.events import Event, EventBus
+from waypoint.engine.waits import Answer
 from waypoint.errors import (
     LeaseError, RunError, RunMovedError, RunNotFoundError, RunStateError, WaypointError,
 )
@@ -144,31 +144,6 @@ class _Stop:
         if self.settled is None:  # once, however many callers wait for the result
             self.settled = asyncio.ensure_future(self.settle(store, run_id, None, None))
         return await asyncio.shield(self.settled)
-
-
-def new_run_id() -> str:
-    return "run-" + uuid.uuid4().hex[:12]
-
-
-async def create_run_record(
-    store: Store, graph: Graph, run_id: str, state: BaseModel, *, owner: str | None = None,
-    graph_ref: str | None = None, parent_run_id: str | None = None, forked_from: str | None = None,
-    frontier: Frontier | None = None, seq: int = 0,
-) -> str:
-    """Insert the run row, leased, with its first snapshot; returns the lease owner holding it.
-
-    One atomic write: a crash leaves either no run (start it again) or one that resumes.
-    """
-    now = time.time()
-    owner = owner or _lease.new_owner()
-    frontier = frontier or Frontier.initial(graph)
-    snapshot = Snapshot(seq=seq, state=graph.schema.encode_state(state), frontier=frontier.to_plain())
-    await store.create_run(RunInfo(
-        run_id=run_id, graph=graph.name, graph_hash=graph.structure_hash, status="running",
-        created_at=now, updated_at=now, last_seq=seq, graph_ref=graph_ref,
-        parent_run_id=parent_run_id, forked_from=forked_from),
-        owner=owner, ttl=_lease.LEASE_TTL, snapshot=snapshot)
-    return owner
 
 
 async def start(

@@ -21,12 +21,12 @@ from waypoint.checkpoints.records import RunInfo, Step
 from waypoint.engine._frontier import Frontier
 from waypoint.engine._ids import check_user_run_id
 from waypoint.engine._loop import RunLoop
-from waypoint.engine._resumable import child_graphs
 from waypoint.engine.edits import edit_step
-from waypoint.engine.runs import RunHandle, _launch, _Options, create_run_record, new_run_id
+from waypoint.engine._create import create_run_record, new_run_id
+from waypoint.engine.runs import RunHandle, _launch, _Options
+from waypoint.engine.waits import GateAddress, child_graphs, waiting_children
 from waypoint.errors import RunError, RunNotFoundError
 from waypoint.graphs.graph import Graph
-from waypoint.nodes.composite import item_address
 
 
 @dataclass(frozen=True)
@@ -122,17 +122,6 @@ async def _pending(graph: Graph, store: Store, run_id: str, seq: int | None) -> 
     return requests
 
 
-def waiting_children(node: str, request: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The child runs a wait request waits on, each with the prefix of its gates' names.
-
-    A subgraph (or agent tool) waits on one child (`node/`); a map on one per waiting
-    item (`map[index]/`), listed under "items". A gate's own request has none.
-    """
-    if "child" in request:
-        return [(node + "/", request)]
-    return [(item_address(node, item["index"]) + "/", item) for item in request.get("items", ())]
-
-
 async def fork(graph: Graph, run_id: str, *, at: int, store: Store, deps: Any = None,
                new_run_id_: str | None = None, update: Mapping[str, Any] | None = None,
                by: str | None = None) -> RunHandle:
@@ -190,7 +179,7 @@ async def _fork_child(node: Any, store: Store, run_id: str, fork_id: str, prefix
     await _fork_waiting_children(sub, store, child, forked_child, child_frontier)
     owner = await create_run_record(store, sub, forked_child, state, frontier=child_frontier,
                                     seq=seq, parent_run_id=fork_id, forked_from=f"{child}@{seq}")
-    inner = [gate[len(prefix):] for gate in waiting.get("gates", [])]
+    inner = [str(GateAddress.parse(gate).inner) for gate in waiting.get("gates", [])]
     await store.release(forked_child, owner, "waiting", waiting=inner)
     return {"child": forked_child, "child_seq": seq}
 
