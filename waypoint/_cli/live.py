@@ -114,11 +114,15 @@ def qualified_names(graph: Any, prefix: str = "") -> list[str]:
 
 def _inner_graph(graph: Any, node: str) -> Any:
     """The graph that owns `node` (`sub/child` belongs to subgraph `sub`)."""
-    head, _, rest = node.partition("/")
-    if not rest:
+    from waypoint.engine.waits import GateAddress  # loaded with the run that shows events
+
+    address = GateAddress.parse(node)
+    if address.inner is None:
         return graph
-    inner = graph.nodes.get(head)
-    return _inner_graph(inner.graph, rest) if getattr(inner, "kind", "") == "subgraph" else None
+    inner = graph.nodes.get(address.head)
+    if getattr(inner, "kind", "") != "subgraph":
+        return None
+    return _inner_graph(inner.graph, str(address.inner))
 
 
 async def follow(handle: Any, graph: Any, out: Out) -> Any:
@@ -182,6 +186,8 @@ def gate_block(gate: Any, run_id: str, db: Db, out: Out) -> None:
             out.line("  payload:")
             out.block(dumps(gate.payload, indent=2), indent="    ")
     out.line("  answer:   " + shape(gate.schema))
+    out.line(f"  asked:    at step {gate.seq} (with --seen-seq {gate.seq}, an answer is refused if "
+             "someone answered first)")
     out.line("  resume:   ", (resume_command(run_id, gate.name, example(gate.schema), db), "cyan"))
 
 
