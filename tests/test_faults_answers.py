@@ -171,3 +171,22 @@ async def test_an_answer_names_the_question_it_saw_and_applies_only_to_it(tmp_pa
         done = await (await wp.resume(graph, "q", {"approved": True}, by="bob", store=store,
                                       seen_seq=second.seq)).result()
         assert done.status == "done"
+
+
+def test_the_cli_refuses_an_answer_to_a_question_that_was_answered_first(tmp_path):
+    from tests.test_cli import EXAMPLE, wp
+
+    db = str(tmp_path / "runs.db")
+    first = wp("run", EXAMPLE, "--input", '{"topic": "tides"}', "--db", db, cwd=tmp_path)
+    run_id = next(l.split(": ", 1)[1] for l in first.stdout.splitlines() if l.startswith("run_id: "))
+    asked = next(l for l in first.stdout.splitlines() if l.strip().startswith("asked:"))
+    seq = asked.split("at step ", 1)[1].split()[0]
+    ann = wp("resume", run_id, "--input", '{"approved": false, "comment": "more"}', "--by", "ann",
+             "--seen-seq", seq, "--db", db)
+    assert ann.returncode == 0 and "question: Publish revision 2" in ann.stdout, ann.stderr
+    bob = wp("resume", run_id, "--input", '{"approved": true}', "--by", "bob", "--seen-seq", seq,
+             "--db", db)
+    assert bob.returncode == 1
+    assert "'approve' was answered by ann" in bob.stderr and "Nothing was written" in bob.stderr
+    shown = wp("show", run_id, "--db", db)
+    assert "status: waiting" in shown.stdout and "answered by bob" not in shown.stdout

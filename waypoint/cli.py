@@ -77,8 +77,12 @@ def run(graph_ref: str, input_: Any, db: str | None, run_id: str | None) -> None
 @click.option("--force", is_flag=True, help="Resume a run that was cancelled on purpose.")
 @click.option("--set", "update", type=JSON, metavar="JSON", help="Change fields of the state "
               "first, as a JSON object (recorded as an edit by --by).")
+@click.option("--seen-seq", type=click.IntRange(min=0), metavar="N", help="Apply the answer only "
+              "if the run is still at step N, where `waypoint show` read the question: refused, "
+              "writing nothing, if someone answered first.")
 def resume(run_id: str, input_: Any, gate: str | None, by: str | None, db: str | None,
-           graph_ref: str | None, allow_graph_change: bool, force: bool, update: Any) -> None:
+           graph_ref: str | None, allow_graph_change: bool, force: bool, update: Any,
+           seen_seq: int | None) -> None:
     """Continue a run: answer its waiting gate, or re-run what failed or was interrupted."""
     from waypoint._cli.answers import check_set
     from waypoint._cli.loading import graph_of_run
@@ -94,7 +98,8 @@ def resume(run_id: str, input_: Any, gate: str | None, by: str | None, db: str |
             f"anyway with `{command('resume', run_id, '--force', db=where)}`, or start over from a "
             f"step with `{command('fork', run_id, '--at', '0', db=where)}`.")
     answer = Answer(input_, gate, by or _user())
-    run_async(resume_run(info, graph, ref, answer, where, Flags(allow_graph_change, force, update)))
+    flags = Flags(allow_graph_change, force, update, seen_seq)
+    run_async(resume_run(info, graph, ref, answer, where, flags))
 
 
 @cli.command()

@@ -33,6 +33,7 @@ class Flags(NamedTuple):  # resume's keyword arguments, as the library names the
     allow_graph_change: bool
     force: bool
     update: dict[str, Any] | None = None  # --set
+    seen_seq: int | None = None  # --seen-seq
 
 
 async def start_run(graph: Any, ref: str, input_: Any, db: Db, run_id: str | None) -> None:
