@@ -13,7 +13,7 @@ Deterministic and offline: the "sources" are canned so the demo runs anywhere.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel
 
@@ -82,12 +82,9 @@ g.gate(
     prompt=lambda s: f"Publish revision {s.revision} of the article on {s.topic!r}?",
     payload=lambda s: {"draft": s.draft, "revision": s.revision},
     into="approval",
+    routes={"approved": "publish", "rejected": "revise"},
+    route=lambda state, answer: "approved" if answer.approved else "rejected",
 )
-
-
-@g.router(routes={"approved": "publish", "rejected": "revise"})
-def decide(state: Article) -> Literal["approved", "rejected"]:
-    return "approved" if state.approval is not None and state.approval.approved else "rejected"
 
 
 g.loop_guard("revise", max_iterations=2, routes={"continue": "draft", "exhausted": END})
@@ -105,7 +102,6 @@ g.edge("encyclopedia", "collect")
 g.edge("archive", "collect")
 g.edge("collect", "draft")
 g.edge("draft", "approve")
-g.edge("approve", "decide")
 g.edge("publish", END)
 
 graph = g.compile()

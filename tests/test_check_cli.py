@@ -56,8 +56,8 @@ def test_an_example_compiles_and_its_bound_is_printed():
     done = wp("check", f"{EXAMPLES / 'approval.py'}:graph")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "graph 'approval': ok (9 nodes, 13 edges)",
-        "  bound: at most 19 node executions per run (node executions, map items and subgraph "
+        "graph 'approval': ok (8 nodes, 12 edges)",
+        "  bound: at most 16 node executions per run (node executions, map items and subgraph "
         "steps, with every loop at its cap)",
     ]
 

@@ -416,8 +416,8 @@ def test_run_marks_status_visits_and_path():
             ("draft", "approve")} <= set(waiting.path)
     assert set(done.status.values()) == {"done", "not_reached"}
     assert done.status["revise"] == "not_reached"
-    assert ("decide", "publish") in done.path and ("publish", END) in done.path
-    assert ("decide", "revise") not in done.path
+    assert ("approve", "publish") in done.path and ("publish", END) in done.path
+    assert ("approve", "revise") not in done.path
 
 
 def test_run_marks_inside_a_subgraph():
