@@ -62,7 +62,7 @@ async def main(args: list[str]) -> None:
             print(json.dumps({"status": result.status}))
             return
         run_id, name, approved, ready, go = args[2], args[3], args[4] == "true", args[5], args[6]
-        [question] = await wp.pending_gates(graph, store, run_id)  # what this answerer saw
+        [question] = await wp.pending_gates(graph, run_id, store=store)  # what this answerer saw
         open(ready, "w").close()
         while not os.path.exists(go):  # a file, not a clock, starts every process together
             time.sleep(0.001)

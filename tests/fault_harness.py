@@ -193,7 +193,7 @@ async def crash(shape: str, db: str, run_id: str, log: str, report: str, gen: st
             handle = await wp.start(graph, store=store, run_id=run_id)
         else:
             if info.status == "done":  # killed after the run finished, before the process ended
-                state = await wp.state_at(graph, store, run_id)
+                state = await wp.state_at(graph, run_id, store=store)
                 print(json.dumps({"status": "done", "state": state.model_dump(mode="json")}))
                 return
             answer = ANSWER if info.status == "waiting" else None

@@ -341,7 +341,7 @@ async def test_field_validators_apply_to_updates_as_on_assignment(store):
     graph = ticket_graph()
     waiting = await (await wp.start(graph, store=store, run_id="r")).result()
     assert waiting.state.code == "AB-1" and waiting.state.seen == ["AB-1"]
-    assert (await wp.state_at(graph, store, "r", 1)).code == "AB-1"  # replayed, no snapshot
+    assert (await wp.state_at(graph, "r", 1, store=store)).code == "AB-1"  # replayed, no snapshot
     done = await (await wp.resume(graph, "r", {"ok": True}, store=store)).result()
     assert done.state.seen == ["AB-1", "AB-1"]  # the node after the pause sees what look saw
 
@@ -366,7 +366,7 @@ async def test_a_model_validator_sees_the_whole_update_at_once(store):
     graph = g.compile()
     done = await (await wp.start(graph, store=store, run_id="r")).result()
     assert done.state.total == 12
-    assert (await wp.state_at(graph, store, "r", 1)).total == 12
+    assert (await wp.state_at(graph, "r", 1, store=store)).total == 12
 
 
 class Positive(BaseModel):

@@ -111,7 +111,7 @@ async def test_a_fork_refuses_a_new_id_shaped_like_a_child_run(store):
     graph = chain()
     done = await (await start(graph, store=store)).result()
     with pytest.raises(RunError, match="reserves for child runs"):
-        await fork(graph, done.run_id, at=1, store=store, new_run_id_="acme/1.0")
+        await fork(graph, done.run_id, at=1, store=store, run_id="acme/1.0")
     assert [r.run_id for r in await store.list_runs()] == [done.run_id]  # nothing written
 
 
@@ -123,11 +123,11 @@ async def test_the_approval_log_holds_a_run_and_its_children_only(store):
         await (await start(graph, run_id=run_id, store=store)).result()
         done = await (await resume(graph, run_id, {"ok": True}, by=who, store=store)).result()
         assert done.status == "done"
-    [own] = await approval_log(store, "tenant")
+    [own] = await approval_log("tenant", store=store)
     assert (own.run_id, own.by) == ("tenant/0.0/0.0", "ana")  # its grandchild's answer, not 42's
-    [other] = await approval_log(store, "tenant/42")
+    [other] = await approval_log("tenant/42", store=store)
     assert (other.run_id, other.by) == ("tenant/42/0.0/0.0", "bo")
-    assert len(await approval_log(store)) == 2
+    assert len(await approval_log(store=store)) == 2
 
 
 # -- item 9: state_at on a fork before its fork point ------------------------------
@@ -138,13 +138,13 @@ async def test_state_at_on_a_fork_reads_the_steps_it_shares_with_its_source(stor
     forked = await (await fork(graph, source.run_id, at=2, store=store)).result()
     again = await (await fork(graph, forked.run_id, at=3, store=store)).result()
     for run in (forked, again):
-        assert (await state_at(graph, store, run.run_id, 0)).log == []
-        assert (await state_at(graph, store, run.run_id, 1)).log == ["a"]
-        assert (await state_at(graph, store, run.run_id, 2)).log == ["a", "b"]
-        assert (await state_at(graph, store, run.run_id, 3)).log == ["a", "b", "c"]
+        assert (await state_at(graph, run.run_id, 0, store=store)).log == []
+        assert (await state_at(graph, run.run_id, 1, store=store)).log == ["a"]
+        assert (await state_at(graph, run.run_id, 2, store=store)).log == ["a", "b"]
+        assert (await state_at(graph, run.run_id, 3, store=store)).log == ["a", "b", "c"]
     early = await (await fork(graph, again.run_id, at=1, store=store)).result()  # a fork of a fork, earlier
     assert early.state.log == ["a", "b", "c"]
-    assert (await state_at(graph, store, early.run_id, 1)).log == ["a"]
+    assert (await state_at(graph, early.run_id, 1, store=store)).log == ["a"]
 
 
 # -- item 10: tick handles each run on its own ---------------------------------------
@@ -163,7 +163,7 @@ async def test_tick_skips_a_run_whose_graph_changed_and_escalates_the_rest(store
     g.edge("other", END)
     reshaped = g.compile()
     [fine] = await _due_runs(store, 1)
-    swept = await tick(store, graph_for=lambda info: reshaped if info.run_id == changed[0] else graph)
+    swept = await tick(graph_for=lambda info: reshaped if info.run_id == changed[0] else graph, store=store)
     assert [(r.run_id, r.state.log) for r in swept] == [(fine, ["late"])]
     [skipped] = swept.skipped
     assert skipped.run_id == changed[0] and isinstance(skipped.error, GraphChangedError)
@@ -190,7 +190,7 @@ class _LosesTheRace:
 async def test_tick_that_loses_a_run_to_another_tick_goes_on_with_the_rest(store):
     graph = gate_graph("deadline", deadline=0.0)
     first, second = await _due_runs(store, 2)
-    swept = await tick(_LosesTheRace(store, first), graph_for=lambda info: graph)
+    swept = await tick(graph_for=lambda info: graph, store=_LosesTheRace(store, first))
     assert [r.run_id for r in swept] == [second] and swept[0].state.log == ["late"]
     [skipped] = swept.skipped
     assert skipped.run_id == first and isinstance(skipped.error, LeaseError)
@@ -212,11 +212,11 @@ async def test_due_gates_agrees_with_replay_after_a_subgraph_failed_past_its_ans
     graph = wrap("outer", inner.compile())
     run_id = (await (await start(graph, store=store)).result()).run_id
     later = time.time() + 7200
-    assert await due_gates(store, run_id, later) == ["0.0"]
+    assert await due_gates(run_id, later, store=store) == ["0.0"]
     failed = await (await resume(graph, run_id, {"ok": True}, store=store)).result(raise_on_failure=False)
     assert failed.status == "failed"
     # The fail step dropped the subgraph's wait (it runs again on resume): nothing is due.
-    assert await due_gates(store, run_id, later) == []
+    assert await due_gates(run_id, later, store=store) == []
 
 
 async def test_waypoint_tick_leaves_alone_a_waiting_run_it_has_no_graph_for_when_nothing_is_due(tmp_path):

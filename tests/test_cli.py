@@ -404,9 +404,9 @@ def test_run_marks_status_visits_and_path():
     async def main():
         store = MemoryStore()
         first = await (await start(graph, {"topic": "t"}, store=store)).result()
-        waiting = await run_marks(graph, store, first.run_id)
+        waiting = await run_marks(graph, first.run_id, store=store)
         await (await resume(graph, first.run_id, {"approved": True}, store=store)).result()
-        return waiting, await run_marks(graph, store, first.run_id)
+        return waiting, await run_marks(graph, first.run_id, store=store)
 
     waiting, done = asyncio.run(main())
     assert waiting.status["approve"] == "waiting" and waiting.status["publish"] == "not_reached"
@@ -448,7 +448,7 @@ def test_run_marks_inside_a_subgraph():
     async def main():
         store = MemoryStore()
         first = await (await start(graph, {}, store=store)).result()
-        return await run_marks(graph, store, first.run_id)
+        return await run_marks(graph, first.run_id, store=store)
 
     marks = asyncio.run(main())
     assert marks.status == {"sub": "waiting", "sub/bump": "done", "sub/check": "waiting",

@@ -46,16 +46,16 @@ async def test_a_gate_waiting_twice_takes_one_answer_per_resume(store):
     graph = two_branches_one_gate()
     first = await (await wp.start(graph, store=store, run_id="r")).result()
     assert first.status == "waiting" and first.waiting == ["vote"]
-    assert len(await wp.pending_gates(graph, store, "r")) == 2
+    assert len(await wp.pending_gates(graph, "r", store=store)) == 2
 
     second = await (await wp.resume(graph, "r", {"choice": "yes"}, store=store)).result()
     assert second.status == "waiting" and second.waiting == ["vote"]  # the other one still waits
     assert second.state.answers == ["yes"]
-    assert len(await wp.pending_gates(graph, store, "r")) == 1
+    assert len(await wp.pending_gates(graph, "r", store=store)) == 1
 
     third = await (await wp.resume(graph, "r", {"choice": "no"}, store=store)).result()
     assert third.status == "done" and third.state.answers == ["yes", "no"]
-    replayed = await wp.state_at(graph, store, "r")
+    replayed = await wp.state_at(graph, "r", store=store)
     assert replayed.answers == ["yes", "no"]
 
 
@@ -126,7 +126,7 @@ async def test_a_fork_of_a_run_waiting_inside_a_subgraph_keeps_the_childs_progre
     info = await store.get_run("orig")
     forked = await (await wp.fork(graph, "orig", at=info.last_seq, store=store)).result()
     assert forked.status == "waiting" and forked.waiting == ["review/approve"]
-    [request] = await wp.pending_gates(graph, store, forked.run_id)
+    [request] = await wp.pending_gates(graph, forked.run_id, store=store)
     assert request.name == "review/approve"
 
     done = await (await wp.resume(graph, forked.run_id, {"approved": False}, store=store)).result()
@@ -175,4 +175,4 @@ async def test_start_with_if_exists_resume_leaves_a_waiting_run_waiting(store):
     await (await wp.start(graph, store=store, run_id="w")).result()
     again = await (await wp.start(graph, store=store, run_id="w", if_exists="resume")).result()
     assert again.status == "waiting" and again.waiting == ["vote"]
-    assert len(await wp.pending_gates(graph, store, "w")) == 2  # no second request recorded
+    assert len(await wp.pending_gates(graph, "w", store=store)) == 2  # no second request recorded

@@ -61,7 +61,7 @@ async def test_a_late_answer_is_not_applied_to_the_question_asked_after_it(tmp_p
         assert await ann_store.history("q") == before, "a stale answer wrote to the log"
         run = await ann_store.get_run("q")
         assert (run.status, run.waiting, run.lease_owner) == ("waiting", ["ask"], None)
-        log = await wp.approval_log(ann_store, "q")
+        log = await wp.approval_log("q", store=ann_store)
         assert [(e.by, e.answer) for e in log] == [("ann", {"approved": False})]
         # Bob reads the new question and answers it: now it applies.
         done = await (await wp.resume(graph, "q", {"approved": True}, by="bob", store=bob_store)).result()
@@ -92,7 +92,7 @@ async def test_of_many_concurrent_answers_to_one_wait_exactly_one_executes(tmp_p
         refused = [o for o in outcomes if not isinstance(o, wp.RunResult)]
         assert len(executed) == 1, outcomes
         assert all(isinstance(o, wp.StaleAnswerError) for o in refused), refused
-        log = await wp.approval_log(store, "q")
+        log = await wp.approval_log("q", store=store)
         assert len(log) == 1 and log[0].by == f"u{outcomes.index(executed[0])}"
         assert (await store.get_run("q")).status == executed[0].status
 
@@ -152,17 +152,17 @@ def test_processes_answering_one_wait_at_once_one_executes_the_others_are_told(t
 
 async def _approvals(db: Path, run_id: str) -> list[wp.ApprovalEntry]:
     async with wp.SQLiteStore(db) as store:
-        return await wp.approval_log(store, run_id)
+        return await wp.approval_log(run_id, store=store)
 
 
 @pytest.mark.asyncio
 async def test_an_answer_names_the_question_it_saw_and_applies_only_to_it(tmp_path):
     async with wp.SQLiteStore(tmp_path / "runs.db") as store:
         await (await wp.start(graph, store=store, run_id="q")).result()
-        [first] = await wp.pending_gates(graph, store, "q")
+        [first] = await wp.pending_gates(graph, "q", store=store)
         await (await wp.resume(graph, "q", {"approved": False}, by="ann", store=store,
                                seen_seq=first.seq)).result()
-        [second] = await wp.pending_gates(graph, store, "q")
+        [second] = await wp.pending_gates(graph, "q", store=store)
         assert second.seq > first.seq and second.name == first.name
         before = await store.history("q")
         with pytest.raises(wp.StaleAnswerError, match="'ask' was answered by ann"):

@@ -114,13 +114,13 @@ async def test_a_damaged_record_is_a_typed_error_naming_run_and_step_and_harms_n
         if seq is not None:
             assert f"seq {seq}" in str(err.value) or f"step {seq}" in str(err.value), str(err.value)
         with pytest.raises(expected):
-            await wp.state_at(GRAPH, store, "victim")
+            await wp.state_at(GRAPH, "victim", store=store)
         if history_sees_it:
             with pytest.raises(expected, match="'victim'"):
-                await wp.history(store, "victim")
+                await wp.history("victim", store=store)
         # The others: a waiting run finishes, a finished run reads back, listing works.
         assert (await (await wp.resume(GRAPH, "bystander", ANSWER, store=store)).result()).status == "waiting"
-        assert (await wp.state_at(GRAPH, store, "finished")).n == 112
+        assert (await wp.state_at(GRAPH, "finished", store=store)).n == 112
         assert {r.run_id for r in await store.list_runs()} == {"victim", "bystander", "finished"}
         assert (await store.get_run("victim")).status == "failed"  # says so, and stays resumable
     after = {t: [r for r in rows if r[0] == "victim"] for t, rows in harness.dump(db).items()}
@@ -140,7 +140,7 @@ async def test_a_snapshot_whose_state_does_not_fit_names_the_snapshot(tmp_path):
     plant(db, "snapshots", "victim", 0, snapshot_with(db, state={"n": "not a number"}))
     async with wp.SQLiteStore(db) as store:
         with pytest.raises(CorruptRecordError, match="'victim'") as err:
-            await wp.state_at(GRAPH, store, "victim")
+            await wp.state_at(GRAPH, "victim", store=store)
     assert err.value.run_id == "victim"
     assert err.value.seq == 0 and "snapshot" in str(err.value), (err.value.seq, str(err.value)[:80])
 
@@ -227,10 +227,10 @@ async def test_hostile_payloads_are_never_executed(tmp_path, hostile):
             outcomes.append(("typed", exc))
 
     async with wp.SQLiteStore(db) as store:
-        await attempt(wp.history(store, "victim"))
-        await attempt(wp.state_at(GRAPH, store, "victim"))
-        await attempt(wp.pending_gates(GRAPH, store, "victim"))
-        await attempt(wp.approval_log(store, "victim"))
+        await attempt(wp.history("victim", store=store))
+        await attempt(wp.state_at(GRAPH, "victim", store=store))
+        await attempt(wp.pending_gates(GRAPH, "victim", store=store))
+        await attempt(wp.approval_log("victim", store=store))
         await attempt(_resumed(store))
     for kind, value in outcomes:  # what loads is plain data: no object of a type named in the data
         if kind == "ok":

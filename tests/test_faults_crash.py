@@ -287,7 +287,7 @@ async def _read(db, graph):
     store = wp.SQLiteStore(db)
     try:
         info = await store.get_run("r")
-        return info, [s.node for s in await wp.history(store, "r")], await wp.state_at(graph, store, "r")
+        return info, [s.node for s in await wp.history("r", store=store)], await wp.state_at(graph, "r", store=store)
     finally:
         await store.close()
 

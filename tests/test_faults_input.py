@@ -79,9 +79,9 @@ async def _resume(store, graph, run_id, answer=None, **kw):
 # name -> (call(store), error type, what the message must say, exact: store byte-identical)
 API_CASES = {
     "resume an unknown run": (lambda s: _resume(s, GRAPH, "nope"), RunNotFoundError, "no run 'nope'", True),
-    "state of an unknown run": (lambda s: wp.state_at(GRAPH, s, "nope"), RunNotFoundError, "'nope'", True),
-    "history of an unknown run": (lambda s: wp.history(s, "nope"), RunNotFoundError, "'nope'", True),
-    "gates of an unknown run": (lambda s: wp.pending_gates(GRAPH, s, "nope"), RunNotFoundError, "'nope'", True),
+    "state of an unknown run": (lambda s: wp.state_at(GRAPH, "nope", store=s), RunNotFoundError, "'nope'", True),
+    "history of an unknown run": (lambda s: wp.history("nope", store=s), RunNotFoundError, "'nope'", True),
+    "gates of an unknown run": (lambda s: wp.pending_gates(GRAPH, "nope", store=s), RunNotFoundError, "'nope'", True),
     "fork an unknown run": (lambda s: wp.fork(GRAPH, "nope", at=0, store=s), RunNotFoundError, "'nope'", True),
     "fork beyond the log": (lambda s: wp.fork(GRAPH, "waiting", at=99, store=s), RunError, "step 99 does not exist", True),
     "resume a finished run": (lambda s: _resume(s, GRAPH, "done"), RunStateError, "already finished", True),
@@ -141,8 +141,8 @@ async def test_an_oversized_answer_the_schema_allows_is_accepted_and_stored(db):
     async with wp.SQLiteStore(db) as store:
         result = await _resume(store, GRAPH, "waiting", {"approved": True, "comment": FIVE_MB})
         assert result.status == "waiting" and result.state.approval.comment == FIVE_MB
-        assert (await wp.state_at(GRAPH, store, "waiting")).approval.comment == FIVE_MB
-        log = await wp.approval_log(store, "waiting")
+        assert (await wp.state_at(GRAPH, "waiting", store=store)).approval.comment == FIVE_MB
+        log = await wp.approval_log("waiting", store=store)
         assert [len(e.answer["comment"]) for e in log] == [5_000_000]
     harness.record("oversized_answer", inputs_tried=1, answer_mb=5, outcome="accepted and stored")
 
@@ -223,7 +223,7 @@ async def test_injection_strings_as_run_ids_node_names_gate_names_and_filters_ar
             assert first.waiting == [nasty + " gate"]
             done = await _resume(store, graph, nasty, ANSWER, gate=nasty + " gate")
             assert done.status == "done" and done.state.n == 1
-            assert [s.node for s in await wp.history(store, nasty)] == [nasty, nasty + " gate", nasty + " gate"]
+            assert [s.node for s in await wp.history(nasty, store=store)] == [nasty, nasty + " gate", nasty + " gate"]
             tried += 4
         before = harness.dump(db)
         assert len(before["runs"]) == len(NASTY)

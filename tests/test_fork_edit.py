@@ -56,10 +56,10 @@ async def test_a_fork_with_an_update_runs_on_from_the_edited_state_and_records_w
     assert (first.seq, first.kind, first.node, first.extra) == (3, "edit", "-", {"by": "ana"})
     assert first.delta == {"topic": "waves", "size": 3, "log": ["edited"]}  # validated: "3" -> 3
     assert before <= first.at <= time.time() and after.node == "c"
-    assert (await state_at(graph, store, forked.run_id, 2)).topic == "tides"  # from the source
-    edited = await state_at(graph, store, forked.run_id, 3)
+    assert (await state_at(graph, forked.run_id, 2, store=store)).topic == "tides"  # from the source
+    edited = await state_at(graph, forked.run_id, 3, store=store)
     assert (edited.topic, edited.size, edited.log) == ("waves", 3, ["a:tides", "b:tides", "edited"])
-    assert (await state_at(graph, store, source.run_id)).log == source.state.log  # source untouched
+    assert (await state_at(graph, source.run_id, store=store)).log == source.state.log  # source untouched
 
 
 @pytest.mark.parametrize("update, names", [

@@ -45,7 +45,7 @@ async def test_the_answer_picks_the_route_and_the_log_records_it(tmp_path: Path,
         assert (first.status, first.waiting) == ("waiting", ["review"])
         done = await (await resume(graph, "r1", {"approved": approved}, store=store)).result()
         assert done.status == "done" and done.state.seen == ["write", ran]
-        step = next(s for s in await history(store, "r1") if s.node == "review" and s.kind == "done")
+        step = next(s for s in await history("r1", store=store) if s.node == "review" and s.kind == "done")
         assert step.extra["route"] == ["publish" if approved else "revise"]
     finally:
         await store.close()

@@ -41,7 +41,7 @@ async def test_a_gate_waits_then_resume_with_an_answer_finishes(store):
     graph = approval_graph()
     waiting = await (await start(graph, store=store)).result()
     assert waiting.status == "waiting" and waiting.waiting == ["approve"]
-    [request] = await pending_gates(graph, store, waiting.run_id)
+    [request] = await pending_gates(graph, waiting.run_id, store=store)
     assert request.prompt == "Publish?" and request.payload == {"text": "draft"}
     assert request.schema["properties"]["approved"]["type"] == "boolean"
 
@@ -100,7 +100,7 @@ async def test_gate_inside_a_subgraph_pauses_the_parent_and_resumes_inside(store
     graph = outer.compile()
     waiting = await (await start(graph, store=store)).result()
     assert waiting.waiting == ["review/approve"]
-    [request] = await pending_gates(graph, store, waiting.run_id)
+    [request] = await pending_gates(graph, waiting.run_id, store=store)
     assert request.name == "review/approve" and request.prompt == "Publish?"
     done = await (await resume(graph, waiting.run_id, {"approved": True}, store=store)).result()
     assert done.status == "done"
@@ -149,15 +149,15 @@ async def test_an_expired_gate_escalates_at_resume_and_by_the_sweep(store):
 
     graph = deadline_graph(0.0)
     run_id = (await (await start(graph, store=store)).result()).run_id
-    [result] = await tick(store, graph_for=lambda info: graph)
+    [result] = await tick(graph_for=lambda info: graph, store=store)
     assert result.status == "waiting" and result.waiting == ["manager"]
     [expired] = [s for s in await store.history(run_id) if s.node == "approve" and s.kind == "done"]
     assert expired.extra["route"] == ["expired"] and expired.extra["expired_at"] >= expired.extra["deadline_at"]
-    assert await tick(store, graph_for=lambda info: graph) == []  # nothing else is due
+    assert await tick(graph_for=lambda info: graph, store=store) == []  # nothing else is due
 
     done = await (await resume(graph, run_id, {"approved": True}, by="boss", store=store)).result()
     assert done.state.budget.approved and done.state.approval is None
-    [entry] = await approval_log(store, run_id)
+    [entry] = await approval_log(run_id, store=store)
     assert (entry.gate, entry.by, entry.answer) == ("manager", "boss", {"approved": True, "comment": ""})
 
 
@@ -166,7 +166,7 @@ async def test_a_gate_answered_before_its_deadline_follows_its_edges(store):
     run_id = (await (await start(graph, store=store)).result()).run_id
     from waypoint.engine.gates import due_gates
 
-    assert await due_gates(store, run_id) == []
+    assert await due_gates(run_id, store=store) == []
     done = await (await resume(graph, run_id, {"approved": True}, store=store)).result()
     assert done.state.approval.approved and done.state.log == ["published"]
 
@@ -219,11 +219,11 @@ async def test_a_deadline_inside_a_subgraph_comes_due_for_the_parent(store):
     outer.edge("after", END)
     graph = outer.compile()
     run_id = (await (await start(graph, store=store)).result()).run_id
-    assert len(await due_gates(store, run_id)) == 1  # the parent's wait carries the inner deadline
+    assert len(await due_gates(run_id, store=store)) == 1  # the parent's wait carries the inner deadline
 
-    [result] = await tick(store, graph_for=lambda info: graph)  # escalates inside the child
+    [result] = await tick(graph_for=lambda info: graph, store=store)  # escalates inside the child
     assert result.status == "waiting" and result.waiting == ["review/manager"]
-    assert await due_gates(store, run_id) == []  # the manager gate has no deadline
+    assert await due_gates(run_id, store=store) == []  # the manager gate has no deadline
     done = await (await resume(graph, run_id, {"approved": True}, store=store)).result()
     assert done.status == "done" and done.state.log == ["published", "after"]
     assert done.state.budget.approved and done.state.approval is None

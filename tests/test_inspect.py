@@ -31,22 +31,22 @@ def counting_graph():
 async def test_history_holds_ordered_completions_with_their_deltas(store):
     graph = counting_graph()
     result = await (await start(graph, store=store)).result()
-    steps = await history(store, result.run_id)
+    steps = await history(result.run_id, store=store)
     assert [(s.seq, s.node, s.delta) for s in steps] == [
         (1, "one", {"n": 1, "trail": ["one"]}),
         (2, "two", {"n": 2, "trail": ["two"]}),
         (3, "three", {"n": 3, "trail": ["three"]}),
     ]
-    info = await get_run(store, result.run_id)
+    info = await get_run(result.run_id, store=store)
     assert (info.status, info.last_seq) == ("done", 3)
 
 
 async def test_state_as_of_any_step(store):
     graph = counting_graph()
     run_id = (await (await start(graph, store=store)).result()).run_id
-    assert (await state_at(graph, store, run_id, 0)).n == 0
-    assert (await state_at(graph, store, run_id, 2)).trail == ["one", "two"]
-    assert (await state_at(graph, store, run_id)).n == 3
+    assert (await state_at(graph, run_id, 0, store=store)).n == 0
+    assert (await state_at(graph, run_id, 2, store=store)).trail == ["one", "two"]
+    assert (await state_at(graph, run_id, store=store)).n == 3
 
 
 async def test_fork_from_a_step_runs_the_rest_as_a_new_run(store):
@@ -55,9 +55,9 @@ async def test_fork_from_a_step_runs_the_rest_as_a_new_run(store):
     forked = await (await fork(graph, source, at=1, store=store)).result()
     assert forked.run_id != source
     assert forked.state.trail == ["one", "two", "three"]
-    assert [s.node for s in await history(store, forked.run_id)] == ["two", "three"]
-    assert (await get_run(store, forked.run_id)).forked_from == f"{source}@1"
-    assert (await get_run(store, source)).last_seq == 3  # the original is untouched
+    assert [s.node for s in await history(forked.run_id, store=store)] == ["two", "three"]
+    assert (await get_run(forked.run_id, store=store)).forked_from == f"{source}@1"
+    assert (await get_run(source, store=store)).last_seq == 3  # the original is untouched
 
 
 async def test_history_lines_say_where_a_waiting_subgraph_or_map_asks():

@@ -90,7 +90,7 @@ async def test_items_that_reach_a_gate_make_the_run_wait_while_the_others_finish
 
 async def test_pending_gates_lists_each_waiting_item_with_its_prompt_and_payload(store):
     graph, _, result = await two_waiting(store)
-    requests = await pending_gates(graph, store, result.run_id)
+    requests = await pending_gates(graph, result.run_id, store=store)
     assert [(r.name, r.prompt, r.payload) for r in requests] == [
         ("book[0]/confirm", "Book Lisbon?", {"city": "Lisbon"}),
         ("book[2]/confirm", "Book Faro?", {"city": "Faro"}),
@@ -106,7 +106,7 @@ async def test_answering_one_item_resumes_only_its_child_and_the_run_waits_at_th
     assert (await store.get_run(f"{result.run_id}/0.0/item2")).status == "done"
     assert (await store.get_run(f"{result.run_id}/0.0/item0")).status == "waiting"
     assert calls == {"Lisbon": 1, "Porto": 1, "Faro": 1}  # nothing ran again
-    assert [r.name for r in await pending_gates(graph, store, result.run_id)] == ["book[0]/confirm"]
+    assert [r.name for r in await pending_gates(graph, result.run_id, store=store)] == ["book[0]/confirm"]
 
     done = await (await resume(graph, result.run_id, {"ok": True}, store=store)).result()  # the only gate
     assert done.status == "done"
@@ -160,9 +160,9 @@ async def test_a_fork_of_the_waiting_run_waits_at_the_same_items_and_answers_on_
 
 async def test_a_deadline_inside_an_item_comes_due_for_the_parent(store):
     graph, _, result = await two_waiting(store, deadline=3600)
-    assert await due_gates(store, result.run_id, time.time()) == []
-    assert await due_gates(store, result.run_id, time.time() + 7200) == ["0.0"]
-    [swept] = await tick(store, graph_for=lambda info: graph, now=time.time() + 7200)
+    assert await due_gates(result.run_id, time.time(), store=store) == []
+    assert await due_gates(result.run_id, time.time() + 7200, store=store) == ["0.0"]
+    [swept] = await tick(graph_for=lambda info: graph, now=time.time() + 7200, store=store)
     assert swept.status == "done"
     assert swept.state.confirmed == [False, True, False]  # both asked items escalated
 
@@ -192,7 +192,7 @@ async def test_a_function_worker_whose_children_do_not_wait_still_works(store):
 
 async def test_run_marks_show_the_worker_nodes_of_waiting_and_finished_items(store):
     graph, _, result = await two_waiting(store)
-    marks = await run_marks(graph, store, result.run_id)
+    marks = await run_marks(graph, result.run_id, store=store)
     assert marks.status["book"] == "waiting"
     assert (marks.status["book/confirm"], marks.visits["book/confirm"]) == ("waiting", 2)
     assert (marks.status["book/auto"], marks.visits["book/auto"]) == ("done", 1)
@@ -241,7 +241,7 @@ async def test_a_gate_in_a_subgraph_of_the_worker_is_addressed_through_the_item(
     graph, store = trips_graph(w.compile()), MemoryStore()
     result = await (await start(graph, {}, store=store)).result()
     assert result.waiting == ["book[2]/sub/confirm"]
-    assert [r.name for r in await pending_gates(graph, store, result.run_id)] == ["book[2]/sub/confirm"]
+    assert [r.name for r in await pending_gates(graph, result.run_id, store=store)] == ["book[2]/sub/confirm"]
     with pytest.raises(GateError):
         await resume(graph, result.run_id, {"ok": 3}, store=store)
     done = await (await resume(graph, result.run_id, {"ok": False}, store=store)).result()

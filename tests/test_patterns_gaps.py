@@ -116,7 +116,7 @@ async def waiting_in_a_tool():
 @pytest.mark.asyncio
 async def test_pending_gates_lists_a_gate_waiting_inside_an_agent_tool_graph():
     graph, store, _, result = await waiting_in_a_tool()
-    [request] = await pending_gates(graph, store, result.run_id)
+    [request] = await pending_gates(graph, result.run_id, store=store)
     assert request.name == "planner/confirm"
 
 
@@ -144,5 +144,5 @@ async def test_tick_with_a_future_now_escalates_the_gates_it_finds_due():
     g.edge("escalate", END)
     graph, store = g.compile(), MemoryStore()
     assert (await (await start(graph, {}, store=store)).result()).status == "waiting"
-    [result] = await tick(store, graph_for=lambda info: graph, now=time.time() + 7200)
+    [result] = await tick(graph_for=lambda info: graph, now=time.time() + 7200, store=store)
     assert (result.status, result.state.outcome) == ("done", "escalated")

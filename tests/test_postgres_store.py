@@ -202,7 +202,7 @@ async def test_a_run_waits_on_one_store_and_resumes_from_another(url):
     async with PostgresStore(url) as two:
         done = await (await wp.resume(graph, "q", {"approved": True}, by="bob", store=two)).result()
         assert done.status == "done"
-        log = await wp.approval_log(two, "q")
+        log = await wp.approval_log("q", store=two)
         assert [(e.by, e.answer) for e in log] == [("bob", {"approved": True})]
 
 
@@ -223,5 +223,5 @@ async def test_of_answers_raced_from_two_stores_exactly_one_executes(url):
         executed = [o for o in outcomes if isinstance(o, wp.RunResult)]
         assert len(executed) == 1, outcomes
         assert all(isinstance(o, wp.StaleAnswerError) for o in outcomes if o not in executed), outcomes
-        assert len(await wp.approval_log(one, "q")) == 1
+        assert len(await wp.approval_log("q", store=one)) == 1
         assert (await two.get_run("q")).status == executed[0].status

@@ -309,7 +309,7 @@ async def _finish(graph: waypoint.Graph, store: Any, run_id: str) -> Any:
     for _ in range(5):
         info = await store.get_run(run_id)
         if info.status == "done":
-            return await state_at(graph, store, run_id)
+            return await state_at(graph, run_id, store=store)
         if info.lease_owner is not None:  # its holder crashed: free the run as a new process would
             await store.release(run_id, info.lease_owner, info.status, waiting=info.waiting)
         answer = ANSWER if info.status == "waiting" else None

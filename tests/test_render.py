@@ -476,7 +476,7 @@ def test_render_takes_a_run_from_run_marks():
         store = waypoint.MemoryStore()
         result = await (await waypoint.start(graph, store=store, run_id="r")).result()
         assert result.waiting == ["approve"]
-        return await waypoint.run_marks(graph, store, "r")
+        return await waypoint.run_marks(graph, "r", store=store)
 
     marks = asyncio.run(waiting_run())
     assert marks.status == {"draft": "done", "approve": "waiting"}

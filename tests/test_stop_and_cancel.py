@@ -145,7 +145,7 @@ async def test_a_waiting_run_is_edited_before_its_answer_as_a_recorded_step(stor
     assert done.state.trail == ["edited", "b"]
     edit = (await store.history("r"))[len(before)]
     assert (edit.kind, edit.extra["by"]) == ("edit", "ann")
-    assert (await wp.state_at(graph, store, "r", edit.seq)).trail == ["edited"]
+    assert (await wp.state_at(graph, "r", edit.seq, store=store)).trail == ["edited"]
 
 
 class Item(BaseModel):

@@ -55,15 +55,15 @@ async def runs(modules: dict[str, ModuleType]) -> list[tuple[str, Any, Any, str]
     approval, triage = modules["approval"].graph, modules["triage"].graph
     store = MemoryStore()
     first = await (await start(approval, {"topic": "tides"}, store=store)).result()
-    waiting = await run_marks(approval, store, first.run_id)
+    waiting = await run_marks(approval, first.run_id, store=store)
     await (await resume(approval, first.run_id, {"approved": False, "comment": "cite the archive"},
                         store=store)).result()
     await (await resume(approval, first.run_id, {"approved": True}, store=store)).result()
-    done = await run_marks(approval, store, first.run_id)
+    done = await run_marks(approval, first.run_id, store=store)
     model = ScriptedModel(modules["triage"].SCRIPT)
     ticket = await (await start(triage, {"ticket": "I was charged twice in March"}, store=store,
                                 deps={"model": model})).result()
-    routed = await run_marks(triage, store, ticket.run_id)
+    routed = await run_marks(triage, ticket.run_id, store=store)
     return [
         ("approval-waiting", approval, waiting, "The approval run, waiting at its gate `approve`."),
         ("approval-done", approval, done,

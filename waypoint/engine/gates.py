@@ -1,9 +1,9 @@
 """Gates across runs: the approval log and the deadline sweep (`waypoint tick`).
 
-    for entry in await approval_log(store):            # who answered what, when
+    for entry in await approval_log(store=store):      # who answered what, when
         print(entry.run_id, entry.gate, entry.by, entry.answer)
 
-    swept = await tick(store, graph_for=lambda info: my_graphs[info.graph])
+    swept = await tick(lambda info: my_graphs[info.graph], store=store)
     for result in swept: ...                            # RunResults of the runs resumed
     for skipped in swept.skipped: ...                   # run_id, reason: left for a human
 """
@@ -37,7 +37,7 @@ class ApprovalEntry:
     answer: dict[str, Any]
 
 
-async def approval_log(store: Store, run_id: str | None = None, *, limit: int = 1000) -> list[ApprovalEntry]:
+async def approval_log(run_id: str | None = None, *, store: Store, limit: int = 1000) -> list[ApprovalEntry]:
     """Answers given at gates, oldest first: of one run and its child runs (subgraphs, map
     items, agent tools, recursively), or of all runs (the `limit` newest)."""
     await store.open()
@@ -63,7 +63,7 @@ async def _family(store: Store, run_id: str) -> list[RunInfo]:
     return family
 
 
-async def due_gates(store: Store, run_id: str, now: float | None = None) -> list[str]:
+async def due_gates(run_id: str, now: float | None = None, *, store: Store) -> list[str]:
     """Activations of gates in `run_id` whose deadline has passed without an answer.
 
     Its waits are followed by `Frontier.track`, the part of `Frontier.apply` that
@@ -95,7 +95,7 @@ class TickResults(list[RunResult]):
         self.skipped: list[SkippedRun] = []
 
 
-async def tick(store: Store, graph_for: Callable[[RunInfo], Graph | None], *,
+async def tick(graph_for: Callable[[RunInfo], Graph | None], *, store: Store,
                now: float | None = None, **options: Any) -> TickResults:
     """Resume every waiting run with an expired gate, so it takes its escalation route.
 
@@ -123,7 +123,7 @@ async def tick(store: Store, graph_for: Callable[[RunInfo], Graph | None], *,
 async def _tick_one(store: Store, info: RunInfo, graph_for: Callable[[RunInfo], Graph | None],
                     now: float | None, options: dict[str, Any]) -> RunResult | None:
     """Resume one waiting run if a gate of it is due; None if none is (or no graph is given)."""
-    if not await due_gates(store, info.run_id, now or time.time()):
+    if not await due_gates(info.run_id, now or time.time(), store=store):
         return None
     graph = graph_for(info)
     if graph is None:

@@ -1,6 +1,6 @@
 """A run's history as marks on its diagram: status per node, visit counts, path taken.
 
-    marks = await run_marks(graph, store, run_id)
+    marks = await run_marks(graph, run_id, store=store)
     svg = graph.render("svg", run=marks)     # the same as `waypoint render --run RUN_ID`
 
 Every activation id is `"S.I"`: the I-th activation created by step S, so the
@@ -39,7 +39,7 @@ class RunMarks:
             self.path.append((source, target))
 
 
-async def run_marks(graph: Any, store: Any, run_id: str) -> RunMarks:
+async def run_marks(graph: Any, run_id: str, *, store: Any) -> RunMarks:
     """What run `run_id` did on `graph` (subgraphs' child runs included), to draw it."""
     await store.open()
     marks = RunMarks()

@@ -1,9 +1,9 @@
 """Looking into runs: status, state as of any step, history, pending gates; forking.
 
-    info = await get_run(store, run_id)               # RunInfo: status, lease, waiting
-    steps = await history(store, run_id)              # ordered Steps with their deltas
-    state = await state_at(graph, store, run_id, 3)   # the state right after step 3
-    gates = await pending_gates(graph, store, run_id) # what the waiting gates ask
+    info = await get_run(run_id, store=store)                # RunInfo: status, lease, waiting
+    steps = await history(run_id, store=store)               # ordered Steps with their deltas
+    state = await state_at(graph, run_id, 3, store=store)    # the state right after step 3
+    gates = await pending_gates(graph, run_id, store=store)  # what the waiting gates ask
     handle = await fork(graph, run_id, at=3, store=store)  # a new run from step 3
     handle = await fork(graph, run_id, at=3, store=store,  # ...with fields changed
                         update={"draft": "shorter"}, by="ana")
@@ -44,18 +44,18 @@ class GateRequest:
     seq: int = 0
 
 
-async def get_run(store: Store, run_id: str) -> RunInfo:
+async def get_run(run_id: str, *, store: Store) -> RunInfo:
     await store.open()
     return await store.get_run(run_id)
 
 
-async def history(store: Store, run_id: str) -> list[Step]:
+async def history(run_id: str, *, store: Store) -> list[Step]:
     await store.open()
     await store.get_run(run_id)  # a clear RunNotFoundError for unknown ids
     return await store.history(run_id)
 
 
-async def replay(graph: Graph, store: Store, run_id: str, seq: int | None = None) -> tuple[BaseModel, Frontier, int]:
+async def replay(graph: Graph, run_id: str, seq: int | None = None, *, store: Store) -> tuple[BaseModel, Frontier, int]:
     """State and frontier right after step `seq` (default: the latest).
 
     A fork's own log starts after its fork point; a step at or before it is read
@@ -87,7 +87,7 @@ def _fork_point(info: RunInfo) -> tuple[str, int] | None:
 async def _replay_source(graph: Graph, store: Store, info: RunInfo, source: tuple[str, int],
                          upto: int) -> tuple[BaseModel, Frontier, int]:
     try:
-        return await replay(graph, store, source[0], upto)
+        return await replay(graph, source[0], upto, store=store)
     except RunNotFoundError:
         raise RunError(
             f"run {info.run_id!r} is a fork of run {source[0]!r} at step {source[1]}: its own "
@@ -96,17 +96,17 @@ async def _replay_source(graph: Graph, store: Store, info: RunInfo, source: tupl
             run_id=info.run_id, seq=upto) from None
 
 
-async def state_at(graph: Graph, store: Store, run_id: str, seq: int | None = None) -> BaseModel:
-    return (await replay(graph, store, run_id, seq))[0]
+async def state_at(graph: Graph, run_id: str, seq: int | None = None, *, store: Store) -> BaseModel:
+    return (await replay(graph, run_id, seq, store=store))[0]
 
 
-async def pending_gates(graph: Graph, store: Store, run_id: str) -> list[GateRequest]:
+async def pending_gates(graph: Graph, run_id: str, *, store: Store) -> list[GateRequest]:
     """The questions `run_id` waits on, its child runs' included (named `node/gate`)."""
     return await _pending(graph, store, run_id, None)
 
 
 async def _pending(graph: Graph, store: Store, run_id: str, seq: int | None) -> list[GateRequest]:
-    _, frontier, last = await replay(graph, store, run_id)
+    _, frontier, last = await replay(graph, run_id, store=store)
     seq = last if seq is None else seq  # a child's gates are answered through its parent run
     requests = []
     for act_id, request in frontier.waits.items():
@@ -122,11 +122,15 @@ async def _pending(graph: Graph, store: Store, run_id: str, seq: int | None) -> 
     return requests
 
 
-async def fork(graph: Graph, run_id: str, *, at: int, store: Store, deps: Any = None,
-               new_run_id_: str | None = None, update: Mapping[str, Any] | None = None,
+async def fork(graph: Graph, source: str, /, *, at: int, store: Store, run_id: str | None = None,
+               deps: Any = None, update: Mapping[str, Any] | None = None,
                by: str | None = None) -> RunHandle:
-    """Start a new run from the state and pending work of `run_id` right after step `at`.
+    """Start a new run from the state and pending work of run `source` right after step `at`.
 
+        handle = await fork(graph, "order-42", at=3, store=store)                  # a new id
+        handle = await fork(graph, "order-42", at=3, store=store, run_id="order-42b")
+
+    `run_id` names the fork (as `start(run_id=)` does); by default a new id is made.
     `update={"field": value}` changes fields of that state first (as LangGraph's
     `update_state`): each is validated against the state model, and a bad one is an
     UpdateError naming it, with nothing written. The edit is the fork's first own
@@ -137,17 +141,15 @@ async def fork(graph: Graph, run_id: str, *, at: int, store: Store, deps: Any = 
     copied as of the step where it stopped, so the fork waits at the same gate and
     nothing the child completed runs again.
     """
-    if new_run_id_ is not None:
-        check_user_run_id(new_run_id_)
-    state, frontier, seq = await replay(graph, store, run_id, at)
-    fork_id = new_run_id_ or new_run_id()
+    fork_id = new_run_id() if run_id is None else check_user_run_id(run_id)
+    state, frontier, seq = await replay(graph, source, at, store=store)
     edit = None if update is None else edit_step(
-        graph, update, seq=seq + 1, by=by, where=f"fork of run {run_id!r} at step {seq}",
-        run_id=run_id, state=state)
-    source = await store.get_run(run_id)
-    await _fork_waiting_children(graph, store, run_id, fork_id, frontier)
+        graph, update, seq=seq + 1, by=by, where=f"fork of run {source!r} at step {seq}",
+        run_id=source, state=state)
+    info = await store.get_run(source)
+    await _fork_waiting_children(graph, store, source, fork_id, frontier)
     owner = await create_run_record(store, graph, fork_id, state, frontier=frontier, seq=seq,
-                                    graph_ref=source.graph_ref, forked_from=f"{run_id}@{seq}")
+                                    graph_ref=info.graph_ref, forked_from=f"{source}@{seq}")
     if edit is not None:
         await store.append(fork_id, owner, [edit])
     return _launch(graph, store, fork_id, owner, {}, _Options(deps), "run_started")
@@ -174,7 +176,7 @@ async def _fork_child(node: Any, store: Store, run_id: str, fork_id: str, prefix
     """Copy one waiting child run as of the step where it stopped; its new id and seq."""
     child = waiting["child"]
     sub = await _child_graph(node, store, child)
-    state, child_frontier, seq = await replay(sub, store, child, waiting.get("child_seq"))
+    state, child_frontier, seq = await replay(sub, child, waiting.get("child_seq"), store=store)
     forked_child = fork_id + child[len(run_id):]
     await _fork_waiting_children(sub, store, child, forked_child, child_frontier)
     owner = await create_run_record(store, sub, forked_child, state, frontier=child_frontier,
