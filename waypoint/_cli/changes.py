@@ -62,7 +62,7 @@ async def graph_change(graph: Any, store: Any, info: Any) -> GraphChange | None:
 
     if info.graph_hash == graph.structure_hash:
         return None
-    steps = await history(store, info.run_id)
+    steps = await history(info.run_id, store=store)
     snapshot = await store.snapshot_at(info.run_id, 0)  # the state and the work the run started with
     fields = set(graph.schema.fields)
     old_fields = set(snapshot.state) if snapshot is not None else fields
@@ -92,7 +92,7 @@ async def _replays(graph: Any, store: Any, run_id: str, seq: int) -> bool:
     from waypoint.engine.views import replay
 
     try:
-        await replay(graph, store, run_id, seq)
+        await replay(graph, run_id, seq, store=store)
     except Exception:  # whatever the changed graph cannot read: the step is no way on
         return False
     return True

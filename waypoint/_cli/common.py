@@ -86,7 +86,7 @@ async def read_run(db: Db, run_id: str) -> Any:
     from waypoint import get_run
 
     async with opened(db) as store:
-        return await get_run(store, run_id)
+        return await get_run(run_id, store=store)
 
 
 def command(verb: str, run_id: str | None = None, *options: str, db: Db | None = None) -> str:

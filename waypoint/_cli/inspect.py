@@ -46,7 +46,7 @@ async def show_run(db: Db, info: Any, graph: Any, problem: str | None, graph_ref
     from waypoint._cli.changes import graph_change
 
     async with opened(db) as store:
-        steps = await history(store, info.run_id)
+        steps = await history(info.run_id, store=store)
         state, gates = None, []
         change = await graph_change(graph, store, info) if graph is not None else None
         if change is not None:
@@ -89,8 +89,8 @@ async def _state_and_gates(graph: Any, store: Any, info: Any, seq: int | None,
     from waypoint.errors import StoreError
 
     try:
-        state = (await state_at(graph, store, info.run_id, seq)).model_dump(mode="json")
-        gates = await pending_gates(graph, store, info.run_id) if info.status == "waiting" else []
+        state = (await state_at(graph, info.run_id, seq, store=store)).model_dump(mode="json")
+        gates = await pending_gates(graph, info.run_id, store=store) if info.status == "waiting" else []
     except (StoreError, KeyError):
         if not changed:
             raise

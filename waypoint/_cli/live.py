@@ -168,7 +168,7 @@ async def report(result: Any, graph: Any, store: Any, db: Db, out: Out) -> None:
 async def show_gates(graph: Any, store: Any, run_id: str, db: Db, out: Out) -> None:
     from waypoint import pending_gates
 
-    gates = await pending_gates(graph, store, run_id)
+    gates = await pending_gates(graph, run_id, store=store)
     out.line(f"the run is waiting for {len(gates)} answer{'s' if len(gates) != 1 else ''}; "
              "it is saved, answer whenever from any shell:")
     for gate in gates:
@@ -205,7 +205,7 @@ async def finished_run(store: Any, info: Any, db: Db) -> str:
     """
     from waypoint import history
 
-    waits = [s.seq for s in await history(store, info.run_id) if s.kind == "wait"]
+    waits = [s.seq for s in await history(info.run_id, store=store) if s.kind == "wait"]
     at, what = (waits[-1], "asks its last gate again") if waits else (0, "runs it again from the start")
     return (f"run {info.run_id!r} already finished (done); there is nothing to resume. To run part "
             f"of it again, fork it from a step: `{command('fork', info.run_id, '--at', str(at), db=db)}` "

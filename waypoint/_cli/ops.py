@@ -33,7 +33,7 @@ async def tick_runs(db: Db, out: Out) -> bool:
             return None
 
     async with opened(db) as store:
-        results = await tick(store, graph_for)
+        results = await tick(graph_for, store=store)
     skipped += [(s.run_id, s.reason) for s in getattr(results, "skipped", ())]
     for result in results:
         waiting = f"  waiting: {', '.join(result.waiting)}" if result.waiting else ""

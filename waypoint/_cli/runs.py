@@ -82,7 +82,7 @@ async def fork_run(info: Any, graph: Any, ref: str, seq: int | None, new_id: str
     async with opened(db) as store:
         at = info.last_seq if seq is None else seq
         changes = {} if edit is None else {"update": edit.update, "by": edit.by}
-        handle = await fork(graph, info.run_id, at=at, store=store, new_run_id_=new_id, **changes)
+        handle = await fork(graph, info.run_id, at=at, store=store, run_id=new_id, **changes)
         header(out, handle.run_id, graph, ref, db)
         out.line(f"forked: from {info.run_id} after step {at}")
         await report(await follow_run(handle, graph, out, db), graph, store, db, out)
@@ -105,7 +105,7 @@ async def marks_of(info: Any, graph: Any, db: Db) -> Any:
     async with opened(db) as store:
         change = await graph_change(graph, store, info)
         try:
-            marks = await run_marks(graph, store, info.run_id)
+            marks = await run_marks(graph, info.run_id, store=store)
         except Exception:  # the log names what this graph lacks: its marks cannot be placed
             if change is None:
                 raise
