@@ -4,7 +4,7 @@
     graph.render("mermaid")                          # `flowchart TD` text for GitHub
     graph.render("svg")                              # needs the Graphviz `dot` binary
     render_to_file(graph, "essay.png")               # format from the suffix
-    graph.render("svg", run=await waypoint.run_marks(graph, store, run_id))  # a run on it
+    graph.render("svg", run=await waypoint.run_marks(graph, run_id, store=store))  # a run on it
     graph.render("svg", status={"draft": "done", "approve": "waiting"},
                  visits={"draft": 3}, path=[(START, "draft"), ("draft", "approve")])
 
@@ -236,7 +236,7 @@ def render(
 ) -> str | bytes:
     """`render(graph, "svg", run=marks)`: str, or bytes for "png".
 
-    `run` is what `await waypoint.run_marks(graph, store, run_id)` returns; `status`,
+    `run` is what `await waypoint.run_marks(graph, run_id, store=store)` returns; `status`,
     `visits` and `path` given as well override its parts.
     """
     if format not in FORMATS:
