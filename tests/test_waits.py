@@ -150,3 +150,33 @@ def test_child_runs_and_run_creation_do_not_import_the_scheduler():
     out = subprocess.run([sys.executable, "-c", _NO_CIRCLE], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_kind_of_its_own_that_pauses_is_a_gate_to_the_engine():
+    """The engine asks the node (`pauses`), never its kind string."""
+    from waypoint.nodes.gate import GateNode
+
+    class Signoff(GateNode):  # a kind of its own name, which the engine never heard of
+        kind = "test_signoff"
+
+    node = Signoff(name="ask", answer=Ok, prompt="sign?")
+    pause = at_launch(node, Activation("0.0", "ask", START), Frontier(), {}, S(), now=None)
+    assert isinstance(pause, Pause) and pause.request["prompt"] == "sign?"
+
+
+def test_the_engine_compares_no_node_kind_strings():
+    """Only step and event kinds are compared in waypoint/engine ('done', 'wait'...)."""
+    import ast
+    import pathlib
+
+    import waypoint.engine
+
+    found = []
+    for path in pathlib.Path(waypoint.engine.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                for side in [node.left, *node.comparators]:
+                    if (isinstance(side, ast.Attribute) and side.attr == "kind"
+                            and not (isinstance(side.value, ast.Name) and side.value.id in ("step", "s", "event"))):
+                        found.append(f"{path.name}:{node.lineno}")
+    assert found == []

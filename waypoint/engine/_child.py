@@ -86,7 +86,7 @@ class ChildRuns:
             raise _waiting(self, act, loop, outcome.waiting)
         if outcome.status != "done":
             raise NodeError(
-                f"run {self.run_id!r}, {node.kind} {act.node!r}: child run {child_id!r} "
+                f"run {self.run_id!r}, {node.noun} {act.node!r}: child run {child_id!r} "
                 f"{outcome.status}: {outcome.error}", run_id=self.run_id, node=act.node)
         return outcome.state
 
@@ -102,7 +102,7 @@ def _waiting(parent: ChildRuns, act: Activation, child: Any, gates: list[str]) -
     """What a child run stopped at `gates` raises in its parent: `ChildWaiting`, with the
     child's earliest gate deadline, or an error for a map's function worker."""
     node = parent.graph.nodes[act.node]
-    if node.kind == "map" and node.graph is None:
+    if node.item_field is not None and not node.child_graphs():  # a map's function worker
         return NodeError(
             f"run {parent.run_id!r}, map {act.node!r}: child run {child.run_id!r}, started by an "
             f"item through ctx.run_child in a function worker, waits at {gates}; a map item cannot "
@@ -142,7 +142,7 @@ def _check_own_child(parent: ChildRuns, act: Activation, graph: Graph, info: Run
     if info.parent_run_id == parent.run_id and info.graph == graph.name:
         return
     raise RunStateError(
-        f"run {parent.run_id!r}, {parent.graph.nodes[act.node].kind} {act.node!r}: its child run "
+        f"run {parent.run_id!r}, {parent.graph.nodes[act.node].noun} {act.node!r}: its child run "
         f"id {info.run_id!r} is taken by a run that is not its child (parent "
         f"{info.parent_run_id!r}, graph {info.graph!r}; expected parent {parent.run_id!r}, graph "
         f"{graph.name!r}). That run was left untouched. Start this run again under another id "

@@ -77,7 +77,7 @@ class Frontier:
             if schema.fields[name].reducer is None:
                 self.writers[name] = (step.seq, step.node, step.activation)
         self.pending.pop(step.activation, None)
-        if "loop_count" in step.extra or graph.nodes[step.node].kind == "guard":
+        if "loop_count" in step.extra or graph.nodes[step.node].counts_loops:
             self.loop_counts[step.node] = step.extra.get("loop_count", 0)
         add_usage(self.usage, step.extra.get("usage"))
         for join in step.extra.get("arrived", ()):

@@ -266,7 +266,7 @@ class RunLoop:
 
     def _loop_count(self, node: Any, act: Activation) -> int | None:
         """A guard's count, when `act` comes round its loop (else it starts again from 0)."""
-        if node.kind == "guard" and act.parent in self.graph.loop_bodies.get(act.node, ()):
+        if node.counts_loops and act.parent in self.graph.loop_bodies.get(act.node, ()):
             return self.frontier.loop_counts.get(act.node, 0)
         return None
 

@@ -106,7 +106,7 @@ class NodeRunner:
                 attempt += 1
 
     async def _run(self, node: Any, act: Activation, state: BaseModel, ctx: NodeContext, go: Go) -> Outcome:
-        if node.kind == "gate":
+        if node.pauses:
             return self._answer_gate(node, state, ctx, go)
         try:
             return await node.run_with_timeout(state, ctx)
@@ -137,8 +137,8 @@ class NodeRunner:
                           attempt=attempt, emit=self._emitter(act))
         if loop_count is not None:
             ctx.loop_count = loop_count
-        if node.kind == "map" or node.keeps_turns:  # map items; an LLM node's tool turns
-            adapter = self._item_adapter(node.into) if node.kind == "map" else _ANY
+        if node.item_field is not None or node.keeps_turns:  # map items; an LLM node's tool turns
+            adapter = _ANY if node.item_field is None else self._item_adapter(node.item_field)
             ctx.commit_item = self._item_committer(act, node, adapter, from_children)
             done = self.done_items(act.id) or {}
             ctx.done_items = {i: adapter.validate_python(r) for i, r in done.items()}
@@ -167,7 +167,7 @@ class NodeRunner:
             except Exception as exc:
                 raise NodeError(
                     f"run {self.run_id!r}, map {act.node!r}: item {index} returned "
-                    f"{result!r:.200}, which does not fit the items of field {node.into!r}: {exc}",
+                    f"{result!r:.200}, which does not fit the items of field {node.item_field!r}: {exc}",
                     run_id=self.run_id, node=act.node) from None
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self.send(ItemDone(act, index, adapter.dump_python(value, mode="json"), future))

@@ -69,12 +69,14 @@ async def _collect(graph: Any, store: Any, run_id: str, prefix: str, marks: RunM
         status = _status(last.get(act), info.status)
         if status is not None:
             marks.visit(prefix + node, status)
-        kind, sub = graph.nodes[node].kind, getattr(graph.nodes[node], "graph", None)
-        if status is not None and kind == "subgraph":
-            await _child(sub, store, f"{run_id}/{act}", f"{prefix}{node}/", marks)
-        if status is not None and kind == "map" and sub is not None:
+        inner = graph.nodes[node].inner_graph  # drawn inside: a subgraph's, a map's worker
+        if status is None or inner is None:
+            continue
+        if graph.nodes[node].item_field is None:
+            await _child(inner, store, f"{run_id}/{act}", f"{prefix}{node}/", marks)
+        else:
             for index in sorted(items.get(act, ())):
-                await _child(sub, store, f"{run_id}/{act}/item{index}", f"{prefix}{node}/", marks)
+                await _child(inner, store, f"{run_id}/{act}/item{index}", f"{prefix}{node}/", marks)
 
 
 def _items_of(step: Any, items: set[int]) -> None:
@@ -117,5 +119,5 @@ async def _child(graph: Any, store: Any, child_id: str, prefix: str, marks: RunM
 def _not_reached(graph: Any, prefix: str, marks: RunMarks) -> None:
     for name, node in graph.nodes.items():
         marks.status.setdefault(prefix + name, "not_reached")
-        if node.kind in ("subgraph", "map") and getattr(node, "graph", None) is not None:
-            _not_reached(node.graph, f"{prefix}{name}/", marks)
+        if node.inner_graph is not None:
+            _not_reached(node.inner_graph, f"{prefix}{name}/", marks)

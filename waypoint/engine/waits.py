@@ -95,14 +95,12 @@ def _find(graph: Graph, address: GateAddress, name: str) -> GateNode:
 def child_graphs(node: Any) -> list[Graph]:
     """The graphs `node` may run as child runs: a subgraph's own, a map's worker graph,
     and an agent's tools' graphs."""
-    if node.kind in ("subgraph", "map"):
-        return [node.graph] if node.graph is not None else []
-    return [t.graph for t in getattr(node, "tools", ()) if getattr(t, "graph", None) is not None]
+    return list(node.child_graphs())
 
 
 def _has_items(node: Any) -> bool:
     """Does `node` address child runs by item (`map[index]/...`)?"""
-    return node is not None and node.kind == "map"
+    return node is not None and node.item_field is not None
 
 
 # -- listing -------------------------------------------------------------------------
@@ -171,7 +169,7 @@ def at_launch(node: Any, act: Activation, frontier: Frontier, answers: dict[str,
     """
     request = frontier.waits.get(act.id)
     if request is None:
-        if node.kind == "gate":
+        if node.pauses:
             return Pause(node.request(state, now))
         if answers and not _has_items(node):  # a child run that has not waited yet
             inside = _take(answers, (child_prefix(act.node),))
@@ -184,7 +182,7 @@ def at_launch(node: Any, act: Activation, frontier: Frontier, answers: dict[str,
 
 
 def _answered(node: Any, name: str, request: dict[str, Any], answers: dict[str, Answer]) -> Go | None:
-    if node.kind == "gate":
+    if node.pauses:
         return Go(answer=answers.pop(name), request=request) if name in answers else None
     prefixes = tuple(prefix for prefix, _ in waiting_children(name, request))
     inside = _take(answers, prefixes)
