@@ -191,3 +191,14 @@ async def test_when_a_map_item_fails_its_cancelled_siblings_child_runs_are_not_l
     assert len(children) == 3
     assert all(r.lease_owner is None for r in children), [(r.run_id, r.status, r.lease_owner) for r in children]
     assert sorted(r.status for r in children) == ["failed", "interrupted", "interrupted"]
+
+
+@pytest.mark.asyncio
+async def test_an_input_that_does_not_fit_names_each_field_and_the_shape(store):
+    graph = chain()
+    with pytest.raises(wp.RunError) as err:
+        await wp.start(graph, {"trial": ["x"], "approved": "maybe"}, store=store)
+    message = str(err.value)
+    assert "'trial' is not a field of S (did you mean 'trail'?)" in message
+    assert "field 'approved'" in message and "Expected shape: {" in message
+    assert "Nothing was written" in message and await store.list_runs() == []

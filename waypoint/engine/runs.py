@@ -31,6 +31,7 @@ from waypoint.engine._budget import Budget
 from waypoint.engine._create import create_run_record, new_run_id
 from waypoint.engine._ids import check_user_run_id
 from waypoint.engine.edits import edit_step
+from waypoint._messages import misfit, unknown_keys
 from waypoint.engine._loop import RunLoop
 from waypoint.engine.events import Event, EventBus
 from waypoint.engine.waits import Answer
@@ -171,11 +172,7 @@ async def start(
     existing = await _existing(store, run_id) if if_exists == "resume" else None
     if existing is not None:
         return await _attach(graph, store, existing, options)
-    try:
-        state = graph.schema.initial(input)
-    except ValidationError as exc:
-        raise RunError(f"graph {graph.name!r}: the input does not fit {graph.state_type.__name__}: "
-                       f"{exc}", run_id=run_id) from None
+    state = _initial_state(graph, input, run_id)
     try:
         owner = await create_run_record(store, graph, run_id, state, graph_ref=graph_ref)
     except RunStateError:
@@ -184,6 +181,19 @@ async def start(
         # created meanwhile by another start
         return await _attach(graph, store, await store.get_run(run_id), options)
     return _launch(graph, store, run_id, owner, {}, options, "run_started")
+
+
+def _initial_state(graph: Graph, input: Any, run_id: str) -> BaseModel:
+    """The run's first state from `input`; a misfit (unknown keys included) names each field."""
+    error = None
+    try:
+        state = graph.schema.initial(input)
+    except ValidationError as exc:
+        error = exc
+    if error is not None or unknown_keys(input, graph.state_type):
+        raise RunError(f"graph {graph.name!r}: {misfit('the input', input, graph.state_type, error)} "
+                       "Nothing was written.", run_id=run_id) from None
+    return state
 
 
 async def _existing(store: Store, run_id: str) -> RunInfo | None:
