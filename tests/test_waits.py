@@ -180,3 +180,37 @@ def test_the_engine_compares_no_node_kind_strings():
                             and not (isinstance(side.value, ast.Name) and side.value.id in ("step", "s", "event"))):
                         found.append(f"{path.name}:{node.lineno}")
     assert found == []
+
+
+@pytest.mark.asyncio
+async def test_drawings_read_the_log_as_replay_does():
+    """marks follow the log with Frontier.advance: what waits on the drawing is what replay waits on."""
+    import waypoint as wp
+    from waypoint.engine.views import replay
+
+    g = GraphBuilder(S, name="drawn")
+    g.node(lambda s: {"n": 1}, name="first", writes=["n"])
+    g.gate("review", Ok, prompt="ok?", on_answer=lambda s, a: {"ok": a.ok})
+    g.gate("legal", Ok, prompt="legal?", on_answer=lambda s, a: {})
+    g.join("publish", lambda s: 1 / 0 if s.ok else {})
+    g.edge(START, "first")
+    g.edge("first", ["review", "legal"])
+    g.edge(["review", "legal"], "publish")
+    g.edge("publish", END)
+    graph, store = g.compile(), wp.MemoryStore()
+
+    async def agree(run_id: str) -> dict[str, str]:
+        marks = await wp.run_marks(graph, run_id, store=store)
+        _, frontier, _ = await replay(graph, run_id, store=store)
+        waiting = {frontier.pending[act].node for act in frontier.waits}
+        assert {n for n, s in marks.status.items() if s == "waiting"} == waiting
+        return marks.status
+
+    first = await (await wp.start(graph, store=store, run_id="d")).result()
+    status = await agree(first.run_id)
+    assert status["first"] == "done" and status["publish"] == "not_reached"
+    await (await wp.resume(graph, "d", {"ok": True}, gate="review", store=store)).result()
+    assert (await agree("d"))["review"] == "done"
+    failed = await (await wp.resume(graph, "d", {"ok": True}, gate="legal", store=store)).result(
+        raise_on_failure=False)
+    assert failed.status == "failed" and (await agree("d"))["publish"] == "failed"

@@ -67,13 +67,21 @@ class Frontier:
             # A person's edit of the state (engine/edits.py): fields only, nothing activated.
             # Decoded here: a loader decodes the deltas of "done" steps only.
             return graph.schema.apply(state, values or graph.schema.decode(step.delta))
-        if step.kind != "done":
-            self.track(step)
-            return state
-        schema = graph.schema
-        new_state = schema.apply(state, values, node=step.node)
+        new_state = graph.schema.apply(state, values, node=step.node) if step.kind == "done" else state
+        self.advance(graph, step, values)  # after the state: a refused update changes nothing
+        return new_state
+
+    def advance(self, graph: Graph, step: Step, values: dict[str, Any] | None = None) -> None:
+        """`apply` without the state: what is pending, waiting, counted and arrived after `step`.
+
+        Drawings (`marks.py`) follow a run's log with it, as deadlines (`due_gates`)
+        follow it with `track`: what they show is what replay restores.
+        """
         self.track(step)
-        for name in values:
+        if step.kind != "done":
+            return
+        schema = graph.schema
+        for name in values or ():
             if schema.fields[name].reducer is None:
                 self.writers[name] = (step.seq, step.node, step.activation)
         self.pending.pop(step.activation, None)
@@ -84,7 +92,6 @@ class Frontier:
             self.arrivals[join] = self.arrivals.get(join, 0) + 1
         for i, child in enumerate(step.children):
             self.add(graph, f"{step.seq}.{i}", child, step.node)
-        return new_state
 
     def track(self, step: Step) -> None:
         """The part of `apply` that needs no graph: map items, waits, a failure's usage.

@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from waypoint.engine._frontier import Frontier
 from waypoint.graphs.graph import END, START
 
 RANK = {"not_reached": 0, "done": 1, "running": 2, "waiting": 3, "failed": 4}
-TERMINAL = {"done": "done", "wait": "waiting", "fail": "failed"}
 
 
 @dataclass
@@ -49,24 +49,31 @@ async def run_marks(graph: Any, run_id: str, *, store: Any) -> RunMarks:
 
 
 async def _collect(graph: Any, store: Any, run_id: str, prefix: str, marks: RunMarks) -> None:
+    """Follow the run's log with `Frontier.advance`, the transition replay uses, and mark
+    each activation as the frontier has it: waiting, done (no longer pending) or failed."""
     info = await store.get_run(run_id)
-    steps = await store.history(run_id)
-    nodes = {f"0.{i}": name for i, name in enumerate(graph.start)}  # activation -> node
-    last: dict[str, str] = {}  # activation -> kind of its latest done/wait/fail step
+    frontier = Frontier.initial(graph)
+    nodes = {act.id: act.node for act in frontier.pending.values()}  # every activation made
+    failed: set[str] = set()  # activations whose latest end was a fail step
     items: dict[str, set[int]] = {}  # map activation -> items finished or waiting
     for name in graph.start:
         marks.edge(prefix + START, prefix + name)
-    for step in steps:
+    for step in await store.history(run_id):
         if step.node not in graph.nodes:
-            continue  # a run-level failure recorded under "-"
-        nodes.setdefault(step.activation, step.node)
-        if step.kind in TERMINAL:
-            last[step.activation] = step.kind
-        _items_of(step, items.setdefault(step.activation, set()))
+            continue  # a run-level failure recorded under "-", a person's edit
+        nodes.setdefault(step.activation, step.node)  # '-' too: a failure after its node ended
+        _items_of(frontier, step.activation, items)  # before a done step forgets them
+        frontier.advance(graph, step)
+        if step.kind in ("done", "wait", "fail"):
+            (failed.add if step.kind == "fail" else failed.discard)(step.activation)
         if step.kind == "done":
-            _edges_of(graph, step, prefix, nodes, marks)
+            for i in range(len(step.children)):
+                act = frontier.pending[f"{step.seq}.{i}"]
+                nodes[act.id] = act.node
+            _edges_of(graph, step, prefix, marks)
     for act, node in nodes.items():
-        status = _status(last.get(act), info.status)
+        _items_of(frontier, act, items)
+        status = _status(act, frontier, failed, info.status)
         if status is not None:
             marks.visit(prefix + node, status)
         inner = graph.nodes[node].inner_graph  # drawn inside: a subgraph's, a map's worker
@@ -79,17 +86,15 @@ async def _collect(graph: Any, store: Any, run_id: str, prefix: str, marks: RunM
                 await _child(inner, store, f"{run_id}/{act}/item{index}", f"{prefix}{node}/", marks)
 
 
-def _items_of(step: Any, items: set[int]) -> None:
-    """The map items a step shows a child run for: one it committed, or those it waits on."""
-    if step.kind == "item":
-        items.add(step.extra["index"])
-    elif step.kind == "wait":
-        items.update(item["index"] for item in step.extra.get("items", ()))
+def _items_of(frontier: Frontier, act: str, items: dict[str, set[int]]) -> None:
+    """The map items of `act` the frontier shows a child run for: committed, or waiting."""
+    seen = items.setdefault(act, set())
+    seen.update(frontier.items.get(act, ()))
+    seen.update(item["index"] for item in frontier.waits.get(act, {}).get("items", ()))
 
 
-def _edges_of(graph: Any, step: Any, prefix: str, nodes: dict[str, str], marks: RunMarks) -> None:
-    for i, child in enumerate(step.children):
-        nodes[f"{step.seq}.{i}"] = child
+def _edges_of(graph: Any, step: Any, prefix: str, marks: RunMarks) -> None:
+    for child in step.children:
         marks.edge(prefix + step.node, prefix + child)
     for join in step.extra.get("arrived", ()):
         marks.edge(prefix + step.node, prefix + join)
@@ -98,12 +103,14 @@ def _edges_of(graph: Any, step: Any, prefix: str, nodes: dict[str, str], marks: 
         marks.edge(prefix + step.node, prefix + END)
 
 
-def _status(kind: str | None, run_status: str) -> str | None:
+def _status(act: str, frontier: Frontier, failed: set[str], run_status: str) -> str | None:
     """An activation's status; None for one that never started (e.g. cut off by a failure)."""
-    if kind == "fail" and run_status != "failed":
-        kind = None  # failed once, resumed since: pending again
-    if kind is not None:
-        return TERMINAL[kind]
+    if act in failed:  # failed once; if the run was resumed since, it is pending again
+        return "failed" if run_status == "failed" else "running" if run_status == "running" else None
+    if act in frontier.waits:
+        return "waiting"
+    if act not in frontier.pending:
+        return "done"
     return "running" if run_status == "running" else None
 
 
