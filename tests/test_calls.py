@@ -6,9 +6,8 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from pydantic import BaseModel
-
 import waypoint as wp
+from pydantic import BaseModel
 from waypoint import END, START, GraphBuilder, MemoryStore
 
 TAKE_STORE = ["approval_log", "cancel", "due_gates", "fork", "get_run", "history", "pending_gates",

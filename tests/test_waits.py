@@ -8,15 +8,23 @@ import sys
 
 import pytest
 from pydantic import BaseModel
-
 from waypoint import END, START, GateError, GraphBuilder
 from waypoint.engine._frontier import Activation, Frontier
 from waypoint.engine._messages import Done, Failed
 from waypoint.engine._nodes import NodeRunner
 from waypoint.engine.events import EventBus
 from waypoint.engine.waits import (
-    RUN, Answer, GateAddress, Go, Pause, at_launch, child_prefix, find_gate, take_answers,
-    waiting_children, waiting_gates,
+    RUN,
+    Answer,
+    GateAddress,
+    Go,
+    Pause,
+    at_launch,
+    child_prefix,
+    find_gate,
+    take_answers,
+    waiting_children,
+    waiting_gates,
 )
 
 
@@ -95,7 +103,8 @@ def test_at_launch_gives_a_gate_its_answer_and_a_child_the_answers_inside_it():
     graph, frontier = _outer(), Frontier()
     frontier.waits["0.0"] = {"prompt": "ok?"}
     frontier.waits["2.0"] = {"child": "r/2.0", "gates": ["sub/confirm"], "child_seq": 1}
-    answers = {"review": Answer(Ok(ok=True)), "sub/confirm": Answer(Ok(ok=False)), "other": Answer(Ok(ok=True))}
+    answers = {"review": Answer(Ok(ok=True)), "sub/confirm": Answer(Ok(ok=False)),
+               "other": Answer(Ok(ok=True))}
     gate = at_launch(graph.nodes["review"], Activation("0.0", "review", START), frontier, answers, S(), None)
     assert isinstance(gate, Go) and gate.answer is not None and gate.answer.value.ok
     sub = at_launch(graph.nodes["sub"], Activation("2.0", "sub", "review"), frontier, answers, S(), None)
@@ -109,7 +118,8 @@ def test_at_launch_gives_a_gate_its_answer_and_a_child_the_answers_inside_it():
 def test_waiting_gates_lists_a_gates_own_name_and_the_gates_inside_children():
     frontier = Frontier()
     frontier.pending = {"1.0": Activation("1.0", "review", START), "2.0": Activation("2.0", "book", START)}
-    frontier.waits = {"1.0": {"prompt": "?"}, "2.0": {"items": [], "gates": ["book[1]/confirm", "book[0]/confirm"]}}
+    frontier.waits = {"1.0": {"prompt": "?"},
+                      "2.0": {"items": [], "gates": ["book[1]/confirm", "book[0]/confirm"]}}
     assert waiting_gates(frontier) == ["book[0]/confirm", "book[1]/confirm", "review"]
 
 
@@ -177,7 +187,8 @@ def test_the_engine_compares_no_node_kind_strings():
             if isinstance(node, ast.Compare):
                 for side in [node.left, *node.comparators]:
                     if (isinstance(side, ast.Attribute) and side.attr == "kind"
-                            and not (isinstance(side.value, ast.Name) and side.value.id in ("step", "s", "event"))):
+                            and not (isinstance(side.value, ast.Name)
+                                     and side.value.id in ("step", "s", "event"))):
                         found.append(f"{path.name}:{node.lineno}")
     assert found == []
 

@@ -10,8 +10,9 @@ map, `<map>[<index>]/<gate>` (`item_address`): that item waits, its siblings go 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from waypoint.checkpoints.protocol import Store
 from waypoint.engine import _lease

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from waypoint.engine._frontier import Activation
 from waypoint.errors import WaypointError
@@ -56,4 +56,4 @@ class ItemDone:
     committed: asyncio.Future[None]  # set once the item's step is durable
 
 
-Message = Union[Done, Failed, Waiting, ItemDone]
+Message = Done | Failed | Waiting | ItemDone

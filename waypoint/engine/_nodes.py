@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import time
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -66,7 +67,7 @@ class NodeRunner:
             send(Failed(act, _with_place(exc, self.run_id, act), lost))
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise  # the run is being stopped: the activation stays pending, resumable
-        except BaseException as exc:  # noqa: BLE001 - a node's Halt(BaseException) must not hang the run
+        except BaseException as exc:
             send(Failed(act, self._node_error(act, exc), lost))
         finally:
             self.lost.pop(act.id, None)

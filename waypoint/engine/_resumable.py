@@ -18,9 +18,9 @@ from waypoint.checkpoints.fence import held
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo
 from waypoint.engine import _lease
+from waypoint.engine.waits import find_gate
 from waypoint.errors import GateError, GraphChangedError, RunStateError, StaleAnswerError
 from waypoint.graphs.graph import Graph
-from waypoint.engine.waits import find_gate
 
 
 def check_resumable(graph: Graph, info: RunInfo, allow_graph_change: bool, *, force: bool = False) -> None:

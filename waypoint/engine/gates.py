@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo

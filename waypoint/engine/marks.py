@@ -68,8 +68,8 @@ async def _collect(graph: Any, store: Any, run_id: str, prefix: str, marks: RunM
             (failed.add if step.kind == "fail" else failed.discard)(step.activation)
         if step.kind == "done":
             for i in range(len(step.children)):
-                act = frontier.pending[f"{step.seq}.{i}"]
-                nodes[act.id] = act.node
+                made = frontier.pending[f"{step.seq}.{i}"]
+                nodes[made.id] = made.node
             _edges_of(graph, step, prefix, marks)
     for act, node in nodes.items():
         _items_of(frontier, act, items)

@@ -11,18 +11,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import BaseModel
 
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, Step
+from waypoint.engine._create import create_run_record, new_run_id
 from waypoint.engine._frontier import Frontier
 from waypoint.engine._ids import check_user_run_id
 from waypoint.engine._loop import RunLoop
 from waypoint.engine.edits import edit_step
-from waypoint.engine._create import create_run_record, new_run_id
 from waypoint.engine.runs import RunHandle, _launch, _Options
 from waypoint.engine.waits import GateAddress, child_graphs, waiting_children
 from waypoint.errors import RunError, RunNotFoundError
@@ -55,7 +56,8 @@ async def history(run_id: str, *, store: Store) -> list[Step]:
     return await store.history(run_id)
 
 
-async def replay(graph: Graph, run_id: str, seq: int | None = None, *, store: Store) -> tuple[BaseModel, Frontier, int]:
+async def replay(graph: Graph, run_id: str, seq: int | None = None, *,
+                 store: Store) -> tuple[BaseModel, Frontier, int]:
     """State and frontier right after step `seq` (default: the latest).
 
     A fork's own log starts after its fork point; a step at or before it is read

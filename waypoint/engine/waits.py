@@ -106,7 +106,7 @@ def _has_items(node: Any) -> bool:
 # -- listing -------------------------------------------------------------------------
 def waiting_gates(frontier: Frontier) -> list[str]:
     """The addresses of the gates a run with `frontier` waits at, sorted, each once."""
-    names = []
+    names: list[str] = []
     for act_id, request in frontier.waits.items():
         inside = request.get("gates")
         names.extend(inside if inside else [frontier.pending[act_id].node])
