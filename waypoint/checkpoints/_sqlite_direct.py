@@ -6,13 +6,13 @@
         ...
 
 At NORMAL a commit does not fsync, so it costs about 20-30 us: less than the
-hop into aiosqlite's thread and back (chain N=1000 per node 0.156 -> 0.115 ms,
+hop into the connection's thread and back (chain N=1000 per node 0.156 -> 0.115 ms,
 see docs/performance.md, fix C). The connection has a busy timeout of 0: when
 another process holds the write lock, `commit` returns None at once and the
 store sends the batch through the hop, which waits with its busy timeout
 without blocking the loop. Automatic checkpoints are off here, because one
 copies pages and fsyncs the database file (up to several ms); the store runs a
-passive checkpoint in aiosqlite's thread every CHECKPOINT_EVERY commits instead.
+passive checkpoint in the connection's thread every CHECKPOINT_EVERY commits instead.
 """
 
 from __future__ import annotations

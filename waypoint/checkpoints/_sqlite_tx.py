@@ -1,8 +1,8 @@
-"""What SQLiteStore runs inside aiosqlite's thread: schema, migrations, transactions.
+"""What SQLiteStore runs inside its connection's thread: schema, migrations, transactions.
 
 Every function takes the raw `sqlite3.Connection` (opened with
 isolation_level=None, so BEGIN/COMMIT are ours) and is called through one
-`aiosqlite.Connection._execute` hop. All SQL is constant text with bound
+`ConnectionThread.run` hop (`_sqlite_thread`). All SQL is constant text with bound
 parameters; no identifier ever comes from input.
 """
 

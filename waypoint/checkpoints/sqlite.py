@@ -10,9 +10,9 @@ nothing) but not an OS crash or power cut, and drops the fsync per commit.
 
 Every write (append, create_run, claim, renew, release) joins a queue drained
 by one writer task, which commits everything queued, from any run, in ONE
-`BEGIN IMMEDIATE` transaction run in ONE hop into aiosqlite's thread. A lone
-append costs one hop and one fsync; a hundred concurrent ones cost about the
-same. At NORMAL there is no fsync and the hop would cost more than the commit,
+`BEGIN IMMEDIATE` transaction run in ONE hop into the connection's own daemon
+thread (`_sqlite_thread`). A lone append costs one hop and one fsync; a hundred
+concurrent ones cost about the same. At NORMAL there is no fsync and the hop would cost more than the commit,
 so the transaction runs on the loop's own thread through a second connection
 (`_sqlite_direct`), and goes through the hop only when another process holds
 the write lock. Each write is fenced on its own (a savepoint each), so a
@@ -30,12 +30,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
-import aiosqlite
 
 from waypoint.checkpoints import _sqlite_tx as tx
 from waypoint.checkpoints._rows import RUN_COLUMNS, listed, run_from_row
 from waypoint.checkpoints._sqlite_direct import DirectWriter
 from waypoint.checkpoints._sqlite_file import FileWatch
+from waypoint.checkpoints._sqlite_thread import ConnectionThread
 from waypoint.checkpoints.fence import first_snapshot, prepare
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
 from waypoint.errors import StoreError
@@ -58,7 +58,7 @@ class SQLiteStore:
         self.synchronous, self.busy_timeout = synchronous, busy_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: asyncio.Task[None] | None = None
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: ConnectionThread | None = None
         self._queue: list[tuple[tx.Job, asyncio.Future[Any]]] = []
         self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -164,12 +164,8 @@ class SQLiteStore:
         if not uri and not self.path.parent.is_dir():
             raise StoreError(f"cannot open {self.path}: its folder {self.path.parent} does not "
                              "exist; create it first or choose another path")
-        conn = aiosqlite.connect(target, isolation_level=None, uri=uri, timeout=self.busy_timeout)
-        # aiosqlite's thread is not a daemon: a store never closed (open() is implicit) would
-        # hang the interpreter at exit. What was committed is durable either way.
-        conn._thread.daemon = True
         try:
-            await conn
+            conn = await ConnectionThread.open(target, uri=uri, timeout=self.busy_timeout)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite file {self.path}: {exc}") from None
         try:
@@ -192,7 +188,7 @@ class SQLiteStore:
         self._release_files()
 
     def _release_files(self) -> None:
-        """Close what this store holds besides its aiosqlite connection."""
+        """Close what this store holds besides its connection thread."""
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -201,7 +197,7 @@ class SQLiteStore:
             self._direct = None
         self._checkpoint = None
 
-    async def _ready(self) -> aiosqlite.Connection:
+    async def _ready(self) -> ConnectionThread:
         if self._conn is None or self._loop is not asyncio.get_running_loop():
             await self.open()
         if self._closing:
@@ -218,12 +214,10 @@ class SQLiteStore:
         self._wake.set()
         return await future
 
-    async def _hop(self, conn: aiosqlite.Connection, fn: Any, *args: Any) -> Any:
-        # aiosqlite's public API costs one thread hop per statement (BEGIN, UPDATE,
-        # INSERT..., COMMIT). Connection._execute runs `fn` in the connection's own
-        # thread, so a whole transaction on the raw sqlite3 connection costs one hop.
+    async def _hop(self, conn: ConnectionThread, fn: Any, *args: Any) -> Any:
+        # `fn` runs a whole transaction on the raw sqlite3 connection in its thread: one hop.
         try:
-            return await conn._execute(fn, conn._conn, *args)
+            return await conn.run(fn, *args)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite store {self.path}: {exc}") from None
 
@@ -253,7 +247,7 @@ class SQLiteStore:
         jobs = [job for job, _ in batch]
         try:
             results = self._direct.commit(jobs) if self._direct is not None else None
-            if results is None:  # FULL, or another process holds the lock: in aiosqlite's thread
+            if results is None:  # FULL, or another process holds the lock: in the connection's thread
                 return await self._hop(self._conn, tx.write_batch, jobs)
         except asyncio.CancelledError:
             for _, future in batch:
@@ -268,7 +262,7 @@ class SQLiteStore:
         return results
 
     async def _passive_checkpoint(self) -> None:
-        """Copy the WAL into the database in aiosqlite's thread, off the loop (NORMAL only)."""
+        """Copy the WAL into the database in the connection's thread, off the loop (NORMAL only)."""
         try:
             await self._hop(self._conn, tx.checkpoint)
         except StoreError:
