@@ -124,8 +124,8 @@ async def _open(folder: Path, sync: Sync) -> SQLiteStore:
     store = SQLiteStore(folder / "wp.db", synchronous=sync)
     await store.open()
     # PRAGMA synchronous is per connection, so it is read on the store's own one.
-    cursor = await store._conn.execute("PRAGMA synchronous")  # noqa: SLF001 (bench only)
-    check_synchronous((await cursor.fetchone())[0], sync, "waypoint SQLiteStore")
+    row = await store._conn.run(lambda raw: raw.execute("PRAGMA synchronous").fetchone())  # noqa: SLF001
+    check_synchronous(row[0], sync, "waypoint SQLiteStore")
     return store
 
 

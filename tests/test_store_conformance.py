@@ -67,8 +67,13 @@ async def test_appends_must_be_consecutive_and_extend_the_lease(kind, tmp_path):
 # -- SQLite only ---------------------------------------------------------------------------
 
 
+async def fetch(store: SQLiteStore, sql: str) -> list:
+    """Rows of `sql` read through the store's own connection (in its thread)."""
+    return await store._conn.run(lambda raw: raw.execute(sql).fetchall())
+
+
 async def pragma(store: SQLiteStore, name: str):
-    return (await store._conn.execute_fetchall(f"PRAGMA {name}"))[0][0]
+    return (await fetch(store, f"PRAGMA {name}"))[0][0]
 
 
 @pytest.mark.asyncio
@@ -198,7 +203,7 @@ async def test_injection_looking_strings_are_plain_data(tmp_path):
         await store.append(nasty, f'"{nasty}', [step(1, node=nasty)])
         assert [r.run_id for r in await store.list_runs(graph=nasty, status="running")] == [nasty]
         assert (await store.history(nasty))[0].node == nasty
-        tables = {r[0] for r in await store._conn.execute_fetchall("SELECT name FROM sqlite_master")}
+        tables = {r[0] for r in await fetch(store, "SELECT name FROM sqlite_master")}
         assert {"runs", "steps", "snapshots"} <= tables
 
 
@@ -258,14 +263,14 @@ async def test_a_commit_is_one_thread_hop_and_concurrent_appends_share_it(tmp_pa
         for i in range(100):
             await leased(store, f"r{i}", "w")
         hops = 0
-        real = store._conn._execute
+        real = store._conn.run
 
         async def counting(fn, *args):
             nonlocal hops
             hops += 1
             return await real(fn, *args)
 
-        store._conn._execute = counting
+        store._conn.run = counting
         await store.append("r0", "w", [step(1), step(2)], Snapshot(seq=2, state={}))
         assert hops == 1
         await asyncio.gather(*(store.append(f"r{i}", "w", [step(1)]) for i in range(1, 100)))
@@ -273,14 +278,14 @@ async def test_a_commit_is_one_thread_hop_and_concurrent_appends_share_it(tmp_pa
 
 
 def counting_hops(store: SQLiteStore) -> list[str]:
-    """Names of what each hop into aiosqlite's thread ran, from now on."""
-    hops, real = [], store._conn._execute
+    """Names of what each hop into the connection's thread ran, from now on."""
+    hops, real = [], store._conn.run
 
     async def counting(fn, *args):
         hops.append(fn.__name__)
         return await real(fn, *args)
 
-    store._conn._execute = counting
+    store._conn.run = counting
     return hops
 
 
@@ -290,7 +295,7 @@ async def test_at_normal_commits_run_on_the_loop_and_a_held_lock_falls_back_to_t
         await leased(store, "r", "w")
         hops = counting_hops(store)
         await store.append("r", "w", [step(1)])
-        assert hops == [], "a commit at NORMAL went through aiosqlite's thread"
+        assert hops == [], "a commit at NORMAL went through the connection's thread"
         other = sqlite3.connect(tmp_path / "runs.db", isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
         pending = asyncio.create_task(store.append("r", "w", [step(2)]))
