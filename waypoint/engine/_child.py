@@ -4,7 +4,7 @@ The child run's id is `<parent run>/<activation>`, stable across crashes, so a
 resumed parent picks the child's log up where it stopped instead of starting
 it over. The parent's lease owner executes the child; a gate inside the child
 pauses the parent under the name `<subgraph node>/<gate>`, or, for an item of a
-map, `<map>[<index>]/<gate>` (`item_address`): that item waits, its siblings go on.
+map, `<map>[<index>]/<gate>` (`nodes/address.py`): that item waits, its siblings go on.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ run (`sub/review`, `book[3]/confirm`), and answers so addressed reach that child
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,45 +27,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from waypoint.errors import GateError
+from waypoint.nodes.address import GateAddress, child_prefix
 from waypoint.nodes.composite import ChildPaused, ItemsWaiting
 from waypoint.nodes.gate import GateNode
 
 if TYPE_CHECKING:
     from waypoint.engine._frontier import Activation, Frontier
     from waypoint.graphs.graph import Graph
-
-_HEAD = re.compile(r"(.+)\[(\d+)\]")  # 'book[3]': item 3 of map 'book'
-
-
-@dataclass(frozen=True)
-class GateAddress:
-    """A gate's name as a run sees it: `node`, then `[index]` for a map item, then `/inner`
-    when the gate is inside the child run that node (or item) runs."""
-
-    node: str
-    index: int | None = None
-    inner: GateAddress | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> GateAddress:
-        """`"book[3]/confirm"` -> GateAddress("book", 3, GateAddress("confirm"))."""
-        head, _, rest = text.partition("/")
-        match = _HEAD.fullmatch(head) if rest else None  # 'x[1]' alone is a node's name
-        node, index = (match[1], int(match[2])) if match else (head, None)
-        return cls(node, index, cls.parse(rest) if rest else None)
-
-    @property
-    def head(self) -> str:
-        """The part naming the child run: `sub`, or `book[3]` for a map item."""
-        return self.node if self.index is None else f"{self.node}[{self.index}]"
-
-    def __str__(self) -> str:
-        return self.head if self.inner is None else f"{self.head}/{self.inner}"
-
-
-def child_prefix(node: str, index: int | None = None) -> str:
-    """What the gates inside a child run are prefixed with: `sub/`, or `book[3]/` for an item."""
-    return GateAddress(node, index).head + "/"
 
 
 # -- finding -------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from waypoint.graphs._checks import Spec
 from waypoint.graphs.graph import END, START
-from waypoint.nodes.composite import split_item_address
+from waypoint.nodes.address import split_head
 
 
 def check_names(spec: Spec) -> list[str]:
@@ -23,7 +23,7 @@ def check_names(spec: Spec) -> list[str]:
                             f"subgraphs (gate 'review/approve' is gate 'approve' of subgraph "
                             f"'review'); rename it, e.g. {name.replace('/', '_')!r}.")
         elif _is_map_item(spec, name):
-            base, index = split_item_address(name)
+            base, index = split_head(name)
             problems.append(f"node {name!r} has the address of item {index} of map {base!r} "
                             f"(gates inside map items are named '{name}/<gate>'); rename it, e.g. "
                             f"{f'{base}_{index}'!r}.")
@@ -32,7 +32,7 @@ def check_names(spec: Spec) -> list[str]:
 
 def _is_map_item(spec: Spec, name: str) -> bool:
     """`book[1]` beside a map `book`: the name its item 1's gates are addressed by."""
-    base, index = split_item_address(name)
+    base, index = split_head(name)
     node = spec.nodes.get(base)
     return index is not None and node is not None and node.item_field is not None
 

@@ -17,7 +17,7 @@ A map over a compiled graph runs each item as a child run of it, keyed
 as it is, anything else through `input=`), and its final state is the result
 (or `output(final)`). A gate inside such a child makes that item wait while
 the others go on; once they are done, the map waits at `<map>[<index>]/<gate>`
-for each waiting item (see `item_address`). A subgraph runs as a child run
+for each waiting item (`book[1]/confirm`: see `nodes/address.py`). A subgraph runs as a child run
 inside the same store; its history stays with the parent, and a gate inside it
 pauses the parent as `<subgraph>/<gate>`.
 """
@@ -25,7 +25,6 @@ pauses the parent as `<subgraph>/<gate>`.
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Mapping
 
@@ -35,23 +34,6 @@ from waypoint.errors import NodeError
 from waypoint.nodes._call import call
 from waypoint.nodes.base import Node, Outcome, register
 from waypoint.nodes.context import NodeContext
-
-_ITEM_ADDRESS = re.compile(r"(.+)\[(\d+)\]")
-
-
-def item_address(map_name: str, index: int) -> str:
-    """How gate names address one item of a map: `book[1]`, so its gate is `book[1]/confirm`.
-
-    The one place the format is defined; `split_item_address` reads it back.
-    """
-    return f"{map_name}[{index}]"
-
-
-def split_item_address(head: str) -> tuple[str, int | None]:
-    """`"book[1]"` -> `("book", 1)`; anything else -> `(head, None)`."""
-    match = _ITEM_ADDRESS.fullmatch(head)
-    return (match[1], int(match[2])) if match else (head, None)
-
 
 class ChildPaused(Exception):
     """Raised through `ctx.run_child` when the child run stopped at a gate (the engine's
