@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Literal, Mapping
+from typing import Any, AsyncIterator, Generator, Generic, Literal, Mapping, TypeVar
 
 from msgspec import structs
 from pydantic import ValidationError
@@ -43,21 +43,23 @@ from waypoint.engine._resumable import (
 )
 from waypoint.graphs.graph import Graph
 
+S = TypeVar("S")  # the graph's state model: start(Graph[Essay], ...) gives RunHandle[Essay]
+
 
 @dataclass
-class RunResult:
+class RunResult(Generic[S]):
     """Where a run stands after an execution: `status` is done, waiting, failed,
-    interrupted or cancelled."""
+    interrupted or cancelled; `state` is the graph's state model (`RunResult[Essay]`)."""
 
     run_id: str
     status: RunStatus
-    state: Any
+    state: S
     waiting: list[str] = field(default_factory=list)
     error: WaypointError | None = None
     note: str | None = None  # what the caller should know, e.g. that an in-memory run is gone
 
 
-class RunHandle:
+class RunHandle(Generic[S]):
     """A run executing in the background of this event loop.
 
         handle = await start(graph, input, store=store)
@@ -70,10 +72,10 @@ class RunHandle:
         self.run_id = run_id
         self.store = store
         self._bus = bus
-        self._task: asyncio.Task[RunResult] | None = None
+        self._task: asyncio.Task[RunResult[S]] | None = None
         self._stop = _Stop()
 
-    async def result(self, *, raise_on_failure: bool = True) -> RunResult:
+    async def result(self, *, raise_on_failure: bool = True) -> RunResult[S]:
         """Wait for the run to finish, fail, wait at a gate or be stopped."""
         assert self._task is not None
         try:
@@ -91,23 +93,24 @@ class RunHandle:
         """The run's events from its start until it stops; iterate with `async for`."""
         return self._bus.subscribe()
 
-    async def interrupt(self) -> RunResult:
+    async def interrupt(self) -> RunResult[S]:
         """Stop this execution (in-flight nodes are cancelled, the lease released): the run
         is left "interrupted", and `resume` carries it on from its last committed step."""
         return await self._halt("interrupted")
 
-    async def cancel(self, *, reason: str | None = None, by: str | None = None) -> RunResult:
+    async def cancel(self, *, reason: str | None = None, by: str | None = None) -> RunResult[S]:
         """Stop the run on purpose: it is left "cancelled", and `resume` refuses it unless
         given `force=True`. `reason` and `by` are recorded in its log."""
         return await self._halt("cancelled", reason, by)
 
-    async def _halt(self, status: RunStatus, reason: str | None = None, by: str | None = None) -> RunResult:
+    async def _halt(self, status: RunStatus, reason: str | None = None,
+                    by: str | None = None) -> RunResult[S]:
         assert self._task is not None
         self._stop.request(status, reason, by)
         self._task.cancel()
         return await self.result(raise_on_failure=False)
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, RunResult[S]]:
         return self.result().__await__()
 
 
@@ -148,10 +151,10 @@ class _Stop:
 
 
 async def start(
-    graph: Graph, input: Any = None, *, store: Store | None = None, deps: Any = None,
+    graph: Graph[S], input: Any = None, *, store: Store | None = None, deps: Any = None,
     run_id: str | None = None, graph_ref: str | None = None, max_concurrency: int | None = None,
     budget: Budget | None = None, if_exists: Literal["error", "resume"] = "error",
-) -> RunHandle:
+) -> RunHandle[S]:
     """Create a run of `graph` from `input` (a state model, a dict or None) and execute it.
 
     `deps` (clients, connections) reach nodes as `ctx.deps` and are never
@@ -258,12 +261,12 @@ def _cancel_note(reason: str | None, by: str | None) -> str:
 
 
 async def resume(
-    graph: Graph, run_id: str, answer: Any = None, *, gate: str | None = None,
+    graph: Graph[S], run_id: str, answer: Any = None, *, gate: str | None = None,
     answers: Mapping[str, Any] | None = None, by: str | None = None, store: Store,
     deps: Any = None, allow_graph_change: bool = False, max_concurrency: int | None = None,
     budget: Budget | None = None, now: float | None = None, force: bool = False,
     seen_seq: int | None = None, update: Mapping[str, Any] | None = None,
-) -> RunHandle:
+) -> RunHandle[S]:
     """Continue a waiting, failed, interrupted or crashed run, answering gates if given.
 
     `answer` answers `gate` (or the only pending gate); `answers` maps gate names
@@ -388,13 +391,14 @@ async def _finish(store, run_id, owner, status, error, waiting) -> None:
         pass  # lost the lease or the store is gone: whoever holds it now decides
 
 
-def run_sync(graph: Graph, input: Any = None, *, store: Store | None = None, **options: Any) -> RunResult:
+def run_sync(graph: Graph[S], input: Any = None, *, store: Store | None = None,
+             **options: Any) -> RunResult[S]:
     """Start a run and wait for it, without async; closes the store's connection after.
 
     Without `store=`, the run lives in memory for this call only: one that stops at a
     gate or fails cannot be resumed later, and its result (`note`) or error says so.
     """
-    async def main() -> RunResult:
+    async def main() -> RunResult[S]:
         s = store or MemoryStore()
         try:
             return await (await start(graph, input, store=s, **options)).result(raise_on_failure=False)
@@ -423,9 +427,10 @@ def _gone_with_memory(result: RunResult) -> RunResult:
     return RunResult(result.run_id, result.status, result.state, result.waiting, error, note=note)
 
 
-def resume_sync(graph: Graph, run_id: str, answer: Any = None, *, store: Store, **options: Any) -> RunResult:
+def resume_sync(graph: Graph[S], run_id: str, answer: Any = None, *, store: Store,
+                **options: Any) -> RunResult[S]:
     """`resume` and wait, without async; closes the store's connection after."""
-    async def main() -> RunResult:
+    async def main() -> RunResult[S]:
         try:
             return await (await resume(graph, run_id, answer, store=store, **options)).result()
         finally:
