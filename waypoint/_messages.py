@@ -1,6 +1,7 @@
 """Messages that lead to the fix: a model's shape, and what in a value does not fit it.
 
     shape(Approval.model_json_schema())     # '{approved: boolean, comment: string = ""}'
+    problems(exc, whole="reply")            # "approved: Input should be a valid boolean; ..."
     misfit("the answer", {"aproved": True}, Approval, exc)
     # 'the answer does not fit Approval: 'aproved' is not a field of Approval (did you
     #  mean 'approved'?); field 'approved' is missing. Expected shape: {approved: ...}.'
@@ -28,6 +29,22 @@ def misfit(what: str, value: Any, model: Any, exc: Any = None) -> str:
     found = [*_unknown(value, model), *(_problem(e) for e in (exc.errors() if exc else ()))]
     return (f"{what} does not fit {model.__name__}: {'; '.join(found) or 'invalid'}. "
             f"Expected shape: {shape(model.model_json_schema())}.")
+
+
+def problems(exc: Any, *, whole: str | None = None, named: str | None = None) -> str:
+    """Each error of a pydantic ValidationError as `location: message`, joined by "; ".
+
+    An error about the whole value (no location) reads `whole: message`, or the bare
+    message without `whole`; `named="argument"` writes a location as `argument 'amount'`.
+    """
+    out = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(map(str, error["loc"]))
+        if where and named:
+            where = f"{named} {where!r}"
+        where = where or whole
+        out.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return "; ".join(out)
 
 
 def unknown_keys(value: Any, model: Any) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Callable
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from waypoint._messages import problems
 from waypoint.errors import UpdateError
 from waypoint.graphs.reducers import Reducer
 
@@ -96,7 +97,7 @@ class StateSchema:
         try:
             return spec.adapter.validate_python(value)
         except ValidationError as exc:
-            problem = "; ".join(e["msg"] for e in exc.errors())
+            problem = problems(exc)
             raise UpdateError(
                 f"run {run_id!r}, node {node!r}: field {spec.name!r} got {value!r:.200}, "
                 f"which does not fit {_type_name(spec.annotation)}: {problem}.",
@@ -124,7 +125,7 @@ class StateSchema:
             for name in self.revalidated.intersection(merged) if self.revalidated else ():
                 validator.validate_assignment(new, name, merged[name])
         except ValidationError as exc:
-            problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'state'}: {e['msg']}" for e in exc.errors())
+            problem = problems(exc, whole="state")
             raise UpdateError(
                 f"node {node!r}: the state's validators refused its update {_clip(values)}: {problem}. "
                 "Return a value the validators accept, or fix the validator.", node=node) from None

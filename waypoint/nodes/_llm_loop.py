@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
+from waypoint._messages import problems
 from waypoint.errors import NodeError
 from waypoint.nodes._tools import Tool, ToolResult, answered, check_call, parsed, run_calls
 from waypoint.nodes.context import NodeContext
@@ -195,12 +196,7 @@ def _assistant_calls(response: ModelResponse) -> dict[str, Any]:
 
 def _fix_request(output: type[BaseModel], exc: ValidationError) -> dict[str, Any]:
     return {"role": "user", "content": (
-        f"Your reply does not fit the required JSON schema of {output.__name__}: {_errors(exc)}. "
+        f"Your reply does not fit the required JSON schema of {output.__name__}: "
+        f"{problems(exc, whole='reply')}. "
         "Reply again with only a JSON object that fits the schema."
     )}
-
-
-def _errors(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'reply'}: {e['msg']}" for e in exc.errors(include_url=False)
-    )

@@ -30,6 +30,7 @@ from typing import Any, Callable
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from waypoint._messages import problems
 from waypoint.errors import GraphError
 from waypoint.nodes._call import is_async
 from waypoint.nodes._threads import in_thread
@@ -155,7 +156,7 @@ def check_call(tools: dict[str, Tool], tc: ToolCall) -> tuple[Tool, dict[str, An
     try:
         return chosen, chosen.validate(tc.arguments)
     except ValidationError as exc:
-        return _refused(tc, f"invalid arguments for {tc.name!r}: {_describe(exc)}")
+        return _refused(tc, f"invalid arguments for {tc.name!r}: {problems(exc, whole='arguments')}")
 
 
 async def _settle(checked: Any, tc: ToolCall, ctx: NodeContext) -> ToolResult:
@@ -198,12 +199,6 @@ def _refused(tc: ToolCall, error: str) -> ToolResult:
 
 def message(tc: ToolCall, content: str) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": tc.id, "content": content}
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors(include_url=False)
-    )
 
 
 def parsed(arguments: str) -> Any:

@@ -39,12 +39,13 @@ from typing import Any, Callable, ClassVar, Sequence
 
 from pydantic import BaseModel, ValidationError
 
+from waypoint._messages import problems
 from waypoint.errors import GraphError, NodeError
 from waypoint.nodes._tools import Tool, tool
 from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy, register
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.model import Model
-from waypoint.nodes._llm_loop import APPROVAL, Ending, _errors, _Loop
+from waypoint.nodes._llm_loop import APPROVAL, Ending, _Loop
 
 __all__ = ["APPROVAL", "LLMNode", "llm"]
 
@@ -117,7 +118,7 @@ class LLMNode(Node):
         assert self.output is not None
         err = self.error(
             ctx, f"the model's output does not fit {self.output.__name__} after "
-            f"{self.max_validation_retries} validation retries: {_errors(exc)}. Raw output: "
+            f"{self.max_validation_retries} validation retries: {problems(exc, whole='reply')}. Raw output: "
             f"{_clip(reply)}. Raise max_validation_retries, simplify the output model, or use a "
             "stronger model."
         )

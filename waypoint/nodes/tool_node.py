@@ -21,6 +21,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from pydantic import ValidationError
 
+from waypoint._messages import problems
 from waypoint.errors import NodeError
 from waypoint.nodes._call import call
 from waypoint.nodes._tools import Tool
@@ -59,10 +60,9 @@ class ToolNode(Node):
         try:
             parsed = self.tool.arguments.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(f"argument {'.'.join(map(str, e['loc']))!r}: {e['msg']}"
-                                 for e in exc.errors())
+            found = problems(exc, named="argument")
             raise NodeError(
                 f"run {ctx.run_id!r}, tool node {self.name!r}: arguments taken from the state do "
-                f"not fit {self.tool.name}(): {problems}. The tool was not called; fix the state "
+                f"not fit {self.tool.name}(): {found}. The tool was not called; fix the state "
                 "(or args=) and resume.", run_id=ctx.run_id, node=self.name) from None
         return {name: getattr(parsed, name) for name in fields}
