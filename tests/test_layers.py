@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-HELPERS = {"waypoint", "waypoint._lazy", "waypoint._messages", "waypoint._faults"}  # import no layer
+HELPERS = {"waypoint", "waypoint._lazy", "waypoint._messages", "waypoint._faults", "waypoint._reducers"}  # no layer
 BELOW = {  # what each layer may load besides itself and the helpers
     "waypoint": set(),
     "waypoint.errors": set(),

@@ -52,3 +52,29 @@ def test_problems_name_each_location_and_the_whole_value_when_there_is_none():
     whole = error_of(TypeAdapter(int), "z")
     assert problems(whole) == "Input should be a valid integer, unable to parse string as an integer"
     assert problems(whole, whole="reply").startswith("reply: Input should be")
+
+
+def test_reducers_are_told_in_one_place():
+    from typing import Annotated
+
+    from waypoint import append
+    from waypoint._reducers import field_reducer
+
+    class State(BaseModel):
+        notes: Annotated[list[str], append] = []
+        total: Annotated[int, max] = 0  # a builtin is a reducer too
+        last: str = ""
+
+    assert [field_reducer(State, f) for f in ("notes", "total", "last", "missing")] == [append, max, None, None]
+    # the state schema (graphs) and the LLM node (nodes) both ask _reducers; no one else decides it
+    assert functions_named("_reducer") == {"_reducers.py": ["is_reducer", "field_reducer"]}
+
+
+def functions_named(part: str) -> dict[str, list[str]]:
+    """Module (relative to waypoint/) -> the functions defined there whose name ends with `part`."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef) and node.name.endswith(part):
+                found.setdefault(path.relative_to(ROOT).as_posix(), []).append(node.name)
+    return found

@@ -10,19 +10,11 @@ order, also when a run is replayed from its log, so they must be deterministic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
+from waypoint._reducers import Reducer  # its home is below the layers: nodes tell reducers too
 
-@dataclass(frozen=True)
-class Reducer:
-    """Wraps `fn(current, update) -> new` for use in `Annotated[...]`."""
-
-    fn: Callable[[Any, Any], Any]
-    name: str
-
-    def __call__(self, current: Any, update: Any) -> Any:
-        return self.fn(current, update)
+__all__ = ["Reducer", "append", "merge", "reducer"]
 
 
 def reducer(fn: Callable[[Any, Any], Any]) -> Reducer:

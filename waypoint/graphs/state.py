@@ -15,15 +15,14 @@ replay, and after a snapshot is restored (`model_validate`).
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from waypoint._messages import problems
+from waypoint._reducers import is_reducer
 from waypoint.errors import UpdateError
-from waypoint.graphs.reducers import Reducer
 
 
 @dataclass(frozen=True)
@@ -34,10 +33,6 @@ class FieldSpec:
     annotation: Any
 
 
-def _is_reducer(meta: Any) -> bool:
-    return isinstance(meta, Reducer) or inspect.isfunction(meta) or inspect.isbuiltin(meta)
-
-
 class StateSchema:
     """Field specs of a pydantic state model, built once at compile time."""
 
@@ -45,8 +40,8 @@ class StateSchema:
         self.model = model
         self.fields: dict[str, FieldSpec] = {}
         for name, info in model.model_fields.items():
-            reducers = [m for m in info.metadata if _is_reducer(m)]
-            others = [m for m in info.metadata if not _is_reducer(m)]
+            reducers = [m for m in info.metadata if is_reducer(m)]
+            others = [m for m in info.metadata if not is_reducer(m)]
             annotation = Annotated[(info.annotation, *others)] if others else info.annotation
             self.fields[name] = FieldSpec(
                 name, TypeAdapter(annotation), reducers[0] if reducers else None, info.annotation

@@ -40,6 +40,7 @@ from typing import Any, Callable, ClassVar, Sequence
 from pydantic import BaseModel, ValidationError
 
 from waypoint._messages import problems
+from waypoint._reducers import field_reducer
 from waypoint.errors import GraphError, NodeError
 from waypoint.nodes._tools import Tool, tool
 from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy, register
@@ -102,7 +103,8 @@ class LLMNode(Node):
             if end.pending is not None and self.pending:
                 update[self.pending] = end.pending
         if self.history:
-            update[self.history] = new if _has_reducer(state, self.history) else [*self._past(state), *new]
+            merges = field_reducer(type(state), self.history) is not None
+            update[self.history] = new if merges else [*self._past(state), *new]
         route = end.route or self.done
         return Outcome(update=update or None, labels=(route,) if route else None)
 
@@ -171,26 +173,13 @@ def _collects(state: Any, name: str) -> bool:
     `waypoint.graphs._checks_fit.one_item` makes the same decision at compile time.
     """
     info = getattr(type(state), "model_fields", {}).get(name)
-    if info is None or not _has_reducer(state, name):
+    if info is None or field_reducer(type(state), name) is None:
         return False
     annotation = info.annotation
     while hasattr(annotation, "__supertype__") or type(annotation).__name__ == "TypeAliasType":
         annotation = getattr(annotation, "__supertype__", None) or annotation.__value__  # NewType, `type X =`
     cls = typing.get_origin(annotation) or annotation
     return cls in _SEQUENCES or (isinstance(cls, type) and issubclass(cls, (list, tuple, set, frozenset)))
-
-
-def _has_reducer(state: Any, name: str) -> bool:
-    """Whether the state field merges updates (`Annotated[list, append]`) instead of replacing.
-
-    Mirrors the state schema's test without importing `waypoint.graphs` (nodes sit below it).
-    """
-    info = getattr(type(state), "model_fields", {}).get(name)
-    metadata = info.metadata if info is not None else []
-    return any(
-        inspect.isfunction(m) or inspect.isbuiltin(m) or (callable(m) and hasattr(m, "fn"))
-        for m in metadata
-    )
 
 
 def _clip(text: str, limit: int = 2000) -> str:

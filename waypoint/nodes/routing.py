@@ -40,12 +40,13 @@ from typing import Any, Callable, ClassVar, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
+from waypoint._reducers import field_reducer
 from waypoint.errors import GraphError, NodeError
 from waypoint.nodes._tools import Tool, ToolResult, answered, check_call, execute, tool
 from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy, register
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.llm_node import (
-    APPROVAL, Ending, LLMNode, Template, _clip, _collects, _has_reducer, check_llm_options, check_settings,
+    APPROVAL, Ending, LLMNode, Template, _clip, _collects, check_llm_options, check_settings,
 )
 from waypoint.nodes.model import Model, ToolCall
 
@@ -251,7 +252,7 @@ class ApprovedCall(Node):
             result = answered(call, f"Not run: a human reviewer rejected this call{why}. Do not call it "
                               "again unless asked to.", rejected=comment or True)
         ctx.record["trace"] = [result.trace]
-        past = [] if _has_reducer(state, self.history) else list(_get(state, self.history) or [])
+        past = [] if field_reducer(type(state), self.history) else list(_get(state, self.history) or [])
         return Outcome(update={self.history: [*past, result.message], self.pending: None})
 
     def child_graphs(self) -> tuple[Any, ...]:
