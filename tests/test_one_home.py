@@ -78,3 +78,14 @@ def functions_named(part: str) -> dict[str, list[str]]:
             if isinstance(node, ast.FunctionDef) and node.name.endswith(part):
                 found.setdefault(path.relative_to(ROOT).as_posix(), []).append(node.name)
     return found
+
+
+def test_usage_is_summed_in_one_place():
+    from waypoint.nodes.context import add_usage
+
+    total = {"calls": 1}
+    add_usage(total, {"input_tokens": 9, "calls": 2, "finish_reason": "stop", "tool_calls": "x"})
+    add_usage(total, None)  # a node that spent nothing
+    assert total == {"calls": 3, "input_tokens": 9}
+    pending = {"engine/_budget.py"}  # the engine's copy: issue 12 part Y imports this one instead
+    assert set(functions_named("add_usage")) - pending == {"nodes/context.py"}

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 
 from waypoint.errors import GraphError, NodeError
 from waypoint.nodes._tools import Tool, ToolOutput
-from waypoint.nodes.context import NodeContext
+from waypoint.nodes.context import NodeContext, add_usage
 from waypoint.nodes.llm_node import LLMNode
 
 __all__ = ["agent_tool"]
@@ -98,7 +98,7 @@ def _node_runner(node: LLMNode, name: str, arguments: type[BaseModel], output: O
             value = outcome.labels[0]
         else:
             value = (update.get(node.history) or [{}])[-1].get("content")
-        _add_usage(_ctx, inner.record.get("usage"))
+        add_usage(_ctx.record.setdefault("usage", {}), inner.record.get("usage"))
         return ToolOutput(_shape(value, output), {"agent": {
             "node": node.name, "usage": inner.record.get("usage"), "trace": inner.record.get("trace", [])}})
 
@@ -117,7 +117,7 @@ def _graph_runner(graph: Any, name: str, output: Output):
         key = f"{name}.{_next_call(_ctx, name)}.{_digest(plain)}"
         usage: dict[str, int] = {}
         final = await _ctx.run_child(graph, plain, key=key, usage=usage)
-        _add_usage(_ctx, usage)
+        add_usage(_ctx.record.setdefault("usage", {}), usage)
         return ToolOutput(_shape(final, output), {"agent": {"graph": getattr(graph, "name", None),
                                                             "child": key, "usage": usage}})
 
@@ -140,12 +140,3 @@ def _next_call(ctx: NodeContext, name: str) -> int:
 def _digest(arguments: dict[str, Any]) -> str:
     text = json.dumps(arguments, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _add_usage(ctx: NodeContext, usage: Any) -> None:
-    if not isinstance(usage, dict):
-        return
-    total = ctx.record.setdefault("usage", {})
-    for key, value in usage.items():
-        if isinstance(value, int):
-            total[key] = total.get(key, 0) + value

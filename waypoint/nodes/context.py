@@ -15,6 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 EmitFn = Callable[[str, dict[str, Any]], None]
+USAGE_KEYS = ("input_tokens", "output_tokens", "calls", "tool_calls")  # what ctx.record["usage"] counts
+
+
+def add_usage(total: dict[str, int], usage: Any) -> None:
+    """Add a usage record (`{"input_tokens": 9, ...}`, or None) into `total`, key by key.
+
+    The one sum of usage: a node's own record, its children's, a run's total and
+    its budget all add up this way; keys other than USAGE_KEYS are not usage.
+    """
+    if isinstance(usage, dict):
+        for key in USAGE_KEYS:
+            value = usage.get(key)
+            if isinstance(value, int):
+                total[key] = total.get(key, 0) + value
 
 
 def _no_emit(kind: str, data: dict[str, Any]) -> None:
