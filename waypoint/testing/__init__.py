@@ -31,9 +31,9 @@ Hypothesis is only needed for the termination checks and the strategies
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from waypoint._lazy import lazy
 from waypoint.testing.scripted import ScriptedModel, ScriptExhausted, tool_call
 
 if TYPE_CHECKING:
@@ -47,21 +47,8 @@ __all__ = [
     "tool_call",
 ]
 
-_LAZY = {  # name -> module; imported on first use (Hypothesis, the engine)
-    **dict.fromkeys(["assert_terminates", "check_terminates", "run_driven", "DrivenRun"], "termination"),
-    **dict.fromkeys(["router_choices", "random_graphs", "Choices"], "strategies"),
-    **dict.fromkeys(["check_store", "run_check", "CHECKS"], "store_conformance"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'waypoint.testing' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"waypoint.testing.{module}"), name)
-    globals()[name] = value  # looked up once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy(__name__, {  # imported on first use (Hypothesis, the engine)
+    **dict.fromkeys(["assert_terminates", "check_terminates", "run_driven", "DrivenRun"], ".termination"),
+    **dict.fromkeys(["router_choices", "random_graphs", "Choices"], ".strategies"),
+    **dict.fromkeys(["check_store", "run_check", "CHECKS"], ".store_conformance"),
+})
