@@ -13,8 +13,8 @@ from typing import Any, Literal, assert_type
 from pydantic import BaseModel
 
 from waypoint import (
-    END, START, Graph, GraphBuilder, MemoryStore, RunHandle, RunInfo, RunResult, SQLiteStore, WaypointError,
-    resume, resume_sync, run_sync, start,
+    END, START, Graph, GraphBuilder, MemoryStore, RunHandle, RunInfo, RunResult, SQLiteStore, ToolCall,
+    WaypointError, resume, resume_sync, run_sync, start,
 )
 
 
@@ -68,3 +68,7 @@ def run_it_sync(graph: Graph[Essay]) -> None:
     assert_type(result, RunResult[Essay])
     assert_type(result.state.topic, str)
     assert_type(resume_sync(graph, result.run_id, store=MemoryStore()).state, Essay)
+
+
+def the_llm_side_is_typed_too() -> None:  # loaded lazily at run time, seen whole by a type checker
+    assert_type(ToolCall(id="1", name="search", arguments="{}").name, str)

@@ -33,10 +33,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each loads on 
         SchemaVersionError, StaleAnswerError, StoreError, UpdateError, WaypointError,
     )
     from waypoint.graphs import END, START, Graph, GraphBuilder, append, merge, reducer
-    from waypoint.nodes import (
-        LLMNode, Model, ModelRequest, ModelResponse, NodeContext, OpenAIModel, RetryPolicy, ToolApproval,
-        ToolCall, agent_tool, handoff, llm, llm_router, run_approved, tool,
-    )
+    from waypoint.nodes import NodeContext, RetryPolicy, tool
+    from waypoint.nodes.agents import agent_tool  # the LLM side: waypoint.nodes loads it lazily
+    from waypoint.nodes.llm_node import LLMNode, llm
+    from waypoint.nodes.model import Model, ModelRequest, ModelResponse, OpenAIModel, ToolCall
+    from waypoint.nodes.routing import ToolApproval, handoff, llm_router, run_approved
 
 __version__ = "0.1.0"
 

@@ -39,10 +39,8 @@ def problems(exc: Any, *, whole: str | None = None, named: str | None = None) ->
     """
     out = []
     for error in exc.errors(include_url=False):
-        where = ".".join(map(str, error["loc"]))
-        if where and named:
-            where = f"{named} {where!r}"
-        where = where or whole
+        loc = ".".join(map(str, error["loc"]))
+        where = (f"{named} {loc!r}" if named else loc) if loc else whole
         out.append(f"{where}: {error['msg']}" if where else error["msg"])
     return "; ".join(out)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["Reducer", "field_reducer", "is_reducer"]
 

@@ -28,6 +28,8 @@ what went wrong, where, and how to fix it.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BudgetExceededError",
     "ConflictError",
@@ -65,11 +67,12 @@ class WaypointError(Exception):
         self.seq = seq
         super().__init__(message)
 
-    def __reduce__(self):  # keep the keyword context when pickled across processes
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the keyword context when pickled across processes
         return (_rebuild, (type(self), str(self), self.run_id, self.node, self.seq))
 
 
-def _rebuild(cls, message, run_id, node, seq):
+def _rebuild(cls: type[WaypointError], message: str, run_id: str | None, node: str | None,
+             seq: int | None) -> WaypointError:
     err = cls.__new__(cls)
     WaypointError.__init__(err, message, run_id=run_id, node=node, seq=seq)
     return err

@@ -30,7 +30,7 @@ def _load() -> dict[str, str]:
     """The named blocks of postgres.sql: {"claim": "UPDATE ...", "migration_1": "CREATE ..."}."""
     text = resources.files("waypoint.checkpoints").joinpath("postgres.sql").read_text("utf-8")
     parts = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2])}
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
 SQL = _load()
@@ -88,7 +88,7 @@ async def batch(conn: Conn, writes: list[Write]) -> list[tuple[bool, Any]]:
     except (psycopg.IntegrityError, psycopg.errors.PipelineAborted):
         await conn.execute("ROLLBACK")
         return await _one_by_one(conn, writes)
-    return [_settled(w, await cur.fetchone()) for w, cur in zip(writes, cursors)]
+    return [_settled(w, await cur.fetchone()) for w, cur in zip(writes, cursors, strict=True)]
 
 
 async def _one_by_one(conn: Conn, writes: list[Write]) -> list[tuple[bool, Any]]:

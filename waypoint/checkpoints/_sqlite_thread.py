@@ -21,7 +21,8 @@ import asyncio
 import queue
 import sqlite3
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["ConnectionThread"]
 
@@ -72,7 +73,7 @@ class ConnectionThread:
             fn, args, loop, future = job
             try:
                 outcome: tuple[bool, Any] = (True, fn(self._raw, *args))
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task as it is
+            except BaseException as exc:  # handed to the awaiting task as it is
                 outcome = (False, exc)
             try:
                 loop.call_soon_threadsafe(_settle, future, outcome)

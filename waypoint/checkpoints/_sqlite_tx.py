@@ -54,7 +54,8 @@ def setup(raw: sqlite3.Connection, pragma_synchronous: str, path: str, busy_time
         try:
             return _setup_once(raw, pragma_synchronous, path)
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+            busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
                 raise
             time.sleep(0.005)
 

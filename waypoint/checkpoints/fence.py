@@ -12,6 +12,7 @@ store of your own (see `waypoint.testing.check_store`) may use it too.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from waypoint.checkpoints.records import RunInfo, Snapshot, Step, encode
@@ -28,7 +29,7 @@ class Append(NamedTuple):
     first: int | None  # seq of the first step; None for a snapshot-only append
     last: int | None
     snap_seq: int  # 0 when there is no snapshot: any log satisfies "last_seq >= 0"
-    step_rows: list[tuple[str, int, str, str, bytes]]  # run_id, seq, kind, node, payload
+    step_rows: Sequence[tuple[str, int, str, str, bytes]]  # run_id, seq, kind, node, payload
     snap_blob: bytes | None
 
 

@@ -60,7 +60,7 @@ class MemoryStore:
             self._ttl[info.run_id] = ttl
         self._runs[info.run_id] = info
         self._steps[info.run_id] = {}
-        self._snaps[info.run_id] = {} if blob is None else {snapshot.seq: blob}
+        self._snaps[info.run_id] = {snapshot.seq: blob} if snapshot is not None and blob is not None else {}
 
     async def get_run(self, run_id: str) -> RunInfo:
         try:

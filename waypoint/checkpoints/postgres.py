@@ -64,7 +64,8 @@ class PostgresStore:
         statements (1.21+, max_prepared_statements); the default prepares nothing."""
         self.url, self.where = url, safe_url(url)
         self.min_size, self.max_size, self.timeout, self.max_idle = min_size, max_size, timeout, max_idle
-        self._connect = {"autocommit": True, "prepare_threshold": 5 if prepare else None,  # None: PgBouncer-safe
+        self._connect = {"autocommit": True,  # prepare_threshold None: PgBouncer-safe
+                         "prepare_threshold": 5 if prepare else None,
                          "connect_timeout": connect_timeout, "keepalives": 1,
                          "keepalives_idle": keepalives_idle, "keepalives_interval": keepalives_interval,
                          "keepalives_count": keepalives_count, "application_name": "waypoint"}
@@ -249,7 +250,7 @@ class PostgresStore:
 
     async def _commit(self, batch: list[tuple[tx.Write, asyncio.Future[Any]]]) -> None:
         results = await self._transaction([write for write, _ in batch])
-        for (_, future), (ok, value) in zip(batch, results):
+        for (_, future), (ok, value) in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(value) if ok else future.set_exception(value)
 

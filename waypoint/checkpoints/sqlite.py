@@ -127,7 +127,8 @@ class SQLiteStore:
 
     async def claim(self, run_id: str, owner: str, ttl: float, *, expect_seq: int | None = None,
                     expect_status: RunStatus | None = None) -> RunInfo:
-        return run_from_row(run_id, await self._write(tx.claim, run_id, owner, ttl, expect_seq, expect_status))
+        row = await self._write(tx.claim, run_id, owner, ttl, expect_seq, expect_status)
+        return run_from_row(run_id, row)
 
     async def renew(self, run_id: str, owner: str, ttl: float) -> None:
         await self._write(tx.renew, run_id, owner, ttl)
@@ -239,7 +240,7 @@ class SQLiteStore:
             gone, outcome = self._gone(), "this write went into the file that is no longer there"
         if gone is not None:  # a commit there would be lost when the store closes
             results = [(False, self._lost(gone, outcome, args[0])) for (_, args), _ in batch]
-        for (_, future), (ok, value) in zip(batch, results):
+        for (_, future), (ok, value) in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(value) if ok else future.set_exception(value)
 
