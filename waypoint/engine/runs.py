@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Generator, Generic, Literal, Mapping, TypeVar
 
 from msgspec import structs
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from waypoint.checkpoints.memory import MemoryStore
 from waypoint.checkpoints.protocol import Store
