@@ -13,7 +13,7 @@ newer `v` than `RECORD_VERSION` raises `SchemaVersionError`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -109,7 +109,11 @@ def decode_snapshot(data: bytes, *, run_id: str, seq: int | None = None) -> Snap
     return _checked(_snapshot_decoder, data, run_id=run_id, seq=seq, what="snapshot")
 
 
-def _checked(decoder, data, *, run_id, seq, what):
+R = TypeVar("R", Step, Snapshot)
+
+
+def _checked(decoder: msgspec.msgpack.Decoder[R], data: bytes, *, run_id: str, seq: int | None,
+             what: str) -> R:
     try:
         record = decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
