@@ -13,8 +13,6 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from waypoint._messages import problems
 
 ROOT = Path(__file__).resolve().parent.parent / "waypoint"
-# The engine's copies are its owner's to move (issue 12, part Y); delete each entry once it is gone.
-ENGINE_PENDING = {"engine/edits.py"}
 
 
 def modules_calling(method: str) -> set[str]:
@@ -29,7 +27,7 @@ def modules_calling(method: str) -> set[str]:
 
 
 def test_pydantic_validation_errors_are_worded_in_one_place():
-    assert modules_calling("errors") - ENGINE_PENDING == {"_messages.py"}
+    assert modules_calling("errors") == {"_messages.py"}
 
 
 class Order(BaseModel):
@@ -87,8 +85,7 @@ def test_usage_is_summed_in_one_place():
     add_usage(total, {"input_tokens": 9, "calls": 2, "finish_reason": "stop", "tool_calls": "x"})
     add_usage(total, None)  # a node that spent nothing
     assert total == {"calls": 3, "input_tokens": 9}
-    pending = {"engine/_budget.py"}  # the engine's copy: issue 12 part Y imports this one instead
-    assert set(functions_named("add_usage")) - pending == {"nodes/context.py"}
+    assert set(functions_named("add_usage")) == {"nodes/context.py"}
 
 
 def test_one_lazy_loader_serves_the_front_doors():

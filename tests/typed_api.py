@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from waypoint import (
     END, START, Graph, GraphBuilder, MemoryStore, RunHandle, RunInfo, RunResult, SQLiteStore, ToolCall,
-    WaypointError, resume, resume_sync, run_sync, start,
+    WaypointError, fork, resume, resume_sync, run_sync, start,
 )
 
 
@@ -57,6 +57,8 @@ async def run_it(graph: Graph[Essay]) -> None:
     assert_type(result.state.draft, str)
     assert_type(await handle, RunResult[Essay])
     assert_type(result.error, WaypointError | None)
+    forked = await fork(graph, result.run_id, at=1, store=store)
+    assert_type(forked, RunHandle[Essay])
     again = await resume(graph, result.run_id, {"approved": True}, store=store)
     assert_type(again, RunHandle[Essay])
     assert_type((await again.cancel(reason="enough")).state, Essay)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from waypoint.errors import BudgetExceededError
+from waypoint.nodes.context import USAGE_KEYS, add_usage  # the one sum of usage
 
-USAGE_KEYS = ("input_tokens", "output_tokens", "calls", "tool_calls")
 
 
 @dataclass(frozen=True)
@@ -51,14 +51,6 @@ class Budget:
                 f"what was done is kept. Resume with a larger budget, e.g. "
                 f"resume(graph, {run_id!r}, budget=Budget({name}={larger})), or without budget= "
                 "to run unlimited.")
-
-
-def add_usage(total: dict[str, int], record: Any) -> None:
-    if isinstance(record, dict):
-        for key in USAGE_KEYS:
-            value = record.get(key)
-            if isinstance(value, int):
-                total[key] = total.get(key, 0) + value
 
 
 def usage_minus(total: Any, *spent: Any) -> dict[str, int]:

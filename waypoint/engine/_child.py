@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from waypoint.checkpoints.protocol import Store
 from waypoint.engine import _lease
-from waypoint.engine._budget import add_usage
+from waypoint.nodes.context import add_usage
 from waypoint.engine._create import create_run_record
 from waypoint.engine._frontier import Activation
 from waypoint.engine._ids import child_run_id

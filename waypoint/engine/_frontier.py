@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from waypoint.checkpoints.records import Step
-from waypoint.engine._budget import add_usage
+from waypoint.nodes.context import add_usage
 from waypoint.graphs.graph import START, Graph
 
 

@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from waypoint.engine._budget import add_usage, counting_children, unkept
+from waypoint.engine._budget import counting_children, unkept
+from waypoint.nodes.context import add_usage
 from waypoint.engine._frontier import Activation
 from waypoint.engine._messages import Done, Failed, Finished, ItemDone, Message, Waiting
 from waypoint.engine.events import Event, EventBus

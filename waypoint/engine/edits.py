@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ValidationError
 
 from waypoint.checkpoints.records import Step
+from waypoint._messages import problems
 from waypoint.errors import UpdateError
 from waypoint.graphs.graph import Graph
 
@@ -66,7 +67,7 @@ def check_edit(graph: Graph, update: Mapping[str, Any], *, where: str,
         try:
             values[name] = spec.adapter.validate_python(value)
         except ValidationError as exc:
-            problem = "; ".join(e["msg"] for e in exc.errors())
+            problem = problems(exc)
             raise UpdateError(f"{where}: update= field {name!r} got {value!r:.200}, which does not "
                               f"fit {model}.{name}: {problem}. Fix the value; nothing was written.",
                               run_id=run_id) from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -28,6 +28,8 @@ from waypoint.engine.runs import RunHandle, _launch, _Options
 from waypoint.engine.waits import GateAddress, child_graphs, waiting_children
 from waypoint.errors import RunError, RunNotFoundError
 from waypoint.graphs.graph import Graph
+
+S = TypeVar("S")  # the graph's state model: a fork of a Graph[Essay] is a RunHandle[Essay]
 
 
 @dataclass(frozen=True)
@@ -124,9 +126,9 @@ async def _pending(graph: Graph, store: Store, run_id: str, seq: int | None) -> 
     return requests
 
 
-async def fork(graph: Graph, source: str, /, *, at: int, store: Store, run_id: str | None = None,
+async def fork(graph: Graph[S], source: str, /, *, at: int, store: Store, run_id: str | None = None,
                deps: Any = None, update: Mapping[str, Any] | None = None,
-               by: str | None = None) -> RunHandle:
+               by: str | None = None) -> RunHandle[S]:
     """Start a new run from the state and pending work of run `source` right after step `at`.
 
         handle = await fork(graph, "order-42", at=3, store=store)                  # a new id
