@@ -107,22 +107,27 @@ def qualified_names(graph: Any, prefix: str = "") -> list[str]:
     names = []
     for name, node in graph.nodes.items():
         names.append(prefix + name)
-        if node.kind == "subgraph":
-            names += qualified_names(node.graph, f"{prefix}{name}/")
+        if _is_subgraph(node):
+            names += qualified_names(node.inner_graph, f"{prefix}{name}/")
     return names
 
 
 def _inner_graph(graph: Any, node: str) -> Any:
     """The graph that owns `node` (`sub/child` belongs to subgraph `sub`)."""
-    from waypoint.engine.waits import GateAddress  # loaded with the run that shows events
+    from waypoint.nodes.address import GateAddress  # loaded with the run that shows events
 
     address = GateAddress.parse(node)
     if address.inner is None:
         return graph
     inner = graph.nodes.get(address.head)
-    if getattr(inner, "kind", "") != "subgraph":
+    if inner is None or not _is_subgraph(inner):
         return None
-    return _inner_graph(inner.graph, str(address.inner))
+    return _inner_graph(inner.inner_graph, str(address.inner))
+
+
+def _is_subgraph(node: Any) -> bool:
+    """A node that runs one child graph as itself (not per item, as a map does)."""
+    return node.inner_graph is not None and node.item_field is None
 
 
 async def follow(handle: Any, graph: Any, out: Out) -> Any:
