@@ -11,8 +11,8 @@ a reducer field the same way. Imports nothing of waypoint.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Reducer", "field_reducer", "is_reducer"]

@@ -26,7 +26,16 @@ from typing import Any
 import click
 
 from waypoint import __version__
-from waypoint._cli.common import JSON, Commands, UsageProblem, command, existing_db, read_run, resolve_db, run_async
+from waypoint._cli.common import (
+    JSON,
+    Commands,
+    UsageProblem,
+    command,
+    existing_db,
+    read_run,
+    resolve_db,
+    run_async,
+)
 from waypoint._cli.runs import Answer, Edit, Flags, cancel_run, fork_run, marks_of, resume_run, start_run
 
 DB_HELP = "SQLite file of the runs [default: $WAYPOINT_DB or ./waypoint.db]"

@@ -54,7 +54,7 @@ async def start_run(graph: Any, ref: str, input_: Any, db: Db, run_id: str | Non
 async def resume_run(info: Any, graph: Any, ref: str, answer: Answer, db: Db, flags: Flags) -> None:
     from waypoint import resume
     from waypoint._cli.changes import graph_change
-    from waypoint._cli.live import report, finished_run
+    from waypoint._cli.live import finished_run, report
     from waypoint._cli.output import Out
     from waypoint.errors import GraphChangedError
 

@@ -18,7 +18,6 @@ from waypoint.errors import BudgetExceededError
 from waypoint.nodes.context import USAGE_KEYS, add_usage  # the one sum of usage
 
 
-
 @dataclass(frozen=True)
 class Budget:
     tokens: int | None = None  # input + output tokens

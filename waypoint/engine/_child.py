@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from waypoint.checkpoints.protocol import Store
 from waypoint.engine import _lease
-from waypoint.nodes.context import add_usage
 from waypoint.engine._create import create_run_record
 from waypoint.engine._frontier import Activation
 from waypoint.engine._ids import child_run_id
@@ -24,6 +23,7 @@ from waypoint.engine.events import Event, EventBus
 from waypoint.engine.waits import ChildWaiting, Go, child_address, still_waiting, take_answers
 from waypoint.errors import NodeError, RunNotFoundError, RunStateError, WaypointError
 from waypoint.graphs.graph import Graph
+from waypoint.nodes.context import add_usage
 
 if TYPE_CHECKING:
     from waypoint.checkpoints.records import RunInfo

@@ -14,12 +14,13 @@ It activates nothing: the run goes on from the work that was pending.
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from waypoint.checkpoints.records import Step
 from waypoint._messages import problems
+from waypoint.checkpoints.records import Step
 from waypoint.errors import UpdateError
 from waypoint.graphs.graph import Graph
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 TERMINAL = frozenset({"run_waiting", "run_finished", "run_failed", "run_cancelled"})
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Generator, Generic, Literal, Mapping, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from msgspec import structs
 from pydantic import BaseModel, ValidationError
 
+from waypoint._messages import misfit, unknown_keys
 from waypoint.checkpoints.memory import MemoryStore
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, RunStatus, Step
@@ -30,16 +32,25 @@ from waypoint.engine import _lease
 from waypoint.engine._budget import Budget
 from waypoint.engine._create import create_run_record, new_run_id
 from waypoint.engine._ids import check_user_run_id
-from waypoint.engine.edits import edit_step
-from waypoint._messages import misfit, unknown_keys
 from waypoint.engine._loop import RunLoop
+from waypoint.engine._resumable import (
+    check_not_held,
+    check_resumable,
+    check_same_graph,
+    pick_gate,
+    stale_answer,
+    validate_answer,
+)
+from waypoint.engine.edits import edit_step
 from waypoint.engine.events import Event, EventBus
 from waypoint.engine.waits import Answer
 from waypoint.errors import (
-    LeaseError, RunError, RunMovedError, RunNotFoundError, RunStateError, WaypointError,
-)
-from waypoint.engine._resumable import (
-    check_not_held, check_resumable, check_same_graph, pick_gate, stale_answer, validate_answer,
+    LeaseError,
+    RunError,
+    RunMovedError,
+    RunNotFoundError,
+    RunStateError,
+    WaypointError,
 )
 from waypoint.graphs.graph import Graph
 

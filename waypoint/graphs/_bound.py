@@ -25,7 +25,8 @@ return annotation is assumed to fan out, here and by that check alike
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from waypoint.graphs._checks import fans_out
 from waypoint.graphs.graph import END, START

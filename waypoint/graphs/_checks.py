@@ -11,8 +11,9 @@ one line each, naming the place and the fix.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from waypoint.graphs._checks_fit import kind, return_annotation
 from waypoint.graphs.graph import END, START

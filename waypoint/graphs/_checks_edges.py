@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from waypoint.graphs._checks import Spec
 from waypoint.graphs.graph import END, START

@@ -9,7 +9,12 @@ from pydantic import BaseModel
 
 from waypoint.graphs._checks import Spec
 from waypoint.graphs._checks_fit import (
-    describe, kind, may_fit, one_item, return_annotation, without_none,
+    describe,
+    kind,
+    may_fit,
+    one_item,
+    return_annotation,
+    without_none,
 )
 from waypoint.graphs._checks_map import check_map
 from waypoint.graphs.graph import Graph

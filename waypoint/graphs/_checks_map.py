@@ -11,7 +11,13 @@ from pydantic import BaseModel
 
 from waypoint.graphs._checks import Spec
 from waypoint.graphs._checks_fit import (
-    describe, element_type, kind, may_fit, return_annotation, strip, without_none,
+    describe,
+    element_type,
+    kind,
+    may_fit,
+    return_annotation,
+    strip,
+    without_none,
 )
 from waypoint.graphs.graph import Graph
 

@@ -8,10 +8,17 @@ every value is quoted and escaped, which makes any node name safe.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from waypoint.graphs.render import (
-    GATE_COLOURS, OFF_PATH_COLOUR, PATH_COLOUR, STATUS_COLOURS, Box, Cluster, Diagram, Link,
+    GATE_COLOURS,
+    OFF_PATH_COLOUR,
+    PATH_COLOUR,
+    STATUS_COLOURS,
+    Box,
+    Cluster,
+    Diagram,
+    Link,
 )
 
 FONT = "Helvetica,Arial,sans-serif"

@@ -6,7 +6,8 @@ import ast
 import inspect
 import textwrap
 import typing
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 
 def literal_labels(fn: Callable[..., Any]) -> tuple[str, ...] | None:

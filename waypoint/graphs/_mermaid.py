@@ -11,7 +11,15 @@ Labels are always double-quoted, and the characters Mermaid would read as syntax
 from __future__ import annotations
 
 from waypoint.graphs.render import (
-    GATE_COLOURS, OFF_PATH_COLOUR, PATH_COLOUR, STATUS_COLOURS, Box, Cluster, Diagram, Link, walk,
+    GATE_COLOURS,
+    OFF_PATH_COLOUR,
+    PATH_COLOUR,
+    STATUS_COLOURS,
+    Box,
+    Cluster,
+    Diagram,
+    Link,
+    walk,
 )
 
 # a node's `drawing` (or start, end, join) -> (opening, closing) brackets; others are rectangles

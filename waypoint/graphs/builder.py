@@ -20,7 +20,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Generic, Mapping, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from waypoint.graphs.state import StateSchema
 from waypoint.nodes.base import Node

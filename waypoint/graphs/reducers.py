@@ -10,7 +10,8 @@ order, also when a run is replayed from its log, so they must be deterministic.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from waypoint._reducers import Reducer  # its home is below the layers: nodes tell reducers too
 

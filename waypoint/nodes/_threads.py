@@ -17,7 +17,8 @@ import contextvars
 import functools
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 IDLE_SECONDS = 60.0  # an idle worker exits after this long, so a burst leaves no crowd behind
 
@@ -39,7 +40,7 @@ async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     def job() -> None:
         try:
             outcome: tuple[bool, Any] = (True, call())
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task as it is
+        except BaseException as exc:
             outcome = (False, exc)
         try:
             loop.call_soon_threadsafe(_settle, future, outcome)

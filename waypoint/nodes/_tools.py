@@ -24,8 +24,9 @@ import asyncio
 import inspect
 import json
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model

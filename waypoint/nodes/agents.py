@@ -29,8 +29,9 @@ from __future__ import annotations
 import hashlib
 import json
 import string
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, create_model
 

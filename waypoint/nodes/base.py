@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from waypoint.errors import NodeError
-
 from waypoint.nodes.context import NodeContext
 
 N = TypeVar("N", bound="Node")
@@ -69,7 +68,7 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy()
 
 
-KINDS: dict[str, type["Node"]] = {}  # kind name -> its class; filled by `register`
+KINDS: dict[str, type[Node]] = {}  # kind name -> its class; filled by `register`
 
 
 def register(cls: type[N]) -> type[N]:

@@ -25,8 +25,9 @@ pauses the parent as `<subgraph>/<gate>`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -34,6 +35,7 @@ from waypoint.errors import NodeError
 from waypoint.nodes._call import call
 from waypoint.nodes.base import Node, Outcome, register
 from waypoint.nodes.context import NodeContext
+
 
 class ChildPaused(Exception):
     """Raised through `ctx.run_child` when the child run stopped at a gate (the engine's

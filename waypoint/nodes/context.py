@@ -11,8 +11,9 @@ it happen once even though a node in flight at a crash runs again.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 EmitFn = Callable[[str, dict[str, Any]], None]
 USAGE_KEYS = ("input_tokens", "output_tokens", "calls", "tool_calls")  # what ctx.record["usage"] counts

@@ -11,8 +11,9 @@ A function takes `(state)` or `(state, ctx)`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from waypoint.nodes._call import call
 from waypoint.nodes.base import Node, Outcome, register

@@ -23,8 +23,9 @@ returns is recorded with the step, so replay follows it without calling it again
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
 

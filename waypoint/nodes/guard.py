@@ -12,8 +12,9 @@ an inner loop gets its full budget on every iteration of an outer one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from waypoint.nodes.base import Node, Outcome, register
 from waypoint.nodes.context import NodeContext

@@ -34,19 +34,20 @@ from __future__ import annotations
 import collections.abc as abc
 import inspect
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
 
 from waypoint._messages import problems
 from waypoint._reducers import field_reducer
 from waypoint.errors import GraphError, NodeError
+from waypoint.nodes._llm_loop import APPROVAL, Ending, _Loop
 from waypoint.nodes._tools import Tool, tool
 from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy, register
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.model import Model
-from waypoint.nodes._llm_loop import APPROVAL, Ending, _Loop
 
 __all__ = ["APPROVAL", "LLMNode", "llm"]
 

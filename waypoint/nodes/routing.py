@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
@@ -46,7 +47,14 @@ from waypoint.nodes._tools import Tool, ToolResult, answered, check_call, execut
 from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy, register
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.llm_node import (
-    APPROVAL, Ending, LLMNode, Template, _clip, _collects, check_llm_options, check_settings,
+    APPROVAL,
+    Ending,
+    LLMNode,
+    Template,
+    _clip,
+    _collects,
+    check_llm_options,
+    check_settings,
 )
 from waypoint.nodes.model import Model, ToolCall
 

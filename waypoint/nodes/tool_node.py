@@ -16,8 +16,9 @@ context's `idempotency_key` is the same for every attempt and across crashes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 

@@ -35,7 +35,8 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
-from typing import Any, Callable, Iterable, Mapping, Union
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Union
 
 from pydantic import BaseModel
 

@@ -26,7 +26,11 @@ from typing import Any
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RECORD_VERSION, RunInfo, Snapshot, Step
 from waypoint.errors import (
-    CorruptRecordError, LeaseError, RunMovedError, RunNotFoundError, RunStateError,
+    CorruptRecordError,
+    LeaseError,
+    RunMovedError,
+    RunNotFoundError,
+    RunStateError,
     SchemaVersionError,
 )
 
@@ -146,7 +150,7 @@ async def check_list_runs(store: Store, plant: Plant | None) -> None:
         await store.create_run(info(f"r{i}", graph="ab"[i % 2], created_at=1000.0 + i))
     await store.claim("r4", "w", 60)
     await store.release("r4", "w", "done")
-    ids = lambda runs: [r.run_id for r in runs]  # noqa: E731
+    ids = lambda runs: [r.run_id for r in runs]
     assert ids(await store.list_runs()) == ["r5", "r4", "r3", "r2", "r1", "r0"], "not newest first"
     assert ids(await store.list_runs(graph="a")) == ["r4", "r2", "r0"]
     assert ids(await store.list_runs(status="done")) == ["r4"]
@@ -270,7 +274,7 @@ async def check_history_and_snapshot_at(store: Store, plant: Plant | None) -> No
     await leased(store, "r")
     await store.append("r", "w1", [step(1), step(2)], Snapshot(seq=2, state={"at": 2}))
     await store.append("r", "w1", [step(3), step(4), step(5)], Snapshot(seq=5, state={"at": 5}))
-    seqs = lambda steps: [s.seq for s in steps]  # noqa: E731
+    seqs = lambda steps: [s.seq for s in steps]
     assert seqs(await store.history("r")) == [1, 2, 3, 4, 5]
     assert seqs(await store.history("r", after=2)) == [3, 4, 5]
     assert seqs(await store.history("r", upto=3)) == [1, 2, 3]

@@ -24,8 +24,9 @@ are malformed on purpose, and `compile()` must reject those.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Iterator, Mapping
+from typing import Annotated, Any
 
 try:
     from hypothesis import strategies as st

@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from waypoint.checkpoints.memory import MemoryStore
 from waypoint.engine.runs import RunResult, resume, start
