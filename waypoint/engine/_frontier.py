@@ -51,6 +51,8 @@ class Frontier:
 
     def ready_joins(self, graph: Graph) -> list[str]:
         """Joins with arrivals and no pending activation upstream of them."""
+        if not self.arrivals:
+            return []
         ready = []
         for join, count in self.arrivals.items():
             upstream = graph.join_upstream[join]

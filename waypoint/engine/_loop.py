@@ -32,6 +32,7 @@ from waypoint.graphs.graph import END, Graph
 SNAPSHOT_MIN_BYTES = 64 * 1024  # snapshot once the deltas since the last one reach this
 SNAPSHOT_EVERY_STEPS = 64  # ...or after this many steps, while state and tail stay small
 SNAPSHOT_SMALL_BYTES = 16 * 1024
+_encode = msgspec.msgpack.Encoder().encode
 
 
 @dataclass
@@ -232,7 +233,8 @@ class RunLoop:
         total at most about the deltas; a small run also gets one every 64 steps, so
         a resume never replays a long tail of tiny steps.
         """
-        self.since_snapshot += sum(len(msgspec.msgpack.encode(s.delta)) + 64 for s in steps)
+        for step in steps:
+            self.since_snapshot += len(_encode(step.delta)) + 64
         self.steps_since_snapshot += len(steps)
         big = self.since_snapshot >= max(self.snapshot_size, SNAPSHOT_MIN_BYTES)
         long_and_small = (self.steps_since_snapshot >= SNAPSHOT_EVERY_STEPS

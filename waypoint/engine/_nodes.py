@@ -180,8 +180,11 @@ class NodeRunner:
 
         return commit_item
 
-    def _limits(self, node: str):
-        return _Limits(self.limit, self._node_limit(node))
+    def _limits(self, node: str) -> _Limits:
+        node_limit = self._node_limit(node)
+        if self.limit is None and node_limit is None:
+            return _NO_LIMITS  # the common case: no semaphore to take, nothing to build
+        return _Limits(self.limit, node_limit)
 
     def _node_limit(self, name: str) -> asyncio.Semaphore | None:
         limit = self.graph.nodes[name].concurrency
@@ -219,3 +222,6 @@ class _Limits:
     async def __aexit__(self, *exc: object) -> None:
         for sem in reversed(self.sems):
             sem.release()
+
+
+_NO_LIMITS = _Limits()

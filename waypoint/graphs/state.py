@@ -112,7 +112,7 @@ class StateSchema:
         for name, value in values.items():
             reduce = self.fields[name].reducer
             merged[name] = reduce(getattr(state, name), value) if reduce else value
-        new = state.model_copy(update=merged)
+        new = _copy(state, merged)
         try:
             if self.whole:
                 return self.model.model_validate(dict(new))
@@ -143,6 +143,21 @@ class StateSchema:
         if isinstance(value, self.model):
             return value
         return self.model.model_validate(value or {})
+
+
+def _copy(state: BaseModel, merged: dict[str, Any]) -> BaseModel:
+    """`state.model_copy(update=merged)`, without its generic steps when the model has no extras
+    or private attributes (the common case, paid once per step)."""
+    if state.__pydantic_extra__ is not None or getattr(state, "__pydantic_private__", None) is not None:
+        return state.model_copy(update=merged)
+    new = state.__class__.__new__(state.__class__)
+    values = state.__dict__.copy()
+    values.update(merged)
+    object.__setattr__(new, "__dict__", values)
+    object.__setattr__(new, "__pydantic_fields_set__", state.__pydantic_fields_set__ | merged.keys())
+    object.__setattr__(new, "__pydantic_extra__", None)
+    object.__setattr__(new, "__pydantic_private__", None)
+    return new
 
 
 def _has_validator(decorators: Any, field: str) -> bool:
