@@ -53,9 +53,10 @@ class Out:
         """Aligned columns, never wrapped; `styles` maps a header to {cell value: style}."""
         styles = styles or {}
         widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-        self.line(("  ".join(h.ljust(w) for h, w in zip(headers, widths)), "bold"))
+        self.line(("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), "bold"))
         for row in rows:
-            cells = [(c.ljust(w) + "  ", styles.get(h, {}).get(c)) for h, c, w in zip(headers, row, widths)]
+            cells = [(c.ljust(w) + "  ", styles.get(h, {}).get(c))
+                     for h, c, w in zip(headers, row, widths, strict=True)]
             self.line(*cells)
 
     @property

@@ -8,6 +8,7 @@ from waypoint.engine.runs import RunHandle, RunResult, cancel, resume, resume_sy
 from waypoint.engine.views import GateRequest, fork, get_run, history, pending_gates, state_at
 
 __all__ = [
-    "ApprovalEntry", "Budget", "Event", "approval_log", "cancel", "due_gates", "tick", "GateRequest", "RunHandle", "RunResult", "fork", "get_run", "history",
+    "ApprovalEntry", "Budget", "Event", "approval_log", "cancel", "due_gates", "tick", "GateRequest",
+    "RunHandle", "RunResult", "fork", "get_run", "history",
     "pending_gates", "resume", "resume_sync", "run_sync", "start", "state_at", "RunMarks", "run_marks",
 ]

@@ -44,7 +44,8 @@ class Budget:
 
     @staticmethod
     def _message(run_id: str, node: str | None, seq: int, name: str, used: int, limit: int) -> str:
-        where = f"after node {node!r} at step {seq}" if node else f"before step {seq + 1}, so nothing more ran"
+        where = (f"after node {node!r} at step {seq}" if node
+                 else f"before step {seq + 1}, so nothing more ran")
         larger = max(used, limit, 1) * 2
         return (f"run {run_id!r} used {used} {name.replace('_', ' ')} (budget {limit}) {where}; "
                 f"what was done is kept. Resume with a larger budget, e.g. "

@@ -288,8 +288,9 @@ async def resume(
     step `waypoint show` printed) to apply answers only to the questions exactly as
     they were read then. A run cancelled on purpose resumes only with `force=True`.
     `update` edits fields of the state first (as `fork(..., update=)` does), validated
-    before anything is written and recorded as an `edit` step by `by`. `now` (a Unix time) is what gate deadlines are checked against
-    instead of the clock, so a test can see a day-long deadline pass:
+    before anything is written and recorded as an `edit` step by `by`. `now` (a Unix time)
+    is what gate deadlines are checked against instead of the clock, so a test can see a
+    day-long deadline pass:
     `resume(graph, run_id, store=store, now=time.time() + 86400)`.
     """
     await store.open()

@@ -47,9 +47,11 @@ def check_edges(spec: Spec) -> list[str]:
         if source == END:
             problems.append("an edge leaves END; END has no successors, remove that edge.")
         elif source != START and source not in known:
-            problems.append(f"edge {source!r} -> {targets[0]!r} starts at unknown node {source!r}; add the node or fix the name.")
+            problems.append(f"edge {source!r} -> {targets[0]!r} starts at unknown node {source!r}; "
+                            "add the node or fix the name.")
         elif source in spec.routes and not spec.nodes[source].edges_beside_routes:
-            problems.append(f"node {source!r} routes by label; give its targets in routes= instead of g.edge().")
+            problems.append(f"node {source!r} routes by label; "
+                            "give its targets in routes= instead of g.edge().")
         if source == START and END in targets:
             problems.append("edge START -> END skips every node; remove it (a run would end before it began "
                             "on that branch).")
@@ -62,7 +64,8 @@ def check_edges(spec: Spec) -> list[str]:
         problems += _repeated(lambda t, s=source: f"edge {s!r} -> {t!r}", targets)
     problems += _check_routes(spec, known)
     for name in known - set(spec.edges) - set(spec.routes):
-        problems.append(f"node {name!r} has no outgoing edge; add g.edge({name!r}, END) or an edge to the next node.")
+        problems.append(f"node {name!r} has no outgoing edge; "
+                        f"add g.edge({name!r}, END) or an edge to the next node.")
     return problems
 
 
@@ -72,13 +75,15 @@ def _check_routes(spec: Spec, known: set[str]) -> list[str]:
         labels, what, fix = spec.nodes[node].labels, spec.nodes[node].noun, _label_fix(spec.nodes[node])
         for label in labels:
             if label not in routes:
-                problems.append(f"{what} {node!r} can return {label!r} but has no route for it; add routes={{{label!r}: ...}}.")
+                problems.append(f"{what} {node!r} can return {label!r} but has no route for it; "
+                                f"add routes={{{label!r}: ...}}.")
         for label, targets in routes.items():
             if label not in labels:
-                problems.append(f"{what} {node!r} has a route for {label!r}, which it cannot return (it returns {list(labels)}); remove the route or {fix}.")
+                problems.append(f"{what} {node!r} has a route for {label!r}, which it cannot return "
+                                f"(it returns {list(labels)}); remove the route or {fix}.")
             for t in targets:
                 problems += check_target(f"route {node!r} --{label}--> {t!r}", t, known)
-            problems += _repeated(lambda t, n=node, l=label: f"route {n!r} --{l}--> {t!r}", list(targets))
+            problems += _repeated(lambda t, n=node, lb=label: f"route {n!r} --{lb}--> {t!r}", list(targets))
     return problems
 
 

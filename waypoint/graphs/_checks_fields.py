@@ -106,12 +106,14 @@ def _subgraph_input(name: str, child: Graph, shared: list[str], theirs: str, our
                 f"pass input=lambda s: {{...}} (a dict of {theirs}'s fields)."]
     problems = [f"subgraph {name!r}: field {f!r} of {theirs} is required but {ours} has no field of "
                 f"that name to fill it; pass input=... or give {f!r} a default."
-                for f, info in child.state_type.model_fields.items() if info.is_required() and f not in shared]
+                for f, info in child.state_type.model_fields.items()
+                if info.is_required() and f not in shared]
     for f in shared:
         source, target = spec.fields[f], child.schema.fields[f].annotation
         if not may_fit(source, target):
             problems.append(f"subgraph {name!r} passes field {f!r} ({describe(source)}) into {theirs}'s "
-                            f"{f!r} ({describe(target)}), which cannot hold it; align the types or pass input=...")
+                            f"{f!r} ({describe(target)}), which cannot hold it; "
+                            "align the types or pass input=...")
     return problems
 
 
@@ -147,7 +149,8 @@ def _guard(spec: Spec, name: str, node: Any) -> list[str]:
     if node.max_iterations < 0:
         problems.append(f"loop guard {name!r} has max_iterations={node.max_iterations}; use 0 or more.")
     if "continue" not in spec.routes.get(name, {}):
-        problems.append(f"loop guard {name!r} has no 'continue' route; add routes={{'continue': ..., 'done': ...}}.")
+        problems.append(f"loop guard {name!r} has no 'continue' route; "
+                        "add routes={'continue': ..., 'done': ...}.")
     return problems
 
 

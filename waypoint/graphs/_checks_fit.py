@@ -116,7 +116,8 @@ def _element(annotation: Any) -> Any:
         return Any
     if kind(annotation) == "map":
         return args[-1]
-    return Union[tuple(args)] if len(args) > 1 else args[0]
+    # a typing.Union built at run time from a tuple of arguments: `|` has no such form
+    return Union[tuple(args)] if len(args) > 1 else args[0]  # noqa: UP007
 
 
 def _value_fits(value: Any, target: Any) -> bool:

@@ -23,11 +23,13 @@ def check_shape(spec: Spec) -> list[str]:
     ends = nx.ancestors(g, END)
     for name in spec.nodes:
         if name in reachable and name not in ends:
-            problems.append(f"node {name!r} can never reach END (every path from it loops forever); add a route to END.")
+            problems.append(f"node {name!r} can never reach END (every path from it loops forever); "
+                            "add a route to END.")
     problems += _check_cycles(spec)
     for guard in guards(spec):
         if not loop_body(g, guard, spec.routes.get(guard, {})):
-            problems.append(f"loop guard {guard!r} is on no cycle; its 'continue' route must lead back to it.")
+            problems.append(f"loop guard {guard!r} is on no cycle; "
+                            "its 'continue' route must lead back to it.")
     return problems
 
 
@@ -69,7 +71,8 @@ def _cycle_problem(spec: Spec, cycle: list[str]) -> str:
         return f"cycle {path} has no loop guard; route the back edge through g.loop_guard(...) to bound it."
     guard = on_cycle[0]
     after = cycle[(cycle.index(guard) + 1) % len(cycle)]
-    labels = [label for label, ts in spec.routes.get(guard, {}).items() if after in ts and label != "continue"]
+    labels = [label for label, ts in spec.routes.get(guard, {}).items()
+              if after in ts and label != "continue"]
     how = f"its {labels[0]!r} route" if labels else "a static edge"
     what = f"the {labels[0]!r} route" if labels else "that edge"
     return (f"cycle {path} leaves loop guard {guard!r} by {how} and comes back to it, which restarts "

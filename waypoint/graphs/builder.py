@@ -303,7 +303,7 @@ class GraphBuilder(Generic[S]):
         from waypoint.graphs.validate import build
 
         graph: Graph[S] = build(self)
-        graph.structure_hash  # computed once here, not inside the first resume
+        _ = graph.structure_hash  # computed once here, not inside the first resume
         return graph
 
     # -- helpers -------------------------------------------------------------

@@ -61,7 +61,7 @@ class Graph(Generic[S]):
             "nodes": {n: [node.structure_kind or node.kind, node.join, sorted(node.labels)]
                       for n, node in self.nodes.items()},
             "edges": {k: list(v) for k, v in self.edges.items()},
-            "routes": {k: {l: list(t) for l, t in v.items()} for k, v in self.routes.items()},
+            "routes": {k: {label: list(t) for label, t in v.items()} for k, v in self.routes.items()},
         }
 
     @property

@@ -36,9 +36,8 @@ def arity(fn: Callable[..., Any]) -> int:
 
 
 def is_async(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)
-    )
+    # an object whose __call__ is `async def` is awaited like an async function
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(fn.__call__)
 
 
 async def call(fn: Callable[..., Any], args: tuple[Any, ...], *, run_async: bool) -> Any:

@@ -46,7 +46,8 @@ class _Loop:
         self.node, self.model, self.ctx = node, model, ctx
         self.tools = {t.name: t for t in node.tools}
         # Filled in as the calls happen, so a failed activation still shows what it spent.
-        self.usage = ctx.record["usage"] = {"input_tokens": 0, "output_tokens": 0, "calls": 0, "tool_calls": 0}
+        self.usage = ctx.record["usage"] = {
+            "input_tokens": 0, "output_tokens": 0, "calls": 0, "tool_calls": 0}
         self.calls: list[dict[str, Any]] = ctx.record.setdefault("llm_calls", [])
         self.trace: list[dict[str, Any]] = ctx.record.setdefault("trace", [])
         self.calls.clear()
@@ -142,7 +143,8 @@ class _Loop:
             self.trace.append(result.trace)
         return None if stopper is None else self.stop(calls[stopper], *checked[stopper])
 
-    async def results(self, calls: list[ToolCall], checked: list[Any], stopper: int | None) -> list[ToolResult]:
+    async def results(self, calls: list[ToolCall], checked: list[Any],
+                      stopper: int | None) -> list[ToolResult]:
         if stopper is None:
             return await run_calls(self.tools, calls, self.ctx, checked)
         if checked[stopper][0].route is not None:
@@ -154,8 +156,9 @@ class _Loop:
         run = [i for i, c in enumerate(checked)
                if i != held and not (isinstance(c, tuple) and c[0].needs_approval)]
         ran = await run_calls(self.tools, [calls[i] for i in run], self.ctx, [checked[i] for i in run])
-        done = dict(zip(run, ran))
-        skipped = "Not run: only one call that needs approval is taken per turn; ask again once it is decided."
+        done = dict(zip(run, ran, strict=True))
+        skipped = ("Not run: only one call that needs approval is taken per turn; "
+                   "ask again once it is decided.")
         return [done.get(i) or answered(c, skipped, skipped=True) for i, c in enumerate(calls) if i != held]
 
     def stop(self, call: ToolCall, chosen: Tool, kwargs: dict[str, Any]) -> Ending:

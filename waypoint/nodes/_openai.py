@@ -152,7 +152,8 @@ def responses_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
-def responses_params(name: str, settings: dict[str, Any], request: ModelRequest, strict: bool) -> dict[str, Any]:
+def responses_params(name: str, settings: dict[str, Any], request: ModelRequest,
+                     strict: bool) -> dict[str, Any]:
     params: dict[str, Any] = {"model": name, "input": responses_input(request.messages), **settings}
     if request.tools:
         params["tools"] = [{"type": "function", "strict": False, **spec} for spec in request.tools]

@@ -139,7 +139,7 @@ async def run_calls(
     ExceptionGroup), so a node's `RetryPolicy.retry_on` sees it.
     """
     checked = checked if checked is not None else [check_call(tools, c) for c in calls]
-    tasks = [asyncio.ensure_future(_settle(c, tc, ctx)) for c, tc in zip(checked, calls)]
+    tasks = [asyncio.ensure_future(_settle(c, tc, ctx)) for c, tc in zip(checked, calls, strict=True)]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:

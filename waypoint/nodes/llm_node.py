@@ -6,11 +6,11 @@
               instructions="Answer from the documents only.", temperature=0))
     g.add(llm("chat", history="messages", stream=True))   # multi-turn, token events
 
-Which model answers: the node's `model=` if it is a `Model`; else `deps.model` when the run's deps object (or dict) carries a
-`Model` there, which is how a whole graph shares one configured model; else an
-`OpenAIModel` configured from the environment (OPENAI_API_KEY, OPENAI_BASE_URL,
-OPENAI_MODEL). `model="gpt-4o"` (a name) picks the model name for whichever of
-those answers.
+Which model answers: the node's `model=` if it is a `Model`; else `deps.model` when
+the run's deps object (or dict) carries a `Model` there, which is how a whole graph
+shares one configured model; else an `OpenAIModel` configured from the environment
+(OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_MODEL). `model="gpt-4o"` (a name) picks the
+model name for whichever of those answers.
 
 The prompt is a `str.format` template over the state's fields (`{name}`,
 `{doc.title}`; write `{{` for a literal brace) or a function of the state.
@@ -146,7 +146,8 @@ class LLMNode(Node):
     def _past(self, state: Any) -> list[dict[str, Any]]:
         if not self.history:
             return []
-        return [m.model_dump() if isinstance(m, BaseModel) else dict(m) for m in _field(state, self.history) or []]
+        return [m.model_dump() if isinstance(m, BaseModel) else dict(m)
+                for m in _field(state, self.history) or []]
 
     def _render(self, template: Template, state: Any, ctx: NodeContext) -> str:
         if callable(template):
@@ -161,7 +162,8 @@ class LLMNode(Node):
             ) from None
 
     def error(self, ctx: NodeContext, what: str) -> NodeError:
-        return NodeError(f"run {ctx.run_id!r}, LLM node {self.name!r}: {what}", run_id=ctx.run_id, node=self.name)
+        return NodeError(f"run {ctx.run_id!r}, LLM node {self.name!r}: {what}",
+                         run_id=ctx.run_id, node=self.name)
 
 
 def _field(state: Any, name: str) -> Any:
@@ -227,7 +229,8 @@ def llm(
         settings["model"], model = model, None
     return LLMNode(
         name=name, writes=frozenset(f for f in (into, history, held and pending) if f), retry=retry,
-        timeout=timeout, concurrency=concurrency, join=join, model=model, prompt=prompt, instructions=instructions,
+        timeout=timeout, concurrency=concurrency, join=join, model=model, prompt=prompt,
+        instructions=instructions,
         history=history, output=output, into=into, tools=specs, max_turns=max_turns,
         max_validation_retries=max_validation_retries, stream=stream, settings=settings,
         labels=(APPROVAL, "done") if held else (), done="done" if held else None,

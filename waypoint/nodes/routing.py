@@ -282,7 +282,8 @@ class ApprovedCall(Node):
             raise NodeError(
                 f"run {ctx.run_id!r}, node {self.name!r}: state field {self.decision!r} holds "
                 f"{decision!r}, not a decision; let the gate before this node write a ToolApproval "
-                f"(approved: bool, comment: str) there, e.g. g.gate(..., ToolApproval, into={self.decision!r})",
+                "(approved: bool, comment: str) there, "
+                f"e.g. g.gate(..., ToolApproval, into={self.decision!r})",
                 run_id=ctx.run_id, node=self.name)
         return approved, str(_get(decision, "comment") or "")
 

@@ -36,7 +36,7 @@ import json
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Union
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -44,8 +44,8 @@ from waypoint.nodes.model import ModelRequest, ModelResponse, TokenCallback, Too
 
 __all__ = ["ScriptExhausted", "ScriptedModel", "tool_call"]
 
-Reply = Union[str, BaseModel, dict, list, ToolCall, ModelResponse, BaseException]
-ScriptItem = Union[Reply, Callable[[ModelRequest], Reply]]
+Reply = str | BaseModel | dict[str, Any] | list[Any] | ToolCall | ModelResponse | BaseException
+ScriptItem = Reply | Callable[[ModelRequest], Reply]
 
 
 class ScriptExhausted(AssertionError):
@@ -77,8 +77,9 @@ class ScriptedModel:
             raise ValueError("ScriptedModel.add(...): this model scripts each node (it was built from a dict "
                              "{node: [replies]}); name the node, e.g. .add('Hi', node='agent')")
         if node is not None and self.scripts is None:
-            raise ValueError(f"ScriptedModel.add(..., node={node!r}): this model replies in call order (it was "
-                             f"built from a list); drop node=, or build ScriptedModel({{{node!r}: [...]}})")
+            raise ValueError(f"ScriptedModel.add(..., node={node!r}): this model replies in call order "
+                             f"(it was built from a list); drop node=, "
+                             f"or build ScriptedModel({{{node!r}: [...]}})")
         if self.scripts is None or node is None:
             self.script.extend(replies)
         else:
@@ -93,7 +94,8 @@ class ScriptedModel:
         """The requests the LLM node `node` made, in order."""
         return [r for r in self.requests if r.node == node]
 
-    async def complete(self, request: ModelRequest, *, on_token: TokenCallback | None = None) -> ModelResponse:
+    async def complete(self, request: ModelRequest, *,
+                       on_token: TokenCallback | None = None) -> ModelResponse:
         self.requests.append(request)
         item = self._next(request)
         if callable(item) and not isinstance(item, (BaseModel, BaseException, type)):
@@ -112,9 +114,9 @@ class ScriptedModel:
         if self.scripts is None:
             if not self.script:
                 raise ScriptExhausted(
-                    f"ScriptedModel ran out of replies: call {len(self.requests)} (from node {request.node!r}) "
-                    f"has nothing scripted (last message: {last!r}); add replies with ScriptedModel([...]) "
-                    "or .add(...)"
+                    f"ScriptedModel ran out of replies: call {len(self.requests)} "
+                    f"(from node {request.node!r}) has nothing scripted (last message: {last!r}); "
+                    "add replies with ScriptedModel([...]) or .add(...)"
                 )
             return self.script.popleft()
         if request.node is None:
@@ -126,7 +128,8 @@ class ScriptedModel:
         if script is None:
             raise ScriptExhausted(
                 f"ScriptedModel has no script for node {request.node!r} (it scripts {sorted(self.scripts)}); "
-                f"add one: ScriptedModel({{{request.node!r}: [...], ...}}) or .add(..., node={request.node!r})"
+                f"add one: ScriptedModel({{{request.node!r}: [...], ...}}) "
+                f"or .add(..., node={request.node!r})"
             )
         if not script:
             raise ScriptExhausted(
@@ -145,7 +148,8 @@ class ScriptedModel:
 
 def _script(node: Any, items: Any) -> Iterable[ScriptItem]:
     """One node's script from a per-node dict: a list of replies, not a single reply."""
-    if not isinstance(node, str) or not isinstance(items, (list, tuple, deque)) or isinstance(items, ToolCall):
+    if (not isinstance(node, str) or not isinstance(items, (list, tuple, deque))
+            or isinstance(items, ToolCall)):
         raise TypeError(
             f"ScriptedModel({{{node!r}: {items!r}}}): a per-node script maps a node's name to a list of its "
             f"replies, e.g. ScriptedModel({{'agent': ['Hi', tool_call('search', {{...}})]}}); for JSON "
@@ -157,7 +161,8 @@ def _script(node: Any, items: Any) -> Iterable[ScriptItem]:
 def _response(item: Any, request: ModelRequest) -> ModelResponse:
     if isinstance(item, ModelResponse):
         return item
-    if isinstance(item, ToolCall) or (isinstance(item, list) and item and all(isinstance(i, ToolCall) for i in item)):
+    if isinstance(item, ToolCall) or (
+            isinstance(item, list) and item and all(isinstance(i, ToolCall) for i in item)):
         calls = [item] if isinstance(item, ToolCall) else list(item)
         return ModelResponse(None, calls, _usage(request, " ".join(c.arguments for c in calls)), "tool_calls")
     if isinstance(item, BaseModel):

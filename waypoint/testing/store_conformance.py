@@ -128,7 +128,8 @@ async def check_create_leased_with_first_snapshot(store: Store, plant: Plant | N
     await store.append("r", "w1", [step(3)])  # fenced by the lease it was created with
     await store.release("r", "w1", "done")
     try:
-        await store.create_run(info("late", last_seq=1), owner="w1", ttl=60, snapshot=Snapshot(seq=2, state={}))
+        await store.create_run(info("late", last_seq=1), owner="w1", ttl=60,
+                               snapshot=Snapshot(seq=2, state={}))
     except ValueError as exc:
         assert "'late'" in str(exc), str(exc)
     else:
@@ -197,7 +198,7 @@ async def check_claim_compare_and_set(store: Store, plant: Plant | None) -> None
     owners = [f"w{i}" for i in range(1, 9)]
     results = await asyncio.gather(*(store.claim("r", o, 60, expect_seq=2, expect_status="waiting")
                                      for o in owners), return_exceptions=True)
-    won = [o for o, r in zip(owners, results) if not isinstance(r, BaseException)]
+    won = [o for o, r in zip(owners, results, strict=True) if not isinstance(r, BaseException)]
     lost = [r for r in results if isinstance(r, BaseException)]
     assert len(won) == 1, f"{len(won)} of 8 concurrent compare-and-set claims won: {won}"
     assert all(isinstance(r, RunMovedError) for r in lost), f"losers raised {lost}"
@@ -332,8 +333,8 @@ async def check_newer_record_version(store: Store, plant: Plant | None) -> None:
 
 CHECKS: dict[str, Callable[[Any, Plant | None], Awaitable[None]]] = {
     fn.__name__.removeprefix("check_"): fn
-    for fn in (check_create_and_get, check_create_leased_with_first_snapshot, check_unknown_run, check_list_runs, check_claim_renew_release,
-               check_claim_compare_and_set,
+    for fn in (check_create_and_get, check_create_leased_with_first_snapshot, check_unknown_run,
+               check_list_runs, check_claim_renew_release, check_claim_compare_and_set,
                check_expired_lease, check_append_fenced, check_append_keeps_status,
                check_forked_run_continues, check_load_snapshot_and_tail, check_history_and_snapshot_at,
                check_records_round_trip, check_group_commit, check_corrupt_record,

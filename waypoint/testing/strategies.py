@@ -179,7 +179,7 @@ def random_graphs(draw: Any, *, max_nodes: int = 6, max_loops: int = 2) -> Any:
             succ[name] = [END]
     loops = _draw_loops(draw, names, succ, max_loops)
     g = GraphBuilder(Trail, name="random")
-    for name, recipe in zip(names, recipes):
+    for name, recipe in zip(names, recipes, strict=True):
         _add(draw, g, name, recipe, succ[name])
     g.edge(START, succ[START])
     for guard, (body, exit_to, cap) in loops.items():
