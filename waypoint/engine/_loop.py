@@ -22,7 +22,7 @@ from waypoint.checkpoints.records import RunStatus, Snapshot, Step
 from waypoint.engine._budget import Budget
 from waypoint.engine._child import ChildRuns
 from waypoint.engine._frontier import Activation, Frontier
-from waypoint.engine._messages import Done, Failed, Finished, Message, Waiting
+from waypoint.engine._messages import Done, Failed, Finished, ItemDone, Message, Waiting
 from waypoint.engine._nodes import NodeRunner
 from waypoint.engine.events import Event, EventBus
 from waypoint.engine.waits import Answer, Pause, at_launch, waiting_gates
@@ -131,6 +131,8 @@ class RunLoop:
                 self.failed_usage = msg.usage  # recorded on the fail step: it counts
                 error = msg.error  # commit what came before it, then fail the run
                 break
+            if not isinstance(msg, ItemDone):  # the activation's last message: its task is ending
+                self.tasks.pop(msg.act.id, None)
             if isinstance(msg, Done):
                 try:
                     steps.append(self.complete(msg.act, msg.finished))
@@ -263,8 +265,7 @@ class RunLoop:
         self.bus.publish(Event("node_started", self.run_id, act.node, act.id, self.seq))
         task = asyncio.create_task(self.runner.execute(act, self.state, self.seq, go,
                                                        self._loop_count(node, act)))
-        self.tasks[act.id] = task
-        task.add_done_callback(lambda _t, a=act.id: self.tasks.pop(a, None))
+        self.tasks[act.id] = task  # until commit_batch takes its last message (no done callback)
 
     def _loop_count(self, node: Any, act: Activation) -> int | None:
         """A guard's count, when `act` comes round its loop (else it starts again from 0)."""

@@ -57,8 +57,12 @@ class NodeRunner:
         send = self.send
         lost = self.lost.setdefault(act.id, {})
         try:
-            async with self._limits(act.node):
+            limits = self._limits(act.node)
+            if limits is None:  # the common case: no semaphore, no context manager to enter
                 done = await self._attempts(act, state, started_seq, go, loop_count)
+            else:
+                async with limits:
+                    done = await self._attempts(act, state, started_seq, go, loop_count)
             send(Done(act, done))
         except ChildWaiting as waiting:
             send(Waiting(act, child_wait(waiting, child_prefix(act.node))))
@@ -111,6 +115,8 @@ class NodeRunner:
         if node.pauses:
             return self._answer_gate(node, state, ctx, go)
         try:
+            if node.timeout is None:  # one coroutine less per activation
+                return await node.run(state, ctx)
             return await node.run_with_timeout(state, ctx)
         except TimeoutError:
             raise NodeError(
@@ -180,10 +186,10 @@ class NodeRunner:
 
         return commit_item
 
-    def _limits(self, node: str) -> _Limits:
+    def _limits(self, node: str) -> _Limits | None:
         node_limit = self._node_limit(node)
         if self.limit is None and node_limit is None:
-            return _NO_LIMITS  # the common case: no semaphore to take, nothing to build
+            return None
         return _Limits(self.limit, node_limit)
 
     def _node_limit(self, name: str) -> asyncio.Semaphore | None:
@@ -222,6 +228,3 @@ class _Limits:
     async def __aexit__(self, *exc: object) -> None:
         for sem in reversed(self.sems):
             sem.release()
-
-
-_NO_LIMITS = _Limits()
