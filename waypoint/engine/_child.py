@@ -10,11 +10,12 @@ map, `<map>[<index>]/<gate>` (`nodes/address.py`): that item waits, its siblings
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from waypoint.checkpoints.protocol import Store
+from waypoint.checkpoints.records import RunStatus
 from waypoint.engine import _lease
 from waypoint.engine._create import create_run_record
 from waypoint.engine._frontier import Activation
@@ -40,7 +41,7 @@ class ChildRuns:
     `make_loop(graph, store, run_id, owner, deps=, answers=, bus=, now=)`.
     """
 
-    graph: Graph  # the parent's
+    graph: Graph[Any]  # the parent's
     store: Store
     run_id: str  # the parent's
     owner: str  # the parent's lease owner, which executes its children
@@ -49,15 +50,15 @@ class ChildRuns:
     bus: EventBus  # the parent's: child events are forwarded to it
     make_loop: Callable[..., Any]
 
-    def runner(self, act: Activation, go: Go):
+    def runner(self, act: Activation, go: Go) -> Callable[..., Awaitable[Any]]:
         """`ctx.run_child` for activation `act`, given the answers and wait `go` brought it."""
-        async def run_child(graph: Graph, child_input: Any, *, key: str | None = None,
+        async def run_child(graph: Graph[Any], child_input: Any, *, key: str | None = None,
                             usage: dict[str, int] | None = None) -> Any:
             return await self._run(act, go, graph, child_input, key, usage)
 
         return run_child
 
-    async def _run(self, act: Activation, go: Go, graph: Graph, child_input: Any, key: str | None,
+    async def _run(self, act: Activation, go: Go, graph: Graph[Any], child_input: Any, key: str | None,
                    usage: dict[str, int] | None) -> Any:
         child_id = child_run_id(self.run_id, act.id, key)
         node = self.graph.nodes[act.node]
@@ -92,7 +93,7 @@ class ChildRuns:
         return outcome.state
 
 
-async def _release_quietly(parent: ChildRuns, child_id: str, status: str) -> None:
+async def _release_quietly(parent: ChildRuns, child_id: str, status: RunStatus) -> None:
     try:
         await parent.store.release(child_id, parent.owner, status)
     except WaypointError:
@@ -117,7 +118,7 @@ def _waiting(parent: ChildRuns, act: Activation, child: Any, gates: list[str]) -
     return ChildWaiting(child.run_id, gates, child.seq, min(deadlines, default=None))
 
 
-async def _claim_child(parent: ChildRuns, act: Activation, graph: Graph, child_id: str,
+async def _claim_child(parent: ChildRuns, act: Activation, graph: Graph[Any], child_id: str,
                        child_input: Any) -> None:
     """Create child run `child_id` or take it over, leased by the parent's owner."""
     try:
@@ -134,7 +135,7 @@ async def _claim_child(parent: ChildRuns, act: Activation, graph: Graph, child_i
     await parent.store.claim(child_id, parent.owner, _lease.LEASE_TTL)
 
 
-def _check_own_child(parent: ChildRuns, act: Activation, graph: Graph, info: RunInfo) -> None:
+def _check_own_child(parent: ChildRuns, act: Activation, graph: Graph[Any], info: RunInfo) -> None:
     """Refuse to adopt a run under the child's id that this activation did not create.
 
     Such a run can only be a user's run named like a child (`check_user_run_id` now

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -25,7 +26,7 @@ def new_run_id() -> str:
 
 
 async def create_run_record(
-    store: Store, graph: Graph, run_id: str, state: BaseModel, *, owner: str | None = None,
+    store: Store, graph: Graph[Any], run_id: str, state: BaseModel, *, owner: str | None = None,
     graph_ref: str | None = None, parent_run_id: str | None = None, forked_from: str | None = None,
     frontier: Frontier | None = None, seq: int = 0,
 ) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import uuid
+from collections.abc import Callable
 
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, RunStatus
@@ -54,21 +55,22 @@ async def claim(store: Store, run_id: str, owner: str, ttl: float = LEASE_TTL, *
     With `expect_seq`/`expect_status`, a compare-and-set on what the caller saw
     (`RunMovedError` if the run moved on since).
     """
-    expect = {"expect_seq": expect_seq, "expect_status": expect_status}
     try:
-        return await store.claim(run_id, owner, ttl, **expect)
+        return await store.claim(run_id, owner, ttl, expect_seq=expect_seq, expect_status=expect_status)
     except RunMovedError:
         raise
     except LeaseError:
         info = await store.get_run(run_id)
-        if not holder_is_dead(info.lease_owner):
+        holder = info.lease_owner
+        if holder is None or not holder_is_dead(holder):
             raise
         # The holder was SIGKILLed: waiting out its lease would only delay recovery.
-        await store.release(run_id, info.lease_owner, info.status, waiting=info.waiting)
-        return await store.claim(run_id, owner, ttl, **expect)
+        await store.release(run_id, holder, info.status, waiting=info.waiting)
+        return await store.claim(run_id, owner, ttl, expect_seq=expect_seq, expect_status=expect_status)
 
 
-async def heartbeat(store: Store, run_id: str, owner: str, ttl: float, on_lost) -> None:
+async def heartbeat(store: Store, run_id: str, owner: str, ttl: float,
+                    on_lost: Callable[[LeaseError], object]) -> None:
     """Renew the lease every ttl/3 until cancelled; call `on_lost(exc)` if it is gone."""
     while True:
         await asyncio.sleep(ttl / 3)

@@ -23,7 +23,8 @@ from waypoint.errors import GateError, GraphChangedError, RunStateError, StaleAn
 from waypoint.graphs.graph import Graph
 
 
-def check_resumable(graph: Graph, info: RunInfo, allow_graph_change: bool, *, force: bool = False) -> None:
+def check_resumable(graph: Graph[Any], info: RunInfo, allow_graph_change: bool, *,
+                    force: bool = False) -> None:
     if info.status == "done":
         raise RunStateError(
             f"run {info.run_id!r} already finished; nothing to resume. Fork it from a step "
@@ -37,7 +38,7 @@ def check_resumable(graph: Graph, info: RunInfo, allow_graph_change: bool, *, fo
     check_same_graph(graph, info, allow_graph_change)
 
 
-def check_same_graph(graph: Graph, info: RunInfo, allow_graph_change: bool) -> None:
+def check_same_graph(graph: Graph[Any], info: RunInfo, allow_graph_change: bool) -> None:
     if info.graph_hash != graph.structure_hash and not allow_graph_change:
         raise GraphChangedError(
             f"run {info.run_id!r} started with a different structure of graph {info.graph!r} "
@@ -88,7 +89,7 @@ def pick_gate(info: RunInfo, gate: str | None) -> str:
         "(gate=... / --gate).", run_id=info.run_id)
 
 
-def validate_answer(graph: Graph, info: RunInfo, name: str, value: Any) -> BaseModel:
+def validate_answer(graph: Graph[Any], info: RunInfo, name: str, value: Any) -> BaseModel:
     if info.status in ("running", "interrupted"):
         raise GateError(
             f"run {info.run_id!r} was interrupted while running; resume it without an answer "

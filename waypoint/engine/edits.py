@@ -27,7 +27,7 @@ from waypoint.graphs.graph import Graph
 EDIT_NODE = "-"  # an edit belongs to no node: recorded under "-", as a run-level failure is
 
 
-def edit_step(graph: Graph, update: Mapping[str, Any], *, seq: int, by: str | None = None,
+def edit_step(graph: Graph[Any], update: Mapping[str, Any], *, seq: int, by: str | None = None,
               where: str, run_id: str | None = None, state: BaseModel | None = None) -> Step:
     """The "edit" Step at `seq` that sets `update`'s fields, each validated against the state.
 
@@ -49,7 +49,7 @@ def edit_step(graph: Graph, update: Mapping[str, Any], *, seq: int, by: str | No
                 delta=graph.schema.encode(values), extra=extra)
 
 
-def check_edit(graph: Graph, update: Mapping[str, Any], *, where: str,
+def check_edit(graph: Graph[Any], update: Mapping[str, Any], *, where: str,
                run_id: str | None = None) -> dict[str, Any]:
     """`update` validated field by field against `graph`'s state model (typed values)."""
     schema = graph.schema

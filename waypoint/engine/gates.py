@@ -87,7 +87,7 @@ class SkippedRun:
     error: WaypointError
 
 
-class TickResults(list[RunResult]):
+class TickResults(list[RunResult[Any]]):
     """What `tick()` did: the RunResults of the runs it resumed (it is a list of them),
     and in `skipped` the runs it could not tick, each with the reason."""
 
@@ -96,7 +96,7 @@ class TickResults(list[RunResult]):
         self.skipped: list[SkippedRun] = []
 
 
-async def tick(graph_for: Callable[[RunInfo], Graph | None], *, store: Store,
+async def tick(graph_for: Callable[[RunInfo], Graph[Any] | None], *, store: Store,
                now: float | None = None, **options: Any) -> TickResults:
     """Resume every waiting run with an expired gate, so it takes its escalation route.
 
@@ -121,8 +121,8 @@ async def tick(graph_for: Callable[[RunInfo], Graph | None], *, store: Store,
     return results
 
 
-async def _tick_one(store: Store, info: RunInfo, graph_for: Callable[[RunInfo], Graph | None],
-                    now: float | None, options: dict[str, Any]) -> RunResult | None:
+async def _tick_one(store: Store, info: RunInfo, graph_for: Callable[[RunInfo], Graph[Any] | None],
+                    now: float | None, options: dict[str, Any]) -> RunResult[Any] | None:
     """Resume one waiting run if a gate of it is due; None if none is (or no graph is given)."""
     if not await due_gates(info.run_id, now or time.time(), store=store):
         return None

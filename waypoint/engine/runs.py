@@ -137,12 +137,12 @@ class _Stop:
     reason: str | None = None
     by: str | None = None
     owner: str | None = None  # the lease the execution holds, known once it is launched
-    settled: asyncio.Future[RunResult] | None = None
+    settled: asyncio.Future[RunResult[Any]] | None = None
 
     def request(self, status: RunStatus, reason: str | None, by: str | None) -> None:
         self.status, self.reason, self.by = status, reason, by
 
-    async def settle(self, store: Store, run_id: str, state: Any, bus: EventBus | None) -> RunResult:
+    async def settle(self, store: Store, run_id: str, state: Any, bus: EventBus | None) -> RunResult[Any]:
         """Record the stop (a cancel's who and why as an event step) and release the lease."""
         assert self.owner is not None
         note = None
@@ -155,7 +155,7 @@ class _Stop:
             bus.publish(Event(f"run_{self.status}", run_id, data={"reason": self.reason}))
         return RunResult(run_id, self.status, state)
 
-    async def settle_unstarted(self, store: Store, run_id: str) -> RunResult:
+    async def settle_unstarted(self, store: Store, run_id: str) -> RunResult[Any]:
         if self.settled is None:  # once, however many callers wait for the result
             self.settled = asyncio.ensure_future(self.settle(store, run_id, None, None))
         return await asyncio.shield(self.settled)
@@ -197,7 +197,7 @@ async def start(
     return _launch(graph, store, run_id, owner, {}, options, "run_started")
 
 
-def _initial_state(graph: Graph, input: Any, run_id: str) -> BaseModel:
+def _initial_state(graph: Graph[Any], input: Any, run_id: str) -> BaseModel:
     """The run's first state from `input`; a misfit (unknown keys included) names each field."""
     error = None
     try:
@@ -217,7 +217,7 @@ async def _existing(store: Store, run_id: str) -> RunInfo | None:
         return None
 
 
-async def _attach(graph: Graph, store: Store, info: RunInfo, options: _Options) -> RunHandle:
+async def _attach(graph: Graph[Any], store: Store, info: RunInfo, options: _Options) -> RunHandle[Any]:
     """`start(..., if_exists="resume")` of a run that exists: resume it, or report it done."""
     run_id = info.run_id
     if info.status != "done":
@@ -227,13 +227,13 @@ async def _attach(graph: Graph, store: Store, info: RunInfo, options: _Options) 
     loop = RunLoop(graph, store, run_id, owner="inspector")
     await loop.load()
     bus = EventBus()
-    handle = RunHandle(run_id, store, bus)
+    handle: RunHandle[Any] = RunHandle(run_id, store, bus)
     bus.publish(Event("run_finished", run_id, data={"attached": True}))
     handle._task = asyncio.create_task(_settled(RunResult(run_id, "done", loop.state)))
     return handle
 
 
-async def _settled(result: RunResult) -> RunResult:
+async def _settled(result: RunResult[Any]) -> RunResult[Any]:
     return result
 
 
@@ -325,7 +325,8 @@ async def resume(
                    _Options(deps, max_concurrency, budget, now), "run_resumed")
 
 
-async def _edit(graph: Graph, store: Store, seen: RunInfo, update: Mapping[str, Any], by: str | None) -> Step:
+async def _edit(graph: Graph[Any], store: Store, seen: RunInfo, update: Mapping[str, Any],
+                by: str | None) -> Step:
     """The `edit` step of `resume(update=...)`, checked against the run's state as it stands
     (its validators included) before anything is written."""
     loop = RunLoop(graph, store, seen.run_id, owner="inspector")
@@ -353,9 +354,10 @@ class _Options:
     now: float | None = None  # the time gate deadlines are checked against; None: the clock
 
 
-def _launch(graph, store, run_id, owner, answers, options: _Options, first_event) -> RunHandle:
+def _launch(graph: Graph[Any], store: Store, run_id: str, owner: str, answers: dict[str, Answer],
+            options: _Options, first_event: str) -> RunHandle[Any]:
     bus = EventBus()
-    handle = RunHandle(run_id, store, bus)
+    handle: RunHandle[Any] = RunHandle(run_id, store, bus)
     handle._stop.owner = owner
     bus.publish(Event(first_event, run_id, data={"graph": graph.name}))
     handle._task = asyncio.create_task(
@@ -363,7 +365,8 @@ def _launch(graph, store, run_id, owner, answers, options: _Options, first_event
     return handle
 
 
-async def _execute(graph, store, run_id, owner, answers, options: _Options, bus, stop: _Stop) -> RunResult:
+async def _execute(graph: Graph[Any], store: Store, run_id: str, owner: str, answers: dict[str, Answer],
+                   options: _Options, bus: EventBus, stop: _Stop) -> RunResult[Any]:
     current = asyncio.current_task()
     beat = asyncio.create_task(_lease.heartbeat(
         store, run_id, owner, _lease.LEASE_TTL, lambda exc: current and current.cancel()))
@@ -388,14 +391,15 @@ async def _execute(graph, store, run_id, owner, answers, options: _Options, bus,
         beat.cancel()
     await _finish(store, run_id, owner, outcome.status, outcome.error, outcome.waiting)
     kind = {"done": "run_finished", "waiting": "run_waiting", "failed": "run_failed"}[outcome.status]
-    data = {"waiting": outcome.waiting} if outcome.waiting else {}
+    data: dict[str, Any] = {"waiting": outcome.waiting} if outcome.waiting else {}
     if outcome.error is not None:
         data["error"] = str(outcome.error)
     bus.publish(Event(kind, run_id, data=data))
     return RunResult(run_id, outcome.status, outcome.state, outcome.waiting, outcome.error)
 
 
-async def _finish(store, run_id, owner, status, error, waiting) -> None:
+async def _finish(store: Store, run_id: str, owner: str, status: RunStatus, error: BaseException | str | None,
+                  waiting: list[str]) -> None:
     try:
         await store.release(run_id, owner, status, error=str(error) if error else None,
                             waiting=waiting)
@@ -430,12 +434,13 @@ _IN_MEMORY = ("run {run_id!r} was kept in memory (run_sync was given no store=),
               "run_sync(graph, input, store=SQLiteStore('runs.db')).")
 
 
-def _gone_with_memory(result: RunResult) -> RunResult:
+def _gone_with_memory(result: RunResult[Any]) -> RunResult[Any]:
     note = _IN_MEMORY.format(run_id=result.run_id)
     error = result.error
     if error is not None:
+        cause = error.__cause__
         error = type(error)(f"{error} Note: {note}", run_id=error.run_id, node=error.node, seq=error.seq)
-        error.__cause__ = result.error.__cause__
+        error.__cause__ = cause
     return RunResult(result.run_id, result.status, result.state, result.waiting, error, note=note)
 
 

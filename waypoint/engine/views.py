@@ -13,21 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 
 from waypoint.checkpoints.protocol import Store
-from waypoint.checkpoints.records import RunInfo, Step
+from waypoint.checkpoints.records import RunInfo, Snapshot, Step
 from waypoint.engine._create import create_run_record, new_run_id
 from waypoint.engine._frontier import Frontier
 from waypoint.engine._ids import check_user_run_id
 from waypoint.engine._loop import RunLoop
 from waypoint.engine.edits import edit_step
 from waypoint.engine.runs import RunHandle, _launch, _Options
-from waypoint.engine.waits import GateAddress, child_graphs, waiting_children
+from waypoint.engine.waits import child_graphs, waiting_children
 from waypoint.errors import RunError, RunNotFoundError
 from waypoint.graphs.graph import Graph
+from waypoint.nodes.address import GateAddress
 
 S = TypeVar("S")  # the graph's state model: a fork of a Graph[Essay] is a RunHandle[Essay]
 
@@ -58,7 +59,7 @@ async def history(run_id: str, *, store: Store) -> list[Step]:
     return await store.history(run_id)
 
 
-async def replay(graph: Graph, run_id: str, seq: int | None = None, *,
+async def replay(graph: Graph[Any], run_id: str, seq: int | None = None, *,
                  store: Store) -> tuple[BaseModel, Frontier, int]:
     """State and frontier right after step `seq` (default: the latest).
 
@@ -75,7 +76,9 @@ async def replay(graph: Graph, run_id: str, seq: int | None = None, *,
     if source is not None and upto < source[1]:
         return await _replay_source(graph, store, info, source, upto)
     # The latest state is the store's own load (one read); an earlier one stops at `upto`.
-    loop = RunLoop(graph, store if seq is None else _Bounded(store, upto), run_id, owner="inspector")
+    # RunLoop.load reads the store through `load` only, which is all _Bounded has
+    reader = store if seq is None else cast(Store, _Bounded(store, upto))
+    loop = RunLoop(graph, reader, run_id, owner="inspector")
     await loop.load()
     return loop.state, loop.frontier, loop.seq
 
@@ -88,7 +91,7 @@ def _fork_point(info: RunInfo) -> tuple[str, int] | None:
     return (source, int(seq)) if seq.isdigit() else None
 
 
-async def _replay_source(graph: Graph, store: Store, info: RunInfo, source: tuple[str, int],
+async def _replay_source(graph: Graph[Any], store: Store, info: RunInfo, source: tuple[str, int],
                          upto: int) -> tuple[BaseModel, Frontier, int]:
     try:
         return await replay(graph, source[0], upto, store=store)
@@ -100,16 +103,16 @@ async def _replay_source(graph: Graph, store: Store, info: RunInfo, source: tupl
             run_id=info.run_id, seq=upto) from None
 
 
-async def state_at(graph: Graph, run_id: str, seq: int | None = None, *, store: Store) -> BaseModel:
+async def state_at(graph: Graph[Any], run_id: str, seq: int | None = None, *, store: Store) -> BaseModel:
     return (await replay(graph, run_id, seq, store=store))[0]
 
 
-async def pending_gates(graph: Graph, run_id: str, *, store: Store) -> list[GateRequest]:
+async def pending_gates(graph: Graph[Any], run_id: str, *, store: Store) -> list[GateRequest]:
     """The questions `run_id` waits on, its child runs' included (named `node/gate`)."""
     return await _pending(graph, store, run_id, None)
 
 
-async def _pending(graph: Graph, store: Store, run_id: str, seq: int | None) -> list[GateRequest]:
+async def _pending(graph: Graph[Any], store: Store, run_id: str, seq: int | None) -> list[GateRequest]:
     _, frontier, last = await replay(graph, run_id, store=store)
     seq = last if seq is None else seq  # a child's gates are answered through its parent run
     requests = []
@@ -159,7 +162,7 @@ async def fork(graph: Graph[S], source: str, /, *, at: int, store: Store, run_id
     return _launch(graph, store, fork_id, owner, {}, _Options(deps), "run_started")
 
 
-async def _fork_waiting_children(graph: Graph, store: Store, run_id: str, fork_id: str,
+async def _fork_waiting_children(graph: Graph[Any], store: Store, run_id: str, fork_id: str,
                                  frontier: Frontier) -> None:
     """Copy the child runs that `frontier`'s waiting subgraphs and map items point at,
     under `fork_id`, and point the fork's wait requests at the copies."""
@@ -190,7 +193,7 @@ async def _fork_child(node: Any, store: Store, run_id: str, fork_id: str, prefix
     return {"child": forked_child, "child_seq": seq}
 
 
-async def _child_graph(node: Any, store: Store, child_run_id: str) -> Graph:
+async def _child_graph(node: Any, store: Store, child_run_id: str) -> Graph[Any]:
     """The graph `node` ran as child run `child_run_id` (a subgraph's, or an agent tool's)."""
     graphs = child_graphs(node)
     if len(graphs) > 1:
@@ -208,7 +211,7 @@ class _Bounded:
     def __init__(self, store: Store, upto: int) -> None:
         self.store, self.upto = store, upto
 
-    async def load(self, run_id: str):
+    async def load(self, run_id: str) -> tuple[Snapshot | None, list[Step]]:
         snapshot = await self.store.snapshot_at(run_id, self.upto)
         after = snapshot.seq if snapshot else 0
         return snapshot, await self.store.history(run_id, after=after, upto=self.upto)

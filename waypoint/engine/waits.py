@@ -37,13 +37,13 @@ if TYPE_CHECKING:
 
 
 # -- finding -------------------------------------------------------------------------
-def find_gate(graph: Graph, name: str) -> GateNode:
+def find_gate(graph: Graph[Any], name: str) -> GateNode:
     """The gate `name`, or `node/gate` inside a graph that node runs as a child run
     (`map[index]/gate` inside a map's worker graph); a GateError when there is none."""
     return _find(graph, GateAddress.parse(name), name)
 
 
-def _find(graph: Graph, address: GateAddress, name: str) -> GateNode:
+def _find(graph: Graph[Any], address: GateAddress, name: str) -> GateNode:
     node = graph.nodes.get(address.head)  # 'x[1]' may be a node's own name
     if node is None and address.index is not None:
         node = graph.nodes.get(address.node)
@@ -59,7 +59,7 @@ def _find(graph: Graph, address: GateAddress, name: str) -> GateNode:
     return node
 
 
-def child_graphs(node: Any) -> list[Graph]:
+def child_graphs(node: Any) -> list[Graph[Any]]:
     """The graphs `node` may run as child runs: a subgraph's own, a map's worker graph,
     and an agent's tools' graphs."""
     return list(node.child_graphs())
