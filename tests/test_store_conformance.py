@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from waypoint.checkpoints import MemoryStore, SQLiteStore
 from waypoint.checkpoints.records import Snapshot
 from waypoint.checkpoints.sqlite import SCHEMA_VERSION
-from waypoint.errors import CorruptRecordError, LeaseError, SchemaVersionError, StoreError
+from waypoint.errors import CorruptRecordError, LeaseError, SchemaVersionError, StoreError, WaypointError
 from waypoint.testing.store_conformance import (
     CHECKS, check_store, info, leased, plant_memory, plant_sqlite, run_check, step,
 )
@@ -53,15 +53,28 @@ async def test_check_store_names_the_failing_check():
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
-async def test_appends_must_be_consecutive_and_extend_the_lease(kind, tmp_path):
+async def test_appends_must_be_consecutive(kind, tmp_path):
     async with STORES[kind][0](tmp_path)() as store:
-        await leased(store, "r", "w1", ttl=0.2)
+        await leased(store, "r", "w1", ttl=60)
         with pytest.raises(ValueError, match="consecutive"):
             await store.append("r", "w1", [step(1), step(3)])
-        expiry = (await store.get_run("r")).lease_expiry
-        await asyncio.sleep(0.05)
         await store.append("r", "w1", [step(1)])
-        assert (await store.get_run("r")).lease_expiry > expiry  # progress proves the holder is alive
+        assert (await store.get_run("r")).last_seq == 1
+
+
+@pytest.mark.asyncio
+async def test_a_sqlite_append_reads_its_fence_and_writes_only_its_step(tmp_path):
+    # The lease is renewed on its own schedule (the engine's heartbeat), not by each append.
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        await leased(store, "r", "w1", ttl=60)
+        before = await fetch(store, "SELECT * FROM runs")
+        await store.append("r", "w1", [step(1)])
+        await store.append("r", "w1", [step(2)])
+        assert await fetch(store, "SELECT * FROM runs") == before, "an append rewrote the run's row"
+        assert (await store.get_run("r")).last_seq == 2  # derived from the log
+        assert [r.last_seq for r in await store.list_runs()] == [2]
+        await store.renew("r", "w1", 60)
+        assert (await fetch(store, "SELECT last_seq FROM runs")) == [(2,)]  # the row catches up
 
 
 # -- SQLite only ---------------------------------------------------------------------------
@@ -357,11 +370,12 @@ async def test_a_damaged_run_fails_alone_in_its_batch(tmp_path):
     async with SQLiteStore(tmp_path / "runs.db") as store:
         await leased(store, "bad", "w")
         await leased(store, "good", "w")
-        with sqlite3.connect(tmp_path / "runs.db") as conn:  # a stray row beyond last_seq
-            conn.execute("INSERT INTO steps VALUES ('bad', 2, 'done', 'n', x'00')")
+        with sqlite3.connect(tmp_path / "runs.db") as conn:  # a stray row where 'bad' logs next
+            conn.execute("INSERT INTO steps (key, run_id, seq, kind, node, payload) SELECT "
+                         "(num << 32) + 1, 'stray', 1, 'done', 'n', x'00' FROM runs WHERE run_id = 'bad'")
         results = await asyncio.gather(store.append("good", "w", [step(1)]),
                                        store.append("bad", "w", [step(1), step(2)]),
                                        store.append("good", "w", [step(2)]), return_exceptions=True)
         assert results[0] is None and results[2] is None
-        assert isinstance(results[1], StoreError) and "'bad'" in str(results[1])
-        assert (await store.get_run("bad")).last_seq == 0 and (await store.get_run("good")).last_seq == 2
+        assert isinstance(results[1], WaypointError) and "'bad'" in str(results[1])
+        assert (await store.get_run("good")).last_seq == 2

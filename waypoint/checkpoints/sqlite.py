@@ -18,8 +18,10 @@ so the transaction runs on the loop's own thread through a second connection
 the write lock. Each write is fenced on its own (a savepoint each), so a
 refused append fails alone while the rest of its batch commits.
 
-Several processes may share the file: leases and the (owner, last_seq) fence
-live in the `runs` table, and the busy timeout queues their write transactions.
+Several processes may share the file: leases live in the `runs` table, the
+fence reads the holder there and the log's end in `steps` (an append writes
+only its step, see `_sqlite_schema`), and the busy timeout queues their write
+transactions.
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
-
 from waypoint.checkpoints import _sqlite_tx as tx
-from waypoint.checkpoints._rows import RUN_COLUMNS, listed, run_from_row
+from waypoint.checkpoints._rows import listed, run_from_row
 from waypoint.checkpoints._sqlite_direct import DirectWriter
 from waypoint.checkpoints._sqlite_file import FileWatch
+from waypoint.checkpoints._sqlite_schema import SCHEMA_VERSION, setup
 from waypoint.checkpoints._sqlite_thread import ConnectionThread
 from waypoint.checkpoints.fence import first_snapshot, prepare
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
@@ -42,9 +44,7 @@ from waypoint.errors import StoreError
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = tx.SCHEMA_VERSION
 _PRAGMA_SYNCHRONOUS = {"FULL": "PRAGMA synchronous=FULL", "NORMAL": "PRAGMA synchronous=NORMAL"}
-_LAST = 2**63 - 1
 
 
 class SQLiteStore:
@@ -120,7 +120,7 @@ class SQLiteStore:
         filters = [(sql, value) for sql, value in (("status = ?", status), ("graph = ?", graph))
                    if value is not None]
         where = f"WHERE {' AND '.join(sql for sql, _ in filters)} " if filters else ""
-        rows = await self._read(tx.select, f"SELECT run_id, graph, created_at, {RUN_COLUMNS} FROM "
+        rows = await self._read(tx.select, f"SELECT run_id, graph, created_at, {tx.RUN_COLUMNS} FROM "
                                 f"runs {where}ORDER BY created_at DESC, rowid DESC LIMIT ?",  # constants
                                 (*(value for _, value in filters), limit))
         return [listed(*row) for row in rows]
@@ -147,15 +147,12 @@ class SQLiteStore:
         return snapshot, [decode_step(payload, run_id=run_id, seq=seq) for seq, payload in rows]
 
     async def history(self, run_id: str, *, after: int = 0, upto: int | None = None) -> list[Step]:
-        rows = await self._read(tx.select_of_run, run_id, "SELECT seq, payload FROM steps WHERE "
-                                "run_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
-                                (after, _LAST if upto is None else upto))
+        rows = await self._read(tx.history, run_id, after, tx.SEQ_LIMIT if upto is None else upto)
         return [decode_step(payload, run_id=run_id, seq=seq) for seq, payload in rows]
 
     async def snapshot_at(self, run_id: str, seq: int) -> Snapshot | None:
-        rows = await self._read(tx.select_of_run, run_id, "SELECT seq, payload FROM snapshots "
-                                "WHERE run_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1", (seq,))
-        return decode_snapshot(rows[0][1], run_id=run_id, seq=rows[0][0]) if rows else None
+        row = await self._read(tx.snapshot_at, run_id, seq)
+        return decode_snapshot(row[1], run_id=run_id, seq=row[0]) if row else None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -170,7 +167,7 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite file {self.path}: {exc}") from None
         try:
-            await self._hop(conn, tx.setup, _PRAGMA_SYNCHRONOUS[self.synchronous], target,
+            await self._hop(conn, setup, _PRAGMA_SYNCHRONOUS[self.synchronous], target,
                             self.busy_timeout)
         except BaseException:
             await conn.close()
