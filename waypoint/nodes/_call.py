@@ -37,7 +37,7 @@ def arity(fn: Callable[..., Any]) -> int:
 
 def is_async(fn: Callable[..., Any]) -> bool:
     # an object whose __call__ is `async def` is awaited like an async function
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(fn.__call__)
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
 async def call(fn: Callable[..., Any], args: tuple[Any, ...], *, run_async: bool) -> Any:

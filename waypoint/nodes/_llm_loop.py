@@ -141,7 +141,12 @@ class _Loop:
         for result in results:
             messages.append(result.message)
             self.trace.append(result.trace)
-        return None if stopper is None else self.stop(calls[stopper], *checked[stopper])
+        if stopper is None:
+            return None
+        accepted = checked[stopper]  # a stopper is a call check_call accepted: (tool, arguments)
+        assert not isinstance(accepted, ToolResult)
+        chosen, kwargs = accepted
+        return self.stop(calls[stopper], chosen, kwargs)
 
     async def results(self, calls: list[ToolCall], checked: list[Any],
                       stopper: int | None) -> list[ToolResult]:

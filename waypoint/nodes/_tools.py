@@ -78,7 +78,7 @@ def tool(
     """
     if isinstance(fn, Tool):
         return fn if needs_approval is None else replace(fn, needs_approval=needs_approval)
-    tool_name = name or getattr(fn, "__name__", type(fn).__name__)
+    tool_name = name or str(getattr(fn, "__name__", type(fn).__name__))
     fields, ctx_param = _fields(fn, tool_name)
     return Tool(
         name=tool_name,
@@ -161,7 +161,10 @@ def check_call(tools: dict[str, Tool], tc: ToolCall) -> tuple[Tool, dict[str, An
 
 
 async def _settle(checked: Any, tc: ToolCall, ctx: NodeContext) -> ToolResult:
-    return checked if isinstance(checked, ToolResult) else await execute(*checked, tc, ctx)
+    if isinstance(checked, ToolResult):  # refused before it ran
+        return checked
+    chosen, kwargs = checked
+    return await execute(chosen, kwargs, tc, ctx)
 
 
 async def execute(chosen: Tool, kwargs: dict[str, Any], tc: ToolCall, ctx: NodeContext) -> ToolResult:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import string
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -77,16 +77,17 @@ def _prompt_arguments(node: LLMNode, name: str) -> type[BaseModel]:
     if not all(n.isidentifier() and not n.startswith("_") for n in names):
         raise GraphError(f"agent_tool({name!r}): prompt fields {list(names)} are not all argument names; "
                          "pass input=<a pydantic model>")
-    return create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"),
-                        **{n: (str, ...) for n in names})
+    arguments: dict[str, Any] = {n: (str, ...) for n in names}
+    return create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **arguments)
 
 
 def _state_arguments(state_type: type[BaseModel], name: str) -> type[BaseModel]:
-    fields = {n: (f.annotation, f) for n, f in state_type.model_fields.items()}
+    fields: dict[str, Any] = {n: (f.annotation, f) for n, f in state_type.model_fields.items()}
     return create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
 
 
-def _node_runner(node: LLMNode, name: str, arguments: type[BaseModel], output: Output):
+def _node_runner(node: LLMNode, name: str, arguments: type[BaseModel],
+                 output: Output) -> Callable[..., Awaitable[ToolOutput]]:
     async def run_agent(_ctx: NodeContext, **kwargs: Any) -> ToolOutput:
         number = _next_call(_ctx, name)
         inner = replace(_ctx, node=f"{_ctx.node}/{name}", activation=f"{_ctx.activation}/{name}.{number}",
@@ -106,7 +107,7 @@ def _node_runner(node: LLMNode, name: str, arguments: type[BaseModel], output: O
     return run_agent
 
 
-def _graph_runner(graph: Any, name: str, output: Output):
+def _graph_runner(graph: Any, name: str, output: Output) -> Callable[..., Awaitable[ToolOutput]]:
     async def run_agent(_ctx: NodeContext, **kwargs: Any) -> ToolOutput:
         if _ctx.run_child is None:
             raise NodeError(
@@ -133,7 +134,7 @@ def _shape(value: Any, output: Output) -> Any:
 
 def _next_call(ctx: NodeContext, name: str) -> int:
     """This tool's call number in the activation: with the arguments, what names its child run."""
-    counts = ctx.record.setdefault("agent_tool_calls", {})
+    counts: dict[str, int] = ctx.record.setdefault("agent_tool_calls", {})
     counts[name] = counts.get(name, 0) + 1
     return counts[name]
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from waypoint.errors import NodeError
 from waypoint.nodes.context import NodeContext
@@ -79,6 +79,19 @@ def register(cls: type[N]) -> type[N]:
                         f"{taken.__qualname__}; give the class its own kind name")
     KINDS[cls.kind] = cls
     return cls
+
+
+class Checks(Protocol):
+    """What compile() hands a node's `check`: one method per kind of check, each giving
+    the problems it found (graphs/_checks_fields.py's NodeChecks is the one)."""
+
+    def function(self, name: str, node: Any) -> list[str]: ...
+    def gate(self, name: str, node: Any) -> list[str]: ...
+    def map(self, name: str, node: Any) -> list[str]: ...
+    def subgraph(self, name: str, node: Any) -> list[str]: ...
+    def llm(self, name: str, node: Any) -> list[str]: ...
+    def tool(self, name: str, node: Any) -> list[str]: ...
+    def guard(self, name: str, node: Any) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -136,7 +149,7 @@ class Node:
         """What it writes when `writes` is None, given the state's `fields` (a subgraph's shared ones)."""
         return frozenset()
 
-    def check(self, checks: Any, name: str) -> list[str]:
+    def check(self, checks: Checks, name: str) -> list[str]:
         """compile()'s problems with this node: `checks` (graphs/_checks_fields.py) has one
         method per kind of check, so a kind picks the ones that apply to it."""
         return []

@@ -33,7 +33,7 @@ from pydantic import BaseModel
 
 from waypoint.errors import NodeError
 from waypoint.nodes._call import call
-from waypoint.nodes.base import Node, Outcome, register
+from waypoint.nodes.base import Checks, Node, Outcome, register
 from waypoint.nodes.context import NodeContext
 
 
@@ -78,7 +78,7 @@ class MapNode(Node):
     def child_graphs(self) -> tuple[Any, ...]:
         return (self.graph,) if self.graph is not None else ()
 
-    def check(self, checks: Any, name: str) -> list[str]:
+    def check(self, checks: Checks, name: str) -> list[str]:
         return checks.map(name, self)
 
     def inner_work(self, name: str) -> tuple[int | None, str]:
@@ -115,6 +115,7 @@ class MapNode(Node):
                 except ChildPaused as paused:  # this item waits; its siblings go on
                     waiting[index] = paused
                     return
+                assert ctx.commit_item is not None  # the engine gives every map activation one
                 results[index] = await ctx.commit_item(index, result)
                 ctx.emit("map_progress", {"done": len(results), "total": len(items)})  # the CLI's bar
 
@@ -134,7 +135,9 @@ class MapNode(Node):
         if self.graph is None:
             item_ctx = replace(ctx, activation=f"{ctx.activation}[{index}]", record={})
             args = (item, item_ctx) if self.wants_ctx else (item,)
+            assert self.fn is not None  # map() sets fn when it is given no graph
             return await call(self.fn, args, run_async=self.is_async)
+        assert ctx.run_child is not None  # the engine gives every activation one
         final = await ctx.run_child(self.graph, self._child_input(index, item, ctx),
                                     key=f"item{index}", usage=ctx.record.setdefault("usage", {}))
         return self.output(final) if self.output else final
@@ -188,7 +191,7 @@ class SubgraphNode(Node):
             return frozenset()
         return fields & frozenset(schema.fields)
 
-    def check(self, checks: Any, name: str) -> list[str]:
+    def check(self, checks: Checks, name: str) -> list[str]:
         return checks.subgraph(name, self)
 
     def inner_work(self, name: str) -> tuple[int | None, str]:
@@ -199,6 +202,7 @@ class SubgraphNode(Node):
 
     async def run(self, state: Any, ctx: NodeContext) -> Outcome:
         child_input = self.input(state) if self.input else self._shared(state, self.graph)
+        assert ctx.run_child is not None  # the engine gives every activation one
         final = await ctx.run_child(self.graph, child_input,
                                     usage=ctx.record.setdefault("usage", {}))
         update = self.output(final) if self.output else self._shared(final, None, state)

@@ -49,7 +49,7 @@ class NodeContext:
     emit: EmitFn = _no_emit  # emit("token", {"text": ...}): a custom event on the run's stream
     record: dict[str, Any] = field(default_factory=dict)  # extra facts stored with the completion
     # Engine hooks for composite nodes (map, subgraph); None outside the engine.
-    commit_item: Callable[[int, Any], Awaitable[None]] | None = None
+    commit_item: Callable[[int, Any], Awaitable[Any]] | None = None
     done_items: dict[int, Any] = field(default_factory=dict)
     run_child: Callable[..., Awaitable[Any]] | None = None
 

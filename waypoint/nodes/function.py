@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from waypoint.nodes._call import call
-from waypoint.nodes.base import Node, Outcome, register
+from waypoint.nodes.base import Checks, Node, Outcome, register
 from waypoint.nodes.context import NodeContext
 
 
@@ -37,7 +37,7 @@ class FunctionNode(Node):
         args = (state, ctx) if self.wants_ctx else (state,)
         return Outcome(update=await call(self.fn, args, run_async=self.is_async))
 
-    def check(self, checks: Any, name: str) -> list[str]:
+    def check(self, checks: Checks, name: str) -> list[str]:
         return checks.function(name, self)
 
 
@@ -57,8 +57,9 @@ class RouterNode(FunctionNode):
 
     async def run(self, state: Any, ctx: NodeContext) -> Outcome:
         args = (state, ctx) if self.wants_ctx else (state,)
+        assert self.fn is not None  # a router always has its function
         result = await call(self.fn, args, run_async=self.is_async)
         return Outcome(labels=self.chosen(result, ctx.run_id))
 
-    def check(self, checks: Any, name: str) -> list[str]:
+    def check(self, checks: Checks, name: str) -> list[str]:
         return []  # its labels against its routes: graphs/_checks_edges.py, for every router

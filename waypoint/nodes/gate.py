@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from waypoint._messages import misfit
 from waypoint.errors import GateError
-from waypoint.nodes.base import Node, Outcome, register
+from waypoint.nodes.base import Checks, Node, Outcome, register
 
 
 @register
@@ -93,7 +93,7 @@ class GateNode(Node):
         """An escalation route ("expired") beside the edges an answer follows; none with `route`."""
         return self.route is None
 
-    def check(self, checks: Any, name: str) -> list[str]:
+    def check(self, checks: Checks, name: str) -> list[str]:
         return checks.gate(name, self)
 
     def caption(self) -> list[str]:

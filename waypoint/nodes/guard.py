@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from waypoint.nodes.base import Node, Outcome, register
+from waypoint.nodes.base import Checks, Node, Outcome, register
 from waypoint.nodes.context import NodeContext
 
 GUARD_LABELS = ("continue", "done", "exhausted")
@@ -41,7 +41,7 @@ class LoopGuard(Node):
             return Outcome(labels=("continue",))
         return Outcome(labels=("exhausted",))
 
-    def check(self, checks: Any, name: str) -> list[str]:
+    def check(self, checks: Checks, name: str) -> list[str]:
         return checks.guard(name, self)
 
     def caption(self) -> list[str]:

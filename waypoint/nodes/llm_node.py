@@ -36,7 +36,7 @@ import inspect
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -45,7 +45,7 @@ from waypoint._reducers import field_reducer
 from waypoint.errors import GraphError, NodeError
 from waypoint.nodes._llm_loop import APPROVAL, Ending, _Loop
 from waypoint.nodes._tools import Tool, tool
-from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy, register
+from waypoint.nodes.base import NO_RETRY, Checks, Node, Outcome, RetryPolicy, register
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.model import Model
 
@@ -89,7 +89,7 @@ class LLMNode(Node):
         """The graphs of its tools made with agent_tool, which run as child runs."""
         return tuple(t.graph for t in self.tools if getattr(t, "graph", None) is not None)
 
-    def check(self, checks: Any, name: str) -> list[str]:
+    def check(self, checks: Checks, name: str) -> list[str]:
         return checks.llm(name, self)
 
     def _outcome(self, state: Any, ctx: NodeContext, fresh: list[dict[str, Any]], end: Ending) -> Outcome:
@@ -133,8 +133,8 @@ class LLMNode(Node):
             return self.model
         deps = ctx.deps
         shared = deps.get("model") if isinstance(deps, dict) else getattr(deps, "model", None)
-        if callable(getattr(shared, "complete", None)):
-            return shared
+        if callable(getattr(shared, "complete", None)):  # any object with complete() will do
+            return cast(Model, shared)
         from waypoint.nodes.model import OpenAIModel
 
         return OpenAIModel()

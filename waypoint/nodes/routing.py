@@ -43,12 +43,12 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from waypoint._reducers import field_reducer
 from waypoint.errors import GraphError, NodeError
+from waypoint.nodes._llm_loop import Ending
 from waypoint.nodes._tools import Tool, ToolResult, answered, check_call, execute, tool
 from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy, register
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.llm_node import (
     APPROVAL,
-    Ending,
     LLMNode,
     Template,
     _clip,

@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from waypoint._messages import problems
-from waypoint.errors import NodeError
+from waypoint.errors import GraphError, NodeError
 from waypoint.nodes._call import call
 from waypoint.nodes._tools import Tool
-from waypoint.nodes.base import Node, Outcome, register
+from waypoint.nodes.base import Checks, Node, Outcome, register
 from waypoint.nodes.context import NodeContext
 
 
@@ -39,19 +39,27 @@ class ToolNode(Node):
     args: Mapping[str, str] | Callable[[Any], dict[str, Any]] | None = None
     into: str | None = None
 
+    @property
+    def callee(self) -> Tool:
+        """The tool it calls (g.tool_node() always gives one)."""
+        if self.tool is None:
+            raise GraphError(f"tool node {self.name!r} has no tool; "
+                             f"build it with g.tool_node(fn, name={self.name!r})")
+        return self.tool
+
     async def run(self, state: Any, ctx: NodeContext) -> Outcome:
         kwargs = self._arguments(state, ctx)
-        if self.tool.ctx_param:
-            kwargs[self.tool.ctx_param] = ctx
+        if self.callee.ctx_param:
+            kwargs[self.callee.ctx_param] = ctx
         ctx.record["attempt"] = ctx.attempt
-        result = await call(lambda: self.tool.fn(**kwargs), (), run_async=self.tool.is_async)
+        result = await call(lambda: self.callee.fn(**kwargs), (), run_async=self.callee.is_async)
         return Outcome(update={self.into: result} if self.into else result)
 
-    def check(self, checks: Any, name: str) -> list[str]:
+    def check(self, checks: Checks, name: str) -> list[str]:
         return checks.tool(name, self)
 
     def _arguments(self, state: Any, ctx: NodeContext) -> dict[str, Any]:
-        fields = self.tool.arguments.model_fields
+        fields = self.callee.arguments.model_fields
         if callable(self.args):
             raw = self.args(state)
         else:
@@ -59,11 +67,11 @@ class ToolNode(Node):
             raw = {p: getattr(state, source.get(p, p)) for p in fields
                    if hasattr(state, source.get(p, p))}
         try:
-            parsed = self.tool.arguments.model_validate(raw)
+            parsed = self.callee.arguments.model_validate(raw)
         except ValidationError as exc:
             found = problems(exc, named="argument")
             raise NodeError(
                 f"run {ctx.run_id!r}, tool node {self.name!r}: arguments taken from the state do "
-                f"not fit {self.tool.name}(): {found}. The tool was not called; fix the state "
+                f"not fit {self.callee.name}(): {found}. The tool was not called; fix the state "
                 "(or args=) and resume.", run_id=ctx.run_id, node=self.name) from None
         return {name: getattr(parsed, name) for name in fields}
