@@ -45,7 +45,7 @@ class Spec:
                    {k: dict(v) for k, v in builder.routes.items()}, list(builder.duplicates))
 
     @classmethod
-    def from_graph(cls, graph: Graph) -> Spec:
+    def from_graph(cls, graph: Graph[Any]) -> Spec:
         return cls(graph.name, graph.schema, dict(graph.nodes),
                    {k: list(v) for k, v in graph.edges.items()},
                    {k: dict(v) for k, v in graph.routes.items()})

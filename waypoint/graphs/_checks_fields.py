@@ -99,7 +99,7 @@ def _subgraph(spec: Spec, name: str, node: Any) -> list[str]:
     return problems
 
 
-def _subgraph_input(name: str, child: Graph, shared: list[str], theirs: str, ours: str,
+def _subgraph_input(name: str, child: Graph[Any], shared: list[str], theirs: str, ours: str,
                     spec: Spec) -> list[str]:
     if not shared:
         return [f"subgraph {name!r}: {theirs} and {ours} share no field name, so nothing flows in; "
@@ -122,7 +122,7 @@ def _llm(spec: Spec, name: str, node: Any) -> list[str]:
     into = getattr(node, "into", None)
     if into in spec.fields:
         if node.writes_label:
-            written: Any = Literal[tuple(node.labels)]  # type: ignore[valid-type]
+            written: Any = Literal[tuple(node.labels)]
         else:
             written = getattr(node, "output", None) or str
         written = one_item(written, spec.fields[into], spec.schema.fields[into].reducer)

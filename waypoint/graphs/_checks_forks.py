@@ -163,7 +163,7 @@ def parallel_writes(spec: Spec) -> list[str]:
                     for b in right_writers - left:
                         shared = _clash(a, b, writes, below)
                         if shared:
-                            found.setdefault(tuple(sorted((a, b))), set()).update(shared)  # type: ignore[arg-type]
+                            found.setdefault(tuple(sorted((a, b))), set()).update(shared)
     return [
         f"nodes {a!r} and {b!r} can run at the same time and both write last-value field(s) "
         f"{sorted(fields)}; give the field a reducer (Annotated[..., append]) or let one node write it."

@@ -6,7 +6,7 @@ import ast
 import inspect
 import textwrap
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 
@@ -54,7 +54,7 @@ def _dict_keys(values: list[ast.expr | None]) -> frozenset[str] | None:
     return frozenset(keys)
 
 
-def _own_returns(func: ast.AST):
+def _own_returns(func: ast.AST) -> Iterator[ast.Return]:
     """Return statements of `func`, not of functions nested in it."""
     stack = list(ast.iter_child_nodes(func))
     while stack:

@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -238,7 +238,7 @@ class GraphBuilder(Generic[S]):
     def map(
         self,
         name: str,
-        worker: Callable[..., Any] | Graph,
+        worker: Callable[..., Any] | Graph[Any],
         *,
         over: str,
         into: str,
@@ -261,7 +261,7 @@ class GraphBuilder(Generic[S]):
         the result unless `output=lambda final: ...` picks one.
         """
         graph = worker if isinstance(worker, (Graph, GraphBuilder)) else None
-        fn = None if graph is not None else worker
+        fn = None if graph is not None else cast(Callable[..., Any], worker)
         self.add(
             MapNode(
                 name=name, fn=fn, graph=graph, input=input, output=output, over=over, into=into,
@@ -274,7 +274,7 @@ class GraphBuilder(Generic[S]):
     def subgraph(
         self,
         name: str,
-        graph: Graph,
+        graph: Graph[Any],
         *,
         input: Callable[[Any], Any] | None = None,
         output: Callable[[Any], Any] | None = None,

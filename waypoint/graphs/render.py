@@ -112,7 +112,7 @@ class Diagram:
 
 
 def diagram(
-    graph: Graph,
+    graph: Graph[Any],
     status: Mapping[str, Status] | None = None,
     visits: Mapping[str, int] | None = None,
     path: Iterable[tuple[str, str]] | None = None,
@@ -127,7 +127,7 @@ def diagram(
     return result
 
 
-def _cluster(graph: Graph, cluster: Cluster, qual: str, links: list[Link]) -> Cluster:
+def _cluster(graph: Graph[Any], cluster: Cluster, qual: str, links: list[Link]) -> Cluster:
     """Fill `cluster` with `graph`'s nodes; append its edges, then its subgraphs' edges."""
     idp = f"{cluster.id}_" if cluster.id else ""
     entry = {START: f"{idp}n_start", END: f"{idp}n_end"}
@@ -153,7 +153,7 @@ def _cluster(graph: Graph, cluster: Cluster, qual: str, links: list[Link]) -> Cl
     return cluster
 
 
-def _worker(graph: Graph, nid: str, qual: str, links: list[Link]) -> Cluster:
+def _worker(graph: Graph[Any], nid: str, qual: str, links: list[Link]) -> Cluster:
     """A map's worker graph: a cluster beside the map, reached by a dashed 'each item' link."""
     worker = Cluster(f"{nid}_w", qual + SEP, f"each item: {graph.name}")
     links.append(Link(nid, f"{nid}_w_n_start", (qual, qual + SEP + START), "each item", style="dashed"))
@@ -168,7 +168,7 @@ def _lines(name: str, node: Node) -> list[str]:
     return [name, *node.caption()]
 
 
-def _edges(graph: Graph) -> list[tuple[str, str, str]]:
+def _edges(graph: Graph[Any]) -> list[tuple[str, str, str]]:
     """(source, target, label) in definition order; labels to one target are merged."""
     merged: dict[tuple[str, str], list[str]] = {}
     for source in (START, *graph.nodes):
@@ -203,9 +203,11 @@ def _mark_status(d: Diagram, status: Mapping[str, Status], visits: Mapping[str, 
         items[name].status = value
     for name, count in visits.items():
         item = items[name]
-        if count > 0 and isinstance(item, Box):
+        if count <= 0:
+            continue
+        if isinstance(item, Box):
             item.lines[0] += f" ×{count}"
-        elif count > 0:
+        else:
             item.label += f" ×{count}"
 
 
@@ -227,7 +229,7 @@ def _mark_path(d: Diagram, path: list[tuple[str, str]]) -> None:
 
 # -- entry points -----------------------------------------------------------------------
 def render(
-    graph: Graph,
+    graph: Graph[Any],
     format: str = "dot",
     *,
     status: Mapping[str, Status] | None = None,
@@ -260,7 +262,7 @@ def render(
     return output.decode("utf-8") if format == "svg" else output
 
 
-def render_to_file(graph: Graph, path: str | Path, /, **options: Any) -> Path:
+def render_to_file(graph: Graph[Any], path: str | Path, /, **options: Any) -> Path:
     """`render_to_file(graph, "flow.svg", status=..., path=[...])`: the suffix picks the format.
 
     The file path is positional, so `path=` stays free for the run's path.

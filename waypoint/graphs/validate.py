@@ -48,7 +48,7 @@ def graph_error(name: str, problems: list[str]) -> GraphError:
     return error
 
 
-def build(builder: Any) -> Graph:
+def build(builder: Any) -> Graph[Any]:
     spec = Spec.from_builder(builder)
     problems, _ = analyse(spec)
     if problems:

@@ -51,7 +51,7 @@ class Choices:
     answers: Mapping[str, Any] = field(default_factory=dict)  # gate -> answer model instance
 
 
-def decision_nodes(graph: Graph, prefix: str = "") -> Iterator[tuple[str, Any, Graph]]:
+def decision_nodes(graph: Graph[Any], prefix: str = "") -> Iterator[tuple[str, Any, Graph[Any]]]:
     """(path, node, graph it belongs to) for every node of `graph`, its subgraphs and map workers."""
     for name, node in graph.nodes.items():
         yield prefix + name, node, graph
@@ -59,7 +59,7 @@ def decision_nodes(graph: Graph, prefix: str = "") -> Iterator[tuple[str, Any, G
             yield from decision_nodes(node.inner_graph, f"{prefix}{name}/")
 
 
-def router_choices(graph: Graph, *, max_answers: int = 6) -> st.SearchStrategy[Choices]:
+def router_choices(graph: Graph[Any], *, max_answers: int = 6) -> st.SearchStrategy[Choices]:
     """Arbitrary answers for every router, LLM node, guard condition and gate of `graph`."""
     routes, until, outputs, answers = {}, {}, {}, {}
     for path, node, owner in decision_nodes(graph):
@@ -82,7 +82,7 @@ def _labels(node: Any) -> st.SearchStrategy[Any]:
     return one
 
 
-def _output_type(node: Any, owner: Graph) -> Any:
+def _output_type(node: Any, owner: Graph[Any]) -> Any:
     if node.writes_label:
         return None  # an LLM router writes the label it chose
     output = getattr(node, "output", None)

@@ -56,7 +56,7 @@ class DrivenRun:
         return self.status in ("done", "failed", "waiting")
 
 
-def drive(graph: Graph, choices: Choices, trace: list[str], prefix: str = "") -> Graph:
+def drive(graph: Graph[Any], choices: Choices, trace: list[str], prefix: str = "") -> Graph[Any]:
     """A copy of `graph` whose decisions come from `choices`; each one is appended to `trace`."""
     nodes = {name: _driven(graph, prefix + name, node, choices, trace) for name, node in graph.nodes.items()}
     return dataclasses.replace(graph, nodes=MappingProxyType(nodes))
@@ -91,7 +91,7 @@ class _StandIn(Node):
         return self.answer()
 
 
-def _driven(graph: Graph, path: str, node: Any, choices: Choices, trace: list[str]) -> Any:
+def _driven(graph: Graph[Any], path: str, node: Any, choices: Choices, trace: list[str]) -> Any:
     if isinstance(node.inner_graph, Graph):  # a subgraph's graph, a map's worker
         return dataclasses.replace(node, graph=drive(node.inner_graph, choices, trace, path + "/"))
     if node.counts_loops and getattr(node, "until", None) is not None:
@@ -109,7 +109,7 @@ def _driven(graph: Graph, path: str, node: Any, choices: Choices, trace: list[st
     return node
 
 
-def _stand_in(graph: Graph, path: str, node: Any, choices: Choices, trace: list[str]) -> _StandIn:
+def _stand_in(graph: Graph[Any], path: str, node: Any, choices: Choices, trace: list[str]) -> _StandIn:
     routes = node.name in graph.routes
     labels = _Answers(f"LLM node {path!r}", choices.routes.get(path, ()),
                       node.labels[0] if node.labels else None, trace)
@@ -144,7 +144,7 @@ class _CountingStore:
             self.exceeded.set()
 
 
-async def run_driven(graph: Graph, choices: Choices, *, input: Any = None, gates: Gates = "answer",
+async def run_driven(graph: Graph[Any], choices: Choices, *, input: Any = None, gates: Gates = "answer",
                      timeout: float = 30.0, limit: int | None = None) -> DrivenRun:
     """Run `graph` once with `choices` deciding, in a fresh MemoryStore; never raises for the run."""
     trace: list[str] = []
@@ -163,8 +163,8 @@ async def run_driven(graph: Graph, choices: Choices, *, input: Any = None, gates
     return DrivenRun(result.status, store.executions, trace, result.state, result.error)
 
 
-async def _until_stopped(graph: Graph, store: _CountingStore, input: Any, choices: Choices,
-                         gates: Gates, trace: list[str]) -> RunResult | None:
+async def _until_stopped(graph: Graph[Any], store: _CountingStore, input: Any, choices: Choices,
+                         gates: Gates, trace: list[str]) -> RunResult[Any] | None:
     handle = await start(graph, input, store=store)  # type: ignore[arg-type]
     while True:
         result = await _result_or_runaway(handle, store)
@@ -177,7 +177,7 @@ async def _until_stopped(graph: Graph, store: _CountingStore, input: Any, choice
         handle = await resume(graph, result.run_id, answers=answers, store=store)  # type: ignore[arg-type]
 
 
-async def _result_or_runaway(handle: Any, store: _CountingStore) -> RunResult | None:
+async def _result_or_runaway(handle: Any, store: _CountingStore) -> RunResult[Any] | None:
     waiter = asyncio.ensure_future(handle.result(raise_on_failure=False))
     stopper = asyncio.ensure_future(store.exceeded.wait())
     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -189,7 +189,7 @@ async def _result_or_runaway(handle: Any, store: _CountingStore) -> RunResult | 
     return None
 
 
-def check_terminates(graph: Graph, choices: Choices, *, input: Any = None, gates: Gates = "answer",
+def check_terminates(graph: Graph[Any], choices: Choices, *, input: Any = None, gates: Gates = "answer",
                      timeout: float = 30.0, limit: int | None = None) -> DrivenRun:
     """One driven run; raises AssertionError, with the decisions made, unless it ends within bound.
 
@@ -213,7 +213,7 @@ def check_terminates(graph: Graph, choices: Choices, *, input: Any = None, gates
     raise AssertionError(f"graph {graph.name!r} {what}.\nDecisions, in order:\n{decisions}") from run.error
 
 
-def assert_terminates(graph: Graph, *, runs: int = 50, input: Any = None, settings: Any = None,
+def assert_terminates(graph: Graph[Any], *, runs: int = 50, input: Any = None, settings: Any = None,
                       gates: Gates = "answer", timeout: float = 30.0) -> None:
     """Assert that `runs` runs with arbitrary decisions all end within `graph.max_steps`.
 
