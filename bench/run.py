@@ -19,8 +19,9 @@ import asyncio
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench import floor, table, wp
 from bench.common import Sync, compile_bytecode, median, python, scratch, wall, waypoint_cli
@@ -134,6 +135,14 @@ def bench_imports(results: Results, size: dict[str, Any], rep: int) -> None:
         results[("wp", "-", "help.ms")].append(wall([*waypoint_cli(), "--help"])[0] * 1e3)
 
 
+def measure_floor(results: Results, size: dict[str, Any]) -> None:
+    """The references of this repetition: one single-row WAL commit per sync, plain asyncio tasks."""
+    with scratch() as folder:
+        for sync in SYNCS:
+            results[("-", sync, "floor.commit_ms")].append(floor.commit_ms(folder, sync))
+    results[("-", "-", "plain.per_node_ms")].append(floor.plain_ms(size["nostore"]))
+
+
 BENCHES = {name: globals()[f"bench_{name}"] for name in WORKLOADS}
 
 
@@ -152,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     results: Results = defaultdict(list)
     compile_bytecode()
     for rep in range(reps):
+        measure_floor(results, size)  # in the same run, so that the multiples compare like with like
         for name in chosen:
             print(f"rep {rep + 1}/{reps}: {name}", file=sys.stderr, flush=True)
             BENCHES[name](results, size, rep)
