@@ -8,7 +8,10 @@ types by the engine, never by looking at a type name inside the data.
 
 Schema evolution follows msgspec's rules: new fields get defaults, an existing
 field never changes type. `v` is the record schema version; a record with a
-newer `v` than `RECORD_VERSION` raises `SchemaVersionError`.
+newer `v` than `RECORD_VERSION` raises `SchemaVersionError`. Records are written
+as version 1 unless they need a later reader: version 2 is a snapshot that holds
+an append-only list field by reference (`Snapshot.appended`), which a version 1
+reader would take for a missing field.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import msgspec
 
 from waypoint.errors import CorruptRecordError, SchemaVersionError
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # the newest record this code reads
+APPENDED_VERSION = 2  # a Snapshot with `appended`
 
 StepKind = Literal[
     "done",  # a node activation completed: delta, children, extra (route, counters)
@@ -51,7 +55,7 @@ class Step(msgspec.Struct, frozen=True, omit_defaults=True):
     delta: dict[str, Any] = {}
     children: list[str] = []
     extra: dict[str, Any] = {}
-    v: int = RECORD_VERSION
+    v: int = 1
 
 
 class Snapshot(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -60,7 +64,10 @@ class Snapshot(msgspec.Struct, frozen=True, omit_defaults=True):
     seq: int
     state: dict[str, Any]
     frontier: dict[str, Any] = {}
-    v: int = RECORD_VERSION
+    v: int = 1
+    # field -> [base_seq, length]: the field is not in `state`; it is the list held whole by the
+    # snapshot at base_seq, then the items the log's steps after it append (engine/_appended.py)
+    appended: dict[str, list[int]] = {}
 
 
 class RunInfo(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from waypoint.checkpoints.records import Step
-from waypoint.nodes.context import add_usage
 from waypoint.graphs.graph import START, Graph
+from waypoint.nodes.context import add_usage
 
 
 @dataclass

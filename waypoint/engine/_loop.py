@@ -19,10 +19,11 @@ from pydantic import BaseModel
 from waypoint import _faults
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunStatus, Snapshot, Step
+from waypoint.engine._appended import Bases, restore, snapshot
 from waypoint.engine._budget import Budget
 from waypoint.engine._child import ChildRuns
 from waypoint.engine._frontier import Activation, Frontier
-from waypoint.engine._messages import Done, Failed, Finished, ItemDone, Message, Waiting
+from waypoint.engine._messages import Done, Failed, Finished, Message, Waiting
 from waypoint.engine._nodes import NodeRunner
 from waypoint.engine.events import Event, EventBus
 from waypoint.engine.waits import Answer, Pause, at_launch, waiting_gates
@@ -67,6 +68,7 @@ class RunLoop:
         self.steps_since_snapshot = 0
         self.snapshot_size = 0
         self.failed_usage: dict[str, int] = {}  # what the activation that failed the run spent
+        self.bases = Bases({})  # where append-only fields were last snapshotted whole (load sets it)
 
     # -- loading --------------------------------------------------------------
     async def load(self) -> None:
@@ -76,8 +78,10 @@ class RunLoop:
                 f"run {self.run_id!r} has no initial snapshot; it was not created by "
                 "waypoint.start or its snapshots were deleted.", run_id=self.run_id)
         record, at = "snapshot", snapshot.seq  # what a misfit is blamed on
+        plain = await restore(self.store, self.run_id, snapshot) if snapshot.appended else snapshot.state
         try:
-            self.state = self.graph.schema.decode_state(snapshot.state)
+            self.state = self.graph.schema.decode_state(plain)
+            self.bases = Bases.at_load(self.graph.schema, snapshot, self.state)
             self.frontier = Frontier.from_plain(snapshot.frontier)
             self.seq = snapshot.seq
             for step in tail:
@@ -131,9 +135,8 @@ class RunLoop:
                 self.failed_usage = msg.usage  # recorded on the fail step: it counts
                 error = msg.error  # commit what came before it, then fail the run
                 break
-            if not isinstance(msg, ItemDone):  # the activation's last message: its task is ending
-                self.tasks.pop(msg.act.id, None)
             if isinstance(msg, Done):
+                self.tasks.pop(msg.act.id, None)  # its last message: its task is ending
                 try:
                     steps.append(self.complete(msg.act, msg.finished))
                 except WaypointError as exc:
@@ -141,6 +144,7 @@ class RunLoop:
                     break
                 self.outstanding -= 1
             elif isinstance(msg, Waiting):
+                self.tasks.pop(msg.act.id, None)
                 steps.append(self.step("wait", msg.act, extra=msg.request))
                 self.outstanding -= 1
             else:
@@ -244,10 +248,10 @@ class RunLoop:
                           and self.snapshot_size + self.since_snapshot < SNAPSHOT_SMALL_BYTES)
         if not (big or long_and_small):
             return None
-        state = self.graph.schema.encode_state(self.state)
-        self.snapshot_size = len(msgspec.msgpack.encode(state))
+        state, appended = self.bases.split(self.graph.schema, self.state, self.seq)
+        self.snapshot_size = len(_encode(state))
         self.since_snapshot = self.steps_since_snapshot = 0
-        return Snapshot(seq=self.seq, state=state, frontier=self.frontier.to_plain())
+        return snapshot(self.seq, state, self.frontier.to_plain(), appended)
 
     # -- launching -------------------------------------------------------------
     def launch(self, act: Activation) -> None:

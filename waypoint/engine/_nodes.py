@@ -23,7 +23,6 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from waypoint.engine._budget import counting_children, unkept
-from waypoint.nodes.context import add_usage
 from waypoint.engine._frontier import Activation
 from waypoint.engine._messages import Done, Failed, Finished, ItemDone, Message, Waiting
 from waypoint.engine.events import Event, EventBus
@@ -32,7 +31,7 @@ from waypoint.errors import NodeError, WaypointError
 from waypoint.graphs.graph import Graph
 from waypoint.nodes.base import Outcome
 from waypoint.nodes.composite import ChildPaused, ItemsWaiting
-from waypoint.nodes.context import NodeContext
+from waypoint.nodes.context import NodeContext, add_usage
 
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)  # what an LLM node commits per tool turn is plain data
 

@@ -15,14 +15,16 @@ replay, and after a snapshot is restored (`model_validate`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from waypoint._messages import problems
 from waypoint._reducers import is_reducer
 from waypoint.errors import UpdateError
+from waypoint.graphs.reducers import append
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,11 @@ class StateSchema:
         configured = bool(model.model_config)
         self.revalidated = {n for n, f in self.fields.items()
                             if _has_validator(decorators, n) or (configured and f.reducer is None)}
+        # Lists that only grow by `append` and that no validator may rewrite: a snapshot can
+        # hold them by reference (engine/_appended.py), since the log holds their items.
+        self.appendable = frozenset(
+            () if self.whole else
+            (n for n, f in self.fields.items() if f.reducer is append and n not in self.revalidated))
 
     def normalize(self, node: str, update: Any, *, run_id: str) -> dict[str, Any]:
         """A node's return value as a dict of field updates."""
@@ -132,8 +139,8 @@ class StateSchema:
     def decode(self, plain: dict[str, Any]) -> dict[str, Any]:
         return {k: self.fields[k].adapter.validate_python(v) for k, v in plain.items()}
 
-    def encode_state(self, state: BaseModel) -> dict[str, Any]:
-        return state.model_dump(mode="json")
+    def encode_state(self, state: BaseModel, exclude: Iterable[str] = ()) -> dict[str, Any]:
+        return state.model_dump(mode="json", exclude=set(exclude) or None)
 
     def decode_state(self, plain: dict[str, Any]) -> BaseModel:
         return self.model.model_validate(plain)
