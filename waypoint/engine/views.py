@@ -215,3 +215,8 @@ class _Bounded:
         snapshot = await self.store.snapshot_at(run_id, self.upto)
         after = snapshot.seq if snapshot else 0
         return snapshot, await self.store.history(run_id, after=after, upto=self.upto)
+
+    def __getattr__(self, name: str) -> Any:
+        # snapshot_at, history: what a snapshot's append-only fields are rebuilt from
+        # (engine/_appended.restore), all at or before `upto`
+        return getattr(self.store, name)
