@@ -202,3 +202,29 @@ async def test_an_input_that_does_not_fit_names_each_field_and_the_shape(store):
     assert "'trial' is not a field of S (did you mean 'trail'?)" in message
     assert "field 'approved'" in message and "Expected shape: {" in message
     assert "Nothing was written" in message and await store.list_runs() == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["interrupt", "cancel"])
+async def test_an_event_stream_ends_when_the_run_is_stopped(store, how):
+    entered, never = asyncio.Event(), asyncio.Event()
+    g = wp.GraphBuilder(S, name="slow")
+
+    @g.node(writes=["trail"])
+    async def slow(state: S) -> dict:
+        entered.set()
+        await never.wait()
+        return {"trail": ["slow"]}
+
+    g.edge(wp.START, "slow")
+    g.edge("slow", wp.END)
+    handle = await wp.start(g.compile(), store=store)
+
+    async def kinds() -> list[str]:
+        return [event.kind async for event in handle.events()]
+
+    seen = asyncio.create_task(kinds())
+    await entered.wait()
+    await (handle.interrupt() if how == "interrupt" else handle.cancel())
+    stream = await asyncio.wait_for(seen, 30)  # a guard only: a stream that never ends fails here
+    assert stream[-1] == ("run_interrupted" if how == "interrupt" else "run_cancelled")

@@ -5,7 +5,8 @@
         print(event.kind, event.node)
 
 Kinds: run_started, run_resumed, node_started, node_finished, node_failed,
-node_retried, run_waiting, run_finished, run_failed, run_cancelled, plus any
+node_retried, gate_waiting, run_waiting, run_finished, run_failed,
+run_interrupted, run_cancelled, plus any
 custom kind a node emits through `ctx.emit(kind, data)` (e.g. "token").
 """
 
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-TERMINAL = frozenset({"run_waiting", "run_finished", "run_failed", "run_cancelled"})
+TERMINAL = frozenset({"run_waiting", "run_finished", "run_failed", "run_interrupted", "run_cancelled"})
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class EventBus:
             queue.put_nowait(event)
 
     async def subscribe(self, *, replay: bool = True) -> AsyncIterator[Event]:
-        """Events until the run stops (finishes, fails, waits or is cancelled)."""
+        """Events until the run stops (finishes, fails, waits, is interrupted or cancelled)."""
         queue: asyncio.Queue[Event] = asyncio.Queue()
         backlog = list(self.history) if replay else []
         self._queues.append(queue)
