@@ -38,18 +38,18 @@ class Frontier:
     usage: dict[str, int] = field(default_factory=dict)  # summed ctx.record["usage"]
 
     @classmethod
-    def initial(cls, graph: Graph) -> Frontier:
+    def initial(cls, graph: Graph[Any]) -> Frontier:
         frontier = cls()
         for i, node in enumerate(graph.start):
             frontier.add(graph, f"0.{i}", node, START)
         return frontier
 
-    def add(self, graph: Graph, act_id: str, node: str, parent: str) -> None:
+    def add(self, graph: Graph[Any], act_id: str, node: str, parent: str) -> None:
         self.pending[act_id] = Activation(act_id, node, parent)
         if graph.nodes[node].join:
             self.arrivals.pop(node, None)
 
-    def ready_joins(self, graph: Graph) -> list[str]:
+    def ready_joins(self, graph: Graph[Any]) -> list[str]:
         """Joins with arrivals and no pending activation upstream of them."""
         if not self.arrivals:
             return []
@@ -63,7 +63,7 @@ class Frontier:
         first = [j for j in ready if not any(o != j and o in graph.join_upstream[j] for o in ready)]
         return sorted(first or ready[:1])
 
-    def apply(self, graph: Graph, state: BaseModel, step: Step, values: dict[str, Any]) -> BaseModel:
+    def apply(self, graph: Graph[Any], state: BaseModel, step: Step, values: dict[str, Any]) -> BaseModel:
         """Advance past `step` (whose decoded delta is `values`); return the new state."""
         if step.kind == "edit":
             # A person's edit of the state (engine/edits.py): fields only, nothing activated.
@@ -73,7 +73,7 @@ class Frontier:
         self.advance(graph, step, values)  # after the state: a refused update changes nothing
         return new_state
 
-    def advance(self, graph: Graph, step: Step, values: dict[str, Any] | None = None) -> None:
+    def advance(self, graph: Graph[Any], step: Step, values: dict[str, Any] | None = None) -> None:
         """`apply` without the state: what is pending, waiting, counted and arrived after `step`.
 
         Drawings (`marks.py`) follow a run's log with it, as deadlines (`due_gates`)

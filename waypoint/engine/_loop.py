@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from waypoint import _faults
 from waypoint.checkpoints.protocol import Store
-from waypoint.checkpoints.records import RunStatus, Snapshot, Step
+from waypoint.checkpoints.records import RunStatus, Snapshot, Step, StepKind
 from waypoint.engine._appended import Bases, restore, snapshot
 from waypoint.engine._budget import Budget
 from waypoint.engine._child import ChildRuns
@@ -47,7 +47,7 @@ class Outcome:
 class RunLoop:
     """Executes one run from its stored log until it finishes, fails or waits."""
 
-    def __init__(self, graph: Graph, store: Store, run_id: str, owner: str, *,
+    def __init__(self, graph: Graph[Any], store: Store, run_id: str, owner: str, *,
                  deps: Any = None, answers: dict[str, Answer] | None = None,
                  bus: EventBus | None = None, max_concurrency: int | None = None,
                  budget: Budget | None = None, now: float | None = None) -> None:
@@ -187,7 +187,7 @@ class RunLoop:
         elif step.kind == "wait":
             self.bus.publish(Event("gate_waiting", self.run_id, node, act, step.seq, step.extra))
 
-    def step(self, kind: str, act: Activation, **fields: Any) -> Step:
+    def step(self, kind: StepKind, act: Activation, **fields: Any) -> Step:
         self.seq += 1
         step = Step(seq=self.seq, kind=kind, node=act.node, activation=act.id,
                     at=time.time(), **fields)

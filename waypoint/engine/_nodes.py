@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import time
 import typing
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -26,12 +26,14 @@ from waypoint.engine._budget import counting_children, unkept
 from waypoint.engine._frontier import Activation
 from waypoint.engine._messages import Done, Failed, Finished, ItemDone, Message, Waiting
 from waypoint.engine.events import Event, EventBus
-from waypoint.engine.waits import ChildWaiting, Go, child_prefix, child_wait, items_wait
+from waypoint.engine.waits import ChildWaiting, Go, child_wait, items_wait
 from waypoint.errors import NodeError, WaypointError
 from waypoint.graphs.graph import Graph
-from waypoint.nodes.base import Outcome
+from waypoint.nodes.address import child_prefix
+from waypoint.nodes.base import Node, Outcome
 from waypoint.nodes.composite import ChildPaused, ItemsWaiting
-from waypoint.nodes.context import NodeContext, add_usage
+from waypoint.nodes.context import EmitFn, NodeContext, add_usage
+from waypoint.nodes.gate import GateNode
 
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)  # what an LLM node commits per tool turn is plain data
 
@@ -39,7 +41,7 @@ _ANY: TypeAdapter[Any] = TypeAdapter(Any)  # what an LLM node commits per tool t
 class NodeRunner:
     """Runs activations of one run's nodes; reports each through `send`, never touching the loop."""
 
-    def __init__(self, graph: Graph, run_id: str, bus: EventBus, *, send: Callable[[Message], None],
+    def __init__(self, graph: Graph[Any], run_id: str, bus: EventBus, *, send: Callable[[Message], None],
                  deps: Any, max_concurrency: int | None, now: float | None,
                  done_items: Callable[[str], dict[int, Any] | None],
                  child_runs: Callable[[Activation, Go], Any]) -> None:
@@ -110,9 +112,9 @@ class NodeRunner:
                 await asyncio.sleep(delay)
                 attempt += 1
 
-    async def _run(self, node: Any, act: Activation, state: BaseModel, ctx: NodeContext, go: Go) -> Outcome:
-        if node.pauses:
-            return self._answer_gate(node, state, ctx, go)
+    async def _run(self, node: Node, act: Activation, state: BaseModel, ctx: NodeContext, go: Go) -> Outcome:
+        if node.pauses:  # only a GateNode pauses: a class flag, no isinstance on the hot path
+            return self._answer_gate(cast(GateNode, node), state, ctx, go)
         try:
             if node.timeout is None:  # one coroutine less per activation
                 return await node.run(state, ctx)
@@ -125,7 +127,7 @@ class NodeRunner:
                 "thread may still be running, and the process will not wait for it at exit.",
                 run_id=self.run_id, node=act.node) from None
 
-    def _answer_gate(self, node: Any, state: BaseModel, ctx: NodeContext, go: Go) -> Outcome:
+    def _answer_gate(self, node: GateNode, state: BaseModel, ctx: NodeContext, go: Go) -> Outcome:
         """A gate completes with its answer, or, past its deadline, on its "expired" route."""
         if go.answer is None:
             assert go.expired is not None, "a gate runs only answered or expired (waits.at_launch)"
@@ -158,7 +160,7 @@ class NodeRunner:
         args = typing.get_args(annotation)
         return TypeAdapter(args[0] if typing.get_origin(annotation) is list and args else Any)
 
-    def _emitter(self, act: Activation):
+    def _emitter(self, act: Activation) -> EmitFn:
         bus, run_id = self.bus, self.run_id
 
         def emit(kind: str, data: dict[str, Any]) -> None:
@@ -166,8 +168,8 @@ class NodeRunner:
 
         return emit
 
-    def _item_committer(self, act: Activation, node: Any, adapter: TypeAdapter[Any],
-                        from_children: dict[str, int]):
+    def _item_committer(self, act: Activation, node: Node, adapter: TypeAdapter[Any],
+                        from_children: dict[str, int]) -> Callable[[int, Any], Awaitable[Any]]:
         async def commit_item(index: int, result: Any) -> Any:
             try:
                 value = adapter.validate_python(result)
