@@ -155,9 +155,9 @@ def show(run_id: str, db: str | None, seq: int | None, as_json: bool, graph_ref:
 def render(graph_ref: str | None, output: str | None, fmt: str, run_id: str | None,
            db: str | None) -> None:
     """Draw a graph, optionally with a run on it (the run's graph if GRAPH is omitted)."""
-    if graph_ref is None and run_id is None:
-        raise click.UsageError(f"give the graph ({REF}), a run (--run RUN_ID), or both.")
     if run_id is None:
+        if graph_ref is None:
+            raise click.UsageError(f"give the graph ({REF}), a run (--run RUN_ID), or both.")
         return _draw(_load(graph_ref), output, fmt, {})
     from waypoint._cli.loading import graph_of_run
 

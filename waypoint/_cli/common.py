@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -141,7 +141,13 @@ async def _terminable(coro: Coroutine[Any, Any, T]) -> T:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
-class JsonParam(click.ParamType):
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[Any]
+else:  # click 8.1, which pyproject allows, has no type argument on ParamType at runtime
+    _ParamType = click.ParamType
+
+
+class JsonParam(_ParamType):
     """A JSON value given inline, as `@file.json`, or as `-` for stdin."""
 
     name = "JSON"

@@ -47,7 +47,8 @@ async def show_run(db: Db, info: Any, graph: Any, problem: str | None, graph_ref
 
     async with opened(db) as store:
         steps = await history(info.run_id, store=store)
-        state, gates = None, []
+        state: Any = None
+        gates: list[Any] = []
         change = await graph_change(graph, store, info) if graph is not None else None
         if change is not None:
             problem = change.explain(db)

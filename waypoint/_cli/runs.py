@@ -81,8 +81,8 @@ async def fork_run(info: Any, graph: Any, ref: str, seq: int | None, new_id: str
     out = Out()
     async with opened(db) as store:
         at = info.last_seq if seq is None else seq
-        changes = {} if edit is None else {"update": edit.update, "by": edit.by}
-        handle = await fork(graph, info.run_id, at=at, store=store, run_id=new_id, **changes)
+        update, by = (None, None) if edit is None else edit
+        handle = await fork(graph, info.run_id, at=at, store=store, run_id=new_id, update=update, by=by)
         header(out, handle.run_id, graph, ref, db)
         out.line(f"forked: from {info.run_id} after step {at}")
         await report(await follow_run(handle, graph, out, db), graph, store, db, out)

@@ -136,8 +136,8 @@ class _Flow:
                 return by_label[label][target] if label in by_label else 0
 
             exits = max(arrivals("done"), arrivals("exhausted"))
-            entries = self.entered[source]
-            return entries * (node.max_iterations * arrivals("continue") + exits + static)
+            cap: int = node.max_iterations  # a loop guard: counts_loops
+            return self.entered[source] * (cap * arrivals("continue") + exits + static)
         if node is not None and fans_out(node) is not False:
             per_run = static + self.any_route.get(source, Counter())[target]  # several labels at once
         else:

@@ -60,8 +60,8 @@ class Spec:
             for t in targets:
                 yield source, t, None
         for source, routes in self.routes.items():
-            for label, targets in routes.items():
-                for t in targets:
+            for label, routed in routes.items():
+                for t in routed:
                     yield source, t, label
 
     def successors(self, name: str) -> set[str]:

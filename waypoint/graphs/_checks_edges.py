@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from waypoint.graphs._checks import Spec
@@ -61,7 +60,7 @@ def check_edges(spec: Spec) -> list[str]:
                          for t in dict.fromkeys(targets) if t in spec.nodes and spec.nodes[t].join]
         for t in targets:
             problems += check_target(f"edge {source!r} -> {t!r}", t, known)
-        problems += _repeated(lambda t, s=source: f"edge {s!r} -> {t!r}", targets)
+        problems += _repeated(f"edge {source!r} -> ", targets)
     problems += _check_routes(spec, known)
     for name in known - set(spec.edges) - set(spec.routes):
         problems.append(f"node {name!r} has no outgoing edge; "
@@ -83,7 +82,7 @@ def _check_routes(spec: Spec, known: set[str]) -> list[str]:
                                 f"(it returns {list(labels)}); remove the route or {fix}.")
             for t in targets:
                 problems += check_target(f"route {node!r} --{label}--> {t!r}", t, known)
-            problems += _repeated(lambda t, n=node, lb=label: f"route {n!r} --{lb}--> {t!r}", list(targets))
+            problems += _repeated(f"route {node!r} --{label}--> ", list(targets))
     return problems
 
 
@@ -106,10 +105,13 @@ def check_target(where: str, target: str, known: set[str]) -> list[str]:
     return []
 
 
-def _repeated(where: Callable[[str], str], targets: list[str]) -> list[str]:
-    """An edge given twice activates its target twice per arrival: almost always a slip."""
+def _repeated(where: str, targets: list[str]) -> list[str]:
+    """An edge given twice activates its target twice per arrival: almost always a slip.
+
+    `where` names the edge up to its target: `_repeated("edge 'a' -> ", ["b", "b"])`.
+    """
     return [
-        f"{where(t)} is given {n} times, so {t!r} would run {n} times per arrival; "
+        f"{where}{t!r} is given {n} times, so {t!r} would run {n} times per arrival; "
         "remove the duplicate (fan out to distinct nodes instead)."
         for t, n in Counter(targets).items() if n > 1 and t != END
     ]
