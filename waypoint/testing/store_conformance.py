@@ -21,7 +21,7 @@ import inspect
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RECORD_VERSION, RunInfo, Snapshot, Step
@@ -38,6 +38,7 @@ __all__ = ["CHECKS", "NEEDS_PLANT", "check_store", "plant_memory", "plant_sqlite
 
 Plant = Callable[[Any, str, int, bytes], Awaitable[None]]
 MakeStore = Callable[[], "Store | Awaitable[Store]"]
+E = TypeVar("E", bound=Exception)
 
 
 async def check_store(make_store: MakeStore, *, plant: Plant | None = None) -> None:
@@ -85,12 +86,20 @@ def step(seq: int, node: str = "n", **more: Any) -> Step:
                 delta={"n": seq}, **more)
 
 
+def run_ids(runs: list[RunInfo]) -> list[str]:
+    return [r.run_id for r in runs]
+
+
+def seqs(steps: list[Step]) -> list[int]:
+    return [s.seq for s in steps]
+
+
 async def leased(store: Store, run_id: str, owner: str = "w1", ttl: float = 60.0, **more: Any) -> None:
     await store.create_run(info(run_id, **more))
     await store.claim(run_id, owner, ttl)
 
 
-async def raises(error: type[Exception], awaitable: Awaitable[Any], *words: str) -> Exception:
+async def raises(error: type[E], awaitable: Awaitable[Any], *words: str) -> E:
     """Await and require `error`, whose message contains every one of `words`."""
     try:
         await awaitable
@@ -151,12 +160,11 @@ async def check_list_runs(store: Store, plant: Plant | None) -> None:
         await store.create_run(info(f"r{i}", graph="ab"[i % 2], created_at=1000.0 + i))
     await store.claim("r4", "w", 60)
     await store.release("r4", "w", "done")
-    ids = lambda runs: [r.run_id for r in runs]
-    assert ids(await store.list_runs()) == ["r5", "r4", "r3", "r2", "r1", "r0"], "not newest first"
-    assert ids(await store.list_runs(graph="a")) == ["r4", "r2", "r0"]
-    assert ids(await store.list_runs(status="done")) == ["r4"]
-    assert ids(await store.list_runs(status="running", graph="a")) == ["r2", "r0"]
-    assert ids(await store.list_runs(limit=2)) == ["r5", "r4"]
+    assert run_ids(await store.list_runs()) == ["r5", "r4", "r3", "r2", "r1", "r0"], "not newest first"
+    assert run_ids(await store.list_runs(graph="a")) == ["r4", "r2", "r0"]
+    assert run_ids(await store.list_runs(status="done")) == ["r4"]
+    assert run_ids(await store.list_runs(status="running", graph="a")) == ["r2", "r0"]
+    assert run_ids(await store.list_runs(limit=2)) == ["r5", "r4"]
     assert await store.list_runs(status="waiting") == []
 
 
@@ -275,14 +283,14 @@ async def check_history_and_snapshot_at(store: Store, plant: Plant | None) -> No
     await leased(store, "r")
     await store.append("r", "w1", [step(1), step(2)], Snapshot(seq=2, state={"at": 2}))
     await store.append("r", "w1", [step(3), step(4), step(5)], Snapshot(seq=5, state={"at": 5}))
-    seqs = lambda steps: [s.seq for s in steps]
     assert seqs(await store.history("r")) == [1, 2, 3, 4, 5]
     assert seqs(await store.history("r", after=2)) == [3, 4, 5]
     assert seqs(await store.history("r", upto=3)) == [1, 2, 3]
     assert seqs(await store.history("r", after=1, upto=4)) == [2, 3, 4]
     assert await store.history("r", after=5) == [] and await store.history("r", after=3, upto=3) == []
     assert await store.snapshot_at("r", 1) is None
-    assert [(await store.snapshot_at("r", s)).state["at"] for s in (2, 4, 5, 99)] == [2, 2, 5, 5]
+    snapshots = [await store.snapshot_at("r", s) for s in (2, 4, 5, 99)]
+    assert [s and s.state["at"] for s in snapshots] == [2, 2, 5, 5]
 
 
 async def check_records_round_trip(store: Store, plant: Plant | None) -> None:
@@ -317,6 +325,9 @@ async def check_group_commit(store: Store, plant: Plant | None) -> None:
 async def check_corrupt_record(store: Store, plant: Plant | None) -> None:
     await leased(store, "r")
     await store.append("r", "w1", [step(1), step(2), step(3)])
+    assert plant is not None, ("store check 'corrupt_record' needs plant=, a function that overwrites "
+                               "one step's stored bytes (plant_memory, plant_sqlite); check_store skips it "
+                               "without one")
     await plant(store, "r", 2, b"\xc1 not msgpack")
     for call in (store.load("r"), store.history("r", after=1)):
         exc = await raises(CorruptRecordError, call, "'r'", "2")

@@ -24,7 +24,7 @@ are malformed on purpose, and `compile()` must reject those.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -235,7 +235,8 @@ def _add_step(draw: Any, g: Any, name: str) -> None:
            writes=["seen", "value"] if last_value else ["seen"])
 
 
-_RECIPES = {  # what random_graphs draws for one node (a router aside), by recipe name
+# what random_graphs draws for one node (a router aside), by recipe name: (draw, builder, name)
+_RECIPES: dict[str, Callable[[Any, Any, str], object]] = {
     "node": _add_step,
     "join": lambda draw, g, name: g.join(name, _step(name, False), writes=["seen"]),
     "map": lambda draw, g, name: g.map(name, _double, over="items", into="mapped",

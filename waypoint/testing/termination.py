@@ -24,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from waypoint.checkpoints.memory import MemoryStore
-from waypoint.engine.runs import RunResult, resume, start
+from waypoint.engine.runs import RunHandle, RunResult, resume, start
 from waypoint.graphs.graph import Graph
 from waypoint.nodes.base import Node, Outcome
 from waypoint.testing.strategies import Choices, router_choices
@@ -39,6 +39,7 @@ __all__ = ["UNBOUNDED_LIMIT", "DrivenRun", "assert_terminates", "check_terminate
 
 Gates = Literal["answer", "wait"]
 UNBOUNDED_LIMIT = 10_000  # executions after which a graph without a bound counts as running away
+T = TypeVar("T")  # what _in_own_loop's coroutine returns
 
 
 @dataclass
@@ -117,10 +118,10 @@ def _stand_in(graph: Graph[Any], path: str, node: Any, choices: Choices, trace: 
     is_router = node.writes_label
 
     def answer() -> Outcome:
-        label = labels.next() if routes else None
+        label: str | None = labels.next() if routes else None  # a routed node has labels to answer
         value = label if is_router else output
         update = {into: value} if into and value is not None else None
-        return Outcome(update=update, labels=(label,) if routes else None)
+        return Outcome(update=update, labels=None if label is None else (label,))
 
     return _StandIn(name=node.name, writes=node.writes, join=node.join, labels=node.labels,
                concurrency=node.concurrency, answer=answer)
@@ -165,7 +166,7 @@ async def run_driven(graph: Graph[Any], choices: Choices, *, input: Any = None, 
 
 async def _until_stopped(graph: Graph[Any], store: _CountingStore, input: Any, choices: Choices,
                          gates: Gates, trace: list[str]) -> RunResult[Any] | None:
-    handle = await start(graph, input, store=store)  # type: ignore[arg-type]
+    handle = await start(graph, input, store=store)
     while True:
         result = await _result_or_runaway(handle, store)
         if result is None or result.status != "waiting" or gates != "answer":
@@ -174,10 +175,10 @@ async def _until_stopped(graph: Graph[Any], store: _CountingStore, input: Any, c
         if any(a is None for a in answers.values()):
             return result  # no answer could be drawn: waiting counts as ended
         trace.extend(f"gate {gate!r} answered {a!r}" for gate, a in answers.items())
-        handle = await resume(graph, result.run_id, answers=answers, store=store)  # type: ignore[arg-type]
+        handle = await resume(graph, result.run_id, answers=answers, store=store)
 
 
-async def _result_or_runaway(handle: Any, store: _CountingStore) -> RunResult[Any] | None:
+async def _result_or_runaway(handle: RunHandle[Any], store: _CountingStore) -> RunResult[Any] | None:
     waiter = asyncio.ensure_future(handle.result(raise_on_failure=False))
     stopper = asyncio.ensure_future(store.exceeded.wait())
     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -237,7 +238,7 @@ def assert_terminates(graph: Graph[Any], *, runs: int = 50, input: Any = None, s
     every_run_ends()
 
 
-def _in_own_loop(make: Callable[[], Any]) -> Any:
+def _in_own_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """asyncio.run, or in a worker thread when this thread already runs an event loop."""
     try:
         asyncio.get_running_loop()
