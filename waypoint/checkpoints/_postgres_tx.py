@@ -53,7 +53,7 @@ async def migrate(conn: Conn, where: str) -> None:
 async def _version(conn: Conn, where: str) -> int:
     try:
         async with conn.transaction():  # a savepoint inside migrate(): the error leaves it usable
-            version = (await (await conn.execute(SQL["schema_version"])).fetchone())[0] or 0
+            version: int = await _value(conn, "schema_version") or 0  # max() of no rows is NULL
     except psycopg.errors.UndefinedTable:
         return 0
     if version > SCHEMA_VERSION:
@@ -121,7 +121,8 @@ def create(info: RunInfo, owner: str | None, ttl: float, snapshot: tuple[int, by
         if row is None:
             raise RunStateError(f"run {info.run_id!r} already exists; pick another run id",
                                 run_id=info.run_id)
-        return row[0]
+        epoch: int = row[0]
+        return epoch
 
     waiting, blob = encoded
     return Write(info.run_id, "create", {
@@ -143,7 +144,7 @@ def claim(run_id: str, owner: str, ttl: float, expect_seq: int | None,
         if won[0] is None:
             raise (moved(run_id, last_seq, status, expect_seq, expect_status)
                    or held(run_id, holder, expiry, now))
-        return run_from_row(run_id, won[:8]), won[8]
+        return run_from_row(run_id, tuple(won[:8])), won[8]
 
     return Write(run_id, "claim", {"run_id": run_id, "owner": owner, "ttl": float(ttl),
                                    "expect_seq": expect_seq, "expect_status": expect_status}, settle)
@@ -193,6 +194,13 @@ async def _row(conn: Conn, name: str, params: dict[str, Any]) -> tuple[Any, ...]
     return await (await conn.execute(SQL[name], params)).fetchone()
 
 
+async def _value(conn: Conn, name: str, params: dict[str, Any] | None = None) -> Any:
+    """The one column of the one row a query always returns (an aggregate, EXISTS)."""
+    row = await (await conn.execute(SQL[name], params)).fetchone()
+    assert row is not None, f"postgres.sql {name!r} returns one row whatever the data"
+    return row[0]
+
+
 async def run_row(conn: Conn, run_id: str) -> tuple[Any, ...]:
     """The run's columns, as `_rows.run_from_row` reads them into a RunInfo."""
     row = await _row(conn, "run", {"run_id": run_id})
@@ -203,6 +211,6 @@ async def run_row(conn: Conn, run_id: str) -> tuple[Any, ...]:
 
 async def rows_of_run(conn: Conn, run_id: str, name: str, params: dict[str, Any]) -> list[Any]:
     """Rows of query `name` for an existing run; an unknown run raises RunNotFoundError."""
-    if not (await _row(conn, "exists", {"run_id": run_id}))[0]:
+    if not await _value(conn, "exists", {"run_id": run_id}):
         raise not_found(run_id)
     return await (await conn.execute(SQL[name], {"run_id": run_id, **params})).fetchall()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 from waypoint.checkpoints.records import RunInfo, Snapshot, Step, encode
 from waypoint.errors import LeaseError, RunMovedError, RunNotFoundError, WaypointError
@@ -46,6 +46,10 @@ def prepare(run_id: str, owner: str, steps: list[Step], snapshot: Snapshot | Non
                    encode(snapshot) if snapshot is not None else None)
 
 
+@overload
+def first_snapshot(info: RunInfo, snapshot: Snapshot) -> bytes: ...
+@overload
+def first_snapshot(info: RunInfo, snapshot: None) -> None: ...
 def first_snapshot(info: RunInfo, snapshot: Snapshot | None) -> bytes | None:
     """The encoded snapshot `create_run` writes with the row, checked before anything is written."""
     if snapshot is None:

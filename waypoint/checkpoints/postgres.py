@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 try:
@@ -50,6 +50,19 @@ SCHEMA_VERSION = tx.SCHEMA_VERSION
 _LAST = 2**63 - 1
 
 
+class _ConnectArgs(TypedDict):
+    """What every connection, the probe's and the pool's, is opened with (psycopg/libpq names)."""
+
+    autocommit: bool
+    prepare_threshold: int | None  # None: PgBouncer-safe
+    connect_timeout: int
+    keepalives: int
+    keepalives_idle: int
+    keepalives_interval: int
+    keepalives_count: int
+    application_name: str
+
+
 class PostgresStore:
     """The Store protocol on a PostgreSQL database, shared by any number of processes."""
 
@@ -64,7 +77,7 @@ class PostgresStore:
         statements (1.21+, max_prepared_statements); the default prepares nothing."""
         self.url, self.where = url, safe_url(url)
         self.min_size, self.max_size, self.timeout, self.max_idle = min_size, max_size, timeout, max_idle
-        self._connect = {"autocommit": True,  # prepare_threshold None: PgBouncer-safe
+        self._connect: _ConnectArgs = {"autocommit": True,
                          "prepare_threshold": 5 if prepare else None,
                          "connect_timeout": connect_timeout, "keepalives": 1,
                          "keepalives_idle": keepalives_idle, "keepalives_interval": keepalives_interval,
@@ -73,7 +86,7 @@ class PostgresStore:
         self._opening: asyncio.Task[None] | None = None
         self._pool: AsyncConnectionPool | None = None
         self._queue: list[tuple[tx.Write, asyncio.Future[Any]]] = []
-        self._wake: asyncio.Event | None = None
+        self._wake = asyncio.Event()  # binds to a loop on first use; _start makes one per loop
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._epochs: dict[tuple[str, str], int] = {}  # (run, owner) -> the epoch our claim got
@@ -110,9 +123,11 @@ class PostgresStore:
             return None
         self._closing = True
         self._wake.set()
-        await asyncio.wait([self._writer])
+        if self._writer is not None:
+            await asyncio.wait([self._writer])
         pool, self._pool, self._opening, self._closing = self._pool, None, None, False
-        await pool.close()
+        if pool is not None:  # None: a close racing this one closed it
+            await pool.close()
 
     async def create_run(self, info: RunInfo, *, owner: str | None = None, ttl: float = 0.0,
                          snapshot: Snapshot | None = None) -> None:
@@ -132,6 +147,7 @@ class PostgresStore:
 
     async def claim(self, run_id: str, owner: str, ttl: float, *, expect_seq: int | None = None,
                     expect_status: RunStatus | None = None) -> RunInfo:
+        info: RunInfo
         info, epoch = await self._write(tx.claim(run_id, owner, ttl, expect_seq, expect_status))
         self._epochs[run_id, owner] = epoch
         return info
@@ -183,7 +199,7 @@ class PostgresStore:
 
     async def _new_pool(self) -> AsyncConnectionPool:
         pool = AsyncConnectionPool(self.url, min_size=self.min_size, max_size=self.max_size,
-                                   timeout=self.timeout, max_idle=self.max_idle, kwargs=self._connect,
+                                   timeout=self.timeout, max_idle=self.max_idle, kwargs=dict(self._connect),
                                    open=False, name=f"waypoint {self.where}")
         try:
             await pool.open(wait=True, timeout=self.timeout)
@@ -198,7 +214,7 @@ class PostgresStore:
         if self._suspect:
             await self._recover()
         try:
-            async with self._pool.connection() as conn:
+            async with self._open_pool().connection() as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout):
             self._suspect = True
@@ -213,13 +229,20 @@ class PostgresStore:
                 return
             await self._probe()
             old, self._pool, self._suspect = self._pool, await self._new_pool(), False
-            await old.close(timeout=1.0)
+            if old is not None:  # None: closed meanwhile
+                await old.close(timeout=1.0)
 
     async def _ready(self) -> AsyncConnectionPool:
         if self._pool is None or self._loop is not asyncio.get_running_loop():
             await self.open()
         if self._closing:
             raise StoreError(f"PostgreSQL store {self.where} is closing; open it again to use it")
+        return self._open_pool()
+
+    def _open_pool(self) -> AsyncConnectionPool:
+        if self._pool is None:  # close() ran while this call waited for open()
+            raise StoreError(f"PostgreSQL store {self.where} was closed while a call was under way; "
+                             "open it again (or call again: every method opens it) to use it")
         return self._pool
 
     async def _read(self, run_id: str | None, fn: Any, *args: Any) -> Any:
@@ -232,7 +255,7 @@ class PostgresStore:
 
     async def _write(self, write: tx.Write) -> Any:
         await self._ready()
-        future = self._loop.create_future()
+        future = asyncio.get_running_loop().create_future()  # _ready: self._loop is this loop
         self._queue.append((write, future))
         self._wake.set()
         return await future
