@@ -379,3 +379,12 @@ async def test_a_damaged_run_fails_alone_in_its_batch(tmp_path):
         assert results[0] is None and results[2] is None
         assert isinstance(results[1], WaypointError) and "'bad'" in str(results[1])
         assert (await store.get_run("good")).last_seq == 2
+
+
+@pytest.mark.asyncio
+async def test_two_closes_at_once_both_return_and_the_store_opens_again(tmp_path):
+    store = SQLiteStore(tmp_path / "runs.db")
+    await store.create_run(info("r"))
+    await asyncio.gather(store.close(), store.close())
+    assert (await store.get_run("r")).run_id == "r"
+    await store.close()

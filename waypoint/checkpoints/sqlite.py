@@ -60,7 +60,7 @@ class SQLiteStore:
         self._opening: asyncio.Task[None] | None = None
         self._conn: ConnectionThread | None = None
         self._queue: list[tuple[tx.Job, asyncio.Future[Any]]] = []
-        self._wake: asyncio.Event | None = None
+        self._wake = asyncio.Event()  # made anew for each event loop the store opens in
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._file: FileWatch | None = None  # is the file we write still the one on disk?
@@ -100,12 +100,14 @@ class SQLiteStore:
             return None
         self._closing = True
         self._wake.set()
-        await asyncio.wait([self._writer])  # drained; wait() does not re-raise if it was cancelled
+        if self._writer is not None:  # drained; wait() does not re-raise if it was cancelled
+            await asyncio.wait([self._writer])
         if self._checkpoint is not None:
             await asyncio.wait([self._checkpoint])
         self._release_files()  # before the last connection, which checkpoints and removes the WAL
         conn, self._conn, self._opening, self._closing = self._conn, None, None, False
-        await conn.close()
+        if conn is not None:  # None: a close() racing this one got there first
+            await conn.close()
 
     async def create_run(self, info: RunInfo, *, owner: str | None = None, ttl: float = 0.0,
                          snapshot: Snapshot | None = None) -> None:
@@ -200,6 +202,11 @@ class SQLiteStore:
             await self.open()
         if self._closing:
             raise StoreError(f"SQLite store {self.path} is closing; open it again to use it")
+        return self._connection()
+
+    def _connection(self) -> ConnectionThread:
+        if self._conn is None:  # closed under this call by another task
+            raise StoreError(f"SQLite store {self.path} was closed; open it again to use it")
         return self._conn
 
     async def _read(self, fn: Any, *args: Any) -> Any:
@@ -207,7 +214,7 @@ class SQLiteStore:
 
     async def _write(self, fn: Any, *args: Any) -> Any:
         await self._ready()
-        future = self._loop.create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append(((fn, args), future))
         self._wake.set()
         return await future
@@ -243,10 +250,12 @@ class SQLiteStore:
 
     async def _transaction(self, batch: list[tuple[tx.Job, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
         jobs = [job for job, _ in batch]
+        direct = self._direct
         try:
-            results = self._direct.commit(jobs) if self._direct is not None else None
+            results = direct.commit(jobs) if direct is not None else None
             if results is None:  # FULL, or another process holds the lock: in the connection's thread
-                return await self._hop(self._conn, tx.write_batch, jobs)
+                hopped: list[tuple[bool, Any]] = await self._hop(self._connection(), tx.write_batch, jobs)
+                return hopped
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()
@@ -255,14 +264,14 @@ class SQLiteStore:
             return [(False, StoreError(f"SQLite store {self.path}: nothing written, the transaction "
                                        f"failed ({exc}); what was committed before is intact"))
                     for _ in batch]
-        if self._direct.checkpoint_due() and self._checkpoint is None:
-            self._checkpoint = self._loop.create_task(self._passive_checkpoint())
+        if direct is not None and direct.checkpoint_due() and self._checkpoint is None:
+            self._checkpoint = asyncio.get_running_loop().create_task(self._passive_checkpoint())
         return results
 
     async def _passive_checkpoint(self) -> None:
         """Copy the WAL into the database in the connection's thread, off the loop (NORMAL only)."""
         try:
-            await self._hop(self._conn, tx.checkpoint)
+            await self._hop(self._connection(), tx.checkpoint)
         except StoreError:
             pass  # SQLite checkpoints again at the next chance, or when the file closes
         finally:
