@@ -10,7 +10,8 @@
     waypoint tick
     waypoint check examples/approval.py:graph [--json]
 
-Runs live in a SQLite file: --db PATH, else $WAYPOINT_DB, else ./waypoint.db.
+Runs live in a SQLite file or a PostgreSQL database: --db PATH or --db postgresql://URL,
+else $WAYPOINT_DB, else ./waypoint.db.
 Exit codes: 0 done or waiting at a gate, 1 the run failed or the engine refused,
 2 bad usage or input, 130/143 stopped by Ctrl-C/SIGTERM (the run is left
 "interrupted", resumable). The parts live in `waypoint._cli`; this module only
@@ -38,12 +39,13 @@ from waypoint._cli.common import (
 )
 from waypoint._cli.runs import Answer, Edit, Flags, cancel_run, fork_run, marks_of, resume_run, start_run
 
-DB_HELP = "SQLite file of the runs [default: $WAYPOINT_DB or ./waypoint.db]"
+DB_HELP = ("SQLite file, or postgresql:// URL, of the runs "
+           "[default: $WAYPOINT_DB or ./waypoint.db]")
 REF = "MODULE_OR_FILE:GRAPH"
 
 
 def db_option(fn: Any) -> Any:
-    return click.option("--db", metavar="PATH", help=DB_HELP)(fn)
+    return click.option("--db", metavar="PATH|URL", help=DB_HELP)(fn)
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -44,40 +44,84 @@ class Commands(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
 @dataclass(frozen=True)
 class Db:
-    path: Path  # absolute: the commands we print repeat it, so they work from any directory
+    """Where the runs live: an absolute SQLite file path, or a PostgreSQL URL.
+
+        Db.of("runs.db").store()                       # SQLiteStore(/abs/runs.db)
+        Db.of("postgresql://u@host/runs").store()      # PostgresStore(url)
+    """
+
+    location: str  # absolute when a file: the commands we print repeat it, so they work anywhere
+
+    @classmethod
+    def of(cls, text: str) -> Db:
+        if text.startswith(URL_SCHEMES):
+            return cls(text)
+        return cls(str(Path(text).expanduser().resolve()))
+
+    @property
+    def is_url(self) -> bool:
+        return self.location.startswith(URL_SCHEMES)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
+
+    @property
+    def shown(self) -> str:
+        """For messages and printed commands: a URL without its password (libpq finds it in
+        $PGPASSWORD or ~/.pgpass), a file as its absolute path."""
+        if not self.is_url:
+            return self.location
+        from waypoint.checkpoints.postgres import safe_url
+
+        return safe_url(self.location)
+
+    def store(self) -> Any:
+        """The store this location names, not yet opened: the one place the CLI picks one."""
+        if not self.is_url:
+            from waypoint import SQLiteStore
+
+            return SQLiteStore(self.path)
+        try:
+            from waypoint.checkpoints.postgres import PostgresStore
+        except ImportError as exc:
+            raise UsageProblem(f"--db {self.location.split('://')[0]}://...: {exc}") from None
+        return PostgresStore(self.location)
 
 
 def resolve_db(option: str | None) -> Db:
     """--db, else $WAYPOINT_DB, else ./waypoint.db."""
-    return Db(Path(option or os.environ.get(ENV_DB) or DEFAULT_DB).expanduser().resolve())
+    return Db.of(option or os.environ.get(ENV_DB) or DEFAULT_DB)
 
 
 def existing_db(option: str | None) -> Db:
-    """The database of commands that only read or continue runs: it must exist."""
+    """The database of commands that only read or continue runs: a file must exist (a
+    server is asked when the store opens, and says itself when it cannot be reached)."""
     db = resolve_db(option)
-    if not db.path.is_file():
+    if not db.is_url and not db.path.is_file():
         raise UsageProblem(
             f"no waypoint database at {db.path}; start a run with `waypoint run` first, or "
-            f"point at the right file with --db PATH or ${ENV_DB}."
+            f"point at the right file with --db PATH (or a postgresql:// URL) or ${ENV_DB}."
         )
     return db
 
 
 @asynccontextmanager
 async def opened(db: Db) -> AsyncIterator[Any]:
-    from waypoint import SQLiteStore
-
-    store = SQLiteStore(db.path)
+    store = db.store()
     await store.open()
     try:
         yield store
-    except RunNotFoundError as exc:  # the store cannot say which file it is: we can
+    except RunNotFoundError as exc:  # the store cannot say which database it is: we can
         raise RunNotFoundError(
-            f"no run {exc.run_id!r} in {db.path}; list the runs there with "
+            f"no run {exc.run_id!r} in {db.shown}; list the runs there with "
             f"`{command('runs', db=db)}`, or point at the database the run was started with "
-            f"(--db PATH or ${ENV_DB}).", run_id=exc.run_id) from None
+            f"(--db PATH or URL, or ${ENV_DB}).", run_id=exc.run_id) from None
     finally:
         await store.close()
 
@@ -97,7 +141,7 @@ def command(verb: str, run_id: str | None = None, *options: str, db: Db | None =
 
     A run id that starts with '-' would be read as an option, so it goes last, after `--`.
     """
-    tail = [*options, *(["--db", str(db.path)] if db is not None else [])]
+    tail = [*options, *(["--db", db.shown] if db is not None else [])]
     if run_id is None:
         return shlex.join(["waypoint", verb, *tail])
     if run_id.startswith("-"):

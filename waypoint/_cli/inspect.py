@@ -29,7 +29,7 @@ async def list_runs(db: Db, status: str | None, limit: int, children: bool, out:
         runs = await store.list_runs(status=status, limit=limit)
     runs = [r for r in runs if children or r.parent_run_id is None]
     if not runs:
-        out.line(f"no runs{f' with status {status}' if status else ''} in {db.path}")
+        out.line(f"no runs{f' with status {status}' if status else ''} in {db.shown}")
         return
     damaged = [r for r in runs if not r.graph_hash]  # listed by the store, flagged: its row is damaged
     rows = [[r.run_id, r.graph, r.status if r.graph_hash else "damaged", str(r.last_seq),

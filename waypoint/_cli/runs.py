@@ -133,4 +133,4 @@ async def follow_run(handle: Any, graph: Any, out: Any, db: Db) -> Any:
 def header(out: Any, run_id: str, graph: Any, ref: str, db: Db) -> None:
     out.line(f"run_id: {run_id}")
     out.line(f"graph:  {graph.name} ({ref})")
-    out.line(f"db:     {db.path}")
+    out.line(f"db:     {db.shown}")
