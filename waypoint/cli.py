@@ -115,7 +115,7 @@ def resume(run_id: str, input_: Any, gate: str | None, by: str | None, db: str |
 
 @cli.command()
 @db_option
-@click.option("--status", type=click.Choice(["running", "waiting", "done", "failed", "interrupted",
+@click.option("--status", type=click.Choice(["queued", "running", "waiting", "done", "failed", "interrupted",
                                              "cancelled"]))
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--all", "children", is_flag=True, help="Include the child runs of subgraphs.")

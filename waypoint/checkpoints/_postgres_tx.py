@@ -130,7 +130,8 @@ def create(info: RunInfo, owner: str | None, ttl: float, snapshot: tuple[int, by
         "status": "running" if owner is not None else info.status, "updated_at": info.updated_at,
         "last_seq": info.last_seq, "owner": owner if owner is not None else info.lease_owner,
         "leased": owner is not None, "ttl": float(ttl), "expiry": info.lease_expiry,
-        "error": info.error, "waiting": waiting, "info": blob,
+        "error": info.error, "waiting": waiting, "info": blob, "queue": info.queue,
+        "priority": info.priority,
         "snap_seq": snapshot[0] if snapshot else 0, "snap": snapshot[1] if snapshot else None}, settle)
 
 
@@ -148,6 +149,17 @@ def claim(run_id: str, owner: str, ttl: float, expect_seq: int | None,
 
     return Write(run_id, "claim", {"run_id": run_id, "owner": owner, "ttl": float(ttl),
                                    "expect_seq": expect_seq, "expect_status": expect_status}, settle)
+
+
+def claim_next(queue: str, owner: str, ttl: float, graphs: list[str] | None) -> Write:
+    """Pick and claim the next run of `queue`; settles to (RunInfo, epoch), or None if none is ready."""
+    def settle(row: tuple[Any, ...] | None) -> tuple[RunInfo, int] | None:
+        if row is None:
+            return None
+        return run_from_row(row[0], tuple(row[1:9])), row[9]
+
+    return Write(f"(next of queue {queue!r})", "claim_next", {
+        "queue": queue, "owner": owner, "ttl": float(ttl), "graphs": graphs}, settle)
 
 
 def renew(run_id: str, owner: str, ttl: float) -> Write:

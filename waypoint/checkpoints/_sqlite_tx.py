@@ -18,16 +18,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from waypoint import _faults
 from waypoint.checkpoints._rows import RUN_COLUMNS as PLAIN_COLUMNS
-from waypoint.checkpoints._rows import encode_info, encode_waiting
+from waypoint.checkpoints._rows import decode_info, encode_info, encode_waiting
 from waypoint.checkpoints._sqlite_schema import SEQ_BITS, SEQ_LIMIT, step_key
 from waypoint.checkpoints.fence import Append, held, lost, moved, not_found, refusal
-from waypoint.checkpoints.records import RunInfo
+from waypoint.checkpoints.records import RunInfo, claimable
 from waypoint.errors import RunStateError, StoreError, WaypointError
 
-__all__ = ["LAST_SEQ", "RUN_COLUMNS", "SEQ_LIMIT", "Job", "append", "checkpoint", "claim", "create",
-           "history", "load", "number", "release", "renew", "run_row", "select", "snapshot_at", "write_batch"]
+__all__ = ["LAST_SEQ", "RUN_COLUMNS", "SEQ_LIMIT", "Job", "append", "checkpoint", "claim", "claim_next",
+           "create", "history", "load", "number", "release", "renew", "run_row", "select", "snapshot_at",
+           "write_batch"]
 
 Job = tuple[Callable[..., Any], tuple[Any, ...]]  # fn(raw, now, *args), run inside a batch
 LAST_SEQ = (f"max(runs.last_seq, coalesce((SELECT key - (runs.num << {SEQ_BITS}) FROM steps WHERE key "
@@ -102,6 +105,31 @@ def claim(raw: sqlite3.Connection, now: float, run_id: str, owner: str, ttl: flo
     raw.execute("UPDATE runs SET status = 'running', lease_owner = ?, lease_expiry = ?, lease_ttl = ?, "
                 "updated_at = ?, last_seq = ? WHERE run_id = ?", (owner, now + ttl, ttl, now, last, run_id))
     return info, "running", now, last, owner, now + ttl, error, waiting
+
+
+def claim_next(raw: sqlite3.Connection, now: float, queue: str, owner: str, ttl: float,
+               graphs: list[str] | None) -> tuple[str, tuple[Any, ...]] | None:
+    """Pick the best claimable run of `queue` and claim it, in the batch's one transaction
+    (BEGIN IMMEDIATE: no other process writes between the pick and the claim).
+
+    Queue and priority live in the run's `info` blob (schema 2 has no columns for
+    them), so the few claimable rows, found by the status index, are decoded here.
+    """
+    rows = raw.execute("SELECT run_id, graph, status, lease_expiry, info FROM runs WHERE status IN "
+                       "('queued', 'running')").fetchall()
+    best: tuple[tuple[int, float], str] | None = None
+    for run_id, graph, status, expiry, blob in rows:
+        if not claimable(status, expiry, now) or (graphs is not None and graph not in graphs):
+            continue
+        try:
+            info = decode_info(blob)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue  # a damaged row is not claimable; `waypoint runs` lists it as damaged
+        if info.queue == queue and (best is None or (-info.priority, info.created_at) < best[0]):
+            best = ((-info.priority, info.created_at), run_id)
+    if best is None:
+        return None
+    return best[1], claim(raw, now, best[1], owner, ttl, None, None)
 
 
 def renew(raw: sqlite3.Connection, now: float, run_id: str, owner: str, ttl: float) -> None:

@@ -20,7 +20,15 @@ import time
 from msgspec import structs
 
 from waypoint.checkpoints.fence import first_snapshot, held, lost, moved, not_found, prepare, refusal
-from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
+from waypoint.checkpoints.records import (
+    RunInfo,
+    RunStatus,
+    Snapshot,
+    Step,
+    claimable,
+    decode_snapshot,
+    decode_step,
+)
 from waypoint.errors import RunStateError
 
 __all__ = ["MemoryStore"]
@@ -86,6 +94,16 @@ class MemoryStore:
         self._ttl[run_id] = ttl
         return self._update(info, status="running", lease_owner=owner, lease_expiry=now + ttl,
                             updated_at=now)
+
+    async def claim_next(self, queue: str, owner: str, ttl: float, *,
+                         graphs: list[str] | None = None) -> RunInfo | None:
+        now = time.time()
+        ready = [r for r in self._runs.values() if r.queue == queue
+                 and (graphs is None or r.graph in graphs) and claimable(r.status, r.lease_expiry, now)]
+        if not ready:
+            return None
+        best = min(ready, key=lambda r: (-r.priority, r.created_at))
+        return await self.claim(best.run_id, owner, ttl)  # no await before it: atomic in one loop
 
     async def renew(self, run_id: str, owner: str, ttl: float) -> None:
         info = await self.get_run(run_id)

@@ -152,6 +152,14 @@ class PostgresStore:
         self._epochs[run_id, owner] = epoch
         return info
 
+    async def claim_next(self, queue: str, owner: str, ttl: float, *,
+                         graphs: list[str] | None = None) -> RunInfo | None:
+        claimed: tuple[RunInfo, int] | None = await self._write(tx.claim_next(queue, owner, ttl, graphs))
+        if claimed is None:
+            return None
+        info, self._epochs[info.run_id, owner] = claimed
+        return info
+
     async def renew(self, run_id: str, owner: str, ttl: float) -> None:
         await self._write(tx.renew(run_id, owner, ttl))
 

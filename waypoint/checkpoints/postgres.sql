@@ -67,12 +67,12 @@ INSERT INTO waypoint_schema_version (version) VALUES (%(version)s);
 -- snapshot, in one statement. A run id that exists returns no row and writes nothing.
 WITH run AS (
     INSERT INTO waypoint_runs (run_id, graph, status, created_at, updated_at, last_seq, lease_owner,
-                               lease_epoch, lease_expiry, lease_ttl, error, waiting, info)
+                               lease_epoch, lease_expiry, lease_ttl, error, waiting, info, queue, priority)
     VALUES (%(run_id)s, %(graph)s, %(status)s, %(created_at)s, %(updated_at)s, %(last_seq)s,
             %(owner)s, CASE WHEN %(leased)s::boolean THEN 1 ELSE 0 END,
             CASE WHEN %(leased)s::boolean THEN now() + make_interval(secs => %(ttl)s::float8)
                  WHEN %(expiry)s::float8 > 0 THEN to_timestamp(%(expiry)s::float8) END,
-            %(ttl)s::float8, %(error)s, %(waiting)s, %(info)s)
+            %(ttl)s::float8, %(error)s, %(waiting)s, %(info)s, %(queue)s, %(priority)s)
     ON CONFLICT (run_id) DO NOTHING
     RETURNING run_id, lease_epoch
 ), snapshot AS (
@@ -111,6 +111,25 @@ SELECT cur.status, cur.last_seq, cur.lease_owner,
        won.info, won.status, won.updated_at, won.last_seq, won.lease_owner, won.expiry, won.error,
        won.waiting, won.lease_epoch
 FROM cur LEFT JOIN won ON true;
+
+-- name: claim_next
+-- A worker's poll: the best claimable run of a queue (queued, or running under a lapsed
+-- lease), claimed as `claim` does. SKIP LOCKED: concurrent workers pass over a row another
+-- is claiming instead of queueing behind it, so each run goes to one and none waits.
+UPDATE waypoint_runs AS r
+SET status = 'running', lease_owner = %(owner)s, lease_epoch = r.lease_epoch + 1,
+    lease_expiry = now() + make_interval(secs => %(ttl)s::float8), lease_ttl = %(ttl)s::float8,
+    updated_at = extract(epoch FROM now())
+WHERE r.run_id IN (
+    SELECT run_id FROM waypoint_runs
+    WHERE queue = %(queue)s
+      AND (%(graphs)s::text[] IS NULL OR graph = ANY (%(graphs)s::text[]))
+      AND (status = 'queued' OR (status = 'running' AND coalesce(lease_expiry < now(), true)))
+    ORDER BY priority DESC, created_at, inserted
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED)
+RETURNING r.run_id, r.info, r.status, r.updated_at, r.last_seq, r.lease_owner,
+          extract(epoch FROM r.lease_expiry)::float8, r.error, r.waiting, r.lease_epoch;
 
 -- name: renew
 WITH cur AS (

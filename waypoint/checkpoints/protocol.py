@@ -21,6 +21,8 @@ conformance suite (`waypoint.testing.store_conformance`):
   `RunMovedError` and writes nothing. Of any number of concurrent claims that
   saw the same run, at most one succeeds: this is how an answer applies only
   to the wait it was validated against.
+- `claim_next` is what a worker polls: it picks and claims the next queued or
+  abandoned run of a queue in one atomic write.
 - `append` is fenced: it writes only if `owner` still holds the lease and the
   first step's seq is `last_seq + 1`; otherwise `LeaseError` and nothing is
   written. Concurrent appends (of one run or many) may be committed together in
@@ -72,6 +74,16 @@ class Store(Protocol):
 
         With `expect_seq`/`expect_status`, only if the run's `last_seq`/`status` are still
         those; otherwise `RunMovedError` (checked before the lease), and nothing is written.
+        """
+
+    async def claim_next(self, queue: str, owner: str, ttl: float, *,
+                         graphs: list[str] | None = None) -> RunInfo | None:
+        """Claim one claimable run of `queue` (of `graphs`, if given) for `ttl` seconds, or None.
+
+        Claimable: status "queued" (submitted, or answered with `resume(..., enqueue=True)`),
+        or "running" under a lease that has expired (its worker died). Highest `priority`
+        first, then oldest. Picking and claiming are one atomic write: of concurrent
+        callers, each run goes to one (the claim is `claim`'s: status "running", leased).
         """
 
     async def renew(self, run_id: str, owner: str, ttl: float) -> None:

@@ -35,6 +35,7 @@ StepKind = Literal[
 ]
 
 RunStatus = Literal[
+    "queued",  # submitted (or answered with enqueue=True) for a worker to claim: claim_next
     "running",  # leased by a process that is executing it (or crashed holding it)
     "waiting",  # blocked on one or more gates; resume with an answer
     "done",  # reached the end
@@ -42,6 +43,11 @@ RunStatus = Literal[
     "interrupted",  # stopped from outside (Ctrl-C, SIGTERM, handle.interrupt()); resumable
     "cancelled",  # cancelled on purpose (cancel()); resumes only with force=True
 ]
+
+
+def claimable(status: str, lease_expiry: float, now: float) -> bool:
+    """Whether `Store.claim_next` may take a run: queued, or running under a lapsed lease."""
+    return status == "queued" or (status == "running" and lease_expiry < now)
 
 
 class Step(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -87,6 +93,8 @@ class RunInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     lease_expiry: float = 0.0
     error: str | None = None
     waiting: list[str] = []  # gate names pending when status == "waiting"
+    queue: str = "default"  # which workers claim it (claim_next): set at submit, never changed
+    priority: int = 0  # higher first among a queue's claimable runs
 
 
 _encoder = msgspec.msgpack.Encoder()

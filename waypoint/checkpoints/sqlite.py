@@ -132,6 +132,11 @@ class SQLiteStore:
         row = await self._write(tx.claim, run_id, owner, ttl, expect_seq, expect_status)
         return run_from_row(run_id, row)
 
+    async def claim_next(self, queue: str, owner: str, ttl: float, *,
+                         graphs: list[str] | None = None) -> RunInfo | None:
+        claimed = await self._write(tx.claim_next, queue, owner, ttl, graphs)
+        return None if claimed is None else run_from_row(*claimed)
+
     async def renew(self, run_id: str, owner: str, ttl: float) -> None:
         await self._write(tx.renew, run_id, owner, ttl)
 

@@ -342,6 +342,44 @@ async def check_newer_record_version(store: Store, plant: Plant | None) -> None:
     assert (exc.run_id, exc.seq) == ("r", 2)
 
 
+async def check_claim_next_order(store: Store, plant: Plant | None) -> None:
+    for run_id, queue, priority, at in (("old", "q", 0, 1.0), ("new", "q", 0, 2.0), ("urgent", "q", 5, 3.0),
+                                         ("other", "elsewhere", 9, 0.5)):
+        await store.create_run(info(run_id, status="queued", queue=queue, priority=priority, created_at=at))
+    await store.create_run(info("waits", status="waiting", queue="q", created_at=0.1))
+    await store.create_run(info("no-graph", graph="h", status="queued", queue="q", created_at=0.2))
+    got = [await store.claim_next("q", "w1", 60, graphs=["g"]) for _ in range(4)]
+    assert [r.run_id if r else None for r in got] == ["urgent", "old", "new", None], \
+        "claim_next: highest priority first, then oldest; only its queue's queued runs of `graphs`"
+    assert got[0] is not None and (got[0].status, got[0].lease_owner, got[0].queue) == ("running", "w1", "q")
+    assert (await store.get_run("urgent")).lease_owner == "w1"
+    assert (await store.claim_next("q", "w2", 60)) is not None, "graphs=None claims any graph"
+    assert (await store.claim_next("q", "w2", 60)) is None, "a waiting run is not claimable"
+    await raises(LeaseError, store.append("old", "w2", [step(1)]), "w1")  # claimed: fenced as claim's
+
+
+async def check_claim_next_takes_lapsed_leases(store: Store, plant: Plant | None) -> None:
+    await store.create_run(info("r", queue="q"), owner="dead", ttl=0.05)
+    assert await store.claim_next("q", "w2", 60) is None, "a live lease is not claimable"
+    await asyncio.sleep(0.1)  # the lease lapses on the store's clock: nothing else to wait on
+    claimed = await store.claim_next("q", "w2", 60)
+    assert claimed is not None and claimed.lease_owner == "w2", "a lapsed lease was not taken over"
+    await raises(LeaseError, store.append("r", "dead", [step(1)]), "dead")
+    await store.release("r", "w2", "done")
+    assert await store.claim_next("q", "w3", 60) is None, "a finished run is not claimable"
+
+
+async def check_claim_next_each_run_once(store: Store, plant: Plant | None) -> None:
+    for i in range(8):
+        await store.create_run(info(f"r{i}", status="queued", created_at=float(i)))
+    got = await asyncio.gather(*(store.claim_next("default", f"w{i}", 60) for i in range(12)))
+    claimed = [r.run_id for r in got if r is not None]
+    assert sorted(claimed) == [f"r{i}" for i in range(8)], f"concurrent claim_next gave {claimed}"
+    for r in got:
+        if r is not None:
+            assert (await store.get_run(r.run_id)).lease_owner == r.lease_owner
+
+
 CHECKS: dict[str, Callable[[Any, Plant | None], Awaitable[None]]] = {
     fn.__name__.removeprefix("check_"): fn
     for fn in (check_create_and_get, check_create_leased_with_first_snapshot, check_unknown_run,
@@ -349,6 +387,7 @@ CHECKS: dict[str, Callable[[Any, Plant | None], Awaitable[None]]] = {
                check_expired_lease, check_append_fenced, check_append_keeps_status,
                check_forked_run_continues, check_load_snapshot_and_tail, check_history_and_snapshot_at,
                check_records_round_trip, check_group_commit, check_corrupt_record,
-               check_newer_record_version)
+               check_newer_record_version, check_claim_next_order, check_claim_next_takes_lapsed_leases,
+               check_claim_next_each_run_once)
 }
 NEEDS_PLANT = frozenset({"corrupt_record"})
