@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each loads on 
         Event,
         GateRequest,
         RunHandle,
+        RunHooks,
         RunMarks,
         RunResult,
         approval_log,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each loads on 
         state_at,
         tick,
     )
+    from waypoint.engine.queue import submit
     from waypoint.errors import (
         BudgetExceededError,
         ConflictError,
@@ -74,9 +76,11 @@ __version__ = "0.1.0"
 
 _HOME = {  # the package each name is read from: its own front door
     "waypoint.checkpoints": "MemoryStore RunInfo SQLiteStore Step Store",
-    "waypoint.engine": "ApprovalEntry Budget Event GateRequest RunHandle RunMarks RunResult approval_log "
+    "waypoint.engine": "ApprovalEntry Budget Event GateRequest RunHandle RunHooks RunMarks RunResult "
+                       "approval_log "
                        "cancel fork get_run history pending_gates resume resume_sync run_marks run_sync "
                        "start state_at tick",
+    "waypoint.engine.queue": "submit",  # queued runs: not in waypoint.engine, which is another's
     "waypoint.errors": "BudgetExceededError ConflictError CorruptRecordError GateError GraphChangedError "
                        "GraphError LeaseError NodeError RunError RunMovedError RunNotFoundError "
                        "RunStateError SchemaVersionError StaleAnswerError StoreError UpdateError "
@@ -114,6 +118,7 @@ __all__ = [
     "RetryPolicy",
     "RunError",
     "RunHandle",
+    "RunHooks",
     "RunInfo",
     "RunMarks",
     "RunMovedError",
@@ -151,6 +156,7 @@ __all__ = [
     "run_sync",
     "start",
     "state_at",
+    "submit",
     "tick",
     "tool",
 ]

@@ -75,6 +75,27 @@ def run(graph_ref: str, input_: Any, db: str | None, run_id: str | None) -> None
 
 
 @cli.command()
+@click.argument("graph_ref", metavar=REF)
+@click.option("--input", "input_", type=JSON, metavar="JSON",
+              help="The initial state, as JSON (or @file.json, or - for stdin).")
+@click.option("--queue", default="default", show_default=True, help="The queue workers claim it from.")
+@click.option("--priority", default=0, show_default=True, type=int, help="Higher is claimed first.")
+@click.option("--run-id", metavar="ID", help="Use this id; submitting it again changes nothing.")
+@db_option
+def submit(graph_ref: str, input_: Any, queue: str, priority: int, run_id: str | None,
+           db: str | None) -> None:
+    """Queue a run of a graph for a worker, and return at once (idempotent by --run-id)."""
+    from waypoint._cli.answers import check_input
+    from waypoint._cli.loading import load_graph
+    from waypoint._cli.output import Out
+    from waypoint._cli.worker import submit_run
+
+    graph, canonical = load_graph(graph_ref)
+    check_input(graph, input_)
+    run_async(submit_run(graph, canonical, input_, resolve_db(db), queue, run_id, priority, Out()))
+
+
+@cli.command()
 @click.argument("run_id")
 @click.option("--input", "input_", type=JSON, metavar="JSON",
               help="The answer to the waiting gate, as JSON (or @file.json, or - for stdin).")
