@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Generator, Mapping
+from collections.abc import AsyncIterator, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -43,6 +43,7 @@ from waypoint.engine._resumable import (
 )
 from waypoint.engine.edits import edit_step
 from waypoint.engine.events import Event, EventBus
+from waypoint.engine.hooks import HookCaller, ObservedBus, RunHooks
 from waypoint.engine.waits import Answer
 from waypoint.errors import (
     LeaseError,
@@ -165,6 +166,8 @@ async def start(
     graph: Graph[S], input: Any = None, *, store: Store | None = None, deps: Any = None,
     run_id: str | None = None, graph_ref: str | None = None, max_concurrency: int | None = None,
     budget: Budget | None = None, if_exists: Literal["error", "resume"] = "error",
+    hooks: RunHooks | Sequence[RunHooks] | None = None, tracer_provider: Any = None,
+    trace_content: bool = False,
 ) -> RunHandle[S]:
     """Create a run of `graph` from `input` (a state model, a dict or None) and execute it.
 
@@ -176,13 +179,17 @@ async def start(
     failed, was interrupted or crashed; still waiting at its gates; or, when done, a
     handle whose result is its final state. (A run another live process executes
     is a `LeaseError`.) With the default "error", an existing id is a `RunStateError`.
+
+    `hooks` (a `RunHooks`, or a list) are called as the run's live work happens;
+    `tracer_provider` (an OpenTelemetry TracerProvider, never the global one) gets
+    its spans, with message content only if `trace_content=True`: docs/observability.md.
     """
     if if_exists not in ("error", "resume"):
         raise ValueError(f"start(if_exists={if_exists!r}): use 'error' or 'resume'.")
     store = store or MemoryStore()
     await store.open()
     run_id = new_run_id() if run_id is None else check_user_run_id(run_id)
-    options = _Options(deps, max_concurrency, budget)
+    options = _Options(deps, max_concurrency, budget, watch=_watch(hooks, tracer_provider, trace_content))
     existing = await _existing(store, run_id) if if_exists == "resume" else None
     if existing is not None:
         return await _attach(graph, store, existing, options)
@@ -221,8 +228,10 @@ async def _attach(graph: Graph[Any], store: Store, info: RunInfo, options: _Opti
     """`start(..., if_exists="resume")` of a run that exists: resume it, or report it done."""
     run_id = info.run_id
     if info.status != "done":
+        watch = options.watch
         return await resume(graph, run_id, store=store, deps=options.deps,
-                            max_concurrency=options.max_concurrency, budget=options.budget)
+                            max_concurrency=options.max_concurrency, budget=options.budget,
+                            hooks=watch.hooks, tracer_provider=watch.provider, trace_content=watch.content)
     check_same_graph(graph, info, allow_graph_change=False)
     loop = RunLoop(graph, store, run_id, owner="inspector")
     await loop.load()
@@ -277,6 +286,8 @@ async def resume(
     deps: Any = None, allow_graph_change: bool = False, max_concurrency: int | None = None,
     budget: Budget | None = None, now: float | None = None, force: bool = False,
     seen_seq: int | None = None, update: Mapping[str, Any] | None = None,
+    hooks: RunHooks | Sequence[RunHooks] | None = None, tracer_provider: Any = None,
+    trace_content: bool = False,
 ) -> RunHandle[S]:
     """Continue a waiting, failed, interrupted or crashed run, answering gates if given.
 
@@ -292,7 +303,10 @@ async def resume(
     is what gate deadlines are checked against instead of the clock, so a test can see a
     day-long deadline pass:
     `resume(graph, run_id, store=store, now=time.time() + 86400)`.
+    `hooks`, `tracer_provider` and `trace_content` are as for `start`; a resume's span
+    links to the traced start's.
     """
+    watch = _watch(hooks, tracer_provider, trace_content)
     await store.open()
     seen = await store.get_run(run_id)
     check_resumable(graph, seen, allow_graph_change, force=force)
@@ -322,7 +336,7 @@ async def resume(
     if edit is not None:
         await _append_edit(store, seen, owner, edit)
     return _launch(graph, store, run_id, owner, checked,
-                   _Options(deps, max_concurrency, budget, now), "run_resumed")
+                   _Options(deps, max_concurrency, budget, now, watch), "run_resumed")
 
 
 async def _edit(graph: Graph[Any], store: Store, seen: RunInfo, update: Mapping[str, Any],
@@ -352,27 +366,70 @@ class _Options:
     max_concurrency: int | None = None
     budget: Budget | None = None
     now: float | None = None  # the time gate deadlines are checked against; None: the clock
+    watch: _Watch = field(default_factory=lambda: _Watch())
+
+
+@dataclass(frozen=True)
+class _Watch:
+    """What observes an execution: hooks and an OpenTelemetry tracer provider (engine/hooks.py,
+    engine/tracing.py), both fed by the run's events."""
+
+    hooks: Any = None
+    provider: Any = None
+    content: bool = False
+
+    def bus(self, graph: Graph[Any], run_id: str) -> tuple[EventBus, Any, HookCaller | None]:
+        if self.hooks is None and self.provider is None:
+            return EventBus(), None, None
+        bus = ObservedBus()
+        tracer = None
+        if self.provider is not None:
+            from waypoint.engine.tracing import RunTracer  # OpenTelemetry only when asked for
+            tracer = RunTracer(self.provider, graph.name, run_id, content=self.content)
+            bus.listeners.append(tracer)
+        caller = None if self.hooks is None else HookCaller(self.hooks, bus)
+        if caller is not None:
+            bus.listeners.append(caller)
+        return bus, tracer, caller
+
+
+def _watch(hooks: Any, provider: Any, content: bool) -> _Watch:
+    """Checked before anything is written: a bad hook or a missing OpenTelemetry is said first."""
+    if hooks is not None:
+        HookCaller(hooks, EventBus())
+    if provider is not None:
+        try:
+            import waypoint.engine.tracing  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(
+                f"tracer_provider= needs the OpenTelemetry API ({exc}); install it with: "
+                "pip install 'waypoint-workflows[otel]'") from None
+    return _Watch(hooks, provider, content)
 
 
 def _launch(graph: Graph[Any], store: Store, run_id: str, owner: str, answers: dict[str, Answer],
             options: _Options, first_event: str) -> RunHandle[Any]:
-    bus = EventBus()
+    bus, tracer, caller = options.watch.bus(graph, run_id)
     handle: RunHandle[Any] = RunHandle(run_id, store, bus)
     handle._stop.owner = owner
     bus.publish(Event(first_event, run_id, data={"graph": graph.name}))
     handle._task = asyncio.create_task(
-        _execute(graph, store, run_id, owner, answers, options, bus, handle._stop))
+        _execute(graph, store, run_id, owner, answers, options, bus, handle._stop,
+                 _Begin(tracer, caller, resumed=first_event == "run_resumed")))
     return handle
 
 
 async def _execute(graph: Graph[Any], store: Store, run_id: str, owner: str, answers: dict[str, Answer],
-                   options: _Options, bus: EventBus, stop: _Stop) -> RunResult[Any]:
+                   options: _Options, bus: EventBus, stop: _Stop,
+                   begin: _Begin | None = None) -> RunResult[Any]:
     current = asyncio.current_task()
     beat = asyncio.create_task(_lease.heartbeat(
         store, run_id, owner, _lease.LEASE_TTL, lambda exc: current and current.cancel()))
     loop = RunLoop(graph, store, run_id, owner, deps=options.deps, answers=answers, bus=bus,
                    max_concurrency=options.max_concurrency, budget=options.budget, now=options.now)
     try:
+        if begin is not None:
+            await begin(store, owner)
         await loop.load()
         outcome = await loop.drive()
     except asyncio.CancelledError:
@@ -396,6 +453,22 @@ async def _execute(graph: Graph[Any], store: Store, run_id: str, owner: str, ans
         data["error"] = str(outcome.error)
     bus.publish(Event(kind, run_id, data=data))
     return RunResult(run_id, outcome.status, outcome.state, outcome.waiting, outcome.error)
+
+
+@dataclass(frozen=True)
+class _Begin:
+    """Before the first node: open the run's span (storing or linking its trace), and fail
+    the run on a strict run-start hook that raised."""
+
+    tracer: Any
+    caller: HookCaller | None
+    resumed: bool
+
+    async def __call__(self, store: Store, owner: str) -> None:
+        if self.tracer is not None:
+            await self.tracer.begin(store, owner, resumed=self.resumed)
+        if self.caller is not None:
+            self.caller.check()
 
 
 async def _finish(store: Store, run_id: str, owner: str, status: RunStatus, error: BaseException | str | None,

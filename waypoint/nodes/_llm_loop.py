@@ -111,11 +111,18 @@ class _Loop:
         request = ModelRequest(list(messages), [t.spec for t in node.tools], node.output, dict(node.settings),
                                node=node.name)
         on_token = (lambda text: self.ctx.emit("token", {"text": text})) if node.stream else None
+        # llm_call_* events: what tracing's chat spans and on_llm_* hooks are made of (live calls only)
+        said = {"model": _model_name(self.model, request), "provider": _provider(self.model)}
+        self.ctx.emit("llm_call_started", {**said, "messages": request.messages})
         try:
             response = await self.model.complete(request, on_token=on_token)
-        except NodeError as exc:
-            raise node.error(self.ctx, str(exc)) from exc
+        except Exception as exc:
+            self.ctx.emit("llm_call_finished", {**said, "error": str(exc), "type": type(exc).__name__})
+            if isinstance(exc, NodeError):
+                raise node.error(self.ctx, str(exc)) from exc
+            raise
         self.record(response)
+        self.ctx.emit("llm_call_finished", {**said, **self.calls[-1], "text": response.text})
         return response
 
     def record(self, response: ModelResponse) -> None:
@@ -151,7 +158,7 @@ class _Loop:
     async def results(self, calls: list[ToolCall], checked: list[Any],
                       stopper: int | None) -> list[ToolResult]:
         if stopper is None:
-            return await run_calls(self.tools, calls, self.ctx, checked)
+            return await self.run_calls(calls, checked)
         if checked[stopper][0].route is not None:
             return _transferred(calls, checked[stopper][0].route, stopper)
         return await self.hold(calls, checked, stopper)
@@ -160,11 +167,30 @@ class _Loop:
         """Run the turn's other calls; the held one waits for approval, others needing it are refused."""
         run = [i for i, c in enumerate(checked)
                if i != held and not (isinstance(c, tuple) and c[0].needs_approval)]
-        ran = await run_calls(self.tools, [calls[i] for i in run], self.ctx, [checked[i] for i in run])
+        ran = await self.run_calls([calls[i] for i in run], [checked[i] for i in run])
         done = dict(zip(run, ran, strict=True))
         skipped = ("Not run: only one call that needs approval is taken per turn; "
                    "ask again once it is decided.")
         return [done.get(i) or answered(c, skipped, skipped=True) for i, c in enumerate(calls) if i != held]
+
+    async def run_calls(self, calls: list[ToolCall], checked: list[Any]) -> list[ToolResult]:
+        """`run_calls`, with a tool_started/tool_finished event around each call that runs."""
+        ran = [(c.name, c.id) for c, ok in zip(calls, checked, strict=True) if isinstance(ok, tuple)]
+        for name, call_id in ran:
+            self.ctx.emit("tool_started", {"tool": name, "call_id": call_id})
+        try:
+            results = await run_calls(self.tools, calls, self.ctx, checked)
+        except BaseException as exc:
+            for name, call_id in ran:
+                self.ctx.emit("tool_finished", {"tool": name, "call_id": call_id, "error": repr(exc),
+                                                "type": type(exc).__name__})
+            raise
+        by_id = {c.id: r for c, r in zip(calls, results, strict=True)}
+        for name, call_id in ran:
+            trace = by_id[call_id].trace
+            self.ctx.emit("tool_finished", {"tool": name, "call_id": call_id, "arguments":
+                                            trace.get("arguments"), "result": trace.get("result")})
+        return results
 
     def stop(self, call: ToolCall, chosen: Tool, kwargs: dict[str, Any]) -> Ending:
         if chosen.route is not None:
@@ -182,6 +208,15 @@ class _Loop:
                 "model calls; raise max_turns, or make the tools' results or the instructions more "
                 "conclusive. The tool calls so far are in the node's trace."
             )
+
+
+def _model_name(model: Model, request: ModelRequest) -> str:
+    return str(request.settings.get("model") or getattr(model, "model", None) or type(model).__name__)
+
+
+def _provider(model: Model) -> str:
+    """`gen_ai.provider.name`: the model's `provider`, else from its class (OpenAIModel: openai)."""
+    return str(getattr(model, "provider", None) or type(model).__name__.removesuffix("Model").lower())
 
 
 def _first(checked: list[Any], test: Callable[[Tool], bool]) -> int | None:

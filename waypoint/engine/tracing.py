@@ -1,0 +1,196 @@
+"""OpenTelemetry spans for a run, after the GenAI semantic conventions.
+
+    from opentelemetry.sdk.trace import TracerProvider
+    handle = await start(graph, input, store=store, tracer_provider=TracerProvider())
+
+One `invoke_workflow {graph}` span per execution (a start or a resume), a
+`waypoint.node {name}` span per activation under it, and for an LLM node an
+`invoke_agent {node}` span holding a `chat {model}` span per model call and an
+`execute_tool {tool}` span per tool call. Names live in `_semconv.py`.
+
+Spans are derived from the run's events, so they describe live work only: steps
+replayed on resume publish nothing. A traced start stores its trace context as an
+`event` step ("traced", a W3C traceparent) right after the run's first snapshot; a
+resume, days later or in another process, links its span to that one. The global
+provider is never read or set. Needs `pip install 'waypoint-workflows[otel]'`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Link, Span, SpanContext, Status, StatusCode, TraceFlags
+
+from waypoint.checkpoints.protocol import Store
+from waypoint.checkpoints.records import Step
+from waypoint.engine import _semconv as sc
+from waypoint.engine.events import TERMINAL, Event
+
+Key = tuple[str | None, str | None]  # (node, activation): child runs' nodes come as "sub/node"
+
+
+class RunTracer:
+    """The listener that turns one execution's events into spans."""
+
+    def __init__(self, provider: Any, graph: str, run_id: str, *, content: bool = False) -> None:
+        self.tracer = provider.get_tracer("waypoint")
+        self.graph, self.run_id, self.content = graph, run_id, content
+        self.run: Span | None = None
+        self.nodes: dict[Key, Span] = {}
+        self.last_of: dict[str, Span] = {}  # node name -> its latest span: a child run's parent
+        self.agents: dict[Key, Span] = {}
+        self.chats: dict[Key, Span] = {}
+        self.tools: dict[tuple[Key, str], Span] = {}
+
+    async def begin(self, store: Store, owner: str, *, resumed: bool) -> None:
+        """Open the execution's span: linked to the stored one on resume, stored on start."""
+        link = await stored_context(store, self.run_id) if resumed else None
+        self.run = self.tracer.start_span(
+            f"{sc.INVOKE_WORKFLOW} {self.graph}", links=[Link(link)] if link else None,
+            attributes={sc.OPERATION_NAME: sc.INVOKE_WORKFLOW, sc.RUN_ID: self.run_id,
+                        sc.GRAPH: self.graph, sc.RESUMED: resumed, sc.CONVERSATION_ID: self.run_id})
+        if not resumed:
+            info = await store.get_run(self.run_id)
+            extra = {"event": sc.TRACED_EVENT, "traceparent": _traceparent(self.run.get_span_context())}
+            await store.append(self.run_id, owner, [Step(seq=info.last_seq + 1, kind="event", node="",
+                                                         activation="", at=time.time(), extra=extra)])
+
+    def __call__(self, event: Event) -> None:
+        handler = _HANDLERS.get(event.kind)
+        if handler is not None and self.run is not None:
+            handler(self, event)
+
+    # -- runs and nodes -------------------------------------------------------
+    def node_started(self, e: Event) -> None:
+        parent = self.run
+        if e.node and "/" in e.node:  # a child run's node: under its parent node's span
+            parent = self.last_of.get(e.node.rsplit("/", 1)[0], parent)
+        span = self._child(f"{sc.NODE} {e.node}", parent, {
+            sc.RUN_ID: e.run_id, sc.NODE_NAME: e.node or "", sc.ACTIVATION: e.activation or "",
+            sc.ATTEMPT: 1, sc.STARTED_SEQ: e.seq or 0})
+        self.nodes[_key(e)] = self.last_of[e.node or ""] = span
+
+    def node_retried(self, e: Event) -> None:
+        span = self.nodes.get(_key(e))
+        if span is not None:
+            span.add_event("retry", {"error": str(e.data.get("error")), sc.ATTEMPT: e.data.get("attempt", 1)})
+            span.set_attribute(sc.ATTEMPT, int(e.data.get("attempt", 1)) + 1)
+
+    def node_ended(self, e: Event) -> None:
+        key = _key(e)
+        error = e.data.get("error") if e.kind == "node_failed" else None
+        for call in [k for k in self.tools if k[0] == key]:  # what a failure left open
+            _end(self.tools.pop(call), error or "the node ended first")
+        _end(self.chats.pop(key, None), error or "the node ended first")
+        _end(self.agents.pop(key, None), error)
+        span = self.nodes.pop(key, None)
+        if span is not None:
+            span.set_attribute(sc.SEQ, e.seq or 0)
+            span.set_attribute(sc.ATTEMPT, int(e.data.get("attempt", 1)))
+            _end(span, error, e.data.get("type"))
+
+    def gate_waiting(self, e: Event) -> None:
+        assert self.run is not None
+        self.run.add_event("gate_waiting", {sc.NODE_NAME: e.node or "", sc.SEQ: e.seq or 0})
+
+    def run_ended(self, e: Event) -> None:
+        reason = e.data.get("error") or (None if e.kind in ("run_finished", "run_waiting") else e.kind)
+        for spans in (self.tools, self.chats, self.agents, self.nodes):
+            for span in spans.values():
+                _end(span, reason or "the run stopped first")
+            spans.clear()
+        assert self.run is not None
+        self.run.set_attribute("waypoint.status", e.kind.removeprefix("run_"))
+        _end(self.run, reason if e.kind != "run_waiting" else None)
+        self.run = None
+
+    # -- LLM calls and tools ----------------------------------------------------
+    def llm_started(self, e: Event) -> None:
+        key = _key(e)
+        agent = self.agents.get(key)
+        if agent is None:
+            agent = self.agents[key] = self._child(f"{sc.INVOKE_AGENT} {e.node}", self.nodes.get(key), {
+                sc.OPERATION_NAME: sc.INVOKE_AGENT, sc.AGENT_NAME: e.node or "",
+                sc.PROVIDER_NAME: e.data["provider"], sc.REQUEST_MODEL: e.data["model"]})
+        attributes = {sc.OPERATION_NAME: sc.CHAT, sc.PROVIDER_NAME: e.data["provider"],
+                      sc.REQUEST_MODEL: e.data["model"]}
+        if self.content:
+            attributes[sc.INPUT_MESSAGES] = _json(e.data.get("messages"))
+        self.chats[key] = self._child(f"{sc.CHAT} {e.data['model']}", agent, attributes)
+
+    def llm_finished(self, e: Event) -> None:
+        span = self.chats.pop(_key(e), None)
+        if span is None:
+            return
+        span.set_attribute(sc.USAGE_INPUT_TOKENS, int(e.data.get("input_tokens", 0)))
+        span.set_attribute(sc.USAGE_OUTPUT_TOKENS, int(e.data.get("output_tokens", 0)))
+        if e.data.get("finish_reason"):
+            span.set_attribute(sc.FINISH_REASONS, [str(e.data["finish_reason"])])
+        if self.content and e.data.get("text") is not None:
+            span.set_attribute(sc.OUTPUT_MESSAGES, _json([{"role": "assistant", "content": e.data["text"]}]))
+        _end(span, e.data.get("error"), e.data.get("type"))
+
+    def tool_started(self, e: Event) -> None:
+        key = _key(e)
+        attributes = {sc.OPERATION_NAME: sc.EXECUTE_TOOL, sc.TOOL_NAME: e.data["tool"],
+                      sc.TOOL_CALL_ID: e.data["call_id"]}
+        parent = self.agents.get(key) or self.nodes.get(key)
+        self.tools[(key, e.data["call_id"])] = self._child(f"{sc.EXECUTE_TOOL} {e.data['tool']}", parent,
+                                                           attributes)
+
+    def tool_finished(self, e: Event) -> None:
+        span = self.tools.pop((_key(e), e.data["call_id"]), None)
+        if span is not None:
+            if self.content and "result" in e.data:
+                span.set_attribute(sc.TOOL_CALL_ARGUMENTS, _json(e.data.get("arguments")))
+                span.set_attribute(sc.TOOL_CALL_RESULT, _json(e.data["result"]))
+            _end(span, e.data.get("error"), e.data.get("type"))
+
+    def _child(self, name: str, parent: Span | None, attributes: dict[str, Any]) -> Span:
+        context = trace.set_span_in_context(parent or self.run)  # type: ignore[arg-type]
+        span: Span = self.tracer.start_span(name, context=context, attributes=attributes)
+        return span
+
+
+_HANDLERS = {
+    "node_started": RunTracer.node_started, "node_retried": RunTracer.node_retried,
+    "node_finished": RunTracer.node_ended, "node_failed": RunTracer.node_ended,
+    "gate_waiting": RunTracer.gate_waiting, **dict.fromkeys(TERMINAL, RunTracer.run_ended),
+    "llm_call_started": RunTracer.llm_started, "llm_call_finished": RunTracer.llm_finished,
+    "tool_started": RunTracer.tool_started, "tool_finished": RunTracer.tool_finished,
+}
+
+
+def _key(e: Event) -> Key:
+    return (e.node, e.activation)
+
+
+def _end(span: Span | None, error: str | None, kind: str | None = None) -> None:
+    if span is None:
+        return
+    if error:
+        span.set_status(Status(StatusCode.ERROR, str(error)[:500]))
+        span.set_attribute(sc.ERROR_TYPE, kind or "error")
+    span.end()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=repr)
+
+
+def _traceparent(ctx: SpanContext) -> str:
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+async def stored_context(store: Store, run_id: str) -> SpanContext | None:
+    """The trace context a traced start stored (its first step), or None."""
+    for step in await store.history(run_id, after=0, upto=1):
+        parent = step.extra.get("traceparent") if step.extra.get("event") == sc.TRACED_EVENT else None
+        if isinstance(parent, str) and parent.count("-") == 3:
+            _, trace_id, span_id, flags = parent.split("-")
+            return SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True,
+                               trace_flags=TraceFlags(int(flags, 16)))
+    return None
