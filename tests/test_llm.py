@@ -306,7 +306,7 @@ async def test_missing_api_key_is_a_clear_error(monkeypatch):
 async def test_streaming_emits_tokens_in_order(server):
     server.push(stream("Hel", "lo", " world", usage=(7, 3)))
     events: list[tuple[str, dict[str, Any]]] = []
-    ctx = context(emit=lambda kind, data: events.append((kind, data)))
+    ctx = context(emit=lambda kind, data: kind == "token" and events.append((kind, data)))
     node = llm("ask", prompt="?", into="answer", stream=True, model=model_for(server))
     outcome = await node.run(State(), ctx)
     assert events == [("token", {"text": "Hel"}), ("token", {"text": "lo"}), ("token", {"text": " world"})]
@@ -354,7 +354,7 @@ async def test_responses_api_with_tools_and_structured_output(server):
 async def test_responses_api_streaming(server):
     server.push(stream("Bon", "jour"))
     events: list[str] = []
-    ctx = context(emit=lambda kind, data: events.append(data["text"]))
+    ctx = context(emit=lambda kind, data: kind == "token" and events.append(data["text"]))
     node = llm("ask", prompt="?", into="answer", stream=True, model=model_for(server, api="responses"))
     assert (await node.run(State(), ctx)).update == {"answer": "Bonjour"}
     assert events == ["Bon", "jour"]
@@ -368,7 +368,7 @@ async def test_scripted_model_drives_the_same_node_offline():
 
     model = ScriptedModel([tool_call("age_of", {"name": "Ada"}), "not json", Person(name="Ada", age=36)])
     events: list[str] = []
-    ctx = context(emit=lambda kind, data: events.append(data["text"]))
+    ctx = context(emit=lambda kind, data: kind == "token" and events.append(data["text"]))
     node = llm("extract", prompt="Who is {question}?", output=Person, into="person", tools=[age_of],
                stream=True, model=model)
     outcome = await node.run(State(question="Ada"), ctx)
