@@ -197,7 +197,7 @@ def make_graph():
 def test_ctrl_c_and_sigterm_interrupt_the_run_and_it_stays_resumable(tmp_path, db, sig, code):
     (tmp_path / "sleepy.py").write_text(SLEEPY)
     ref = f"{tmp_path / 'sleepy.py'}:graph"
-    env = {**environment(), "NAP": "60"}
+    env = {**environment(), "NAP": "60", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen([*CLI, "run", ref, "--db", db], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
@@ -205,7 +205,7 @@ def test_ctrl_c_and_sigterm_interrupt_the_run_and_it_stays_resumable(tmp_path, d
         if line.startswith("started   nap"):
             break
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=30)
+    out, err = _communicate_or_dump(proc)
     assert proc.returncode == code, err
     assert "Traceback" not in err
     run_id = err.split("interrupted: run ", 1)[1].split()[0]
@@ -217,6 +217,17 @@ def test_ctrl_c_and_sigterm_interrupt_the_run_and_it_stays_resumable(tmp_path, d
     done = wp(*printed[1:])  # NAP unset: the nap is short this time
     assert done.returncode == 0, done.stderr
     assert "started   first" not in done.stdout and "finished  nap" in done.stdout
+
+
+def _communicate_or_dump(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
+    """The process's output once it exits; if it hangs, SIGABRT makes faulthandler print every
+    thread's stack (PYTHONFAULTHANDLER=1), and the test fails showing where it hung."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"the process did not exit within {timeout}s of the signal; its stacks:\n{err[-6000:]}")
 
 
 def test_a_cancelled_run_resumes_only_by_force(waiting, db):

@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import signal
+import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -214,7 +215,7 @@ class JsonParam(_ParamType):
 
     def _text(self, value: str, param: Any, ctx: Any) -> str:
         if value == "-":
-            return click.get_text_stream("stdin").read()
+            return sys.stdin.read()
         if value.startswith("@"):
             try:
                 return Path(value[1:]).read_text(encoding="utf-8")

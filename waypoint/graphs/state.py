@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -46,7 +46,8 @@ class StateSchema:
             others = [m for m in info.metadata if not is_reducer(m)]
             annotation = Annotated[(info.annotation, *others)] if others else info.annotation
             self.fields[name] = FieldSpec(
-                name, TypeAdapter(annotation), reducers[0] if reducers else None, info.annotation
+                # cast: pydantic's stubs type an annotation differently from one release to the next
+                name, TypeAdapter(cast(Any, annotation)), reducers[0] if reducers else None, info.annotation
             )
         decorators = model.__pydantic_decorators__
         self.whole = bool(decorators.model_validators or decorators.root_validators)
