@@ -64,90 +64,93 @@ class RunTracer:
             handler(self, event)
 
     # -- runs and nodes -------------------------------------------------------
-    def node_started(self, e: Event) -> None:
+    def node_started(self, event: Event) -> None:
         parent = self.run
-        if e.node and "/" in e.node:  # a child run's node: under its parent node's span
-            parent = self.last_of.get(e.node.rsplit("/", 1)[0], parent)
-        span = self._child(f"{sc.NODE} {e.node}", parent, {
-            sc.RUN_ID: e.run_id, sc.NODE_NAME: e.node or "", sc.ACTIVATION: e.activation or "",
-            sc.ATTEMPT: 1, sc.STARTED_SEQ: e.seq or 0})
-        self.nodes[_key(e)] = self.last_of[e.node or ""] = span
+        if event.node and "/" in event.node:  # a child run's node: under its parent node's span
+            parent = self.last_of.get(event.node.rsplit("/", 1)[0], parent)
+        span = self._child(f"{sc.NODE} {event.node}", parent, {
+            sc.RUN_ID: event.run_id, sc.NODE_NAME: event.node or "", sc.ACTIVATION: event.activation or "",
+            sc.ATTEMPT: 1, sc.STARTED_SEQ: event.seq or 0})
+        self.nodes[_key(event)] = self.last_of[event.node or ""] = span
 
-    def node_retried(self, e: Event) -> None:
-        span = self.nodes.get(_key(e))
+    def node_retried(self, event: Event) -> None:
+        span = self.nodes.get(_key(event))
         if span is not None:
-            span.add_event("retry", {"error": str(e.data.get("error")), sc.ATTEMPT: e.data.get("attempt", 1)})
-            span.set_attribute(sc.ATTEMPT, int(e.data.get("attempt", 1)) + 1)
+            attempt = event.data.get("attempt", 1)
+            span.add_event("retry", {"error": str(event.data.get("error")), sc.ATTEMPT: attempt})
+            span.set_attribute(sc.ATTEMPT, int(event.data.get("attempt", 1)) + 1)
 
-    def node_ended(self, e: Event) -> None:
-        key = _key(e)
-        error = e.data.get("error") if e.kind == "node_failed" else None
+    def node_ended(self, event: Event) -> None:
+        key = _key(event)
+        error = event.data.get("error") if event.kind == "node_failed" else None
         for call in [k for k in self.tools if k[0] == key]:  # what a failure left open
             _end(self.tools.pop(call), error or "the node ended first")
         _end(self.chats.pop(key, None), error or "the node ended first")
         _end(self.agents.pop(key, None), error)
         span = self.nodes.pop(key, None)
         if span is not None:
-            span.set_attribute(sc.SEQ, e.seq or 0)
-            span.set_attribute(sc.ATTEMPT, int(e.data.get("attempt", 1)))
-            _end(span, error, e.data.get("type"))
+            span.set_attribute(sc.SEQ, event.seq or 0)
+            span.set_attribute(sc.ATTEMPT, int(event.data.get("attempt", 1)))
+            _end(span, error, event.data.get("type"))
 
-    def gate_waiting(self, e: Event) -> None:
+    def gate_waiting(self, event: Event) -> None:
         assert self.run is not None
-        self.run.add_event("gate_waiting", {sc.NODE_NAME: e.node or "", sc.SEQ: e.seq or 0})
+        self.run.add_event("gate_waiting", {sc.NODE_NAME: event.node or "", sc.SEQ: event.seq or 0})
 
-    def run_ended(self, e: Event) -> None:
-        reason = e.data.get("error") or (None if e.kind in ("run_finished", "run_waiting") else e.kind)
+    def run_ended(self, event: Event) -> None:
+        ok = event.kind in ("run_finished", "run_waiting")
+        reason = event.data.get("error") or (None if ok else event.kind)
         for spans in (self.tools, self.chats, self.agents, self.nodes):
             for span in spans.values():
                 _end(span, reason or "the run stopped first")
             spans.clear()
         assert self.run is not None
-        self.run.set_attribute("waypoint.status", e.kind.removeprefix("run_"))
-        _end(self.run, reason if e.kind != "run_waiting" else None)
+        self.run.set_attribute("waypoint.status", event.kind.removeprefix("run_"))
+        _end(self.run, reason if event.kind != "run_waiting" else None)
         self.run = None
 
     # -- LLM calls and tools ----------------------------------------------------
-    def llm_started(self, e: Event) -> None:
-        key = _key(e)
+    def llm_started(self, event: Event) -> None:
+        key = _key(event)
         agent = self.agents.get(key)
         if agent is None:
-            agent = self.agents[key] = self._child(f"{sc.INVOKE_AGENT} {e.node}", self.nodes.get(key), {
-                sc.OPERATION_NAME: sc.INVOKE_AGENT, sc.AGENT_NAME: e.node or "",
-                sc.PROVIDER_NAME: e.data["provider"], sc.REQUEST_MODEL: e.data["model"]})
-        attributes = {sc.OPERATION_NAME: sc.CHAT, sc.PROVIDER_NAME: e.data["provider"],
-                      sc.REQUEST_MODEL: e.data["model"]}
+            agent = self.agents[key] = self._child(f"{sc.INVOKE_AGENT} {event.node}", self.nodes.get(key), {
+                sc.OPERATION_NAME: sc.INVOKE_AGENT, sc.AGENT_NAME: event.node or "",
+                sc.PROVIDER_NAME: event.data["provider"], sc.REQUEST_MODEL: event.data["model"]})
+        attributes = {sc.OPERATION_NAME: sc.CHAT, sc.PROVIDER_NAME: event.data["provider"],
+                      sc.REQUEST_MODEL: event.data["model"]}
         if self.content:
-            attributes[sc.INPUT_MESSAGES] = _json(e.data.get("messages"))
-        self.chats[key] = self._child(f"{sc.CHAT} {e.data['model']}", agent, attributes)
+            attributes[sc.INPUT_MESSAGES] = _json(event.data.get("messages"))
+        self.chats[key] = self._child(f"{sc.CHAT} {event.data['model']}", agent, attributes)
 
-    def llm_finished(self, e: Event) -> None:
-        span = self.chats.pop(_key(e), None)
+    def llm_finished(self, event: Event) -> None:
+        span = self.chats.pop(_key(event), None)
         if span is None:
             return
-        span.set_attribute(sc.USAGE_INPUT_TOKENS, int(e.data.get("input_tokens", 0)))
-        span.set_attribute(sc.USAGE_OUTPUT_TOKENS, int(e.data.get("output_tokens", 0)))
-        if e.data.get("finish_reason"):
-            span.set_attribute(sc.FINISH_REASONS, [str(e.data["finish_reason"])])
-        if self.content and e.data.get("text") is not None:
-            span.set_attribute(sc.OUTPUT_MESSAGES, _json([{"role": "assistant", "content": e.data["text"]}]))
-        _end(span, e.data.get("error"), e.data.get("type"))
+        span.set_attribute(sc.USAGE_INPUT_TOKENS, int(event.data.get("input_tokens", 0)))
+        span.set_attribute(sc.USAGE_OUTPUT_TOKENS, int(event.data.get("output_tokens", 0)))
+        if event.data.get("finish_reason"):
+            span.set_attribute(sc.FINISH_REASONS, [str(event.data["finish_reason"])])
+        if self.content and event.data.get("text") is not None:
+            reply = [{"role": "assistant", "content": event.data["text"]}]
+            span.set_attribute(sc.OUTPUT_MESSAGES, _json(reply))
+        _end(span, event.data.get("error"), event.data.get("type"))
 
-    def tool_started(self, e: Event) -> None:
-        key = _key(e)
-        attributes = {sc.OPERATION_NAME: sc.EXECUTE_TOOL, sc.TOOL_NAME: e.data["tool"],
-                      sc.TOOL_CALL_ID: e.data["call_id"]}
+    def tool_started(self, event: Event) -> None:
+        key = _key(event)
+        attributes = {sc.OPERATION_NAME: sc.EXECUTE_TOOL, sc.TOOL_NAME: event.data["tool"],
+                      sc.TOOL_CALL_ID: event.data["call_id"]}
         parent = self.agents.get(key) or self.nodes.get(key)
-        self.tools[(key, e.data["call_id"])] = self._child(f"{sc.EXECUTE_TOOL} {e.data['tool']}", parent,
-                                                           attributes)
+        name = f"{sc.EXECUTE_TOOL} {event.data['tool']}"
+        self.tools[(key, event.data["call_id"])] = self._child(name, parent, attributes)
 
-    def tool_finished(self, e: Event) -> None:
-        span = self.tools.pop((_key(e), e.data["call_id"]), None)
+    def tool_finished(self, event: Event) -> None:
+        span = self.tools.pop((_key(event), event.data["call_id"]), None)
         if span is not None:
-            if self.content and "result" in e.data:
-                span.set_attribute(sc.TOOL_CALL_ARGUMENTS, _json(e.data.get("arguments")))
-                span.set_attribute(sc.TOOL_CALL_RESULT, _json(e.data["result"]))
-            _end(span, e.data.get("error"), e.data.get("type"))
+            if self.content and "result" in event.data:
+                span.set_attribute(sc.TOOL_CALL_ARGUMENTS, _json(event.data.get("arguments")))
+                span.set_attribute(sc.TOOL_CALL_RESULT, _json(event.data["result"]))
+            _end(span, event.data.get("error"), event.data.get("type"))
 
     def _child(self, name: str, parent: Span | None, attributes: dict[str, Any]) -> Span:
         context = trace.set_span_in_context(parent or self.run)  # type: ignore[arg-type]
@@ -164,8 +167,8 @@ _HANDLERS = {
 }
 
 
-def _key(e: Event) -> Key:
-    return (e.node, e.activation)
+def _key(event: Event) -> Key:
+    return (event.node, event.activation)
 
 
 def _end(span: Span | None, error: str | None, kind: str | None = None) -> None:
