@@ -18,7 +18,8 @@ from typing import Any
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo
 from waypoint.engine._frontier import Frontier
-from waypoint.engine.runs import RunResult, resume
+from waypoint.engine.handles import RunResult
+from waypoint.engine.runs import resume
 from waypoint.engine.waits import due_waits
 from waypoint.errors import WaypointError
 from waypoint.graphs.graph import Graph

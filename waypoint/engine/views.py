@@ -24,7 +24,8 @@ from waypoint.engine._frontier import Frontier
 from waypoint.engine._ids import check_user_run_id
 from waypoint.engine._loop import RunLoop
 from waypoint.engine.edits import edit_step
-from waypoint.engine.runs import RunHandle, _launch, _Options
+from waypoint.engine.handles import RunHandle
+from waypoint.engine.runs import _launch, _Options
 from waypoint.engine.waits import child_graphs, waiting_children
 from waypoint.errors import RunError, RunNotFoundError
 from waypoint.graphs.graph import Graph

@@ -30,7 +30,8 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Literal, TypeVar
 
 from waypoint.checkpoints.memory import MemoryStore
-from waypoint.engine.runs import RunHandle, RunResult, resume, start
+from waypoint.engine.handles import RunHandle, RunResult
+from waypoint.engine.runs import resume, start
 from waypoint.graphs.graph import Graph
 from waypoint.nodes.base import Node, Outcome
 from waypoint.testing.strategies import Choices, router_choices
