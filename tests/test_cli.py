@@ -198,8 +198,12 @@ def test_ctrl_c_and_sigterm_interrupt_the_run_and_it_stays_resumable(tmp_path, d
     (tmp_path / "sleepy.py").write_text(SLEEPY)
     ref = f"{tmp_path / 'sleepy.py'}:graph"
     env = {**environment(), "NAP": "60", "PYTHONFAULTHANDLER": "1"}
+    # preexec_fn: a shell without job control starts background jobs with SIGINT ignored,
+    # and a child inherits that (Python then installs no Ctrl-C handler): as a terminal would,
+    # give the CLI SIGINT's default disposition, whatever this test runner inherited.
     proc = subprocess.Popen([*CLI, "run", ref, "--db", db], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("started   nap"):
