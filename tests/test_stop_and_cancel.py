@@ -51,20 +51,25 @@ async def test_stopping_right_after_start_releases_the_lease_at_once(store, how)
     assert resumed.status == "waiting" and resumed.state.trail == ["a"]
 
 
-@pytest.mark.asyncio
-async def test_interrupting_a_running_node_leaves_the_run_resumable(store):
-    entered, never = asyncio.Event(), asyncio.Event()
+def slow_graph(entered: asyncio.Event, go_on: asyncio.Event) -> wp.Graph[S]:
+    """One node that sets `entered`, then waits for `go_on`: a run caught mid-node."""
     g = wp.GraphBuilder(S, name="slow")
 
     @g.node(writes=["trail"])
     async def slow(state: S) -> dict:
         entered.set()
-        await never.wait()
+        await go_on.wait()
         return {"trail": ["slow"]}
 
     g.edge(wp.START, "slow")
     g.edge("slow", wp.END)
-    graph = g.compile()
+    return g.compile()
+
+
+@pytest.mark.asyncio
+async def test_interrupting_a_running_node_leaves_the_run_resumable(store):
+    entered, never = asyncio.Event(), asyncio.Event()
+    graph = slow_graph(entered, never)
     handle = await wp.start(graph, store=store, run_id="r")
     await entered.wait()
     assert (await handle.interrupt()).status == "interrupted"
@@ -208,17 +213,7 @@ async def test_an_input_that_does_not_fit_names_each_field_and_the_shape(store):
 @pytest.mark.parametrize("how", ["interrupt", "cancel"])
 async def test_an_event_stream_ends_when_the_run_is_stopped(store, how):
     entered, never = asyncio.Event(), asyncio.Event()
-    g = wp.GraphBuilder(S, name="slow")
-
-    @g.node(writes=["trail"])
-    async def slow(state: S) -> dict:
-        entered.set()
-        await never.wait()
-        return {"trail": ["slow"]}
-
-    g.edge(wp.START, "slow")
-    g.edge("slow", wp.END)
-    handle = await wp.start(g.compile(), store=store)
+    handle = await wp.start(slow_graph(entered, never), store=store)
 
     async def kinds() -> list[str]:
         return [event.kind async for event in handle.events()]
