@@ -64,13 +64,13 @@ async def test_concurrent_appends_share_transactions(url):
     async with PostgresStore(url) as store:
         for i in range(100):
             await leased(store, f"r{i}", "w")
-        transactions, real = [], store._transaction
+        transactions, real = [], store._writes._commit  # what the group commit runs per batch
 
         async def counting(jobs):
             transactions.append(len(jobs))
             return await real(jobs)
 
-        store._transaction = counting
+        store._writes._commit = counting
         await store.append("r0", "w", [step(1), step(2)], Snapshot(seq=2, state={}))
         assert transactions == [1]
         await asyncio.gather(*(store.append(f"r{i}", "w", [step(1)]) for i in range(1, 100)))

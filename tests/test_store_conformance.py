@@ -352,13 +352,13 @@ async def test_start_writes_its_run_in_one_transaction(tmp_path):
     graph = g.compile()
     async with SQLiteStore(tmp_path / "runs.db") as store:
         batches = []
-        real = store._commit
+        real = store._writes._commit  # what the group commit runs per batch
 
-        async def counting(batch):
-            batches.append([job[0].__name__ for job, _ in batch])
-            return await real(batch)
+        async def counting(jobs):
+            batches.append([fn.__name__ for fn, _ in jobs])
+            return await real(jobs)
 
-        store._commit = counting
+        store._writes._commit = counting
         result = await (await wp.start(graph, store=store, run_id="r")).result()
         assert result.status == "done"
         assert batches == [["create"], ["append"], ["release"]], batches  # row+lease+snapshot, a, end

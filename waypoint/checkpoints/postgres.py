@@ -39,6 +39,7 @@ except ImportError as exc:  # the extra is optional: say how to get it
                       "pip install -e '.[postgres]')") from exc
 
 from waypoint.checkpoints import _postgres_tx as tx
+from waypoint.checkpoints._group_commit import GroupCommit, Outcome
 from waypoint.checkpoints._rows import encode_info, encode_waiting, listed, run_from_row
 from waypoint.checkpoints.fence import first_snapshot, prepare
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
@@ -85,10 +86,7 @@ class PostgresStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: asyncio.Task[None] | None = None
         self._pool: AsyncConnectionPool | None = None
-        self._queue: list[tuple[tx.Write, asyncio.Future[Any]]] = []
-        self._wake = asyncio.Event()  # binds to a loop on first use; _start makes one per loop
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = False
+        self._writes: GroupCommit[tx.Write] = GroupCommit(self._transaction)
         self._epochs: dict[tuple[str, str], int] = {}  # (run, owner) -> the epoch our claim got
 
     async def __aenter__(self) -> PostgresStore:
@@ -102,7 +100,8 @@ class PostgresStore:
         """Fill the pool, create or migrate the schema. Idempotent; every method calls it."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # first use, or a new event loop (asyncio.run called again)
-            self._opening, self._pool, self._writer, self._queue, self._loop = None, None, None, [], loop
+            self._opening, self._pool, self._loop = None, None, loop
+            self._writes.forget()
         if self._opening is None:
             self._opening = loop.create_task(self._start())
         opening = self._opening
@@ -121,11 +120,9 @@ class PostgresStore:
             await asyncio.shield(self._opening)
         except Exception:
             return None
-        self._closing = True
-        self._wake.set()
-        if self._writer is not None:
-            await asyncio.wait([self._writer])
-        pool, self._pool, self._opening, self._closing = self._pool, None, None, False
+        await self._writes.drain()
+        pool, self._pool, self._opening = self._pool, None, None
+        self._writes.forget()
         if pool is not None:  # None: a close racing this one closed it
             await pool.close()
 
@@ -194,9 +191,9 @@ class PostgresStore:
             pool = await self._new_pool()
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise self._unreachable(exc, "nothing was read or written") from None
-        self._pool, self._queue, self._wake = pool, [], asyncio.Event()
+        self._pool = pool
         self._suspect, self._recovering = False, asyncio.Lock()
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        self._writes.start()
 
     async def _probe(self, *, migrate: bool = False) -> None:
         # One direct connection: a server that is down says why (refused, bad password) at
@@ -243,7 +240,7 @@ class PostgresStore:
     async def _ready(self) -> AsyncConnectionPool:
         if self._pool is None or self._loop is not asyncio.get_running_loop():
             await self.open()
-        if self._closing:
+        if self._writes.closing:
             raise StoreError(f"PostgreSQL store {self.where} is closing; open it again to use it")
         return self._open_pool()
 
@@ -263,30 +260,11 @@ class PostgresStore:
 
     async def _write(self, write: tx.Write) -> Any:
         await self._ready()
-        future = asyncio.get_running_loop().create_future()  # _ready: self._loop is this loop
-        self._queue.append((write, future))
-        self._wake.set()
-        return await future
+        return await self._writes.submit(write)
 
-    async def _write_loop(self) -> None:
-        """The single writer: whatever was queued while a transaction ran goes in the next one."""
-        while self._queue or not self._closing:
-            if not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch, self._queue = [(job, f) for job, f in self._queue if not f.done()], []
-            if batch:
-                await self._commit(batch)
-
-    async def _commit(self, batch: list[tuple[tx.Write, asyncio.Future[Any]]]) -> None:
-        results = await self._transaction([write for write, _ in batch])
-        for (_, future), (ok, value) in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(value) if ok else future.set_exception(value)
-
-    async def _transaction(self, writes: list[tx.Write]) -> list[tuple[bool, Any]]:
-        """Every write in ONE transaction; if the transaction fails, every write of it fails."""
+    async def _transaction(self, writes: list[tx.Write]) -> list[Outcome]:
+        """One batch (`GroupCommit` calls it): every write in ONE transaction; if the
+        transaction fails, every write of it fails."""
         sent = False
         try:
             async with self._connection() as conn:

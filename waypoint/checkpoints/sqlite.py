@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from waypoint.checkpoints import _sqlite_tx as tx
+from waypoint.checkpoints._group_commit import GroupCommit, Outcome
 from waypoint.checkpoints._rows import listed, run_from_row
 from waypoint.checkpoints._sqlite_direct import DirectWriter
 from waypoint.checkpoints._sqlite_file import FileWatch
@@ -59,10 +60,7 @@ class SQLiteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: asyncio.Task[None] | None = None
         self._conn: ConnectionThread | None = None
-        self._queue: list[tuple[tx.Job, asyncio.Future[Any]]] = []
-        self._wake = asyncio.Event()  # made anew for each event loop the store opens in
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = False
+        self._writes: GroupCommit[tx.Job] = GroupCommit(self._commit)
         self._file: FileWatch | None = None  # is the file we write still the one on disk?
         self._direct: DirectWriter | None = None  # at NORMAL: commits on the loop's own thread
         self._checkpoint: asyncio.Task[Any] | None = None
@@ -98,14 +96,12 @@ class SQLiteStore:
             await asyncio.shield(self._opening)
         except Exception:
             return None
-        self._closing = True
-        self._wake.set()
-        if self._writer is not None:  # drained; wait() does not re-raise if it was cancelled
-            await asyncio.wait([self._writer])
+        await self._writes.drain()
         if self._checkpoint is not None:
             await asyncio.wait([self._checkpoint])
         self._release_files()  # before the last connection, which checkpoints and removes the WAL
-        conn, self._conn, self._opening, self._closing = self._conn, None, None, False
+        conn, self._conn, self._opening = self._conn, None, None
+        self._writes.forget()
         if conn is not None:  # None: a close() racing this one got there first
             await conn.close()
 
@@ -179,17 +175,18 @@ class SQLiteStore:
         except BaseException:
             await conn.close()
             raise
-        self._conn, self._queue, self._wake = conn, [], asyncio.Event()
+        self._conn = conn
         self._file = None if uri else FileWatch.of(self.path)
         if self.synchronous == "NORMAL" and not uri:
             self._direct = DirectWriter.open(target)
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        self._writes.start()
 
     def _forget(self) -> None:
         """Drop what belongs to another event loop; its thread is told to close the file."""
         if self._conn is not None:
             self._conn.stop()
-        self._conn, self._opening, self._writer, self._queue, self._closing = None, None, None, [], False
+        self._conn, self._opening = None, None
+        self._writes.forget()
         self._release_files()
 
     def _release_files(self) -> None:
@@ -205,7 +202,7 @@ class SQLiteStore:
     async def _ready(self) -> ConnectionThread:
         if self._conn is None or self._loop is not asyncio.get_running_loop():
             await self.open()
-        if self._closing:
+        if self._writes.closing:
             raise StoreError(f"SQLite store {self.path} is closing; open it again to use it")
         return self._connection()
 
@@ -219,10 +216,7 @@ class SQLiteStore:
 
     async def _write(self, fn: Any, *args: Any) -> Any:
         await self._ready()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(((fn, args), future))
-        self._wake.set()
-        return await future
+        return await self._writes.submit((fn, args))
 
     async def _hop(self, conn: ConnectionThread, fn: Any, *args: Any) -> Any:
         # `fn` runs a whole transaction on the raw sqlite3 connection in its thread: one hop.
@@ -231,44 +225,27 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite store {self.path}: {exc}") from None
 
-    async def _write_loop(self) -> None:
-        """The single writer: whatever was queued while a transaction ran goes in the next one."""
-        while self._queue or not self._closing:
-            if not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch, self._queue = [(job, f) for job, f in self._queue if not f.done()], []
-            if batch:
-                await self._commit(batch)
-
-    async def _commit(self, batch: list[tuple[tx.Job, asyncio.Future[Any]]]) -> None:
+    async def _commit(self, jobs: list[tx.Job]) -> list[Outcome]:
+        """One batch (`GroupCommit` calls it): a transaction, unless the file is gone."""
         gone, outcome = self._gone(), "nothing written"
         if gone is None:
-            results = await self._transaction(batch)
+            results = await self._transaction(jobs)
             gone, outcome = self._gone(), "this write went into the file that is no longer there"
         if gone is not None:  # a commit there would be lost when the store closes
-            results = [(False, self._lost(gone, outcome, args[0])) for (_, args), _ in batch]
-        for (_, future), (ok, value) in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(value) if ok else future.set_exception(value)
+            results = [(False, self._lost(gone, outcome, args[0])) for _, args in jobs]
+        return results
 
-    async def _transaction(self, batch: list[tuple[tx.Job, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
-        jobs = [job for job, _ in batch]
+    async def _transaction(self, jobs: list[tx.Job]) -> list[Outcome]:
         direct = self._direct
         try:
             results = direct.commit(jobs) if direct is not None else None
             if results is None:  # FULL, or another process holds the lock: in the connection's thread
-                hopped: list[tuple[bool, Any]] = await self._hop(self._connection(), tx.write_batch, jobs)
+                hopped: list[Outcome] = await self._hop(self._connection(), tx.write_batch, jobs)
                 return hopped
-        except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
-            raise
         except Exception as exc:  # rolled back as a whole: every write of the batch failed
             return [(False, StoreError(f"SQLite store {self.path}: nothing written, the transaction "
                                        f"failed ({exc}); what was committed before is intact"))
-                    for _ in batch]
+                    for _ in jobs]
         if direct is not None and direct.checkpoint_due() and self._checkpoint is None:
             self._checkpoint = asyncio.get_running_loop().create_task(self._passive_checkpoint())
         return results
