@@ -21,7 +21,7 @@ EXPORTED = {
     "WaypointError", "GraphError", "GraphChangedError", "RunError", "NodeError", "ConflictError",
     "GateError", "LeaseError", "BudgetExceededError", "StoreError", "RunNotFoundError",
     "RunStateError", "UpdateError", "CorruptRecordError", "SchemaVersionError", "RunMovedError",
-    "StaleAnswerError",
+    "StaleAnswerError", "GuardrailTripped",
 }
 
 

@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each loads on 
         GateError,
         GraphChangedError,
         GraphError,
+        GuardrailTripped,
         LeaseError,
         NodeError,
         RunError,
@@ -82,8 +83,8 @@ _HOME = {  # the package each name is read from: its own front door
                        "start state_at tick",
     "waypoint.engine.queue": "submit",  # queued runs: not in waypoint.engine, which is another's
     "waypoint.errors": "BudgetExceededError ConflictError CorruptRecordError GateError GraphChangedError "
-                       "GraphError LeaseError NodeError RunError RunMovedError RunNotFoundError "
-                       "RunStateError SchemaVersionError StaleAnswerError StoreError UpdateError "
+                       "GraphError GuardrailTripped LeaseError NodeError RunError RunMovedError "
+                       "RunNotFoundError RunStateError SchemaVersionError StaleAnswerError StoreError UpdateError "
                        "WaypointError",
     "waypoint.graphs": "END START Graph GraphBuilder append merge reducer",
     "waypoint.nodes": "LLMNode Model ModelRequest ModelResponse NodeContext OpenAIModel RetryPolicy "
@@ -106,6 +107,7 @@ __all__ = [
     "GraphBuilder",
     "GraphChangedError",
     "GraphError",
+    "GuardrailTripped",
     "LLMNode",
     "LeaseError",
     "MemoryStore",

@@ -11,7 +11,8 @@ is wrong (fix the definition), a run that went wrong (fix the cause, then
     │   ├── RunNotFoundError
     │   ├── RunStateError           e.g. resuming a finished run
     │   ├── NodeError               a node raised, timed out or returned bad data
-    │   │   └── UpdateError         an update that does not fit the state
+    │   │   ├── UpdateError         an update that does not fit the state
+    │   │   └── GuardrailTripped    an LLM node's guardrail tripped (no `tripped` route)
     │   ├── ConflictError           two nodes wrote one last-value field
     │   ├── GateError               no such gate pending / invalid answer
     │   ├── LeaseError              the run is executed elsewhere, or we lost it
@@ -37,6 +38,7 @@ __all__ = [
     "GateError",
     "GraphChangedError",
     "GraphError",
+    "GuardrailTripped",
     "LeaseError",
     "NodeError",
     "RunError",
@@ -104,6 +106,30 @@ class NodeError(RunError):
 
 class UpdateError(NodeError):
     """A node's update names an unknown field or a value of the wrong type."""
+
+
+class GuardrailTripped(NodeError):
+    """An LLM node's guardrail tripped and the node has no `tripped` route: the run fails.
+
+    `guardrail`, `stage` ("input", "output" or "tool"), `reason` and `info` say
+    which check refused what and why; `run_id` and `node` say where. The verdict
+    is committed, so resuming the run reports the same trip without asking again.
+    """
+
+    def __init__(self, message: str, *, run_id: str | None = None, node: str | None = None,
+                 guardrail: str = "", stage: str = "", reason: str = "", info: Any = None) -> None:
+        super().__init__(message, run_id=run_id, node=node)
+        self.guardrail, self.stage, self.reason, self.info = guardrail, stage, reason, info
+
+    def __reduce__(self) -> tuple[Any, ...]:  # its verdict survives a trip between processes
+        return (_rebuild_trip, (str(self), self.run_id, self.node, self.guardrail, self.stage, self.reason,
+                                self.info))
+
+
+def _rebuild_trip(message: str, run_id: str | None, node: str | None, guardrail: str, stage: str,
+                  reason: str, info: Any) -> GuardrailTripped:
+    return GuardrailTripped(message, run_id=run_id, node=node, guardrail=guardrail, stage=stage,
+                            reason=reason, info=info)
 
 
 class ConflictError(RunError):
