@@ -45,6 +45,12 @@ def problems(exc: Any, *, whole: str | None = None, named: str | None = None) ->
     return "; ".join(out)
 
 
+def located(exc: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """Each error of a pydantic ValidationError as (location, message): a web form shows
+    each message beside the input at that location (`()` is the value as a whole)."""
+    return [(tuple(error["loc"]), error["msg"]) for error in exc.errors(include_url=False)]
+
+
 def unknown_keys(value: Any, model: Any) -> list[str]:
     """The top-level keys of a dict `value` that `model` has no field for (none if it allows extras)."""
     if not isinstance(value, dict) or model.model_config.get("extra") == "allow":
