@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 
 import psycopg
 
-from waypoint.checkpoints._rows import run_from_row
-from waypoint.checkpoints.fence import Append, held, lost, moved, not_found, refusal
+from waypoint.checkpoints._rows import encode_info, encode_waiting, run_from_row
+from waypoint.checkpoints.fence import Append, Import, held, lost, moved, not_found, refusal
 from waypoint.checkpoints.records import RunInfo
 from waypoint.errors import LeaseError, RunStateError, SchemaVersionError, StoreError, WaypointError
 
@@ -133,6 +133,24 @@ def create(info: RunInfo, owner: str | None, ttl: float, snapshot: tuple[int, by
         "error": info.error, "waiting": waiting, "info": blob, "queue": info.queue,
         "priority": info.priority,
         "snap_seq": snapshot[0] if snapshot else 0, "snap": snapshot[1] if snapshot else None}, settle)
+
+
+def import_run(job: Import) -> Write:
+    """A whole run copied from another store, leased to nobody, in one statement."""
+    def settle(row: tuple[Any, ...] | None) -> None:
+        if row is None:
+            raise RunStateError(f"run {info.run_id!r} already exists; pick another run id",
+                                run_id=info.run_id)
+
+    info, rows = job.info, job.step_rows
+    return Write(info.run_id, "import_run", {
+        "run_id": info.run_id, "graph": info.graph, "status": info.status, "created_at": info.created_at,
+        "updated_at": info.updated_at, "last_seq": info.last_seq, "error": info.error,
+        "waiting": encode_waiting(info.waiting), "info": encode_info(info), "queue": info.queue,
+        "priority": info.priority, "seqs": [r[1] for r in rows], "kinds": [r[2] for r in rows],
+        "nodes": [r[3] for r in rows], "payloads": [r[4] for r in rows],
+        "snap_seqs": [seq for seq, _ in job.snap_rows], "snaps": [blob for _, blob in job.snap_rows]},
+        settle)
 
 
 def claim(run_id: str, owner: str, ttl: float, expect_seq: int | None,

@@ -24,13 +24,13 @@ from waypoint import _faults
 from waypoint.checkpoints._rows import RUN_COLUMNS as PLAIN_COLUMNS
 from waypoint.checkpoints._rows import decode_info, encode_info, encode_waiting
 from waypoint.checkpoints._sqlite_schema import SEQ_BITS, SEQ_LIMIT, step_key
-from waypoint.checkpoints.fence import Append, held, lost, moved, not_found, refusal
+from waypoint.checkpoints.fence import Append, Import, held, lost, moved, not_found, refusal
 from waypoint.checkpoints.records import RunInfo, claimable
 from waypoint.errors import RunStateError, StoreError, WaypointError
 
 __all__ = ["LAST_SEQ", "RUN_COLUMNS", "SEQ_LIMIT", "Job", "append", "checkpoint", "claim", "claim_next",
-           "create", "history", "load", "number", "release", "renew", "run_row", "select", "snapshot_at",
-           "write_batch"]
+           "create", "history", "import_run", "load", "number", "release", "renew", "run_row", "select",
+           "snapshot_at", "write_batch"]
 
 Job = tuple[Callable[..., Any], tuple[Any, ...]]  # fn(raw, now, *args), run inside a batch
 LAST_SEQ = (f"max(runs.last_seq, coalesce((SELECT key - (runs.num << {SEQ_BITS}) FROM steps WHERE key "
@@ -74,8 +74,9 @@ def _one(raw: sqlite3.Connection, now: float, fn: Callable[..., Any],
 
 
 def create(raw: sqlite3.Connection, now: float, info: RunInfo, owner: str | None, ttl: float,
-           snapshot: tuple[int, bytes] | None) -> None:
-    """The run row, leased to `owner` if given, and its first snapshot: one savepoint of a batch."""
+           snapshot: tuple[int, bytes] | None) -> int:
+    """The run row, leased to `owner` if given, and its first snapshot: one savepoint of a batch.
+    Returns the run's `num`, which keys its steps and snapshots."""
     status, holder, expiry = ("running", owner, now + ttl) if owner is not None else (
         info.status, info.lease_owner, info.lease_expiry)
     try:
@@ -88,8 +89,23 @@ def create(raw: sqlite3.Connection, now: float, info: RunInfo, owner: str | None
     except sqlite3.IntegrityError:
         raise RunStateError(f"run {info.run_id!r} already exists; pick another run id",
                             run_id=info.run_id) from None
+    num = int(cur.lastrowid or 0)
     if snapshot is not None:
-        _put_snapshot(raw, int(cur.lastrowid or 0), info.run_id, *snapshot)
+        _put_snapshot(raw, num, info.run_id, *snapshot)
+    return num
+
+
+def import_run(raw: sqlite3.Connection, now: float, job: Import) -> None:
+    """A whole run copied from another store: its row (leased to nobody), steps and snapshots."""
+    if job.info.last_seq >= SEQ_LIMIT:
+        raise StoreError(f"run {job.info.run_id!r}: seq {job.info.last_seq} is beyond what a SQLite store "
+                         f"keeps for one run ({SEQ_LIMIT - 1}); it cannot be copied into a SQLite file",
+                         run_id=job.info.run_id)
+    num = create(raw, now, job.info, None, 0.0, None)
+    raw.executemany("INSERT INTO steps (key, run_id, seq, kind, node, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(step_key(num, row[1]), *row) for row in job.step_rows])
+    for seq, blob in job.snap_rows:
+        _put_snapshot(raw, num, job.info.run_id, seq, blob)
 
 
 def claim(raw: sqlite3.Connection, now: float, run_id: str, owner: str, ttl: float,

@@ -4,6 +4,8 @@
     problem = refusal(job, holder, last_seq)             # None, or the error to raise
     raise held(run_id, holder, expiry, now)              # a live lease: who has it and until when
 
+    job = imported(info, steps, snapshots)               # a whole run, checked and encoded (import_run)
+
 `MemoryStore` is the reference semantics; `SQLiteStore` and `PostgresStore`
 refuse the same things with the same errors because they build them here. A
 store of your own (see `waypoint.testing.check_store`) may use it too.
@@ -15,10 +17,13 @@ import time
 from collections.abc import Sequence
 from typing import NamedTuple, overload
 
+from msgspec import structs
+
 from waypoint.checkpoints.records import RunInfo, Snapshot, Step, encode
 from waypoint.errors import LeaseError, RunMovedError, RunNotFoundError, WaypointError
 
-__all__ = ["Append", "first_snapshot", "held", "lost", "moved", "not_found", "prepare", "refusal"]
+__all__ = ["Append", "Import", "first_snapshot", "held", "imported", "lost", "moved", "not_found", "prepare",
+           "refusal"]
 
 
 class Append(NamedTuple):
@@ -44,6 +49,40 @@ def prepare(run_id: str, owner: str, steps: list[Step], snapshot: Snapshot | Non
     return Append(run_id, owner, seqs[0] if seqs else None, seqs[-1] if seqs else None,
                    snapshot.seq if snapshot is not None else 0, rows,
                    encode(snapshot) if snapshot is not None else None)
+
+
+class Import(NamedTuple):
+    """One validated, encoded `import_run` call: a whole run, as another store held it."""
+
+    info: RunInfo  # as given, leased to nobody; last_seq covers its steps
+    step_rows: Sequence[tuple[str, int, str, str, bytes]]  # run_id, seq, kind, node, payload
+    snap_rows: Sequence[tuple[int, bytes]]  # seq, payload, in seq order
+
+    @property
+    def run_id(self) -> str:  # what a store's error names, as for an Append
+        return self.info.run_id
+
+
+def imported(info: RunInfo, steps: list[Step], snapshots: list[Snapshot]) -> Import:
+    """Check and encode a whole run for `import_run`, before anything is written.
+
+    Steps must be consecutive from seq 1 or more, and neither a step nor a snapshot may
+    lie after `info.last_seq`; the row drops the lease (a copied run is executed nowhere).
+    """
+    job = prepare(info.run_id, "", steps, None)
+    if job.first is not None and job.first < 1:
+        raise ValueError(f"run {info.run_id!r}: steps start at seq {job.first}; a log starts at 1 or later")
+    late = [s.seq for s in steps[-1:] if s.seq > info.last_seq]
+    late += [s.seq for s in snapshots if not 0 <= s.seq <= info.last_seq]
+    if late:
+        raise ValueError(f"run {info.run_id!r}: seq {late[0]} is outside the run's log (0..{info.last_seq}, "
+                         "its last_seq); import the run row as the source store holds it")
+    seqs = sorted(s.seq for s in snapshots)
+    if len(set(seqs)) != len(seqs):
+        raise ValueError(f"run {info.run_id!r}: two snapshots at one seq ({seqs}); give each seq once")
+    unleased = structs.replace(info, lease_owner=None, lease_expiry=0.0)
+    return Import(unleased, job.step_rows,
+                  [(s.seq, encode(s)) for s in sorted(snapshots, key=lambda s: s.seq)])
 
 
 @overload

@@ -19,7 +19,16 @@ import time
 
 from msgspec import structs
 
-from waypoint.checkpoints.fence import first_snapshot, held, lost, moved, not_found, prepare, refusal
+from waypoint.checkpoints.fence import (
+    first_snapshot,
+    held,
+    imported,
+    lost,
+    moved,
+    not_found,
+    prepare,
+    refusal,
+)
 from waypoint.checkpoints.records import (
     RunInfo,
     RunStatus,
@@ -69,6 +78,15 @@ class MemoryStore:
         self._runs[info.run_id] = info
         self._steps[info.run_id] = {}
         self._snaps[info.run_id] = {snapshot.seq: blob} if snapshot is not None and blob is not None else {}
+
+    async def import_run(self, info: RunInfo, steps: list[Step], snapshots: list[Snapshot]) -> None:
+        job = imported(info, steps, snapshots)
+        if info.run_id in self._runs:
+            raise RunStateError(f"run {info.run_id!r} already exists; pick another run id",
+                                run_id=info.run_id)
+        self._runs[info.run_id] = job.info
+        self._steps[info.run_id] = {row[1]: row[4] for row in job.step_rows}
+        self._snaps[info.run_id] = dict(job.snap_rows)
 
     async def get_run(self, run_id: str) -> RunInfo:
         try:

@@ -41,7 +41,7 @@ except ImportError as exc:  # the extra is optional: say how to get it
 from waypoint.checkpoints import _postgres_tx as tx
 from waypoint.checkpoints._group_commit import GroupCommit, Outcome
 from waypoint.checkpoints._rows import encode_info, encode_waiting, listed, run_from_row
-from waypoint.checkpoints.fence import first_snapshot, prepare
+from waypoint.checkpoints.fence import first_snapshot, imported, prepare
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
 from waypoint.errors import StoreError
 
@@ -133,6 +133,9 @@ class PostgresStore:
         epoch = await self._write(tx.create(info, owner, ttl, snap, encoded))
         if owner is not None:
             self._epochs[info.run_id, owner] = epoch
+
+    async def import_run(self, info: RunInfo, steps: list[Step], snapshots: list[Snapshot]) -> None:
+        await self._write(tx.import_run(imported(info, steps, snapshots)))
 
     async def get_run(self, run_id: str) -> RunInfo:
         return run_from_row(run_id, await self._read(run_id, tx.run_row, run_id))

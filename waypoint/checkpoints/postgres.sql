@@ -81,6 +81,29 @@ WITH run AS (
 )
 SELECT lease_epoch FROM run;
 
+-- name: import_run
+-- A whole run copied from another store (`waypoint copy`): its row as that store held
+-- it but leased to nobody (epoch 0), its steps and its snapshots, in one statement. A
+-- run id that exists returns no row and writes nothing.
+WITH run AS (
+    INSERT INTO waypoint_runs (run_id, graph, status, created_at, updated_at, last_seq, error, waiting,
+                               info, queue, priority)
+    VALUES (%(run_id)s, %(graph)s, %(status)s, %(created_at)s, %(updated_at)s, %(last_seq)s,
+            %(error)s, %(waiting)s, %(info)s, %(queue)s, %(priority)s)
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING run_id
+), steps AS (
+    INSERT INTO waypoint_steps (run_id, seq, kind, node, payload)
+    SELECT run.run_id, s.seq, s.kind, s.node, s.payload
+    FROM run, unnest(%(seqs)s::bigint[], %(kinds)s::text[], %(nodes)s::text[],
+                     %(payloads)s::bytea[]) AS s (seq, kind, node, payload)
+), snapshots AS (
+    INSERT INTO waypoint_snapshots (run_id, seq, payload)
+    SELECT run.run_id, s.seq, s.payload
+    FROM run, unnest(%(snap_seqs)s::bigint[], %(snaps)s::bytea[]) AS s (seq, payload)
+)
+SELECT run_id FROM run;
+
 -- Every write below is ONE statement that locks the run's row (FOR UPDATE: a concurrent
 -- writer's change is waited for, then seen), writes only if its condition holds on that
 -- row, and returns the row as it found it: what a refusal names. No row: no such run.

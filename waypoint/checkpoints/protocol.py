@@ -27,6 +27,8 @@ conformance suite (`waypoint.testing.store_conformance`):
   first step's seq is `last_seq + 1`; otherwise `LeaseError` and nothing is
   written. Concurrent appends (of one run or many) may be committed together in
   one transaction (group commit); each call returns once its steps are durable.
+- `import_run` writes a whole run as another store holds it (`waypoint copy`):
+  row, steps and snapshots in one atomic write, leased to nobody.
 """
 
 from __future__ import annotations
@@ -53,6 +55,16 @@ class Store(Protocol):
         With `owner`, the run starts leased to it for `ttl` seconds, status "running",
         as if claimed; with `snapshot` (at a seq no later than `info.last_seq`, else
         `ValueError`), its first snapshot is written too. All of it is one atomic write.
+        """
+
+    async def import_run(self, info: RunInfo, steps: list[Step], snapshots: list[Snapshot]) -> None:
+        """Write a whole run read from another store (`waypoint copy`) in one atomic write.
+
+        The row is `info` as given (status, times, waiting, error, last_seq) but leased to
+        nobody, with these steps and snapshots, records unchanged. A "running" run then
+        reads as one whose executor died: `claim_next` may take it. An existing run id
+        raises `RunStateError`; steps that are not consecutive, or a step or snapshot
+        after `info.last_seq`, raise `ValueError`. Either way nothing is written.
         """
 
     async def get_run(self, run_id: str) -> RunInfo:

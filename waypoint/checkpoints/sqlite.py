@@ -39,7 +39,7 @@ from waypoint.checkpoints._sqlite_direct import DirectWriter
 from waypoint.checkpoints._sqlite_file import FileWatch
 from waypoint.checkpoints._sqlite_schema import SCHEMA_VERSION, setup
 from waypoint.checkpoints._sqlite_thread import ConnectionThread
-from waypoint.checkpoints.fence import first_snapshot, prepare
+from waypoint.checkpoints.fence import first_snapshot, imported, prepare
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
 from waypoint.errors import StoreError
 
@@ -109,6 +109,9 @@ class SQLiteStore:
                          snapshot: Snapshot | None = None) -> None:
         snap = None if snapshot is None else (snapshot.seq, first_snapshot(info, snapshot))
         await self._write(tx.create, info, owner, ttl, snap)
+
+    async def import_run(self, info: RunInfo, steps: list[Step], snapshots: list[Snapshot]) -> None:
+        await self._write(tx.import_run, imported(info, steps, snapshots))
 
     async def get_run(self, run_id: str) -> RunInfo:
         return run_from_row(run_id, await self._read(tx.run_row, run_id))

@@ -23,6 +23,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from msgspec import structs
+
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RECORD_VERSION, RunInfo, Snapshot, Step
 from waypoint.errors import (
@@ -380,6 +382,42 @@ async def check_claim_next_each_run_once(store: Store, plant: Plant | None) -> N
             assert (await store.get_run(r.run_id)).lease_owner == r.lease_owner
 
 
+async def check_import_run(store: Store, plant: Plant | None) -> None:
+    """A whole run read from one store is written into another as it was, leased to nobody."""
+    await store.create_run(info("src", last_seq=0, error="e", created_at=1000.0), owner="w1", ttl=60,
+                           snapshot=Snapshot(seq=0, state={"n": 0}))
+    await store.append("src", "w1", [step(1), step(2)], Snapshot(seq=2, state={"n": 2}))
+    await store.append("src", "w1", [step(3)])
+    await store.release("src", "w1", "waiting", error="e", waiting=["ask"])
+    source, steps = await store.get_run("src"), await store.history("src")
+    snapshots = [await store.snapshot_at("src", 0), await store.snapshot_at("src", 2)]
+    copy = structs.replace(source, run_id="copy")
+    await store.import_run(copy, steps, [s for s in snapshots if s is not None])
+    assert await store.get_run("copy") == copy, "the imported row differs from the one given"
+    assert await store.history("copy") == steps and await store.load("copy") == (snapshots[1], [step(3)])
+    assert await store.snapshot_at("copy", 1) == snapshots[0]
+    await raises(RunStateError, store.import_run(structs.replace(copy, status="done"), [], []), "'copy'")
+    assert await store.get_run("copy") == copy, "a refused import changed the run"
+    bad: list[tuple[list[Step], list[Snapshot]]] = [([step(1), step(3)], []), ([step(4)], []),
+                                                    ([], [Snapshot(seq=9, state={})])]
+    for bad_steps, bad_snaps in bad:
+        with contextlib.suppress(ValueError):
+            await store.import_run(structs.replace(copy, run_id="bad"), bad_steps, bad_snaps)
+            raise AssertionError(f"import of steps {seqs(bad_steps)} into a log ending at 3 was accepted")
+        await raises(RunNotFoundError, store.get_run("bad"), "bad")
+    # A run that was executing where it came from arrives leased to nobody: claimable, and fenced.
+    running = structs.replace(copy, run_id="was-running", status="running", lease_owner="elsewhere",
+                              lease_expiry=time.time() + 600, queue="q")
+    await store.import_run(running, steps, [])
+    run = await store.get_run("was-running")
+    assert (run.status, run.lease_owner, run.lease_expiry) == ("running", None, 0), run
+    await raises(LeaseError, store.append("was-running", "elsewhere", [step(4)]), "elsewhere")
+    claimed = await store.claim_next("q", "w2", 60)
+    assert claimed is not None and claimed.run_id == "was-running"
+    await store.append("was-running", "w2", [step(4)])
+    assert seqs(await store.history("was-running")) == [1, 2, 3, 4]
+
+
 CHECKS: dict[str, Callable[[Any, Plant | None], Awaitable[None]]] = {
     fn.__name__.removeprefix("check_"): fn
     for fn in (check_create_and_get, check_create_leased_with_first_snapshot, check_unknown_run,
@@ -388,6 +426,6 @@ CHECKS: dict[str, Callable[[Any, Plant | None], Awaitable[None]]] = {
                check_forked_run_continues, check_load_snapshot_and_tail, check_history_and_snapshot_at,
                check_records_round_trip, check_group_commit, check_corrupt_record,
                check_newer_record_version, check_claim_next_order, check_claim_next_takes_lapsed_leases,
-               check_claim_next_each_run_once)
+               check_claim_next_each_run_once, check_import_run)
 }
 NEEDS_PLANT = frozenset({"corrupt_record"})
