@@ -146,6 +146,8 @@ class NodeRunner:
                           attempt=attempt, emit=self._emitter(act))
         if loop_count is not None:
             ctx.loop_count = loop_count
+        if node.labels:
+            ctx.routes = self.graph.routes.get(act.node, ())
         if node.item_field is not None or node.keeps_turns:  # map items; an LLM node's tool turns
             adapter = _ANY if node.item_field is None else self._item_adapter(node.item_field)
             ctx.commit_item = self._item_committer(act, node, adapter, from_children)

@@ -11,7 +11,7 @@ it happen once even though a node in flight at a crash runs again.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ class NodeContext:
     commit_item: Callable[[int, Any], Awaitable[Any]] | None = None
     done_items: dict[int, Any] = field(default_factory=dict)
     run_child: Callable[..., Awaitable[Any]] | None = None
+    routes: Collection[str] = ()  # the labels this node has routes for in its graph (an LLM node's "tripped")
 
     @property
     def idempotency_key(self) -> str:
