@@ -1,0 +1,11 @@
+"""`waypoint serve`: a JSON API, live events and pages over a store (the `web` extra).
+
+    from waypoint.web.app import create_app      # the ASGI app
+    from waypoint.web.context import web         # the server's state, from a request
+
+Layer: above the engine, beside the CLI (`waypoint._cli.serve` starts it). Nothing
+below imports it. Modules: `app` (create_app), `context` (WebContext), `security`
+(auth, sessions, CSRF), `guard` (the middleware), `login`, `actions` (what the API
+and the pages do to runs), `api` (JSON routes and OpenAPI), `events` (SSE);
+`pages`, `forms`, `templates/`, `static/` are the HTML side.
+"""
