@@ -1,0 +1,54 @@
+// Live updates for a run's page: when the run's event stream says something happened,
+// fetch the page's live part (server-rendered, escaped) and swap it in. Without
+// JavaScript the page is the same, only static: reload to see new steps.
+(function () {
+  "use strict";
+  var root = document.getElementById("live-root");
+  if (!root || !window.EventSource || !window.fetch) { return; }
+  var source = null, pending = false, again = false;
+
+  function live() { return document.getElementById("live"); }
+
+  function finished() {
+    var el = live();
+    return el && el.getAttribute("data-finished") === "yes";
+  }
+
+  function refresh() {
+    if (pending) { again = true; return; }
+    pending = true;
+    fetch(root.getAttribute("data-live"), {credentials: "same-origin", headers: {"Accept": "text/html"}})
+      .then(function (response) {
+        if (!response.ok) { throw new Error("HTTP " + response.status); }
+        return response.text();
+      })
+      .then(function (html) {
+        var holder = document.createElement("div");
+        holder.innerHTML = html;
+        var fresh = holder.querySelector("#live");
+        var old = live();
+        if (fresh && old && fresh.getAttribute("data-seq") !== old.getAttribute("data-seq")) {
+          old.replaceWith(fresh);
+          document.body.setAttribute("data-live-seq", fresh.getAttribute("data-seq"));
+        }
+        if (finished() && source) { source.close(); source = null; }
+      })
+      .catch(function () { /* the next event retries */ })
+      .then(function () {
+        pending = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+
+  function listen() {
+    source = new EventSource(root.getAttribute("data-events"));
+    source.onmessage = refresh;
+    ["step", "done", "wait", "fail", "edit", "item", "event", "status", "end"].forEach(function (name) {
+      source.addEventListener(name, refresh);
+    });
+    source.onopen = refresh;  // after a reconnection, catch up on anything missed
+  }
+
+  if (!finished()) { listen(); }
+  document.body.setAttribute("data-live", "on");
+})();
