@@ -81,14 +81,23 @@ async def _run_graph(ctx: WebContext, run_id: str) -> tuple[RunInfo, Any]:
     return info, graph_named(ctx, info.graph, run_id)
 
 
+_WRITES = frozenset({"node_finished", "node_failed", "gate_waiting", "run_waiting", "run_finished",
+                     "run_failed", "run_interrupted", "run_cancelled", "run_started", "run_resumed"})
+
+
 def _keep(ctx: WebContext, handle: RunHandle[Any]) -> None:
     """Execute `handle`'s run in the background of this server; forget it once it stops."""
     async def settle() -> None:
         try:
+            async for event in handle.events():  # until the run stops: wake its event streams
+                if event.kind in _WRITES:
+                    ctx.changes.notify(handle.run_id)
             await handle.result(raise_on_failure=False)
         except asyncio.CancelledError:
             await asyncio.shield(handle.interrupt())  # the server stops: resumable as it is
             raise
+        finally:
+            ctx.changes.notify(handle.run_id)
 
     task = asyncio.get_running_loop().create_task(settle())
     ctx.tasks.add(task)
@@ -121,7 +130,9 @@ async def start(ctx: WebContext, graph: str, input: Any = None, *, run_id: str |
 
 async def answer(ctx: WebContext, run_id: str, value: Any, *, gate: str | None = None, by: str,
                  seen_seq: int | None = None) -> RunInfo:
-    """Answer `gate` of a waiting run (the only one if None) as `by`; the run goes on here.
+    """Answer `gate` of a waiting run (the only one if None) as `by`; the run goes on here
+    (or is queued for a worker, `ctx.enqueue`). With neither `value` nor `gate`, a failed
+    or interrupted run is resumed as it is.
 
     The answer is validated first (`InvalidAnswer`, nothing written), then applied only
     to the wait it was checked against: `seen_seq` (the step the answerer saw) makes a
@@ -131,14 +142,18 @@ async def answer(ctx: WebContext, run_id: str, value: Any, *, gate: str | None =
     from waypoint.engine.waits import find_gate
 
     info, graph = await _run_graph(ctx, run_id)
-    name = gate if gate is not None else _only_gate(info)
-    if info.status == "waiting" and name in info.waiting:
-        check_answer(find_gate(graph, name).answer, value, run_id, name)
-    options: dict[str, Any] = {"enqueue": True} if ctx.enqueue else {}
-    handle = await resume(graph, run_id, value, gate=name, by=by, store=ctx.store, seen_seq=seen_seq,
-                          **options)
-    if handle is not None and hasattr(handle, "result"):
-        _keep(ctx, handle)
+    name = None
+    if value is not None or gate is not None:  # neither: a failed or interrupted run goes on
+        name = gate if gate is not None else _only_gate(info)
+        if info.status == "waiting" and name in info.waiting:
+            check_answer(find_gate(graph, name).answer, value, run_id, name)
+    if ctx.enqueue:
+        queued: RunInfo = await resume(graph, run_id, value, gate=name, by=by, store=ctx.store,
+                                       seen_seq=seen_seq, enqueue=True)
+        ctx.changes.notify(run_id)
+        return queued
+    handle = await resume(graph, run_id, value, gate=name, by=by, store=ctx.store, seen_seq=seen_seq)
+    _keep(ctx, handle)
     return await ctx.store.get_run(run_id)
 
 
@@ -195,4 +210,5 @@ async def cancel(ctx: WebContext, run_id: str, *, by: str, reason: str | None = 
         await handle.cancel(reason=reason, by=by)
         return await ctx.store.get_run(run_id)
     info: RunInfo = await cancel_run(run_id, store=ctx.store, reason=reason, by=by)
+    ctx.changes.notify(run_id)
     return info

@@ -1,9 +1,341 @@
-"""The JSON API (work in progress: routes land here)."""
+"""The JSON API: what the CLI does, over HTTP (described by GET /api/openapi.json).
+
+    GET  /api/runs?status=&graph=&limit=&cursor=&children=   runs, newest first, a page at a time
+    GET  /api/runs/{run_id}                 a run, with the gates it waits at
+    GET  /api/runs/{run_id}/steps?after=N   its log after step N
+    GET  /api/runs/{run_id}/state?at=N      its state right after step N (default: now)
+    GET  /api/runs/{run_id}/diagram?format=mermaid|dot|svg   drawn with its status and path
+    GET  /api/runs/{run_id}/events          Server-Sent Events (waypoint.web.events)
+    POST /api/runs                          start {graph, input, run_id, if_exists}
+    POST /api/runs/{run_id}/resume          answer {gate, answer, seen_seq}: as the caller
+    POST /api/runs/{run_id}/fork            {at, update, run_id}
+    POST /api/runs/{run_id}/cancel          {reason}
+    GET  /api/gates                         the inbox: every pending gate, oldest first
+    GET  /api/approvals?run_id=&limit=      who answered what, when
+    GET  /api/graphs                        the served graphs, with their diagrams
+
+Errors are `{"error": message, "status": code}` with the message the CLI prints:
+404 unknown run or graph, 409 a run executing elsewhere, moved on (a stale answer)
+or finished, 422 a body or answer that does not fit (an answer's problems listed in
+`"fields"`: `[{"loc": ["approved"], "msg": "..."}]`), 400 anything else refused.
+POST bodies must be JSON (`Content-Type: application/json`, else 415).
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import asyncio
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from waypoint.errors import WaypointError
+from waypoint.web import actions
+from waypoint.web.context import WebContext, web
+from waypoint.web.schemas import (
+    CancelBody,
+    ForkBody,
+    ResumeBody,
+    StartBody,
+    plain,
+    read_body,
+    run_json,
+    step_json,
+)
+from waypoint.web.security import current_user
+
+Handler = Callable[[Request], Awaitable[Response]]
+STATUSES = ("queued", "running", "waiting", "done", "failed", "interrupted", "cancelled")
+MAX_LIMIT = 500
 
 
 def routes() -> list[BaseRoute]:
-    return []
+    from waypoint.web import events
+    from waypoint.web.openapi import openapi
+
+    return [
+        Route("/api/openapi.json", openapi, methods=["GET"]),
+        Route("/api/runs", _refusals(list_runs), methods=["GET"]),
+        Route("/api/runs", _refusals(start_run), methods=["POST"]),
+        # run ids may hold '/' (child runs: parent/sub): the suffixed routes come first
+        Route("/api/runs/{run_id:path}/steps", _refusals(get_steps), methods=["GET"]),
+        Route("/api/runs/{run_id:path}/state", _refusals(get_state), methods=["GET"]),
+        Route("/api/runs/{run_id:path}/diagram", _refusals(get_diagram), methods=["GET"]),
+        Route("/api/runs/{run_id:path}/resume", _refusals(resume_run), methods=["POST"]),
+        Route("/api/runs/{run_id:path}/fork", _refusals(fork_run), methods=["POST"]),
+        Route("/api/runs/{run_id:path}/cancel", _refusals(cancel_run), methods=["POST"]),
+        *events.routes(),
+        Route("/api/runs/{run_id:path}", _refusals(get_run), methods=["GET"]),
+        Route("/api/gates", _refusals(list_gates), methods=["GET"]),
+        Route("/api/approvals", _refusals(list_approvals), methods=["GET"]),
+        Route("/api/graphs", _refusals(list_graphs), methods=["GET"]),
+    ]
+
+
+def _refusals(handler: Handler) -> Handler:
+    """`handler` with refusals as JSON: a WaypointError gets its status (actions.status_of)."""
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except actions.InvalidAnswer as exc:
+            fields = [{"loc": list(loc), "msg": msg} for loc, msg in exc.fields]
+            return refusal(exc, fields=fields)
+        except WaypointError as exc:
+            return refusal(exc)
+
+    endpoint.__name__ = handler.__name__
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
+
+
+def refusal(exc: WaypointError, **more: Any) -> JSONResponse:
+    status = actions.status_of(exc)
+    body = {"error": str(exc), "status": status, "type": type(exc).__name__, **more}
+    return JSONResponse(body, status_code=status)
+
+
+# -- reading ---------------------------------------------------------------------------
+async def list_runs(request: Request) -> Response:
+    """Runs, newest first: `{"runs": [...], "next": cursor or null}`; pass `cursor` for the next page."""
+    query = request.query_params
+    status = _choice(query.get("status"), STATUSES, "status")
+    limit = _int(query.get("limit"), "limit", 50, low=1, high=MAX_LIMIT)
+    children = _flag(query.get("children"), "children")
+    cursor = _cursor(query.get("cursor"))
+    ctx = web(request)
+    runs, more = await page_runs(ctx, status, query.get("graph"), limit, cursor, children)
+    next_cursor = _encode_cursor(runs[-1].run_id, runs[-1].created_at) if more and runs else None
+    return JSONResponse({"runs": [run_json(info) for info in runs], "next": next_cursor})
+
+
+async def page_runs(ctx: WebContext, status: Any, graph: str | None, limit: int,
+                    cursor: tuple[str, float] | None, children: bool) -> tuple[list[Any], bool]:
+    """A page of `limit` runs after `cursor` (run id, created_at), newest first, and whether
+    more follow. The Store lists newest first with a limit, so a page reads its prefix; a
+    cursor whose run left the filter (its status changed) continues from its creation time."""
+    fetch = limit + 1
+    while True:
+        listed = await ctx.store.list_runs(status=status, graph=graph, limit=fetch)
+        runs = [r for r in listed if children or r.parent_run_id is None]
+        start = _after(runs, cursor)
+        if start is None and len(listed) == fetch:
+            fetch *= 4  # the cursor is further down
+            continue
+        start = start if start is not None else len(runs)
+        if len(runs) - start > limit or len(listed) < fetch:
+            return runs[start:start + limit], len(runs) - start > limit
+        fetch *= 4
+
+
+def _after(runs: list[Any], cursor: tuple[str, float] | None) -> int | None:
+    if cursor is None:
+        return 0
+    run_id, created = cursor
+    for index, info in enumerate(runs):
+        if info.run_id == run_id:
+            return index + 1
+    for index, info in enumerate(runs):
+        if info.created_at < created:
+            return index
+    return None
+
+
+async def get_run(request: Request) -> Response:
+    """A run's row, with the gates it waits at (`gates`: [] unless waiting)."""
+    from waypoint.web.views import gates_of
+
+    ctx = web(request)
+    info = await ctx.store.get_run(request.path_params["run_id"])
+    gates = [gate_json(item) for item in await gates_of(ctx, info)] if info.status == "waiting" else []
+    return JSONResponse({**run_json(info), "gates": gates})
+
+
+async def get_steps(request: Request) -> Response:
+    """The run's steps with seq > `after`, oldest first, at most `limit`."""
+    ctx = web(request)
+    run_id = request.path_params["run_id"]
+    after = _int(request.query_params.get("after"), "after", 0, low=0)
+    limit = _int(request.query_params.get("limit"), "limit", 1000, low=1, high=10_000)
+    await ctx.store.get_run(run_id)  # 404 for an unknown run
+    steps = await ctx.store.history(run_id, after=after, upto=after + limit)
+    return JSONResponse({"run_id": run_id, "steps": [step_json(s) for s in steps]})
+
+
+async def get_state(request: Request) -> Response:
+    """The run's state right after step `at` (default: its last)."""
+    from waypoint.engine import state_at
+
+    ctx = web(request)
+    info, graph = await _run_and_graph(ctx, request.path_params["run_id"])
+    at = _int(request.query_params.get("at"), "at", info.last_seq, low=0)
+    if at > info.last_seq:
+        raise HTTPException(404, f"run {info.run_id!r} has steps 0 to {info.last_seq}; "
+                                 f"there is no step {at} to read the state at.")
+    state = await state_at(graph, info.run_id, at, store=ctx.store)
+    return JSONResponse({"run_id": info.run_id, "seq": at, "state": plain(state.model_dump(mode="json"))})
+
+
+async def get_diagram(request: Request) -> Response:
+    """The run drawn on its graph (status, visits, path): Mermaid or DOT text, or SVG."""
+    from waypoint.engine import run_marks
+
+    ctx = web(request)
+    fmt = _choice(request.query_params.get("format"), ("mermaid", "dot", "svg"), "format") or "svg"
+    info, graph = await _run_and_graph(ctx, request.path_params["run_id"])
+    marks = await run_marks(graph, info.run_id, store=ctx.store)
+    text = await _draw(graph, fmt, run=marks)
+    media = "image/svg+xml" if fmt == "svg" else "text/plain; charset=utf-8"
+    return Response(text, media_type=media)
+
+
+async def _draw(graph: Any, fmt: str, **options: Any) -> str:
+    """`graph.render(fmt)`; SVG in a thread (it runs Graphviz), 503 when `dot` is missing."""
+    if fmt != "svg":
+        return str(graph.render(fmt, **options))
+    try:
+        return str(await asyncio.to_thread(graph.render, "svg", **options))
+    except WaypointError as exc:
+        raise HTTPException(503, str(exc)) from None
+
+
+async def _run_and_graph(ctx: WebContext, run_id: str) -> tuple[Any, Any]:
+    info = await ctx.store.get_run(run_id)
+    return info, actions.graph_named(ctx, info.graph, run_id)
+
+
+async def list_gates(request: Request) -> Response:
+    """Every pending gate of every top-level waiting run, oldest question first."""
+    from waypoint.web.views import inbox
+
+    return JSONResponse({"gates": [gate_json(item) for item in await inbox(web(request))]})
+
+
+def gate_json(item: Any) -> dict[str, Any]:
+    """An inbox item (`waypoint.web.views.InboxItem`) as the API shows it."""
+    return {"run_id": item.run.run_id, "graph": item.run.graph, "gate": item.gate, "prompt": item.prompt,
+            "payload": plain(item.payload), "schema": plain(item.schema), "seq": item.seq,
+            "asked_at": item.asked_at, "deadline_at": item.deadline_at,
+            "answerable": item.model is not None}
+
+
+async def list_approvals(request: Request) -> Response:
+    """Answers given at gates, oldest first: of one run (and its child runs) or of all runs."""
+    from waypoint.engine import approval_log
+
+    run_id = request.query_params.get("run_id")
+    limit = _int(request.query_params.get("limit"), "limit", 1000, low=1, high=100_000)
+    entries = await approval_log(run_id, store=web(request).store, limit=limit)
+    return JSONResponse({"approvals": [
+        {"run_id": e.run_id, "gate": e.gate, "seq": e.seq, "by": e.by, "at": e.at, "answer": plain(e.answer)}
+        for e in entries]})
+
+
+async def list_graphs(request: Request) -> Response:
+    """The served graphs: name, reference, nodes and diagrams (Mermaid, DOT; SVG with Graphviz)."""
+    import shutil
+
+    ctx = web(request)
+    svg = shutil.which("dot") is not None and _flag(request.query_params.get("svg"), "svg", True)
+    out = []
+    for name, graph in sorted(ctx.graphs.items()):
+        out.append({"name": name, "ref": ctx.refs.get(name), "nodes": sorted(graph.nodes),
+                    "mermaid": await _draw(graph, "mermaid"), "dot": await _draw(graph, "dot"),
+                    "svg": await _draw(graph, "svg") if svg else None})
+    return JSONResponse({"graphs": out})
+
+
+# -- changing --------------------------------------------------------------------------
+async def start_run(request: Request) -> Response:
+    """Start a run (or, with `run_id` and if_exists="resume", get the existing one): 201."""
+    body = read_body(StartBody, await _json_body(request))
+    info = await actions.start(web(request), body.graph, body.input, run_id=body.run_id,
+                               if_exists=body.if_exists)
+    return JSONResponse(run_json(info), status_code=201)
+
+
+async def resume_run(request: Request) -> Response:
+    """Answer a gate as the authenticated user; the run goes on in the server: 202."""
+    body = read_body(ResumeBody, await _json_body(request))
+    info = await actions.answer(web(request), request.path_params["run_id"], body.answer, gate=body.gate,
+                                by=current_user(request), seen_seq=body.seen_seq)
+    return JSONResponse(run_json(info), status_code=202)
+
+
+async def fork_run(request: Request) -> Response:
+    """A new run from the state right after step `at`, with an optional edit: 201."""
+    body = read_body(ForkBody, await _json_body(request))
+    info = await actions.fork(web(request), request.path_params["run_id"], at=body.at, update=body.update,
+                              by=current_user(request), new_id=body.run_id)
+    return JSONResponse(run_json(info), status_code=201)
+
+
+async def cancel_run(request: Request) -> Response:
+    """Cancel a run on purpose (resumable only with force, from the CLI or Python)."""
+    body = read_body(CancelBody, await _json_body(request))
+    info = await actions.cancel(web(request), request.path_params["run_id"], by=current_user(request),
+                                reason=body.reason)
+    return JSONResponse(run_json(info))
+
+
+async def _json_body(request: Request) -> bytes:
+    """The body of a JSON POST; 415 for another content type (a cross-site form cannot send JSON)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise HTTPException(415, f"send the body as JSON with Content-Type: application/json "
+                                 f"(got {kind or 'no content type'!r}).")
+    return await request.body()
+
+
+# -- query parameters ---------------------------------------------------------------------
+def _int(text: str | None, name: str, default: int, *, low: int, high: int | None = None) -> int:
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise HTTPException(400, f"query parameter {name!r} must be an integer, not {text[:40]!r}.") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"from {low}" + (f" to {high}" if high is not None else "")
+        raise HTTPException(400, f"query parameter {name!r} must be {bounds} (got {value}).")
+    return value
+
+
+def _choice(text: str | None, choices: tuple[str, ...], name: str) -> str | None:
+    if text is None or text == "":
+        return None
+    if text not in choices:
+        raise HTTPException(400, f"query parameter {name!r} must be one of {', '.join(choices)} "
+                                 f"(got {text[:40]!r}).")
+    return text
+
+
+def _flag(text: str | None, name: str, default: bool = False) -> bool:
+    if text is None or text == "":
+        return default
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise HTTPException(400, f"query parameter {name!r} must be true or false (got {text[:40]!r}).")
+
+
+def _encode_cursor(run_id: str, created_at: float) -> str:
+    return base64.urlsafe_b64encode(json.dumps([run_id, created_at]).encode()).decode()
+
+
+def _cursor(text: str | None) -> tuple[str, float] | None:
+    if not text:
+        return None
+    try:
+        run_id, created = json.loads(base64.urlsafe_b64decode(text.encode()))
+        if isinstance(run_id, str) and isinstance(created, int | float):
+            return run_id, float(created)
+    except (ValueError, TypeError):
+        pass
+    raise HTTPException(400, "query parameter 'cursor' is not one this server gave: pass the `next` "
+                             "of the previous page as it is, or leave it out for the first page.")

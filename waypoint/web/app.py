@@ -48,19 +48,20 @@ STATIC = Path(__file__).resolve().parent / "static"
 def create_app(store: Any, graphs: Mapping[str, Any] | Sequence[Any], *,
                refs: Mapping[str, str] | None = None, auth: Auth | None = None,
                allowed_hosts: Sequence[str] = (), enqueue: bool = False,
-               pages: bool = True) -> Starlette:
+               pages: bool = True, owns_store: bool = False) -> Starlette:
     """The Starlette app serving `store` and `graphs` (a dict by graph name, or a list of graphs).
 
     `auth`: who may use it (`Auth()`, the default, is nobody in particular: bind it to
     loopback only, as `waypoint serve` enforces). `allowed_hosts`: the Host header values
     accepted ("127.0.0.1:8000"; empty accepts any, for a server behind a proxy that checks).
     `enqueue`: answers queue runs for workers instead of executing them here.
-    `pages=False` serves the API alone. The store is opened at startup; the caller closes it.
+    `pages=False` serves the API alone. The store is opened at startup; the caller closes it,
+    unless `owns_store` (then the app closes it at shutdown, in the loop it was used in).
     """
     by_name = dict(graphs) if isinstance(graphs, Mapping) else {g.name: g for g in graphs}
     ctx = WebContext(store, by_name, dict(refs or {}), auth or Auth(), enqueue,
                      frozenset(h.lower() for h in allowed_hosts))
-    app = Starlette(routes=_routes(pages), lifespan=_lifespan(ctx),
+    app = Starlette(routes=_routes(pages), lifespan=_lifespan(ctx, owns_store),
                     exception_handlers={HTTPException: _http_error})
     app.state.waypoint = ctx
     app.add_middleware(_GuardFactory, ctx=ctx)
@@ -68,9 +69,9 @@ def create_app(store: Any, graphs: Mapping[str, Any] | Sequence[Any], *,
 
 
 def _routes(pages: bool) -> list[BaseRoute]:
-    from waypoint.web import api, events, login
+    from waypoint.web import api, login
 
-    routes: list[BaseRoute] = [*api.routes(), *events.routes(), *login.routes()]
+    routes: list[BaseRoute] = [*api.routes(), *login.routes()]
     if pages:
         routes += _page_routes()
     if STATIC.is_dir():
@@ -97,7 +98,7 @@ class _GuardFactory(Guard):
         super().__init__(app, ctx.auth or Auth(), ctx.allowed_hosts)
 
 
-def _lifespan(ctx: WebContext) -> Any:
+def _lifespan(ctx: WebContext, owns_store: bool) -> Any:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await ctx.store.open()
@@ -105,6 +106,8 @@ def _lifespan(ctx: WebContext) -> Any:
             yield
         finally:
             await stop_runs(ctx)
+            if owns_store:
+                await ctx.store.close()
 
     return lifespan
 

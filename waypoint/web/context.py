@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from waypoint.checkpoints.protocol import Store
     from waypoint.checkpoints.records import RunInfo
     from waypoint.graphs.graph import Graph
+    from waypoint.web.events import Changes
     from waypoint.web.security import Auth
 
 
@@ -45,6 +46,8 @@ class WebContext:
     - `enqueue`: answers queue the run for a worker (`resume(..., enqueue=True)`)
       instead of executing it in this server's event loop.
     - `allowed_hosts`: Host header values accepted (DNS-rebinding guard); empty: any.
+    - `changes`: wakes the event streams of a run when it changes (`waypoint.web.events`);
+      call `ctx.changes.notify(run_id)` after writing to a run.
     - `tasks`: runs this server executes now (background tasks), cancelled on shutdown;
       `handles`: their RunHandles by run id (a cancel of such a run stops it here).
     """
@@ -55,12 +58,19 @@ class WebContext:
     auth: Auth | None = None
     enqueue: bool = False
     allowed_hosts: frozenset[str] = frozenset()
+    changes: Changes = field(default_factory=lambda: _changes())
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     handles: dict[str, Any] = field(default_factory=dict)
 
     def graph_of(self, info: RunInfo) -> Graph[Any] | None:
         """The graph run `info` was started from, if this server was given it."""
         return self.graphs.get(info.graph)
+
+
+def _changes() -> Changes:
+    from waypoint.web.events import Changes
+
+    return Changes()
 
 
 def web(request: HTTPConnection) -> WebContext:

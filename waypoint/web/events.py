@@ -1,9 +1,142 @@
-"""Server-Sent Events per run (work in progress)."""
+"""GET /api/runs/{run_id}/events: a run's steps as Server-Sent Events, resumable exactly.
+
+    const source = new EventSource("/api/runs/" + encodeURIComponent(runId) + "/events");
+    source.addEventListener("step", e => { const step = JSON.parse(e.data); ... });  // e.lastEventId = seq
+    source.addEventListener("run", e => { const run = JSON.parse(e.data); ... });    // status changed
+    source.addEventListener("end", () => source.close());                           // done: no more
+
+Each step of the run's log is one `event: step` whose `id:` is its seq. A client that
+reconnects sends `Last-Event-ID` (browsers do it by themselves; `?after=N` works too)
+and gets every step after it read from the store, then the live ones: a run is a
+numbered log, so nothing is missed or repeated. `event: run` (no id, so it never moves
+the resumption point) carries the run's row whenever its status or waiting gates change;
+`event: end` follows a run that finished, and the stream closes. A comment line
+(`: keep-alive`) goes out when nothing happened for `keepalive` seconds, so proxies keep
+the connection open.
+
+Live steps are noticed at once for runs this server executes (`Changes.notify`, called
+from their events) and by polling the store every `poll` seconds for runs another
+process executes (a worker, the CLI). A client that goes away stops its generator
+(Starlette cancels it on http.disconnect): no task, no store read left behind;
+`Changes.streams` counts the open streams.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import asyncio
+import json
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from waypoint.errors import WaypointError
+from waypoint.web.context import WebContext, web
+from waypoint.web.schemas import run_json, step_json
+
+BATCH = 500  # steps read from the store at a time
 
 
 def routes() -> list[BaseRoute]:
-    return []
+    return [Route("/api/runs/{run_id:path}/events", run_events, methods=["GET"])]
+
+
+class Changes:
+    """Wakes the event streams of a run when it changes (within this process).
+
+        changed = changes.listen(run_id)     # before reading the store, so nothing slips between
+        ... read ...
+        await changes.wait(changed, timeout)  # True when notified, False on timeout
+        changes.notify(run_id)                # a step or status change of run_id was written
+    """
+
+    def __init__(self, *, keepalive: float = 15.0, poll: float = 1.0) -> None:
+        self.keepalive, self.poll = keepalive, poll
+        self.streams = 0  # open event streams
+        self._events: weakref.WeakValueDictionary[str, asyncio.Event] = weakref.WeakValueDictionary()
+
+    def listen(self, run_id: str) -> asyncio.Event:
+        event = self._events.get(run_id)
+        if event is None:
+            event = self._events[run_id] = asyncio.Event()
+        return event
+
+    def notify(self, run_id: str) -> None:
+        event = self._events.pop(run_id, None)
+        if event is not None:
+            event.set()
+
+    @staticmethod
+    async def wait(event: asyncio.Event, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+async def run_events(request: Request) -> Response:
+    ctx = web(request)
+    run_id = request.path_params["run_id"]
+    after = _resume_point(request)
+    try:
+        info = await ctx.store.get_run(run_id)
+    except WaypointError as exc:
+        from waypoint.web.api import refusal
+
+        return refusal(exc)
+    if isinstance(after, str):
+        return Response(json.dumps({"error": after, "status": 400}), 400, media_type="application/json")
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(ctx, info, after), media_type="text/event-stream", headers=headers)
+
+
+def _resume_point(request: Request) -> int | str:
+    """The seq to stream after: Last-Event-ID, else ?after=, else 0; a message when invalid."""
+    text = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+    if not text.isdigit() or len(text) > 18:
+        return (f"Last-Event-ID or ?after= must be a step seq (a whole number >= 0), not {text[:40]!r}; "
+                "reconnect with the id of the last event received.")
+    return int(text)
+
+
+async def stream(ctx: WebContext, info: Any, after: int) -> AsyncIterator[str]:
+    """The SSE text of run `info` after step `after`: stored steps, then live ones."""
+    changes: Changes = ctx.changes
+    clock = asyncio.get_running_loop().time
+    changes.streams += 1
+    shown: tuple[str, list[str]] | None = None
+    try:
+        yield "retry: 2000\n\n"
+        sent = clock()
+        while True:
+            changed = changes.listen(info.run_id)  # before reading: a change meanwhile wakes us
+            info = await ctx.store.get_run(info.run_id)
+            while after < info.last_seq:
+                steps = await ctx.store.history(info.run_id, after=after, upto=after + BATCH)
+                if not steps:
+                    break
+                for step in steps:
+                    yield _event("step", step_json(step), step.seq)
+                after, sent = steps[-1].seq, clock()
+            if (info.status, list(info.waiting)) != shown:
+                shown = (info.status, list(info.waiting))
+                yield _event("run", run_json(info))
+                sent = clock()
+            if info.status == "done" and after >= info.last_seq:
+                yield _event("end", {"run_id": info.run_id})
+                return
+            if clock() - sent >= changes.keepalive:
+                yield ": keep-alive\n\n"
+                sent = clock()
+            await changes.wait(changed, min(changes.poll, changes.keepalive - (clock() - sent)))
+    finally:
+        changes.streams -= 1
+
+
+def _event(kind: str, data: dict[str, Any], seq: int | None = None) -> str:
+    head = f"id: {seq}\n" if seq is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
