@@ -9,6 +9,7 @@
     waypoint cancel RUN_ID --reason "customer withdrew"
     waypoint tick
     waypoint check examples/approval.py:graph [--json]
+    waypoint serve --db runs.db examples/approval.py:graph      (the API, live events, the inbox)
 
 Runs live in a SQLite file or a PostgreSQL database: --db PATH or --db postgresql://URL,
 else $WAYPOINT_DB, else ./waypoint.db.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import getpass
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -273,6 +275,43 @@ def tick(db: str | None) -> None:
 
     if not run_async(tick_runs(existing_db(db), Out())):
         raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.argument("graph_refs", nargs=-1, metavar=f"{REF}...")
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; other than loopback needs --token or --users.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token", envvar="WAYPOINT_TOKEN", metavar="TOKEN",
+              help="A shared token: `Authorization: Bearer TOKEN`, or typed in the login form "
+              "[$WAYPOINT_TOKEN].")
+@click.option("--users", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="NAME:HASH lines of people who log in (hashes from --hash-password).")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also accept this Host header (a name the server is reached by).")
+@click.option("--enqueue", is_flag=True, help="Execute nothing here: queue started and answered "
+              "runs for `waypoint worker`.")
+@click.option("--hash-password", is_flag=True, help="Print a NAME:HASH line for --users and exit.")
+def serve(graph_refs: tuple[str, ...], db: str | None, host: str, port: int, token: str | None,
+          users: Path | None, allow_hosts: tuple[str, ...], enqueue: bool, hash_password: bool) -> None:
+    """Serve the JSON API, live run events and the pages where people answer gates.
+
+    Binds 127.0.0.1:8000 by default; open http://127.0.0.1:8000/ for the inbox.
+    """
+    from waypoint._cli.loading import load_graph
+    from waypoint._cli.serve import ServeSettings, check_bind, hash_password_prompt
+    from waypoint._cli.serve import serve as serve_forever
+
+    if hash_password:
+        hash_password_prompt()
+        return
+    if not graph_refs:
+        raise click.UsageError("name the graphs to serve, e.g. "
+                               "waypoint serve --db runs.db examples/approval.py:graph")
+    settings = ServeSettings(host, port, token, users, allow_hosts, enqueue)
+    check_bind(settings)
+    serve_forever([load_graph(ref) for ref in graph_refs], resolve_db(db), settings)
 
 
 # -- helpers --------------------------------------------------------------------------
