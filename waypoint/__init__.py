@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each loads on 
         state_at,
         tick,
     )
+    from waypoint.engine.conversation import Conversation
     from waypoint.engine.queue import submit
     from waypoint.errors import (
         BudgetExceededError,
@@ -81,11 +82,12 @@ _HOME = {  # the package each name is read from: its own front door
                        "approval_log "
                        "cancel fork get_run history pending_gates resume resume_sync run_marks run_sync "
                        "start state_at tick",
+    "waypoint.engine.conversation": "Conversation",  # chat threads: a module of its own
     "waypoint.engine.queue": "submit",  # queued runs: not in waypoint.engine, which is another's
     "waypoint.errors": "BudgetExceededError ConflictError CorruptRecordError GateError GraphChangedError "
                        "GraphError GuardrailTripped LeaseError NodeError RunError RunMovedError "
-                       "RunNotFoundError RunStateError SchemaVersionError StaleAnswerError StoreError UpdateError "
-                       "WaypointError",
+                       "RunNotFoundError RunStateError SchemaVersionError StaleAnswerError StoreError "
+                       "UpdateError WaypointError",
     "waypoint.graphs": "END START Graph GraphBuilder append merge reducer",
     "waypoint.nodes": "LLMNode Model ModelRequest ModelResponse NodeContext OpenAIModel RetryPolicy "
                       "ToolApproval ToolCall agent_tool handoff llm llm_router run_approved tool",
@@ -98,6 +100,7 @@ __all__ = [
     "Budget",
     "BudgetExceededError",
     "ConflictError",
+    "Conversation",
     "CorruptRecordError",
     "END",
     "Event",

@@ -9,6 +9,7 @@
     waypoint cancel RUN_ID --reason "customer withdrew"
     waypoint tick
     waypoint check examples/approval.py:graph [--json]
+    waypoint chat examples/chat.py:graph --thread trip     (a conversation; /history, /rewind N)
     waypoint serve --db runs.db examples/approval.py:graph      (the API, live events, the inbox)
 
 Runs live in a SQLite file or a PostgreSQL database: --db PATH or --db postgresql://URL,
@@ -312,6 +313,36 @@ def serve(graph_refs: tuple[str, ...], db: str | None, host: str, port: int, tok
     settings = ServeSettings(host, port, token, users, allow_hosts, enqueue)
     check_bind(settings)
     serve_forever([load_graph(ref) for ref in graph_refs], resolve_db(db), settings)
+
+
+@cli.command()
+@click.argument("graph_ref", metavar=REF)
+@click.option("--thread", required=True, metavar="ID",
+              help="The thread: its first message starts it, later ones (from any process) carry it on.")
+@db_option
+@click.option("--by", metavar="WHO",
+              help="Who sends the messages, logged with each [default: your user name].")
+@click.option("--gate", metavar="NAME",
+              help="The gate that takes the messages [default: the graph's only gate].")
+@click.option("--reply", "reply_field", default="reply", show_default=True, metavar="FIELD",
+              help="The state field that holds the reply.")
+@click.option("--input", "input_", type=JSON, metavar="JSON",
+              help="The thread's first state, as JSON, used when the thread starts.")
+def chat(graph_ref: str, thread: str, db: str | None, by: str | None, gate: str | None, reply_field: str,
+         input_: Any) -> None:
+    """Hold a conversation with a graph: each line read is a message, each reply is printed.
+
+    Commands: /history, /rewind N, /retry, /help, /quit (or the end of input). Works
+    piped: printf 'hi\\n/history\\n' | waypoint chat flows.py:graph --thread t1.
+    """
+    from waypoint._cli.answers import check_input
+    from waypoint._cli.chat import ChatOptions, chat_session
+    from waypoint._cli.loading import load_graph
+
+    graph, canonical = load_graph(graph_ref)
+    check_input(graph, input_)
+    options = ChatOptions(thread, by or _user(), gate, reply_field, input_)
+    chat_session(graph, canonical, resolve_db(db), options)
 
 
 # -- helpers --------------------------------------------------------------------------
