@@ -4,7 +4,7 @@
 
     GET  /inbox                    every pending gate, oldest first, each with its form
     GET  /gates/{run}/{gate}       one pending gate: a link to share; POST answers it
-    GET  /runs?status=&graph=&skip=   runs, newest first, filtered, a page at a time
+    GET  /runs?status=&graph=&limit=&skip=   runs, newest first, filtered, a page at a time
     GET  /runs/{run}?at=N          a run: diagram, timeline, state after step N, fork, cancel
     GET  /runs/{run}?part=live     the live part of that page (JS swaps it in as steps arrive)
     GET  /runs/{run}?part=svg      its diagram as an SVG image
@@ -180,12 +180,13 @@ async def runs_page(request: Request) -> Response:
         status = None
     graph = query.get("graph") or None
     skip = int(query["skip"]) if query.get("skip", "").isdigit() else 0
-    runs = await _top_level(ctx.store, status, graph, skip + PAGE + 1)
-    shown, more = runs[skip:skip + PAGE], len(runs) > skip + PAGE
-    filters = {"status": status, "graph": graph}
+    size = min(int(query["limit"]), 500) or PAGE if query.get("limit", "").isdigit() else PAGE
+    runs = await _top_level(ctx.store, status, graph, skip + size + 1)
+    shown, more = runs[skip:skip + size], len(runs) > skip + size
+    filters = {"status": status, "graph": graph, "limit": size if size != PAGE else None}
     return page(request, "runs.html", runs=shown, statuses=STATUSES, graphs=sorted(ctx.graphs),
-                filters=filters, prev=_runs_url(filters, max(skip - PAGE, 0)) if skip else None,
-                next=_runs_url(filters, skip + PAGE) if more else None)
+                filters=filters, prev=_runs_url(filters, max(skip - size, 0)) if skip else None,
+                next=_runs_url(filters, skip + size) if more else None)
 
 
 async def _top_level(store: Any, status: str | None, graph: str | None, want: int) -> list[Any]:
