@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from waypoint._messages import problems
 from waypoint.errors import NodeError
+from waypoint.nodes._guarding import Guards
 from waypoint.nodes._tools import Tool, ToolResult, answered, check_call, parsed, run_calls
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.model import Model, ModelRequest, ModelResponse, ToolCall
@@ -37,13 +38,14 @@ class Ending:
     turn: list[dict[str, Any]] = field(default_factory=list)  # the messages after the prompt
     pending: dict[str, Any] | None = None  # the call held for approval
     arguments: dict[str, Any] = field(default_factory=dict)  # of the call that ended it
+    tripped: dict[str, Any] | None = None  # the verdict of the guardrail that stopped it (_guarding.py)
 
 
 class _Loop:
     """One activation's conversation: model calls, tool turns, validation retries."""
 
-    def __init__(self, node: LLMNode, model: Model, ctx: NodeContext) -> None:
-        self.node, self.model, self.ctx = node, model, ctx
+    def __init__(self, node: LLMNode, model: Model, ctx: NodeContext, state: Any = None) -> None:
+        self.node, self.model, self.ctx, self.state = node, model, ctx, state
         self.tools = {t.name: t for t in node.tools}
         # Filled in as the calls happen, so a failed activation still shows what it spent.
         self.usage = ctx.record["usage"] = {
@@ -53,11 +55,15 @@ class _Loop:
         self.calls.clear()
         self.trace.clear()
         self.kept = (0, 0, 0)  # messages, trace entries and calls already committed as turns
+        self.guards = Guards(self)  # the node's guardrails, and their verdicts committed before
 
     async def run(self, messages: list[dict[str, Any]]) -> Ending:
         """Call the model until it answers without tools or a tool call stops the node."""
         start, invalid = len(messages), 0
         turns = self.restore(messages)
+        stopped = await self.guards.before(messages)  # a committed trip or reply; the input guardrails
+        if stopped is not None:
+            return stopped
         while True:
             response = await self.call(messages)
             if response.tool_calls:
@@ -70,14 +76,16 @@ class _Loop:
                 continue
             reply = response.text or ""
             if self.node.output is None:
-                return Ending(reply, reply)
+                return await self.guards.after(Ending(reply, reply), messages)
             try:
-                return Ending(reply, self.node.output.model_validate_json(reply))
+                value = self.node.output.model_validate_json(reply)
             except ValidationError as exc:
                 invalid += 1
                 if invalid > self.node.max_validation_retries:
                     return Ending(reply, self.node.give_up(self.ctx, reply, exc))
                 messages += [{"role": "assistant", "content": reply}, _fix_request(self.node.output, exc)]
+                continue
+            return await self.guards.after(Ending(reply, value), messages)
 
     def restore(self, messages: list[dict[str, Any]]) -> int:
         """Replay the tool turns this activation committed before a crash or failure.
@@ -110,12 +118,18 @@ class _Loop:
         node = self.node
         request = ModelRequest(list(messages), [t.spec for t in node.tools], node.output, dict(node.settings),
                                node=node.name)
-        on_token = (lambda text: self.ctx.emit("token", {"text": text})) if node.stream else None
+        return await self.ask(request, stream=node.stream)
+
+    async def ask(self, request: ModelRequest, model: Model | None = None, *,
+                  stream: bool = False) -> ModelResponse:
+        """One model call (the node's model unless given), with its events and usage recorded."""
+        node, model = self.node, model or self.model
+        on_token = (lambda text: self.ctx.emit("token", {"text": text})) if stream else None
         # llm_call_* events: what tracing's chat spans and on_llm_* hooks are made of (live calls only)
-        said = {"model": _model_name(self.model, request), "provider": _provider(self.model)}
+        said = {"model": _model_name(model, request), "provider": _provider(model)}
         self.ctx.emit("llm_call_started", {**said, "messages": request.messages})
         try:
-            response = await self.model.complete(request, on_token=on_token)
+            response = await model.complete(request, on_token=on_token)
         except Exception as exc:
             self.ctx.emit("llm_call_finished", {**said, "error": str(exc), "type": type(exc).__name__})
             if isinstance(exc, NodeError):
@@ -138,6 +152,9 @@ class _Loop:
         """Run one turn's calls; a transfer or a call needing approval ends the node instead."""
         calls = response.tool_calls
         checked = [check_call(self.tools, c) for c in calls]
+        checked, tripped = await self.guards.tools(calls, checked, messages)
+        if tripped is not None:  # a tool guardrail stopped the node: none of the turn's calls runs
+            return Ending(None, tripped=tripped)
         stopper = _first(checked, lambda t: t.route is not None)
         stopper = _first(checked, lambda t: t.needs_approval) if stopper is None else stopper
         if stopper is None:
