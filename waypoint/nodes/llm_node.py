@@ -27,6 +27,13 @@ gate, `run_approved(...)` runs or refuses the call and the node, activated
 again, continues the conversation (a history that ends with a tool result gets
 no new prompt). Such a node routes: `routes={"approval": ..., "done": ...}`.
 Routers and handoffs built on this node are in `waypoint.nodes.routing`.
+
+`guardrails=[...]` (`waypoint.nodes.guardrails`) checks the input before the
+model is called, the reply, and each tool call; their verdicts are committed as
+steps of the activation and listed in `ctx.record["guardrails"]`. A trip fails
+the run with `GuardrailTripped`, unless the graph gives the node a "tripped"
+route (`routes={"tripped": ...}` beside its edges): then it goes there, with the
+verdict in `tripped_into` when that names a state field.
 """
 
 from __future__ import annotations
@@ -42,11 +49,12 @@ from pydantic import BaseModel, ValidationError
 
 from waypoint._messages import problems
 from waypoint._reducers import field_reducer
-from waypoint.errors import GraphError, NodeError
+from waypoint.errors import GraphError, GuardrailTripped, NodeError
 from waypoint.nodes._llm_loop import APPROVAL, Ending, _Loop
 from waypoint.nodes._tools import Tool, tool
 from waypoint.nodes.base import NO_RETRY, Checks, Node, Outcome, RetryPolicy, register
 from waypoint.nodes.context import NodeContext
+from waypoint.nodes.guardrails import TRIPPED, Guardrail, check_guardrails
 from waypoint.nodes.model import Model
 
 __all__ = ["APPROVAL", "LLMNode", "llm"]
@@ -77,13 +85,36 @@ class LLMNode(Node):
     settings: dict[str, Any] = field(default_factory=dict, hash=False)  # model name, temperature...
     done: str | None = None  # route of a text answer when the node routes (None: static edges)
     pending: str | None = None  # state field receiving a call held for approval
+    guardrails: tuple[Guardrail, ...] = ()  # checks of its input, reply and tool calls (nodes/guardrails.py)
+    tripped_into: str | None = None  # state field receiving a trip's verdict on the "tripped" route
 
     async def run(self, state: Any, ctx: NodeContext) -> Outcome:
         model = self._model(ctx)
         past = self._past(state)
         fresh = [] if self._continues(past) else self._fresh(state, ctx)
-        end = await _Loop(self, model, ctx).run(self._system(state) + past + fresh)
+        end = await _Loop(self, model, ctx, state).run(self._system(state) + past + fresh)
+        if end.tripped is not None:
+            return self._tripped(ctx, end.tripped)
         return self._outcome(state, ctx, fresh, end)
+
+    @property
+    def edges_beside_routes(self) -> bool:
+        """With guardrails and no routes of its own, a "tripped" route beside its edges."""
+        return bool(self.guardrails) and self.done is None
+
+    def _tripped(self, ctx: NodeContext, verdict: dict[str, Any]) -> Outcome:
+        """A guardrail tripped: the "tripped" route if the graph gives one, else GuardrailTripped."""
+        if TRIPPED in ctx.routes:
+            update = {self.tripped_into: verdict} if self.tripped_into else None
+            return Outcome(update=update, labels=(TRIPPED,))
+        stage, name, reason = verdict["stage"], verdict["guardrail"], verdict["reason"]
+        on = f" on a call of tool {verdict['tool']!r}" if stage == "tool" else ""
+        raise GuardrailTripped(
+            f"run {ctx.run_id!r}, LLM node {self.name!r}: {stage} guardrail {name!r} tripped{on}: {reason}. "
+            "The verdict is kept, so resuming the run reports it again; to handle trips in the graph give "
+            "the node a route, g.add(node, routes={'tripped': 'next_node'}), or fork the run before the "
+            "node with a changed state.", run_id=ctx.run_id, node=self.name, guardrail=name, stage=stage,
+            reason=reason, info=verdict.get("info"))
 
     def child_graphs(self) -> tuple[Any, ...]:
         """The graphs of its tools made with agent_tool, which run as child runs."""
@@ -203,6 +234,8 @@ def llm(
     max_validation_retries: int = 2,
     stream: bool = False,
     pending: str = "pending_call",
+    guardrails: Sequence[Guardrail] = (),
+    tripped_into: str | None = None,
     retry: RetryPolicy = NO_RETRY,
     timeout: float | None = None,
     concurrency: int | None = None,
@@ -216,6 +249,9 @@ def llm(
     `history=` and writes the held call to the `pending` field. Node options as
     for `g.node`: `retry`, `timeout`, `concurrency`, and `join=True` to run once
     every branch started towards the node has arrived (a fan-in that calls the model).
+    `guardrails` check its input, reply and tool calls; a trip takes the node's
+    "tripped" route when the graph gives one (writing the verdict to `tripped_into`),
+    else fails the run with `GuardrailTripped`.
     """
     check_llm_options(name, into=into, history=history, max_turns=max_turns,
                       max_validation_retries=max_validation_retries)
@@ -227,14 +263,20 @@ def llm(
                          "the gate; give the node history='messages' (a list field of the state)")
     if isinstance(model, str):
         settings["model"], model = model, None
+    rails = check_guardrails(name, guardrails)
+    if tripped_into and not rails:
+        raise GraphError(f"llm({name!r}): tripped_into= receives a guardrail's verdict, but the node has no "
+                         "guardrails=; give it some or drop tripped_into=")
+    labels = (APPROVAL, "done") if held else ()
     return LLMNode(
-        name=name, writes=frozenset(f for f in (into, history, held and pending) if f), retry=retry,
+        name=name, writes=frozenset(f for f in (into, history, held and pending, tripped_into) if f),
+        retry=retry,
         timeout=timeout, concurrency=concurrency, join=join, model=model, prompt=prompt,
         instructions=instructions,
         history=history, output=output, into=into, tools=specs, max_turns=max_turns,
         max_validation_retries=max_validation_retries, stream=stream, settings=settings,
-        labels=(APPROVAL, "done") if held else (), done="done" if held else None,
-        pending=pending if held else None,
+        labels=(*labels, TRIPPED) if rails else labels, done="done" if held else None,
+        pending=pending if held else None, guardrails=rails, tripped_into=tripped_into,
     )
 
 
