@@ -10,7 +10,7 @@ EXPORTED = {
     "GraphBuilder", "Graph", "START", "END", "append", "merge", "reducer", "RetryPolicy",
     "NodeContext", "llm", "LLMNode", "tool", "Model", "ModelRequest", "ModelResponse",
     "OpenAIModel", "ToolCall", "llm_router", "handoff", "agent_tool", "run_approved",
-    "ToolApproval",
+    "ToolApproval", "mcp_tools",
     # running and inspecting
     "start", "resume", "run_sync", "resume_sync", "fork", "get_run", "history", "state_at",
     "pending_gates", "approval_log", "tick", "RunHandle", "RunResult", "Event", "GateRequest",

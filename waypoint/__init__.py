@@ -71,6 +71,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each loads on 
     from waypoint.nodes import NodeContext, RetryPolicy, tool
     from waypoint.nodes.agents import agent_tool  # the LLM side: waypoint.nodes loads it lazily
     from waypoint.nodes.llm_node import LLMNode, llm
+    from waypoint.nodes.mcp_tools import mcp_tools  # MCP servers as tools: loads the SDK on first use
     from waypoint.nodes.model import Model, ModelRequest, ModelResponse, OpenAIModel, ToolCall
     from waypoint.nodes.routing import ToolApproval, handoff, llm_router, run_approved
 
@@ -83,6 +84,7 @@ _HOME = {  # the package each name is read from: its own front door
                        "cancel fork get_run history pending_gates resume resume_sync run_marks run_sync "
                        "start state_at tick",
     "waypoint.engine.conversation": "Conversation",  # chat threads: a module of its own
+    "waypoint.nodes.mcp_tools": "mcp_tools",  # MCP servers as tools
     "waypoint.engine.queue": "submit",  # queued runs: not in waypoint.engine, which is another's
     "waypoint.errors": "BudgetExceededError ConflictError CorruptRecordError GateError GraphChangedError "
                        "GraphError GuardrailTripped LeaseError NodeError RunError RunMovedError "
@@ -151,6 +153,7 @@ __all__ = [
     "history",
     "llm",
     "llm_router",
+    "mcp_tools",
     "merge",
     "pending_gates",
     "reducer",

@@ -52,6 +52,7 @@ from waypoint._reducers import field_reducer
 from waypoint.errors import GraphError, GuardrailTripped, NodeError
 from waypoint.nodes._llm_loop import APPROVAL, Ending, _Loop
 from waypoint.nodes._tools import Tool, tool
+from waypoint.nodes._toolsets import Toolset, offered, split_tools
 from waypoint.nodes.base import NO_RETRY, Checks, Node, Outcome, RetryPolicy, register
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.guardrails import TRIPPED, Guardrail, check_guardrails
@@ -79,6 +80,7 @@ class LLMNode(Node):
     output: type[BaseModel] | None = None  # structured output: the reply is parsed into it
     into: str | None = None  # state field that receives the text or the parsed object
     tools: tuple[Tool, ...] = ()
+    toolsets: tuple[Toolset, ...] = ()  # tools listed at run time: MCP servers (nodes/mcp_tools.py)
     max_turns: int = 10  # most model calls, validation retries aside; tools asked on the last one fail
     max_validation_retries: int = 2
     stream: bool = False
@@ -92,7 +94,8 @@ class LLMNode(Node):
         model = self._model(ctx)
         past = self._past(state)
         fresh = [] if self._continues(past) else self._fresh(state, ctx)
-        end = await _Loop(self, model, ctx, state).run(self._system(state) + past + fresh)
+        async with offered(self, ctx) as (node, live):  # MCP servers' tools, for this activation
+            end = await _Loop(node, model, live, state).run(self._system(state) + past + fresh)
         if end.tripped is not None:
             return self._tripped(ctx, end.tripped)
         return self._outcome(state, ctx, fresh, end)
@@ -229,7 +232,7 @@ def llm(
     instructions: Template | None = None,
     history: str | None = None,
     output: type[BaseModel] | None = None,
-    tools: Sequence[Callable[..., Any] | Tool] = (),
+    tools: Sequence[Callable[..., Any] | Tool | Toolset] = (),
     max_turns: int = 10,
     max_validation_retries: int = 2,
     stream: bool = False,
@@ -256,7 +259,8 @@ def llm(
     check_llm_options(name, into=into, history=history, max_turns=max_turns,
                       max_validation_retries=max_validation_retries)
     check_settings(llm, name, settings, LLMNode)
-    specs = tuple(tool(t) for t in tools)
+    plain, toolsets = split_tools(name, tools)  # mcp_tools(...) apart from the tools
+    specs = tuple(tool(t) for t in plain)
     held = [t.name for t in specs if t.needs_approval]
     if held and history is None:
         raise GraphError(f"llm({name!r}): tools {held} need approval, so the conversation must survive "
@@ -273,7 +277,7 @@ def llm(
         retry=retry,
         timeout=timeout, concurrency=concurrency, join=join, model=model, prompt=prompt,
         instructions=instructions,
-        history=history, output=output, into=into, tools=specs, max_turns=max_turns,
+        history=history, output=output, into=into, tools=specs, toolsets=toolsets, max_turns=max_turns,
         max_validation_retries=max_validation_retries, stream=stream, settings=settings,
         labels=(*labels, TRIPPED) if rails else labels, done="done" if held else None,
         pending=pending if held else None, guardrails=rails, tripped_into=tripped_into,

@@ -1,0 +1,63 @@
+"""An MCP server for the tests, written with the SDK's MCPServer (FastMCP before mcp 2).
+
+    python catalog.py STATE_DIR [--version 2] [--http PORT]
+
+Over stdio by default, over streamable HTTP on 127.0.0.1:PORT with --http. It appends
+its pid to STATE_DIR/pids and each tool call to STATE_DIR/calls, so tests can check
+that a process was reaped and that a committed call was not made again. Version 1
+offers `price` and `crash`; version 2 has dropped `price` and offers `search`.
+`crash` kills the server with SIGKILL in the middle of the call.
+"""
+
+import argparse
+import os
+import signal
+from pathlib import Path
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+parser = argparse.ArgumentParser()
+parser.add_argument("state", type=Path)
+parser.add_argument("--version", type=int, default=1)
+parser.add_argument("--http", type=int)
+options = parser.parse_args()
+with open(options.state / "pids", "a") as pids:
+    pids.write(f"{os.getpid()}\n")
+
+server = MCPServer("catalog", log_level="WARNING")
+PRICES = {"apple": 3, "pear": 5}
+
+
+def log(call: str) -> None:
+    with open(options.state / "calls", "a") as calls:
+        calls.write(call + "\n")
+
+
+if options.version == 1:
+    @server.tool()
+    def price(item: str) -> str:
+        """The price of an item, in euros."""
+        log(f"price {item}")
+        if item not in PRICES:
+            raise ToolError(f"no price for {item!r}; known items: {sorted(PRICES)}")
+        return f"{item}: {PRICES[item]} EUR"
+
+    @server.tool()
+    def crash(reason: str) -> str:
+        """Stops the server in the middle of the call."""
+        log(f"crash {reason}")
+        os.kill(os.getpid(), signal.SIGKILL)
+        return "unreachable"
+else:
+    @server.tool()
+    def search(text: str) -> list[str]:
+        """Items whose name contains the text."""
+        log(f"search {text}")
+        return [item for item in PRICES if text in item]
+
+
+if options.http is None:
+    server.run()
+else:
+    server.run("streamable-http", host="127.0.0.1", port=options.http)

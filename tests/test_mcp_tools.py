@@ -1,0 +1,268 @@
+"""MCP servers as tools, against real MCP server processes the tests start.
+
+The server (tests/mcp_servers/catalog.py) is written with the SDK's MCPServer and
+runs over stdio (the node starts it) or over streamable HTTP on 127.0.0.1 (the test
+starts it on a free port and waits until the port accepts connections). The model
+is the scripted one; the server logs its pids and calls to files, so the tests see
+that a process was reaped and that a committed call was not made again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+import waypoint as wp
+from waypoint.nodes.mcp_tools import MCPServerError, MCPTools
+from waypoint.testing import ScriptedModel, tool_call
+
+CATALOG = Path(__file__).resolve().parent / "mcp_servers" / "catalog.py"
+
+
+class Shop(BaseModel):
+    question: str
+    answer: str = ""
+
+
+def shop(*tools: object) -> wp.Graph:
+    g = wp.GraphBuilder(Shop, name="shop")
+    g.add(wp.llm("agent", prompt="{question}", into="answer", tools=list(tools)))
+    g.edge(wp.START, "agent")
+    g.edge("agent", wp.END)
+    return g.compile()
+
+
+def stdio_catalog(state: Path, *, version: int = 1, **options: object) -> MCPTools:
+    return wp.mcp_tools([sys.executable, str(CATALOG), str(state), "--version", str(version)], **options)
+
+
+def calls(state: Path) -> list[str]:
+    return (state / "calls").read_text().splitlines() if (state / "calls").exists() else []
+
+
+def pids(state: Path) -> list[int]:
+    return [int(line) for line in (state / "pids").read_text().split()]
+
+
+def reaped(pid: int) -> bool:
+    """No such process: it exited and was waited for (a zombie still answers signal 0)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def owner_tasks() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("MCP server")]
+
+
+def tool_names(request: wp.ModelRequest) -> list[str]:
+    return [spec["name"] for spec in request.tools]
+
+
+def tool_results(request: wp.ModelRequest) -> list[str]:
+    return [m["content"] for m in request.messages if m["role"] == "tool"]
+
+
+async def run(graph: wp.Graph, store: object, model: ScriptedModel, *, resume: bool = False,
+              run_id: str = "r") -> wp.RunResult[Shop]:
+    deps = {"model": model}
+    if resume:
+        handle = await wp.resume(graph, run_id, store=store, deps=deps)
+    else:
+        handle = await wp.start(graph, {"question": "What do apples cost?"}, store=store, run_id=run_id,
+                                deps=deps)
+    return await handle.result(raise_on_failure=False)
+
+
+@pytest.mark.asyncio
+async def test_a_stdio_server_s_tools_are_offered_called_and_recorded_with_the_first_turn(store, tmp_path):
+    catalog = stdio_catalog(tmp_path)
+    model = ScriptedModel([
+        [tool_call("price", {"item": "apple"}), tool_call("price", {"item": "kiwi"})],  # two calls at once
+        [tool_call("price", {"item": 5}), tool_call("price", "[1, 2]")],  # bad arguments, twice
+        "Apples cost 3 EUR.",
+    ])
+    result = await run(shop(catalog), store, model)
+    assert result.status == "done", result.error
+    assert result.state.answer == "Apples cost 3 EUR."
+
+    first = model.requests[0]
+    assert tool_names(first) == ["price", "crash"]
+    assert first.tools[0]["description"] == "The price of an item, in euros."
+    assert first.tools[0]["parameters"]["required"] == ["item"]  # the server's own schema
+    answers = tool_results(model.requests[1])
+    assert answers[0] == "apple: 3 EUR"
+    assert answers[1].startswith("Error: ") and "no price for 'kiwi'" in answers[1]  # the server's tool error
+    second = tool_results(model.requests[2])[2:]
+    assert second[0].startswith("Error: ") and "item" in second[0]  # refused by the server's schema
+    assert second[1].startswith("Error: invalid arguments for 'price'")  # not a JSON object: never sent
+    assert calls(tmp_path) == ["price apple", "price kiwi"]
+
+    steps = await store.history("r")
+    turns = [s.extra["result"] for s in steps if s.kind == "item"]
+    assert [t.get("toolsets") is not None for t in turns] == [True, False]  # the listing rides on turn 0
+    assert [spec["name"] for spec in turns[0]["toolsets"][catalog.label]] == ["price", "crash"]
+    done = [s for s in steps if s.kind == "done"][0]
+    assert [(t["tool"], t.get("server")) for t in done.extra["trace"]][:2] == [
+        ("price", catalog.label), ("price", catalog.label)]
+    assert done.extra["usage"]["tool_calls"] == 4
+
+    assert all(reaped(pid) for pid in pids(tmp_path)) and len(pids(tmp_path)) == 1
+    assert owner_tasks() == []
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_dies_mid_call_fails_the_node_clearly_and_the_run_resumes(sqlite_store, tmp_path):
+    catalog = stdio_catalog(tmp_path, name="catalog")
+    graph = shop(catalog)
+    model = ScriptedModel([tool_call("price", {"item": "apple"}), tool_call("crash", {"reason": "test"})])
+    failed = await run(graph, sqlite_store, model)
+    assert failed.status == "failed"
+    text = str(failed.error)
+    for part in ("'catalog'", "stdio", "calling tool 'crash'", "LLM node 'agent'", "run 'r'",
+                 "resume the run"):
+        assert part in text, (part, text)
+    cause = failed.error.__cause__
+    assert isinstance(cause, MCPServerError) and (cause.server, cause.tool, cause.run_id, cause.node) == (
+        "catalog", "crash", "r", "agent")
+    assert [reaped(pid) for pid in pids(tmp_path)] == [True]
+    assert owner_tasks() == []
+
+    model.add("Apples cost 3 EUR.")
+    done = await run(graph, sqlite_store, model, resume=True)  # a new server process, started on first use
+    assert done.status == "done" and done.state.answer == "Apples cost 3 EUR."
+    assert calls(tmp_path) == ["price apple", "crash test"]  # the committed turn was not run again
+    assert tool_results(model.requests[-1]) == ["apple: 3 EUR"]  # the conversation went on from turn 1
+    assert len(pids(tmp_path)) == 1  # the resumed activation answered from the recorded tools: no connection
+    assert owner_tasks() == []
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, server: subprocess.Popen[bytes], limit: float = 60) -> None:
+    """Poll until the server accepts connections (or has exited, or `limit` seconds pass)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        assert server.poll() is None, f"the MCP server exited with {server.returncode} before listening"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"the MCP server did not listen on port {port} within {limit} s")
+
+
+@pytest.fixture
+def http_catalog(tmp_path: Path) -> Iterator[object]:
+    """start(version) runs the catalog over HTTP on one port; every server is stopped at the end."""
+    port, started = free_port(), []
+
+    def start(version: int = 1) -> subprocess.Popen[bytes]:
+        server = subprocess.Popen([sys.executable, str(CATALOG), str(tmp_path), "--version", str(version),
+                                   "--http", str(port)], stderr=subprocess.DEVNULL)
+        started.append(server)
+        wait_for_port(port, server)
+        return server
+
+    start.url = f"http://127.0.0.1:{port}/mcp"  # type: ignore[attr-defined]
+    yield start
+    for server in started:
+        if server.poll() is None:
+            server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+
+
+@pytest.mark.asyncio
+async def test_over_http_a_resume_offers_the_recorded_tools_after_the_server_changed(
+        sqlite_store, tmp_path, http_catalog):
+    first = http_catalog(version=1)
+    graph = shop(wp.mcp_tools(http_catalog.url))
+    model = ScriptedModel([tool_call("price", {"item": "apple"}), tool_call("crash", {"reason": "test"})])
+    failed = await run(graph, sqlite_store, model)
+    assert failed.status == "failed"
+    assert first.wait(timeout=30) == -signal.SIGKILL  # it died in the middle of the call
+    text = str(failed.error)
+    for part in (repr(http_catalog.url), "streamable HTTP", "calling tool 'crash'", "LLM node 'agent'",
+                 "run 'r'"):
+        assert part in text, (part, text)
+    assert owner_tasks() == []
+
+    http_catalog(version=2)  # the same URL, now without `price`, with `search`
+    model.add(tool_call("price", {"item": "pear"}), "I cannot price pears any more.")
+    done = await run(graph, sqlite_store, model, resume=True)
+    assert done.status == "done", done.error
+    resumed = model.requests[2]
+    assert tool_names(resumed) == ["price", "crash"]  # what the run recorded, not what the server offers now
+    gone = tool_results(model.requests[3])[-1]
+    assert gone.startswith("Error: tool 'price' is no longer offered by MCP server")
+    assert "it now offers ['search']" in gone
+    assert calls(tmp_path) == ["price apple", "crash test"]
+    assert owner_tasks() == []
+
+
+@pytest.mark.asyncio
+async def test_a_tool_name_the_node_has_already_is_an_error_naming_both(sqlite_store, tmp_path):
+    def price(item: str) -> str:
+        """A local price list."""
+        return "1 EUR"
+
+    result = await run(shop(price, stdio_catalog(tmp_path, name="catalog")), sqlite_store, ScriptedModel([]))
+    assert result.status == "failed"
+    assert "MCP server 'catalog' offers a tool named 'price', and so does the node's own tools" in str(
+        result.error)
+    assert "prefix=" in str(result.error)
+    assert all(reaped(pid) for pid in pids(tmp_path))
+
+    model = ScriptedModel([tool_call("cat_price", {"item": "pear"}), "Pears cost 5 EUR."])
+    prefixed = await run(shop(price, stdio_catalog(tmp_path, prefix="cat_")), sqlite_store, model, run_id="r2")
+    assert prefixed.status == "done", prefixed.error
+    assert tool_names(model.requests[0]) == ["price", "cat_price", "cat_crash"]
+    assert tool_results(model.requests[1]) == ["pear: 5 EUR"]
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_cannot_start_or_be_reached_fails_the_node_naming_it(store, tmp_path):
+    missing = wp.mcp_tools([str(tmp_path / "no-such-server")])
+    result = await run(shop(missing), store, ScriptedModel([]))
+    assert result.status == "failed"
+    assert f"MCP server {missing.label!r} (stdio) failed while listing its tools" in str(result.error)
+    assert "FileNotFoundError" in str(result.error)
+
+    nobody = wp.mcp_tools(f"http://127.0.0.1:{free_port()}/mcp")
+    result = await run(shop(nobody), store, ScriptedModel([]), run_id="r2")
+    assert result.status == "failed"
+    assert f"MCP server {nobody.label!r} (streamable HTTP) failed while listing its tools" in str(result.error)
+    assert owner_tasks() == []
+
+
+def test_mcp_tools_refuses_what_is_not_a_server():
+    with pytest.raises(wp.GraphError, match=r"give a stdio command as a list, e.g. mcp_tools\(\['python'"):
+        wp.mcp_tools("python server.py")
+    with pytest.raises(wp.GraphError, match="a StdioServerParameters, or a streamable-HTTP URL"):
+        wp.mcp_tools(42)
+    with pytest.raises(wp.GraphError, match="lists the MCP server"):
+        wp.llm("agent", prompt="hi", into="answer", tools=[wp.mcp_tools(["a"]), wp.mcp_tools(["a"])])
+
+
+def test_building_a_graph_with_mcp_tools_does_not_import_the_sdk():
+    code = ("import sys, waypoint as wp\n"
+            "wp.llm('agent', prompt='hi', into='answer', tools=[wp.mcp_tools(['python', 'server.py'])])\n"
+            "print(sorted(m for m in sys.modules if m == 'mcp' or m.startswith(('mcp.', 'anyio'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
