@@ -8,6 +8,7 @@
     waypoint fork RUN_ID --at 3 [--set '{"draft": "shorter"}']
     waypoint cancel RUN_ID --reason "customer withdrew"
     waypoint tick
+    waypoint copy --from runs.db --to postgresql://db.internal/waypoint
     waypoint check examples/approval.py:graph [--json]
     waypoint chat examples/chat.py:graph --thread trip     (a conversation; /history, /rewind N)
     waypoint serve --db runs.db examples/approval.py:graph      (the API, live events, the inbox)
@@ -343,6 +344,30 @@ def chat(graph_ref: str, thread: str, db: str | None, by: str | None, gate: str 
     check_input(graph, input_)
     options = ChatOptions(thread, by or _user(), gate, reply_field, input_)
     chat_session(graph, canonical, resolve_db(db), options)
+
+
+@cli.command("copy")
+@click.option("--from", "source", required=True, metavar="PATH|URL",
+              help="The database to copy from (only read): a SQLite file or a postgresql:// URL.")
+@click.option("--to", "dest", required=True, metavar="PATH|URL",
+              help="The database to copy into (a new SQLite file is created).")
+@click.option("--run", "run_ids", multiple=True, metavar="RUN_ID", help="Copy only this run (repeatable).")
+def copy_(source: str, dest: str, run_ids: tuple[str, ...]) -> None:
+    """Copy runs, exactly, from one database to another (SQLite or PostgreSQL, either way).
+
+    A run already there with the same steps is skipped; one whose log differs is
+    reported and not overwritten (exit 1). A run that was running at the source
+    arrives interrupted: resume it at the destination once it has stopped there.
+    """
+    from waypoint._cli.common import Db
+    from waypoint._cli.copy import copy_command
+    from waypoint._cli.output import Out
+
+    src, dst = existing_db(source), Db.of(dest)
+    if src == dst:
+        raise UsageProblem(f"--from and --to are the same database ({src.shown}); name another --to.")
+    if not run_async(copy_command(src, dst, list(run_ids) or None, Out())):
+        raise click.exceptions.Exit(1)
 
 
 # -- helpers --------------------------------------------------------------------------
