@@ -74,7 +74,14 @@ def _v2(raw: sqlite3.Connection) -> None:
         raw.execute(f"DROP TABLE old_{table}")
 
 
-MIGRATIONS = {1: _v1, 2: _v2}  # MIGRATIONS[n] takes a file from schema version n - 1 to n
+def _v3(raw: sqlite3.Connection) -> None:
+    # The cache of node results (`cache=` on a node; `_sqlite_cache`): key -> value until expires_at.
+    raw.execute("CREATE TABLE cache (key TEXT PRIMARY KEY, value BLOB NOT NULL, stored_at REAL NOT NULL, "
+                "expires_at REAL) WITHOUT ROWID")
+    raw.execute("CREATE INDEX cache_expires_at ON cache (expires_at) WHERE expires_at IS NOT NULL")
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}  # MIGRATIONS[n] takes a file from schema version n - 1 to n
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -51,6 +51,7 @@ class MemoryStore:
         self._ttl: dict[str, float] = {}  # the lease length, so that an append extends it
         self._steps: dict[str, dict[int, bytes]] = {}
         self._snaps: dict[str, dict[int, bytes]] = {}
+        self._cache: dict[str, tuple[bytes, float | None]] = {}  # key -> value, expiry (None: never)
 
     async def open(self) -> None:
         """Nothing to open; present for the protocol."""
@@ -169,6 +170,13 @@ class MemoryStore:
         await self.get_run(run_id)
         best = max((s for s in self._snaps[run_id] if s <= seq), default=None)
         return None if best is None else decode_snapshot(self._snaps[run_id][best], run_id=run_id, seq=best)
+
+    async def cache_get(self, key: str) -> bytes | None:
+        value, expiry = self._cache.get(key, (None, None))
+        return value if expiry is None or expiry > time.time() else None
+
+    async def cache_put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        self._cache[key] = (bytes(value), None if ttl is None else time.time() + ttl)
 
     def _update(self, info: RunInfo, **changes: object) -> RunInfo:
         self._runs[info.run_id] = new = structs.replace(info, **changes)

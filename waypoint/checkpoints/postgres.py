@@ -186,6 +186,14 @@ class PostgresStore:
         rows = await self._read(run_id, tx.rows_of_run, run_id, "snapshot_at", {"seq": seq})
         return decode_snapshot(rows[0][1], run_id=run_id, seq=rows[0][0]) if rows else None
 
+    async def cache_get(self, key: str) -> bytes | None:
+        rows = await self._read(None, _fetch, "cache_get", {"key": key})
+        return bytes(rows[0][0]) if rows else None
+
+    async def cache_put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        # One autocommit statement, outside the group commit: no run's fence is involved.
+        await self._read(None, _execute, "cache_put", {"key": key, "value": value, "ttl": ttl})
+
     # -- plumbing ------------------------------------------------------------------------
 
     async def _start(self) -> None:
@@ -294,6 +302,10 @@ class PostgresStore:
 
 async def _fetch(conn: psycopg.AsyncConnection, name: str, params: dict[str, Any]) -> list[Any]:
     return await (await conn.execute(tx.SQL[name], params)).fetchall()
+
+
+async def _execute(conn: psycopg.AsyncConnection, name: str, params: dict[str, Any]) -> None:
+    await conn.execute(tx.SQL[name], params)
 
 
 def safe_url(url: str) -> str:

@@ -233,3 +233,29 @@ ORDER BY seq;
 SELECT seq, payload FROM waypoint_snapshots
 WHERE run_id = %(run_id)s AND seq <= %(seq)s
 ORDER BY seq DESC LIMIT 1;
+
+-- name: migration_2
+-- The cache of node results (`cache=` on a node): key -> value until expires_at (NULL: never),
+-- on the database's clock, shared by every worker.
+CREATE TABLE waypoint_cache (
+    key        text PRIMARY KEY,
+    value      bytea NOT NULL,
+    stored_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz
+);
+CREATE INDEX waypoint_cache_expires_at ON waypoint_cache (expires_at) WHERE expires_at IS NOT NULL;
+
+-- name: cache_get
+SELECT value FROM waypoint_cache WHERE key = %(key)s AND (expires_at IS NULL OR expires_at > now());
+
+-- name: cache_put
+-- Replaces the entry, and drops up to 100 expired ones so dead keys do not pile up.
+WITH gone AS (
+    DELETE FROM waypoint_cache WHERE key IN (
+        SELECT key FROM waypoint_cache WHERE expires_at <= now() AND key <> %(key)s LIMIT 100)
+)
+INSERT INTO waypoint_cache (key, value, stored_at, expires_at)
+VALUES (%(key)s, %(value)s, now(),
+        CASE WHEN %(ttl)s::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => %(ttl)s::float8) END)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, stored_at = EXCLUDED.stored_at,
+                                expires_at = EXCLUDED.expires_at;

@@ -131,3 +131,13 @@ class Store(Protocol):
 
     async def snapshot_at(self, run_id: str, seq: int) -> Snapshot | None:
         """The latest snapshot with `snapshot.seq <= seq`, if any."""
+
+    async def cache_get(self, key: str) -> bytes | None:
+        """The value `cache_put` stored under `key`, unless it expired (on the store's clock)."""
+
+    async def cache_put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        """Store `value` under `key` (replacing any), durably, for `ttl` seconds (None: no expiry).
+
+        The cache of node results (`cache=` on a node): shared by every run and process
+        using the store. Expired entries may be dropped at any later put.
+        """

@@ -29,9 +29,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Literal
 
+from waypoint.checkpoints import _sqlite_cache as cache
 from waypoint.checkpoints import _sqlite_tx as tx
 from waypoint.checkpoints._group_commit import GroupCommit, Outcome
 from waypoint.checkpoints._rows import listed, run_from_row
@@ -159,6 +161,13 @@ class SQLiteStore:
     async def snapshot_at(self, run_id: str, seq: int) -> Snapshot | None:
         row = await self._read(tx.snapshot_at, run_id, seq)
         return decode_snapshot(row[1], run_id=run_id, seq=row[0]) if row else None
+
+    async def cache_get(self, key: str) -> bytes | None:
+        value: bytes | None = await self._read(cache.cache_get, key, time.time())
+        return value
+
+    async def cache_put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        await self._write(cache.cache_put, key, value, ttl)
 
     # -- plumbing ------------------------------------------------------------------------
 

@@ -60,7 +60,8 @@ class RunLoop:
         self.children = ChildRuns(graph, store, run_id, owner, deps, now, self.bus, make_loop=RunLoop)
         self.runner = NodeRunner(graph, run_id, self.bus, send=self.queue.put_nowait, deps=deps,
                                  max_concurrency=max_concurrency, now=now,
-                                 done_items=self._done_items, child_runs=self.children.runner)
+                                 done_items=self._done_items, child_runs=self.children.runner,
+                                 store=store)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.outstanding = 0
         self.seq = 0

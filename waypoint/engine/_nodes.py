@@ -22,10 +22,14 @@ from typing import Any, cast
 
 from pydantic import BaseModel, TypeAdapter
 
+from waypoint.checkpoints.protocol import Store
 from waypoint.engine._budget import counting_children, unkept
+from waypoint.engine._cached import NodeCache
 from waypoint.engine._frontier import Activation
-from waypoint.engine._messages import Done, Failed, Finished, ItemDone, Message, Waiting
+from waypoint.engine._messages import Done, Finished, ItemDone, Message, Waiting
+from waypoint.engine._recovery import failure_message
 from waypoint.engine.events import Event, EventBus
+from waypoint.engine.limits import Slots, slots_of
 from waypoint.engine.waits import ChildWaiting, Go, child_wait, items_wait
 from waypoint.errors import NodeError, WaypointError
 from waypoint.graphs.graph import Graph
@@ -44,8 +48,10 @@ class NodeRunner:
     def __init__(self, graph: Graph[Any], run_id: str, bus: EventBus, *, send: Callable[[Message], None],
                  deps: Any, max_concurrency: int | None, now: float | None,
                  done_items: Callable[[str], dict[int, Any] | None],
-                 child_runs: Callable[[Activation, Go], Any]) -> None:
+                 child_runs: Callable[[Activation, Go], Any], store: Store | None = None) -> None:
         self.graph, self.run_id, self.bus, self.send = graph, run_id, bus, send
+        self.cache = NodeCache(graph, store, run_id, bus)  # for nodes with cache=
+        self.attempts: dict[str, int] = {}  # act id -> its attempt, for nodes with an error route
         self.deps, self.now = deps, now
         self.done_items = done_items  # act id -> its committed items (map items, LLM turns)
         self.child_runs = child_runs  # (act, go) -> the ctx.run_child of that activation
@@ -58,6 +64,9 @@ class NodeRunner:
         send = self.send
         lost = self.lost.setdefault(act.id, {})
         try:
+            if self.graph.nodes[act.node].cache is not None:
+                send(Done(act, await self._cached(act, state, started_seq, go, loop_count)))
+                return
             limits = self._limits(act.node)
             if limits is None:  # the common case: no semaphore, no context manager to enter
                 done = await self._attempts(act, state, started_seq, go, loop_count)
@@ -70,13 +79,33 @@ class NodeRunner:
         except ItemsWaiting as waiting:
             send(Waiting(act, items_wait(act.node, waiting)))
         except WaypointError as exc:
-            send(Failed(act, _with_place(exc, self.run_id, act), lost))
+            send(self._failed(act, _with_place(exc, self.run_id, act), lost, started_seq))
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise  # the run is being stopped: the activation stays pending, resumable
         except BaseException as exc:
-            send(Failed(act, self._node_error(act, exc), lost))
+            send(self._failed(act, self._node_error(act, exc), lost, started_seq))
         finally:
             self.lost.pop(act.id, None)
+            self.attempts.pop(act.id, None)
+
+    async def _cached(self, act: Activation, state: BaseModel, started_seq: int, go: Go,
+                      loop_count: int | None) -> Finished:
+        """A node with `cache=`: its stored result, or a live run (under its limits) then stored."""
+        node, cache = self.graph.nodes[act.node], self.cache
+        key = cache.key(node, state)
+        hit = await cache.lookup(node, key, act, started_seq)
+        if hit is not None:
+            return hit
+        async with _Limits(*self._limits_of(act.node)):
+            done = await self._attempts(act, state, started_seq, go, loop_count)
+        await cache.keep(node, key, done)
+        return done
+
+    def _failed(self, act: Activation, error: WaypointError, lost: dict[str, int],
+                started_seq: int) -> Message:
+        """The run fails, or a node with `on_error=` completes on its error route (`_recovery`)."""
+        node = self.graph.nodes[act.node]
+        return failure_message(node, act, error, self.attempts.get(act.id, 1), lost, started_seq)
 
     async def _attempts(self, act: Activation, state: BaseModel, started_seq: int, go: Go,
                         loop_count: int | None) -> Finished:
@@ -88,6 +117,8 @@ class NodeRunner:
         node, lost = self.graph.nodes[act.node], self.lost[act.id]
         attempt = 1
         while True:
+            if node.on_error is not None:
+                self.attempts[act.id] = attempt  # what its error route records
             from_children: dict[str, int] = {}
             ctx = self._context(act, attempt, go, loop_count, from_children)
             try:
@@ -115,9 +146,9 @@ class NodeRunner:
     async def _run(self, node: Node, act: Activation, state: BaseModel, ctx: NodeContext, go: Go) -> Outcome:
         if node.pauses:  # only a GateNode pauses: a class flag, no isinstance on the hot path
             return self._answer_gate(cast(GateNode, node), state, ctx, go)
+        if node.timeout is None:  # one coroutine less per activation; a TimeoutError is the node's own
+            return await node.run(state, ctx)
         try:
-            if node.timeout is None:  # one coroutine less per activation
-                return await node.run(state, ctx)
             return await node.run_with_timeout(state, ctx)
         except TimeoutError:
             raise NodeError(
@@ -190,10 +221,13 @@ class NodeRunner:
         return commit_item
 
     def _limits(self, node: str) -> _Limits | None:
-        node_limit = self._node_limit(node)
-        if self.limit is None and node_limit is None:
-            return None
-        return _Limits(self.limit, node_limit)
+        limits = self._limits_of(node)
+        return _Limits(*limits) if any(limit is not None for limit in limits) else None
+
+    def _limits_of(self, node: str) -> tuple[asyncio.Semaphore | Slots | None, ...]:
+        """The run's global limit, the node's own (per run), and its shared `Limit` (per process)."""
+        shared = self.graph.nodes[node].limit
+        return self.limit, self._node_limit(node), None if shared is None else slots_of(shared)
 
     def _node_limit(self, name: str) -> asyncio.Semaphore | None:
         limit = self.graph.nodes[name].concurrency
@@ -219,9 +253,9 @@ def _with_place(exc: WaypointError, run_id: str, act: Activation) -> WaypointErr
 
 
 class _Limits:
-    """Acquire the global, then the per-node semaphore (either may be absent)."""
+    """Acquire the global, then the per-node semaphore, then the shared slots (any may be absent)."""
 
-    def __init__(self, *sems: asyncio.Semaphore | None) -> None:
+    def __init__(self, *sems: asyncio.Semaphore | Slots | None) -> None:
         self.sems = [s for s in sems if s is not None]
 
     async def __aenter__(self) -> None:

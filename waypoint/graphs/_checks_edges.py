@@ -8,6 +8,7 @@ from typing import Any
 from waypoint.graphs._checks import Spec
 from waypoint.graphs.graph import END, START
 from waypoint.nodes.address import split_head
+from waypoint.nodes.failure import ERROR
 
 
 def check_names(spec: Spec) -> list[str]:
@@ -48,7 +49,7 @@ def check_edges(spec: Spec) -> list[str]:
         elif source != START and source not in known:
             problems.append(f"edge {source!r} -> {targets[0]!r} starts at unknown node {source!r}; "
                             "add the node or fix the name.")
-        elif source in spec.routes and not spec.nodes[source].edges_beside_routes:
+        elif source in _routing(spec) and not spec.nodes[source].edges_beside_routes:
             problems.append(f"node {source!r} routes by label; "
                             "give its targets in routes= instead of g.edge().")
         if source == START and END in targets:
@@ -62,16 +63,23 @@ def check_edges(spec: Spec) -> list[str]:
             problems += check_target(f"edge {source!r} -> {t!r}", t, known)
         problems += _repeated(f"edge {source!r} -> ", targets)
     problems += _check_routes(spec, known)
-    for name in known - set(spec.edges) - set(spec.routes):
+    for name in known - set(spec.edges) - _routing(spec):
         problems.append(f"node {name!r} has no outgoing edge; "
                         f"add g.edge({name!r}, END) or an edge to the next node.")
     return problems
+
+
+def _routing(spec: Spec) -> set[str]:
+    """Nodes that route by label; an error route alone (`on_error=`) leaves a node on its edges."""
+    return {name for name, routes in spec.routes.items() if set(routes) - {ERROR}}
 
 
 def _check_routes(spec: Spec, known: set[str]) -> list[str]:
     problems = []
     for node, routes in spec.routes.items():
         labels, what, fix = spec.nodes[node].labels, spec.nodes[node].noun, _label_fix(spec.nodes[node])
+        if spec.nodes[node].on_error is not None:
+            labels = (*labels, ERROR)  # the route its failure takes
         for label in labels:
             if label not in routes:
                 problems.append(f"{what} {node!r} can return {label!r} but has no route for it; "

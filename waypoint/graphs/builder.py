@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar, cast
 
@@ -31,6 +32,7 @@ from waypoint.graphs.graph import Graph
 from waypoint.nodes import arity, is_async, tool
 from waypoint.nodes.base import NO_RETRY, Node, RetryPolicy
 from waypoint.nodes.composite import MapNode, SubgraphNode
+from waypoint.nodes.failure import ERROR
 from waypoint.nodes.function import FunctionNode, RouterNode
 from waypoint.nodes.gate import GateNode
 from waypoint.nodes.guard import GUARD_LABELS, LoopGuard
@@ -70,6 +72,18 @@ def _check_gate_routes(name: str, routes: Mapping[str, Targets] | None, route: A
                          "give it with deadline= and escalate=, not in routes=.")
 
 
+def _with_options(node: Node, options: dict[str, Any]) -> Node:
+    """`node` with node options set (`g.add(node, on_error=..., cache=..., limit=...)`)."""
+    known = {f.name for f in dataclasses.fields(node)} - {"name", "writes", "labels", "join"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise GraphError(f"g.add({node.name!r}, ...): {', '.join(unknown)} not option(s) of a "
+                         f"{node.kind} node; it takes {', '.join(sorted(known))}.")
+    if isinstance(options.get("retry"), int):
+        options["retry"] = RetryPolicy(attempts=options["retry"])
+    return dataclasses.replace(node, **options)
+
+
 class GraphBuilder(Generic[S]):
     """Collects nodes and edges; `compile()` validates them into an immutable Graph."""
 
@@ -87,10 +101,25 @@ class GraphBuilder(Generic[S]):
         self.duplicates: list[str] = []
 
     # -- nodes ---------------------------------------------------------------
-    def add(self, node: Node, routes: Mapping[str, Targets] | None = None) -> Node:
-        """Add any node object (the other methods build one and call this)."""
+    def add(self, node: Node, routes: Mapping[str, Targets] | None = None, **options: Any) -> Node:
+        """Add any node object (the other methods build one and call this).
+
+        `options` are node options set on it, as `g.node` takes them: `g.add(llm(...),
+        on_error="fallback", cache=Cache(ttl=600), limit=Limit("openai", 4))`.
+        """
+        if options:
+            node = _with_options(node, options)
         if node.name in self.nodes:
             self.duplicates.append(node.name)
+        return self._put(node, routes)
+
+    def _put(self, node: Node, routes: Mapping[str, Targets] | None) -> Node:
+        """Record `node` and its routes; `on_error=` adds its "error" route, and `error_into=`
+        the field it writes then (nodes/failure.py)."""
+        if node.on_error is not None:
+            routes = {**(routes or self.routes.get(node.name, {})), ERROR: node.on_error}
+        if node.error_into is not None and node.writes is not None:
+            node = dataclasses.replace(node, writes=node.writes | {node.error_into})
         self.nodes[node.name] = node
         if routes is not None:
             self.routes[node.name] = {label: _targets(t) for label, t in routes.items()}
@@ -168,7 +197,7 @@ class GraphBuilder(Generic[S]):
     def _join_body(self, name: str, fn: Callable[..., Any], options: dict[str, Any]) -> Any:
         """`@g.join("merge")`: the join `g.join("merge")` just added gets `fn` as its body."""
         fields = self._function_fields(fn, {**options, "name": name})
-        self.nodes[name] = FunctionNode(**fields, join=True)  # replaces it: not a duplicate name
+        self._put(FunctionNode(**fields, join=True), None)  # replaces it: not a duplicate name
         return fn
 
     def gate(

@@ -25,6 +25,7 @@ from waypoint.graphs._checks import Spec
 from waypoint.graphs._checks_edges import check_edges, check_names
 from waypoint.graphs._checks_fields import check_fields
 from waypoint.graphs._checks_forks import check_forks, parallel_writes
+from waypoint.graphs._checks_options import check_options
 from waypoint.graphs._checks_shape import check_shape, join_upstream, loop_bodies
 from waypoint.graphs.graph import Graph, freeze
 
@@ -33,7 +34,7 @@ def analyse(spec: Spec) -> tuple[list[str], list[str]]:
     """(problems, warnings) of a graph definition."""
     problems = check_names(spec) + check_edges(spec)
     wired = not problems  # the shape checks need every edge to lead to a known node
-    problems += check_fields(spec)
+    problems += check_fields(spec) + check_options(spec)
     warnings: list[str] = []
     if wired:
         problems += check_shape(spec)

@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from waypoint.errors import NodeError
+from waypoint.nodes.cache import Cache
 from waypoint.nodes.context import NodeContext
+from waypoint.nodes.limit import Limit
 
 N = TypeVar("N", bound="Node")
 
@@ -115,6 +117,10 @@ class Node:
     retry: RetryPolicy = NO_RETRY
     concurrency: int | None = None  # at most this many activations of this node at once
     labels: tuple[str, ...] = field(default=())  # routes this node can take (routers, guards)
+    on_error: str | None = None  # where its failure after retries goes: the "error" route (nodes/failure.py)
+    error_into: str | None = None  # the field that then receives a NodeFailure
+    cache: Cache | None = None  # its result cached across runs in the store (nodes/cache.py)
+    limit: Limit | None = None  # a concurrency limit shared by all runs in the process (nodes/limit.py)
 
     async def run(self, state: Any, ctx: NodeContext) -> Outcome:
         raise NotImplementedError

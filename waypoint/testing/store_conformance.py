@@ -418,6 +418,25 @@ async def check_import_run(store: Store, plant: Plant | None) -> None:
     assert seqs(await store.history("was-running")) == [1, 2, 3, 4]
 
 
+async def check_cache(store: Store, plant: Plant | None) -> None:
+    """The node-result cache: a put is read back (bytes as given), replaced by a later put of
+    the key, gone once its TTL has passed, kept without one; keys are independent."""
+    assert await store.cache_get("g:n:0") is None
+    await store.cache_put("g:n:1", b"\x00first", ttl=3600)
+    await store.cache_put("g:n:2", b"other")
+    assert await store.cache_get("g:n:1") == b"\x00first"
+    await store.cache_put("g:n:1", b"second", ttl=3600)
+    assert (await store.cache_get("g:n:1"), await store.cache_get("g:n:2")) == (b"second", b"other")
+    await store.cache_put("g:n:3", b"brief", ttl=0.05)
+    await asyncio.sleep(0.2)  # past its TTL on any clock that moves forward
+    assert await store.cache_get("g:n:3") is None
+    await store.cache_put("g:n:4", b"later")  # a put after expiry may drop expired entries
+    assert [await store.cache_get(k) for k in ("g:n:1", "g:n:2", "g:n:3", "g:n:4")] == [
+        b"second", b"other", None, b"later"]
+    await store.cache_put("g:n:3", b"again", ttl=3600)  # an expired key can be stored again
+    assert await store.cache_get("g:n:3") == b"again"
+
+
 CHECKS: dict[str, Callable[[Any, Plant | None], Awaitable[None]]] = {
     fn.__name__.removeprefix("check_"): fn
     for fn in (check_create_and_get, check_create_leased_with_first_snapshot, check_unknown_run,
@@ -426,6 +445,6 @@ CHECKS: dict[str, Callable[[Any, Plant | None], Awaitable[None]]] = {
                check_forked_run_continues, check_load_snapshot_and_tail, check_history_and_snapshot_at,
                check_records_round_trip, check_group_commit, check_corrupt_record,
                check_newer_record_version, check_claim_next_order, check_claim_next_takes_lapsed_leases,
-               check_claim_next_each_run_once, check_import_run)
+               check_claim_next_each_run_once, check_import_run, check_cache)
 }
 NEEDS_PLANT = frozenset({"corrupt_record"})
