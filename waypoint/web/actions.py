@@ -31,6 +31,7 @@ from waypoint.errors import (
     RunError,
     RunNotFoundError,
     RunStateError,
+    StaleAnswerError,
     StoreError,
     UpdateError,
     WaypointError,
@@ -49,6 +50,10 @@ class InvalidAnswer(GateError):
         self.fields = fields
 
 
+class NotPending(GateError):
+    """An answer to a gate the run does not wait at now: answered already, or not reached (409)."""
+
+
 class GraphNotServed(RunError):
     """The run's graph (or the graph named) is not one this server was given."""
 
@@ -59,7 +64,7 @@ def status_of(exc: WaypointError) -> int:
         return 404
     if isinstance(exc, InvalidAnswer | UpdateError):
         return 422
-    if isinstance(exc, (LeaseError, RunStateError, GraphChangedError)):
+    if isinstance(exc, (LeaseError, RunStateError, GraphChangedError, NotPending)):
         return 409  # executing elsewhere, moved on (a stale answer), finished, cancelled
     if isinstance(exc, StoreError):
         return 503
@@ -142,17 +147,25 @@ async def answer(ctx: WebContext, run_id: str, value: Any, *, gate: str | None =
     from waypoint.engine.waits import find_gate
 
     info, graph = await _run_graph(ctx, run_id)
-    name = None
+    name = gate
     if value is not None or gate is not None:  # neither: a failed or interrupted run goes on
-        name = gate if gate is not None else _only_gate(info)
-        if info.status == "waiting" and name in info.waiting:
-            check_answer(find_gate(graph, name).answer, value, run_id, name)
-    if ctx.enqueue:
-        queued: RunInfo = await resume(graph, run_id, value, gate=name, by=by, store=ctx.store,
-                                       seen_seq=seen_seq, enqueue=True)
-        ctx.changes.notify(run_id)
-        return queued
-    handle = await resume(graph, run_id, value, gate=name, by=by, store=ctx.store, seen_seq=seen_seq)
+        if name is None and info.status == "waiting":
+            name = _only_gate(info)
+        if name is not None:
+            model = find_gate(graph, name).answer  # a GateError (400) when the graph has no such gate
+            if info.status == "waiting" and name in info.waiting:
+                check_answer(model, value, run_id, name)
+    try:
+        if ctx.enqueue:
+            queued: RunInfo = await resume(graph, run_id, value, gate=name, by=by, store=ctx.store,
+                                           seen_seq=seen_seq, enqueue=True)
+            ctx.changes.notify(run_id)
+            return queued
+        handle = await resume(graph, run_id, value, gate=name, by=by, store=ctx.store, seen_seq=seen_seq)
+    except GateError as exc:
+        if isinstance(exc, StaleAnswerError) or (info.status == "waiting" and name in info.waiting):
+            raise
+        raise NotPending(str(exc), run_id=run_id, node=name) from None  # answered, or never asked
     _keep(ctx, handle)
     return await ctx.store.get_run(run_id)
 

@@ -86,7 +86,8 @@ def _paths(bodies: dict[str, Any]) -> dict[str, Any]:
         _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
         _query("cursor", {"type": "string"}), _query("children", {"type": "boolean"})])
     runs.update(_post("Start a run", bodies["StartBody"], 201, 404, 409, path=False))
-    return {
+    runs["post"]["responses"]["201"]["links"] = _LINKS
+    paths = {
         "/api/runs": runs,
         "/api/runs/{run_id}": _get("A run, with the gates it waits at", [RUN_ID], 404),
         "/api/runs/{run_id}/steps": _get("The run's log after step `after`", [
@@ -108,3 +109,21 @@ def _paths(bodies: dict[str, Any]) -> dict[str, Any]:
             _query("run_id", {"type": "string"}), _query("limit", {"type": "integer", "minimum": 1})], 404),
         "/api/graphs": _get("The served graphs and their diagrams", [_query("svg", {"type": "boolean"})]),
     }
+    for path, item in paths.items():
+        for method, operation in item.items():
+            operation["operationId"] = _operation_id(method, path)
+    return paths
+
+
+def _operation_id(method: str, path: str) -> str:
+    """`get /api/runs/{run_id}/steps` -> "get_run_steps"; `post /api/runs` -> "post_runs"."""
+    words = [w for w in path.removeprefix("/api/").split("/") if w != "{run_id}"]
+    if "{run_id}" in path:
+        words[0] = "run"
+    return "_".join([method, *words])
+
+
+# a started run's id leads to what can be done with it: how a client (or a fuzzer) finds real runs
+_LINKS = {op: {"operationId": op, "parameters": {"run_id": "$response.body#/run_id"}}
+          for op in ("get_run", "get_run_steps", "get_run_state", "post_run_resume", "post_run_fork",
+                     "post_run_cancel")}

@@ -1,0 +1,146 @@
+"""GET /api/runs/{id}/events against a real uvicorn: ids are step seqs, a reconnect with
+Last-Event-ID resumes exactly, keep-alives flow, and a client that leaves costs nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.test_web_api import GOOD, make_runs
+from tests.web_graphs import review_graph
+from tests.web_server import Server, served
+from waypoint import SQLiteStore, resume
+
+
+def events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """The SSE events of a streaming response as dicts {event, id, data} or {comment}."""
+    event: dict[str, Any] = {}
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        elif line == "":
+            if event:
+                yield event
+            event = {}
+        else:
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            event[field] = json.loads(value) if field == "data" else value
+
+
+def read_until(stream: Iterator[dict[str, Any]], done: Any) -> list[dict[str, Any]]:
+    got = []
+    for event in stream:
+        got.append(event)
+        if done(event):
+            return got
+    raise AssertionError(f"the stream ended before the awaited event: {got}")
+
+
+def seqs(got: list[dict[str, Any]]) -> list[int]:
+    return [int(e["id"]) for e in got if e.get("event") == "step"]
+
+
+def wait_for(condition: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    make_runs(tmp_path / "runs.db", 2)
+    with served(tmp_path / "runs.db", [review_graph]) as server:
+        yield server
+
+
+def test_a_run_streams_its_log_then_live_steps_then_ends(server):
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        last = client.get("/api/runs/r0").json()["last_seq"]
+        with client.stream("GET", "/api/runs/r0/events") as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            stream = events(response)
+            head = read_until(stream, lambda e: e.get("event") == "run")
+            assert seqs(head) == list(range(1, last + 1))
+            assert head[-1]["data"]["status"] == "waiting" and "id" not in head[-1]
+            assert client.post("/api/runs/r0/resume", json={"answer": GOOD}).status_code == 202
+            tail = read_until(stream, lambda e: e.get("event") == "end")
+        done = client.get("/api/runs/r0").json()
+        assert seqs(tail) == list(range(last + 1, done["last_seq"] + 1))  # each step once, in order
+        assert [e["data"]["status"] for e in tail if e.get("event") == "run"][-1] == "done"
+        steps = client.get("/api/runs/r0/steps").json()["steps"]
+        assert [e["data"] for e in head + tail if e.get("event") == "step"] == steps
+
+
+def test_a_reconnect_with_last_event_id_resumes_exactly(server):
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        with client.stream("GET", "/api/runs/r1/events") as response:
+            first = read_until(events(response), lambda e: e.get("event") == "step")  # then drop it
+        assert seqs(first) == [1]
+        assert client.post("/api/runs/r1/resume", json={"answer": GOOD}).status_code == 202  # while away
+        with client.stream("GET", "/api/runs/r1/events", headers={"Last-Event-ID": "1"}) as response:
+            rest = read_until(events(response), lambda e: e.get("event") == "end")
+        last = client.get("/api/runs/r1").json()["last_seq"]
+        assert seqs(first) + seqs(rest) == list(range(1, last + 1))
+        with client.stream("GET", "/api/runs/r1/events", params={"after": last - 1}) as response:
+            assert seqs(read_until(events(response), lambda e: e.get("event") == "end")) == [last]
+
+
+def test_steps_written_by_another_process_reach_the_stream(server, tmp_path: Path):
+    """A run resumed outside the server (here: the test's own store on the same file) is
+    seen by polling the store."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        last = client.get("/api/runs/r0").json()["last_seq"]
+        with client.stream("GET", "/api/runs/r0/events", headers={"Last-Event-ID": str(last)}) as response:
+            stream = events(response)
+            assert read_until(stream, lambda e: e.get("event") == "run")[-1]["data"]["status"] == "waiting"
+
+            async def answer_elsewhere() -> None:
+                store = SQLiteStore(tmp_path / "runs.db")
+                try:
+                    await (await resume(review_graph, "r0", GOOD, store=store, by="cli")).result()
+                finally:
+                    await store.close()
+
+            asyncio.run(answer_elsewhere())
+            tail = read_until(stream, lambda e: e.get("event") == "end")
+        assert seqs(tail)[0] == last + 1 and tail[0]["data"]["extra"]["by"] == "cli"
+
+
+def test_keep_alive_comments_flow_while_nothing_happens(server):
+    server.ctx.changes.keepalive = 0.2
+    with httpx.Client(base_url=server.url, timeout=30) as client, \
+            client.stream("GET", "/api/runs/r1/events", headers={"Last-Event-ID": "99"}) as response:
+        got = read_until(events(response), lambda e: e.get("comment") == "keep-alive")
+    assert seqs(got) == []  # nothing after seq 99: only the run's row, then keep-alives
+
+
+def test_a_client_that_goes_away_leaves_nothing_behind(server):
+    baseline = server.tasks()
+    clients = [httpx.Client(base_url=server.url, timeout=30) for _ in range(5)]
+    contexts = [c.stream("GET", "/api/runs/r1/events") for c in clients]
+    streams = [events(context.__enter__()) for context in contexts]  # kept: dropping one closes it
+    for stream in streams:
+        read_until(stream, lambda e: e.get("event") == "run")
+    assert server.ctx.changes.streams == 5 and server.tasks() > baseline
+    for context, client in zip(contexts, clients, strict=True):
+        context.__exit__(None, None, None)
+        client.close()
+    del streams
+    wait_for(lambda: server.ctx.changes.streams == 0, "the streams' generators were not stopped")
+    wait_for(lambda: server.tasks() <= baseline, f"tasks left behind: {server.tasks()} > {baseline}")
+    assert len(server.ctx.changes._events) == 0  # no run watched any more
+
+
+def test_a_bad_last_event_id_is_400(server):
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        response = client.get("/api/runs/r1/events", headers={"Last-Event-ID": "abc"})
+        assert response.status_code == 400 and "Last-Event-ID" in response.json()["error"]
