@@ -386,3 +386,35 @@ async def test_guardrail_tripped_pickles_with_its_verdict():
     back = pickle.loads(pickle.dumps(err))
     assert (back.run_id, back.node, back.guardrail, back.stage, back.reason, back.info, str(back)) == (
         "r", "n", "g", "tool", "why", {"a": 1}, "msg")
+
+
+async def test_verdicts_fire_on_guardrail_hooks_and_span_events(store):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    class Seen(wp.RunHooks):
+        def __init__(self) -> None:
+            self.log: list[tuple[str, str, str]] = []
+
+        def on_guardrail(self, event: wp.Event) -> None:
+            self.log.append((event.data["guardrail"], event.data["stage"], event.data["verdict"]))
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    ran: list[Any] = []
+    hooks = Seen()
+    model = ScriptedModel([tool_call("refund", {"order": "A1", "amount": 500}), "No refund."])
+    handle = await wp.start(build(small_refunds, no_passwords_counting([]), tools=refund_tools(ran)),
+                            {"question": "refund A1"}, store=store, deps={"model": model}, hooks=hooks,
+                            tracer_provider=provider)
+    await handle.result()
+    assert hooks.log == [("no_passwords", "input", "pass"), ("small_refunds", "tool", "reject")]
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    on_node = [e.attributes["waypoint.guardrail.name"] for e in spans["waypoint.node agent"].events]
+    on_agent = [dict(e.attributes) for e in spans["invoke_agent agent"].events]
+    assert on_node == ["no_passwords"]  # before the first model call: no agent span yet
+    assert on_agent == [{"waypoint.guardrail.name": "small_refunds", "waypoint.guardrail.stage": "tool",
+                         "waypoint.guardrail.verdict": "reject", "gen_ai.tool.name": "refund",
+                         "waypoint.guardrail.reason": "refunds over 100 need a human; offer to escalate"}]

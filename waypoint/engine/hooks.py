@@ -37,7 +37,7 @@ _HOOKS = {
     "node_started": "on_node_start", "node_finished": "on_node_end", "node_failed": "on_node_end",
     "llm_call_started": "on_llm_start", "llm_call_finished": "on_llm_end",
     "tool_started": "on_tool_start", "tool_finished": "on_tool_end",
-    "gate_waiting": "on_gate_waiting",
+    "gate_waiting": "on_gate_waiting", "guardrail_verdict": "on_guardrail",
 }
 
 
@@ -59,6 +59,7 @@ class RunHooks:
     def on_tool_end(self, event: Event) -> None: ...    # data: tool, call_id, error when it raised
     def on_gate_waiting(self, event: Event) -> None: ...
     def on_gate_answered(self, event: Event) -> None: ...  # data: answer, by
+    def on_guardrail(self, event: Event) -> None: ...  # data: guardrail, stage, verdict, reason, info (tool)
 
 
 class ObservedBus(EventBus):

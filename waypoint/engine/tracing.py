@@ -152,6 +152,21 @@ class RunTracer:
                 span.set_attribute(sc.TOOL_CALL_RESULT, _json(event.data["result"]))
             _end(span, event.data.get("error"), event.data.get("type"))
 
+    def guardrail(self, event: Event) -> None:
+        """A guardrail's verdict: a span event on the LLM node's agent span (or its node span)."""
+        key = _key(event)
+        span = self.agents.get(key) or self.nodes.get(key)
+        if span is not None:
+            data = event.data
+            attributes = {"waypoint.guardrail.name": str(data.get("guardrail")),
+                          "waypoint.guardrail.stage": str(data.get("stage")),
+                          "waypoint.guardrail.verdict": str(data.get("verdict"))}
+            if data.get("reason"):
+                attributes["waypoint.guardrail.reason"] = str(data["reason"])
+            if data.get("tool"):
+                attributes[sc.TOOL_NAME] = str(data["tool"])
+            span.add_event("guardrail", attributes)
+
     def _child(self, name: str, parent: Span | None, attributes: dict[str, Any]) -> Span:
         context = trace.set_span_in_context(parent or self.run)  # type: ignore[arg-type]
         span: Span = self.tracer.start_span(name, context=context, attributes=attributes)
@@ -164,6 +179,7 @@ _HANDLERS = {
     "gate_waiting": RunTracer.gate_waiting, **dict.fromkeys(TERMINAL, RunTracer.run_ended),
     "llm_call_started": RunTracer.llm_started, "llm_call_finished": RunTracer.llm_finished,
     "tool_started": RunTracer.tool_started, "tool_finished": RunTracer.tool_finished,
+    "guardrail_verdict": RunTracer.guardrail,
 }
 
 
