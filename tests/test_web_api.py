@@ -36,11 +36,11 @@ def make_runs(db: Path, count: int, prefix: str = "r") -> list[str]:
     return asyncio.run(go())
 
 
-def settled(client: httpx.Client, run_id: str, timeout: float = 30) -> dict[str, Any]:
+def settled(client: httpx.Client, run_id: str, timeout: float = 30, **request: Any) -> dict[str, Any]:
     """The run once nothing executes it (waiting, done, failed...)."""
     deadline = time.monotonic() + timeout
     while True:
-        run = client.get(f"/api/runs/{run_id}").json()
+        run = client.get(f"/api/runs/{run_id}", **request).json()
         if not run["executing"] and run["status"] not in ("running", "queued"):
             return run
         assert time.monotonic() < deadline, f"run {run_id} still {run['status']}"
