@@ -2,6 +2,8 @@
 
     waypoint run examples/approval.py:graph --input '{"topic": "tides"}'
     waypoint resume RUN_ID --gate approve --input '{"approved": true}' [--set '{"draft": "x"}']
+    waypoint submit examples/approval.py:graph --input '{"topic": "tides"}' --queue default
+    waypoint worker examples/approval.py:graph --queue default --concurrency 8
     waypoint runs --status waiting
     waypoint show RUN_ID [--state-at SEQ] [--json]
     waypoint render examples/approval.py:graph --run RUN_ID -o approval.svg
@@ -100,6 +102,38 @@ def submit(graph_ref: str, input_: Any, queue: str, priority: int, run_id: str |
 
 
 @cli.command()
+@click.argument("graph_refs", nargs=-1, required=True, metavar=f"{REF}...")
+@db_option
+@click.option("--queue", default="default", show_default=True, help="The queue to claim runs from.")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Runs executed at once.")
+@click.option("--ttl", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a run's lease lasts (renewed every ttl/3); a dead worker's runs are "
+              "claimed again once it lapses.")
+@click.option("--poll", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Longest sleep between claims (PostgreSQL wakes workers at once on new work).")
+@click.option("--grace", default=30.0, show_default=True, type=click.FloatRange(min=0),
+              help="On SIGTERM, seconds runs get to finish before they go back to the queue.")
+@click.option("--tick", default=30.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between deadline sweeps (one worker at a time); 0: none.")
+@click.option("--until-idle", is_flag=True, help="Exit once nothing is claimable and nothing runs.")
+def worker(graph_refs: tuple[str, ...], db: str | None, queue: str, concurrency: int, ttl: float,
+           poll: float, grace: float, tick: float, until_idle: bool) -> None:
+    """Claim queued runs of these graphs and execute them, until SIGTERM or Ctrl-C.
+
+    Runs come from `waypoint submit`, `waypoint resume --enqueue` and workers that
+    stopped; a dead worker's runs are claimed again once their lease lapses. On
+    SIGTERM the worker claims nothing more, lets its runs finish for --grace
+    seconds, hands the rest back to the queue, and exits 0.
+    """
+    from waypoint._cli.worker import WorkerSettings, serve_worker
+
+    graphs = [_load(ref) for ref in graph_refs]
+    settings = WorkerSettings(queue, concurrency, ttl, poll, grace, tick or None, until_idle)
+    raise click.exceptions.Exit(serve_worker(graphs, resolve_db(db), settings))
+
+
+@cli.command()
 @click.argument("run_id")
 @click.option("--input", "input_", type=JSON, metavar="JSON",
               help="The answer to the waiting gate, as JSON (or @file.json, or - for stdin).")
@@ -116,9 +150,11 @@ def submit(graph_ref: str, input_: Any, queue: str, priority: int, run_id: str |
 @click.option("--seen-seq", type=click.IntRange(min=0), metavar="N", help="Apply the answer only "
               "if the run is still at step N, where `waypoint show` read the question: refused, "
               "writing nothing, if someone answered first.")
+@click.option("--enqueue", is_flag=True, help="Execute nothing here: record the answer and leave "
+              "the run queued for a worker (`waypoint worker`).")
 def resume(run_id: str, input_: Any, gate: str | None, by: str | None, db: str | None,
            graph_ref: str | None, allow_graph_change: bool, force: bool, update: Any,
-           seen_seq: int | None) -> None:
+           seen_seq: int | None, enqueue: bool) -> None:
     """Continue a run: answer its waiting gate, or re-run what failed or was interrupted."""
     from waypoint._cli.answers import check_set
     from waypoint._cli.loading import graph_of_run
@@ -135,6 +171,10 @@ def resume(run_id: str, input_: Any, gate: str | None, by: str | None, db: str |
             f"step with `{command('fork', run_id, '--at', '0', db=where)}`.")
     answer = Answer(input_, gate, by or _user())
     flags = Flags(allow_graph_change, force, update, seen_seq)
+    if enqueue:
+        from waypoint._cli.runs import enqueue_run
+
+        return run_async(enqueue_run(info, graph, answer, where, flags))
     run_async(resume_run(info, graph, ref, answer, where, flags))
 
 

@@ -72,6 +72,26 @@ async def resume_run(info: Any, graph: Any, ref: str, answer: Answer, db: Db, fl
         await report(await follow_run(handle, graph, out, db), graph, store, db, out)
 
 
+async def enqueue_run(info: Any, graph: Any, answer: Answer, db: Db, flags: Flags) -> None:
+    """`resume --enqueue`: the answer recorded, the run left queued for a worker."""
+    from waypoint import resume
+    from waypoint._cli.changes import graph_change
+    from waypoint._cli.output import Out
+    from waypoint.errors import GraphChangedError
+
+    async with opened(db) as store:
+        try:
+            queued = await resume(graph, info.run_id, answer.value, gate=answer.gate, by=answer.by,
+                                  store=store, enqueue=True, **flags._asdict())
+        except GraphChangedError:
+            change = await graph_change(graph, store, info)
+            raise click.ClickException(change.explain(db) if change else "the graph changed") from None
+    out = Out()
+    out.line(f"run_id: {queued.run_id}")
+    out.line(f"status: {queued.status} (queue {queued.queue}): a worker of that queue executes it")
+    out.line(f"show:   {command('show', queued.run_id, db=db)}")
+
+
 async def fork_run(info: Any, graph: Any, ref: str, seq: int | None, new_id: str | None, db: Db,
                    edit: Edit | None = None) -> None:
     from waypoint import fork

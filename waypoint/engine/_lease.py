@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, RunStatus
-from waypoint.errors import LeaseError, RunMovedError
+from waypoint.errors import LeaseError, RunMovedError, StoreError
 
 LEASE_TTL = 30.0
 
@@ -71,7 +72,14 @@ async def claim(store: Store, run_id: str, owner: str, ttl: float = LEASE_TTL, *
 
 async def heartbeat(store: Store, run_id: str, owner: str, ttl: float,
                     on_lost: Callable[[LeaseError], object]) -> None:
-    """Renew the lease every ttl/3 until cancelled; call `on_lost(exc)` if it is gone."""
+    """Renew the lease every ttl/3 until cancelled; call `on_lost(exc)` once it is gone.
+
+    A renewal the store cannot make (a database restarting, a network blip) is tried
+    again at the next beat; once a whole ttl has passed without one, the lease may have
+    lapsed and been taken, so the execution is told it is lost: it stops, and fencing
+    keeps it from writing in any case.
+    """
+    renewed = time.monotonic()
     while True:
         await asyncio.sleep(ttl / 3)
         try:
@@ -79,3 +87,11 @@ async def heartbeat(store: Store, run_id: str, owner: str, ttl: float,
         except LeaseError as exc:
             on_lost(exc)
             return
+        except StoreError as exc:
+            if time.monotonic() - renewed < ttl:
+                continue
+            on_lost(LeaseError(f"run {run_id!r}: {owner} could not renew its lease for {ttl:g}s "
+                               f"({exc}); it stops executing the run, which another process may "
+                               "have claimed since", run_id=run_id))
+            return
+        renewed = time.monotonic()

@@ -26,7 +26,7 @@ from waypoint.engine._frontier import Activation, Frontier
 from waypoint.engine._messages import Done, Failed, Finished, Message, Waiting
 from waypoint.engine._nodes import NodeRunner
 from waypoint.engine.events import Event, EventBus
-from waypoint.engine.waits import Answer, Pause, at_launch, waiting_gates
+from waypoint.engine.waits import Answer, Pause, at_launch, enqueued_answers, waiting_gates
 from waypoint.errors import ConflictError, CorruptRecordError, UpdateError, WaypointError
 from waypoint.graphs.graph import END, Graph
 
@@ -98,6 +98,8 @@ class RunLoop:
                 f"{'fork the run from an earlier step or ' if at > 0 else ''}restore the database.",
                 run_id=self.run_id, seq=at) from None
         self.snapshot_size = len(msgspec.msgpack.encode(snapshot.state))
+        # Answers given with resume(enqueue=True) wait in the log for the execution that takes them.
+        self.answers = {**enqueued_answers(self.graph, tail, self.run_id), **self.answers}
 
     # -- driving --------------------------------------------------------------
     async def drive(self) -> Outcome:

@@ -95,10 +95,11 @@ class TickResults(list[RunResult[Any]]):
     def __init__(self) -> None:
         super().__init__()
         self.skipped: list[SkippedRun] = []
+        self.queued: list[RunInfo] = []  # with enqueue=True: the due runs handed to their queue
 
 
 async def tick(graph_for: Callable[[RunInfo], Graph[Any] | None], *, store: Store,
-               now: float | None = None, **options: Any) -> TickResults:
+               now: float | None = None, enqueue: bool = False, **options: Any) -> TickResults:
     """Resume every waiting run with an expired gate, so it takes its escalation route.
 
     `graph_for(info)` gives the graph of a due run, or None to leave that run for
@@ -106,6 +107,8 @@ async def tick(graph_for: Callable[[RunInfo], Graph[Any] | None], *, store: Stor
     from your scheduler; gates inside subgraphs come due for their parent run.
     Each run is handled on its own: one that cannot be ticked (its graph changed
     shape, another process holds it...) is listed in `.skipped` and the sweep goes on.
+    With `enqueue=True` a due run is not resumed here but left "queued" for a worker
+    (`resume(..., enqueue=True)`; listed in `.queued`): what `waypoint worker` does.
     """
     await store.open()
     results = TickResults()
@@ -113,6 +116,10 @@ async def tick(graph_for: Callable[[RunInfo], Graph[Any] | None], *, store: Stor
         if info.parent_run_id is not None:
             continue  # a child's gates come due through its parent's wait
         try:
+            if enqueue:
+                queued = await _enqueue_due(store, info, graph_for, now)
+                results.queued.extend([queued] if queued is not None else [])
+                continue
             result = await _tick_one(store, info, graph_for, now, options)
         except WaypointError as exc:
             results.skipped.append(SkippedRun(info.run_id, str(exc), exc))
@@ -120,6 +127,15 @@ async def tick(graph_for: Callable[[RunInfo], Graph[Any] | None], *, store: Stor
         if result is not None:
             results.append(result)
     return results
+
+
+async def _enqueue_due(store: Store, info: RunInfo, graph_for: Callable[[RunInfo], Graph[Any] | None],
+                       now: float | None) -> RunInfo | None:
+    """Re-queue one waiting run if a gate of it is due; None if none is (or no graph is given)."""
+    graph = graph_for(info)
+    if graph is None or not await due_gates(info.run_id, now or time.time(), store=store):
+        return None
+    return await resume(graph, info.run_id, store=store, enqueue=True)
 
 
 async def _tick_one(store: Store, info: RunInfo, graph_for: Callable[[RunInfo], Graph[Any] | None],

@@ -20,7 +20,7 @@ from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, RunStatus, Step
 from waypoint.engine import _lease
 from waypoint.engine.events import Event, EventBus
-from waypoint.errors import RunStateError, WaypointError
+from waypoint.errors import LeaseError, RunStateError, WaypointError
 
 S = TypeVar("S")  # the graph's state model: start(Graph[Essay], ...) gives RunHandle[Essay]
 
@@ -77,6 +77,11 @@ class RunHandle(Generic[S]):
         is left "interrupted", and `resume` carries it on from its last committed step."""
         return await self._halt("interrupted")
 
+    async def requeue(self, *, reason: str | None = None) -> RunResult[S]:
+        """Stop this execution and hand the run back to its queue: it is left "queued", and a
+        worker claims it and carries it on from its last committed step (a draining worker)."""
+        return await self._halt("queued", reason)
+
     async def cancel(self, *, reason: str | None = None, by: str | None = None) -> RunResult[S]:
         """Stop the run on purpose: it is left "cancelled", and `resume` refuses it unless
         given `force=True`. `reason` and `by` are recorded in its log."""
@@ -106,6 +111,7 @@ class Stop:
     by: str | None = None
     owner: str | None = None  # the lease the execution holds, known once it is launched
     settled: asyncio.Future[RunResult[Any]] | None = None
+    lost: LeaseError | None = None  # set when the heartbeat found the lease taken: writes nothing more
 
     def request(self, status: RunStatus, reason: str | None, by: str | None) -> None:
         self.status, self.reason, self.by = status, reason, by
@@ -113,6 +119,10 @@ class Stop:
     async def settle(self, store: Store, run_id: str, state: Any, bus: EventBus | None) -> RunResult[Any]:
         """Record the stop (a cancel's who and why as an event step) and release the lease."""
         assert self.owner is not None
+        if self.lost is not None:  # the run is someone else's now: release nothing, record nothing
+            if bus is not None:
+                bus.publish(Event("lease_lost", run_id, data={"error": str(self.lost)}))
+            return RunResult(run_id, "interrupted", state, error=self.lost)
         note = None
         if self.status == "cancelled":
             note = cancel_note(self.reason, self.by)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from waypoint.checkpoints import signals
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, Snapshot
 from waypoint.engine._create import new_run_id
@@ -49,6 +50,7 @@ async def submit(graph: Graph[Any], input: Any = None, *, store: Store, queue: s
         await store.create_run(info, snapshot=snapshot)
     except RunStateError:  # submitted meanwhile by another caller with this id: theirs stands
         return await store.get_run(run_id)
+    await signals.notify(store, queue)  # wakes the workers of the queue (NOTIFY on PostgreSQL)
     return await store.get_run(run_id)
 
 

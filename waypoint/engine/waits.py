@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from waypoint.checkpoints.records import Step
 from waypoint.errors import GateError
 from waypoint.nodes.address import GateAddress, child_prefix
 from waypoint.nodes.composite import ChildPaused, ItemsWaiting
@@ -124,6 +125,30 @@ class Pause:
 
 
 RUN = Go()  # what an activation with nothing to do with waits gets (never changed)
+
+ANSWERED = "answered"  # the `event` of a step that holds an answer given with resume(enqueue=True)
+
+
+def answered_step(seq: int, gate: str, answer: Answer) -> Step:
+    """The `event` step `resume(..., enqueue=True)` appends: the answer waits in the log,
+    validated, until the worker that claims the run hands it to its gate."""
+    return Step(seq=seq, kind="event", node=gate, activation="", at=answer.at,
+                extra={"event": ANSWERED, "answer": answer.value.model_dump(mode="json"),
+                       **({"by": answer.by} if answer.by else {})})
+
+
+def enqueued_answers(graph: Graph[Any], tail: list[Step], run_id: str) -> dict[str, Answer]:
+    """The answers of `answered` steps no execution has taken yet: those after the log's last
+    step that is not an `event` (a gate's `done` step takes its answer; a crash before it
+    leaves the answer where it was, so the next execution takes it)."""
+    found: dict[str, Answer] = {}
+    for step in reversed(tail):
+        if step.kind != "event":
+            break
+        if step.extra.get("event") == ANSWERED and step.node not in found:
+            value = find_gate(graph, step.node).validate(step.extra["answer"], run_id=run_id)
+            found[step.node] = Answer(value, step.extra.get("by"), step.at)
+    return found
 
 
 def at_launch(node: Any, act: Activation, frontier: Frontier, answers: dict[str, Answer],

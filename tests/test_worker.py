@@ -1,0 +1,216 @@
+"""`waypoint worker`: real worker processes draining a queue, killed, drained, woken.
+
+Each test runs on a SQLite file (several processes on one machine) and on the
+throwaway PostgreSQL server of tests/pg_server.py. Nodes record every execution
+(tests/worker_flows.py), so "no node executed twice" is read from what happened;
+processes are synchronised on their log lines and on files, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+import waypoint as wp
+from tests.test_cli import wp as cli
+from tests.worker_procs import FLOWS, WorkerProc, executions, executors, wait_for_file
+from waypoint._cli.loading import load_graph
+
+try:
+    from tests.test_postgres_store import pg  # noqa: F401  (the server fixture, when psycopg is here)
+except pytest.skip.Exception:
+    pg = None
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path) -> str:
+    """Where the runs live: a SQLite file, or a fresh database on the test server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "runs.db")
+    if pg is None:
+        pytest.skip('PostgreSQL tests need psycopg: pip install -e ".[postgres]"')
+    return request.getfixturevalue("pg").new_database()
+
+
+def flows():
+    """tests/worker_flows.py as the workers import it (a graph's hash names its state's module)."""
+    load_graph(f"{FLOWS}:chain")
+    return sys.modules["worker_flows"]
+
+
+def store_of(db: str):
+    from waypoint._cli.common import Db
+
+    return Db.of(db).store()
+
+
+def in_store(db: str, work):
+    """Run `work(store)` on a store of `db` in a loop of its own, closing the store after."""
+    async def main():
+        store = store_of(db)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def submit(db: str, graph, run_ids: list[str]) -> None:
+    async def work(store):
+        for run_id in run_ids:
+            await wp.submit(graph, {}, store=store, run_id=run_id)
+
+    in_store(db, work)
+
+
+def statuses(db: str, run_ids: list[str]) -> dict[str, str]:
+    async def work(store):
+        return {run_id: (await store.get_run(run_id)).status for run_id in run_ids}
+
+    return in_store(db, work)
+
+
+def test_workers_drain_a_queue_and_execute_each_node_once(db, tmp_path):
+    run_ids = [f"r{i}" for i in range(24)]
+    submit(db, flows().chain, run_ids)
+    workers = [WorkerProc.start(db, "chain", tmp_path, "--concurrency", "4", "--poll", "0.2",
+                                "--until-idle") for _ in range(3)]
+    try:
+        assert [w.wait() for w in workers] == [0, 0, 0], "\n\n".join(w.log for w in workers)
+    finally:
+        for w in workers:
+            w.kill()
+    assert statuses(db, run_ids) == dict.fromkeys(run_ids, "done")
+    assert executions(tmp_path) == {(r, n): 1 for r in run_ids for n in "abc"}
+    claimed = [line for w in workers for line in w.lines if line.split()[1] == "claimed"]
+    assert sorted(line.split()[2] for line in claimed) == sorted(run_ids), "each run claimed once"
+
+
+def test_a_killed_workers_run_is_finished_by_another(db, tmp_path):
+    submit(db, flows().blocker, ["k"])
+    first = WorkerProc.start(db, "blocker", tmp_path, "--ttl", "2", "--poll", "0.1")
+    try:
+        assert int(wait_for_file(tmp_path / "held-k")) == first.pid  # inside `hold`, mid-run
+        first.kill()  # SIGKILL: no drain, no release; its lease stays until it lapses
+    finally:
+        first.kill()
+    (tmp_path / "held-k").unlink()
+    (tmp_path / "release").touch()
+    second = WorkerProc.start(db, "blocker", tmp_path, "--ttl", "2", "--poll", "0.1", "--until-idle")
+    try:
+        assert second.wait() == 0, second.log
+    finally:
+        second.kill()
+    assert statuses(db, ["k"]) == {"k": "done"}
+    ran = executors(tmp_path)
+    # `before` was committed by the first worker: never again. `hold` was in flight when it
+    # died: executed again (at-least-once), by the second. `after` once, by the second.
+    assert ran[("k", "before")] == [first.pid]
+    assert ran[("k", "hold")] == [first.pid, second.pid]
+    assert ran[("k", "after")] == [second.pid]
+
+
+def test_sigterm_lets_in_flight_runs_finish_and_claims_nothing_more(db, tmp_path):
+    submit(db, flows().blocker, ["slow"])
+    worker = WorkerProc.start(db, "blocker,chain", tmp_path, "--poll", "0.1", "--grace", "60")
+    try:
+        wait_for_file(tmp_path / "held-slow")
+        worker.signal(signal.SIGTERM)
+        worker.expect("draining: 1 run(s) in flight")
+        submit(db, flows().chain, ["late"])  # queued while it drains: not for this worker
+        (tmp_path / "release").touch()
+        assert worker.wait() == 0, worker.log
+    finally:
+        worker.kill()
+    assert statuses(db, ["slow", "late"]) == {"slow": "done", "late": "queued"}
+    assert " claimed late" not in worker.log
+
+
+def test_sigterm_after_the_grace_hands_runs_back_to_the_queue(db, tmp_path):
+    submit(db, flows().blocker, ["held"])
+    worker = WorkerProc.start(db, "blocker", tmp_path, "--poll", "0.1", "--grace", "0")
+    try:
+        wait_for_file(tmp_path / "held-held")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.log
+    finally:
+        worker.kill()
+    worker.expect("handed back held")
+    assert statuses(db, ["held"]) == {"held": "queued"}  # claimable at once by any worker
+    (tmp_path / "release").touch()
+    other = WorkerProc.start(db, "blocker", tmp_path, "--poll", "0.1", "--until-idle")
+    try:
+        assert other.wait() == 0, other.log
+    finally:
+        other.kill()
+    assert statuses(db, ["held"]) == {"held": "done"}
+    assert executions(tmp_path)[("held", "before")] == 1  # committed before the drain: kept
+
+
+def test_an_answer_enqueued_from_the_cli_is_executed_by_a_worker(db, tmp_path):
+    submit(db, flows().gated, ["g"])
+    first = WorkerProc.start(db, "gated", tmp_path, "--poll", "0.1", "--until-idle")
+    assert first.wait() == 0, first.log
+    assert statuses(db, ["g"]) == {"g": "waiting"}
+    answered = cli("resume", "g", "--gate", "approve", "--input", '{"approved": true}', "--by", "ann",
+                   "--enqueue", "--graph", f"{FLOWS}:gated", "--db", db)
+    assert answered.returncode == 0, answered.stderr
+    assert "status: queued" in answered.stdout
+    assert executions(tmp_path)[("g", "finish")] == 0  # nothing executed by the answer itself
+    again = cli("resume", "g", "--gate", "approve", "--input", '{"approved": false}', "--enqueue",
+                "--graph", f"{FLOWS}:gated", "--db", db)
+    assert again.returncode == 1 and "queued" in again.stderr, again.stderr  # one answer per wait
+    second = WorkerProc.start(db, "gated", tmp_path, "--poll", "0.1", "--until-idle")
+    assert second.wait() == 0, second.log
+    assert statuses(db, ["g"]) == {"g": "done"}
+    assert executions(tmp_path)[("g", "finish")] == 1
+
+    async def log(store):
+        return await wp.approval_log("g", store=store)
+
+    [entry] = in_store(db, log)
+    assert (entry.gate, entry.by, entry.answer) == ("approve", "ann", {"approved": True})
+
+
+def test_deadlines_are_swept_inside_workers(db, tmp_path):
+    submit(db, flows().deadlined, ["late"])
+    worker = WorkerProc.start(db, "deadlined", tmp_path, "--poll", "0.1", "--tick", "0.2")
+    try:
+        worker.expect("due late")
+        worker.expect("ended late: done")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.log
+    finally:
+        worker.kill()
+    assert executions(tmp_path)[("late", "escalated")] == 1
+    assert "deadline sweeps" in worker.lines[-1] and "deadline sweeps 0" not in worker.lines[-1]
+
+
+def test_refuses_a_run_of_another_graph_shape(tmp_path):
+    db = str(tmp_path / "runs.db")
+    submit(db, flows().blocker, ["other-shape"])  # named "blocker", another structure than below
+
+    async def work(store):
+        changed = flows()._blocker()
+        changed.node(flows()._step("extra"), name="extra")
+        changed.edge("after", "extra")
+        changed.edge("extra", flows().END)
+        graph = changed.compile()
+        from waypoint.engine.worker import Worker
+
+        return await Worker([graph], store=store, poll=0.05, tick=None, log=print).run(until_idle=True)
+
+    stats = in_store(db, work)
+    assert stats.refused == 1
+
+    async def info(store):
+        return await store.get_run("other-shape")
+
+    run = in_store(db, info)
+    assert run.status == "failed" and "different structure" in (run.error or "")
+    assert not Path(tmp_path / "executions").exists()
