@@ -376,12 +376,10 @@ def chat(graph_ref: str, thread: str, db: str | None, by: str | None, gate: str 
     Commands: /history, /rewind N, /retry, /help, /quit (or the end of input). Works
     piped: printf 'hi\\n/history\\n' | waypoint chat flows.py:graph --thread t1.
     """
-    from waypoint._cli.answers import check_input
     from waypoint._cli.chat import ChatOptions, chat_session
     from waypoint._cli.loading import load_graph
 
     graph, canonical = load_graph(graph_ref)
-    check_input(graph, input_)
     options = ChatOptions(thread, by or _user(), gate, reply_field, input_)
     chat_session(graph, canonical, resolve_db(db), options)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from waypoint._cli.answers import check_input
 from waypoint._cli.common import Db, UsageProblem, dumps, opened, run_async
 from waypoint.errors import GraphError, WaypointError
 
@@ -80,6 +81,7 @@ def chat_session(graph: Any, ref: str, db: Db, options: ChatOptions) -> None:
         session.conversation(None)
     except (GraphError, WaypointError) as exc:  # not a conversation's graph, or a bad thread id
         raise UsageProblem(str(exc)) from None
+    check_input(graph, options.input)
     tty = sys.stdin.isatty()
     _greet(session, tty)
     while (line := _read(tty)) is not None:

@@ -1,0 +1,94 @@
+"""`waypoint chat`: a conversation fed through a pipe, carried on by the next process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GRAPH = f"{ROOT / 'tests' / 'conversation_graphs.py'}:graph"
+CLI = [sys.executable, "-m", "waypoint.cli"]
+
+
+def chat(db: Path, lines: str, *args: str, graph: str = GRAPH, env: dict[str, str] | None = None,
+         thread: str = "t") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "chat", graph, "--thread", thread, "--db", str(db), "--by", "ana", *args],
+                          input=lines, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def test_a_piped_conversation_with_history_and_rewind(tmp_path):
+    db = tmp_path / "chat.db"
+    done = chat(db, "hello\nhow are you\n/history\n/rewind 2\nagain\n/history\n/quit\nnever read\n")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["#1: hello", "#2: how are you"]
+    assert lines[2].startswith("turn 1  step 2  ana  20") and lines[3:5] == ["  > hello", "  #1: hello"]
+    assert lines[5].startswith("turn 2  step 6  ana")
+    assert lines[6:8] == ["  > how are you", "  #2: how are you"]
+    assert lines[8] == "rewound: the thread goes on from before turn 2 (as run t~1)"
+    assert lines[9] == "#2: again"
+    assert lines[10:] == [lines[2], "  > hello", "  #1: hello", lines[5], "  > again", "  #2: again"]
+    assert "never read" not in done.stdout and done.stderr == ""
+
+
+def test_the_next_process_carries_the_thread_on(tmp_path):
+    db = tmp_path / "chat.db"
+    assert chat(db, "one\n").stdout == "#1: one\n"  # the end of input ends the session
+    later = chat(db, "two\n/history\n")
+    assert later.returncode == 0 and later.stdout.splitlines()[0] == "#2: two"
+    assert [line for line in later.stdout.splitlines() if line.startswith("  > ")] == ["  > one", "  > two"]
+
+
+def test_mistakes_are_said_on_stderr_and_the_session_goes_on(tmp_path):
+    done = chat(tmp_path / "chat.db", "/bogus\n/rewind two\n/rewind 5\n//slash\n\n/help\n")
+    assert done.returncode == 1  # something went wrong on the way
+    assert done.stdout.splitlines()[0] == "#1: /slash"  # '//' sends a line starting with '/'
+    assert "/rewind N    go back to before turn N" in done.stdout
+    errors = done.stderr.splitlines()
+    assert errors[0].startswith("error: unknown command /bogus; /help lists them")
+    assert errors[1] == ("error: /rewind takes a turn number, as /history shows them (e.g. /rewind 2); "
+                         "got 'two'")
+    assert errors[2].startswith("error: thread 't': there is no turn 5 to rewind to; it has no turns yet")
+
+
+def test_a_failed_turn_is_reported_and_retry_finishes_it_in_the_next_session(tmp_path):
+    db = tmp_path / "chat.db"
+    failed = chat(db, "boom\nnext\n", env={"TALK_FAIL": "boom"})
+    assert failed.returncode == 1 and failed.stdout == ""
+    errors = failed.stderr.splitlines()
+    assert "the assistant cannot answer 'boom'" in errors[0]
+    assert "its last turn did not finish" in errors[1] and "`/retry` in waypoint chat" in errors[1]
+    fixed = chat(db, "/history\n/retry\nnext\n")
+    assert fixed.returncode == 0, fixed.stderr
+    assert fixed.stderr.startswith("note: the last turn did not finish (run t is failed); /retry finishes it")
+    out = fixed.stdout.splitlines()
+    assert out[1:3] == ["  > boom", "  (no reply: the turn did not finish; /retry finishes it)"]
+    assert out[3:] == ["#1: boom", "#2: next"]
+
+
+def test_a_graph_that_cannot_hold_a_conversation_is_refused_before_reading(tmp_path):
+    done = chat(tmp_path / "chat.db", "hello\n", graph=f"{ROOT / 'examples' / 'approval.py'}:graph")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "Conversation(graph 'approval'): the state Article has no field 'reply'" in done.stderr
+    assert not (tmp_path / "chat.db").exists()  # refused before anything was opened
+
+
+def test_the_example_chats_offline(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    done = subprocess.run([*CLI, "chat", f"{ROOT / 'examples' / 'chat.py'}:graph", "--thread", "trip", "--db",
+                           str(tmp_path / "chat.db")], input="Lisbon in May?\nAnd Porto?\n", env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "(offline) You asked: 'Lisbon in May?'. That is message 1 of this thread; set OPENAI_API_KEY "
+        "for real travel advice.",
+        "(offline) You asked: 'And Porto?'. That is message 2 of this thread; set OPENAI_API_KEY "
+        "for real travel advice."]
+    script = subprocess.run([sys.executable, str(ROOT / "examples" / "chat.py")], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert script.returncode == 0, script.stderr
+    assert "rewound: the thread goes on as run trip~1" in script.stdout
+    assert "turn 2 (step 6, you): And in June?" in script.stdout
