@@ -418,3 +418,21 @@ async def test_verdicts_fire_on_guardrail_hooks_and_span_events(store):
     assert on_agent == [{"waypoint.guardrail.name": "small_refunds", "waypoint.guardrail.stage": "tool",
                          "waypoint.guardrail.verdict": "reject", "gen_ai.tool.name": "refund",
                          "waypoint.guardrail.reason": "refunds over 100 need a human; offer to escalate"}]
+
+
+async def test_run_sync_without_a_store_keeps_the_verdict_on_the_error():
+    @input_guardrail
+    def never(text: str) -> Verdict:
+        return tripwire("closed today", info={"open": "tomorrow"})
+
+    graph = build(never)
+
+    def go() -> None:
+        wp.run_sync(graph, {"question": "hi"}, deps={"model": ScriptedModel([])})
+
+    with pytest.raises(wp.GuardrailTripped) as caught:
+        await asyncio.to_thread(go)
+    trip = caught.value
+    assert (trip.guardrail, trip.stage, trip.reason, trip.info) == ("never", "input", "closed today",
+                                                                    {"open": "tomorrow"})
+    assert "was kept in memory" in str(trip) and "closed today" in str(trip)

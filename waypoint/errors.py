@@ -117,18 +117,19 @@ class GuardrailTripped(NodeError):
     """
 
     def __init__(self, message: str, *, run_id: str | None = None, node: str | None = None,
-                 guardrail: str = "", stage: str = "", reason: str = "", info: Any = None) -> None:
-        super().__init__(message, run_id=run_id, node=node)
+                 seq: int | None = None, guardrail: str = "", stage: str = "", reason: str = "",
+                 info: Any = None) -> None:
+        super().__init__(message, run_id=run_id, node=node, seq=seq)
         self.guardrail, self.stage, self.reason, self.info = guardrail, stage, reason, info
 
     def __reduce__(self) -> tuple[Any, ...]:  # its verdict survives a trip between processes
-        return (_rebuild_trip, (str(self), self.run_id, self.node, self.guardrail, self.stage, self.reason,
-                                self.info))
+        return (_rebuild_trip, (str(self), self.run_id, self.node, self.seq, self.guardrail, self.stage,
+                                self.reason, self.info))
 
 
-def _rebuild_trip(message: str, run_id: str | None, node: str | None, guardrail: str, stage: str,
-                  reason: str, info: Any) -> GuardrailTripped:
-    return GuardrailTripped(message, run_id=run_id, node=node, guardrail=guardrail, stage=stage,
+def _rebuild_trip(message: str, run_id: str | None, node: str | None, seq: int | None, guardrail: str,
+                  stage: str, reason: str, info: Any) -> GuardrailTripped:
+    return GuardrailTripped(message, run_id=run_id, node=node, seq=seq, guardrail=guardrail, stage=stage,
                             reason=reason, info=info)
 
 
