@@ -18,12 +18,13 @@ import asyncio
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from msgspec import structs
 from pydantic import BaseModel, ValidationError
 
 from waypoint._messages import misfit, unknown_keys
+from waypoint.checkpoints import signals
 from waypoint.checkpoints.memory import MemoryStore
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, Step
@@ -44,7 +45,7 @@ from waypoint.engine.edits import edit_step
 from waypoint.engine.events import Event, EventBus
 from waypoint.engine.handles import RunHandle, RunResult, Stop, finish
 from waypoint.engine.hooks import HookCaller, ObservedBus, RunHooks
-from waypoint.engine.waits import Answer
+from waypoint.engine.waits import Answer, answered_step
 from waypoint.errors import (
     LeaseError,
     RunError,
@@ -142,6 +143,7 @@ async def _settled(result: RunResult[Any]) -> RunResult[Any]:
     return result
 
 
+@overload
 async def resume(
     graph: Graph[S], run_id: str, answer: Any = None, *, gate: str | None = None,
     answers: Mapping[str, Any] | None = None, by: str | None = None, store: Store,
@@ -149,8 +151,24 @@ async def resume(
     budget: Budget | None = None, now: float | None = None, force: bool = False,
     seen_seq: int | None = None, update: Mapping[str, Any] | None = None,
     hooks: RunHooks | Sequence[RunHooks] | None = None, tracer_provider: Any = None,
-    trace_content: bool = False,
-) -> RunHandle[S]:
+    trace_content: bool = False, enqueue: Literal[False] = False,
+) -> RunHandle[S]: ...
+@overload
+async def resume(
+    graph: Graph[S], run_id: str, answer: Any = None, *, gate: str | None = None,
+    answers: Mapping[str, Any] | None = None, by: str | None = None, store: Store,
+    allow_graph_change: bool = False, force: bool = False, seen_seq: int | None = None,
+    update: Mapping[str, Any] | None = None, enqueue: Literal[True],
+) -> RunInfo: ...
+async def resume(
+    graph: Graph[S], run_id: str, answer: Any = None, *, gate: str | None = None,
+    answers: Mapping[str, Any] | None = None, by: str | None = None, store: Store,
+    deps: Any = None, allow_graph_change: bool = False, max_concurrency: int | None = None,
+    budget: Budget | None = None, now: float | None = None, force: bool = False,
+    seen_seq: int | None = None, update: Mapping[str, Any] | None = None,
+    hooks: RunHooks | Sequence[RunHooks] | None = None, tracer_provider: Any = None,
+    trace_content: bool = False, enqueue: bool = False,
+) -> RunHandle[S] | RunInfo:
     """Continue a waiting, failed, interrupted or crashed run, answering gates if given.
 
     `answer` answers `gate` (or the only pending gate); `answers` maps gate names
@@ -167,7 +185,17 @@ async def resume(
     `resume(graph, run_id, store=store, now=time.time() + 86400)`.
     `hooks`, `tracer_provider` and `trace_content` are as for `start`; a resume's span
     links to the traced start's.
+
+    `enqueue=True` executes nothing here: the same checks and the same compare-and-set
+    claim, then the answers (and the edit) are written to the run's log and the run is
+    left "queued" for a worker of its queue (`waypoint worker`), which hands them to
+    their gates. It returns the run's row (status "queued").
     """
+    if enqueue and (deps is not None or max_concurrency is not None or budget is not None
+                    or now is not None or hooks is not None or tracer_provider is not None):
+        raise ValueError("resume(..., enqueue=True) executes nothing here: deps, max_concurrency, "
+                         "budget, now, hooks and tracer_provider belong to the worker that will "
+                         "execute the run (Worker(..., deps=...)); pass none of them with enqueue=True")
     watch = _watch(hooks, tracer_provider, trace_content)
     await store.open()
     seen = await store.get_run(run_id)
@@ -187,18 +215,32 @@ async def resume(
     # Validated before the claim, which is the first write: a refused answer changes nothing.
     checked = {name: Answer(validate_answer(graph, seen, name, value), by) for name, value in raw.items()}
     edit = None if update is None else await _edit(graph, store, seen, update, by)
-    owner = _lease.new_owner()
-    try:  # compare-and-set on what was validated: the log's end and the status
-        await _lease.claim(store, run_id, owner, expect_seq=seen.last_seq, expect_status=seen.status)
-    except RunMovedError:
-        if raw:
-            raise await stale_answer(store, seen, list(raw)) from None
-        check_not_held(await store.get_run(run_id))  # another resume took it: say who executes it
-        raise
-    if edit is not None:
-        await _append_edit(store, seen, owner, edit)
+    owner = await _claim_seen(store, seen, list(raw))
+    steps = [] if edit is None else [edit]
+    if enqueue:
+        first = seen.last_seq + len(steps) + 1
+        steps += [answered_step(first + i, name, value) for i, (name, value) in enumerate(checked.items())]
+    if steps:
+        await _append_claimed(store, seen, owner, steps)
+    if enqueue:  # answered and left for a worker: release as "queued", and wake the workers
+        await store.release(run_id, owner, "queued", waiting=seen.waiting)
+        await signals.notify(store, seen.queue)
+        return await store.get_run(run_id)
     return _launch(graph, store, run_id, owner, checked,
                    _Options(deps, max_concurrency, budget, now, watch), "run_resumed")
+
+
+async def _claim_seen(store: Store, seen: RunInfo, gates: list[str]) -> str:
+    """Claim the run as `seen` (compare-and-set on its log end and status); a new owner."""
+    owner = _lease.new_owner()
+    try:
+        await _lease.claim(store, seen.run_id, owner, expect_seq=seen.last_seq, expect_status=seen.status)
+    except RunMovedError:
+        if gates:
+            raise await stale_answer(store, seen, gates) from None
+        check_not_held(await store.get_run(seen.run_id))  # another resume took it: say who executes it
+        raise
+    return owner
 
 
 async def _edit(graph: Graph[Any], store: Store, seen: RunInfo, update: Mapping[str, Any],
@@ -211,10 +253,11 @@ async def _edit(graph: Graph[Any], store: Store, seen: RunInfo, update: Mapping[
                      where=f"resume of run {seen.run_id!r}", run_id=seen.run_id)
 
 
-async def _append_edit(store: Store, seen: RunInfo, owner: str, edit: Step) -> None:
-    """Write a resume's state edit under the lease just claimed; on failure, hand the run back."""
+async def _append_claimed(store: Store, seen: RunInfo, owner: str, steps: list[Step]) -> None:
+    """Write a resume's edit (and enqueued answers) under the lease just claimed; on failure,
+    hand the run back as it was."""
     try:
-        await store.append(seen.run_id, owner, [edit])
+        await store.append(seen.run_id, owner, steps)
     except BaseException:
         await finish(store, seen.run_id, owner, seen.status, seen.error, seen.waiting)
         raise
@@ -229,6 +272,7 @@ class _Options:
     budget: Budget | None = None
     now: float | None = None  # the time gate deadlines are checked against; None: the clock
     watch: _Watch = field(default_factory=lambda: _Watch())
+    ttl: float = _lease.LEASE_TTL  # the lease's length, renewed every ttl/3 (a worker's --ttl)
 
 
 @dataclass(frozen=True)
@@ -285,8 +329,13 @@ async def _execute(graph: Graph[Any], store: Store, run_id: str, owner: str, ans
                    options: _Options, bus: EventBus, stop: Stop,
                    begin: _Begin | None = None) -> RunResult[Any]:
     current = asyncio.current_task()
-    beat = asyncio.create_task(_lease.heartbeat(
-        store, run_id, owner, _lease.LEASE_TTL, lambda exc: current and current.cancel()))
+
+    def lost(exc: LeaseError) -> None:  # another owner has the run: stop, write nothing more
+        stop.lost = exc
+        if current is not None:
+            current.cancel()
+
+    beat = asyncio.create_task(_lease.heartbeat(store, run_id, owner, options.ttl, lost))
     loop = RunLoop(graph, store, run_id, owner, deps=options.deps, answers=answers, bus=bus,
                    max_concurrency=options.max_concurrency, budget=options.budget, now=options.now)
     try:
@@ -333,6 +382,19 @@ class _Begin:
             self.caller.check()
 
 
+def launch_claimed(graph: Graph[S], store: Store, info: RunInfo, *, ttl: float, deps: Any = None,
+                   max_concurrency: int | None = None, hooks: RunHooks | Sequence[RunHooks] | None = None,
+                   tracer_provider: Any = None) -> RunHandle[S]:
+    """Execute a run this process has just claimed (`Store.claim_next`, by a worker) as
+    `resume` executes one after its claim: the lease is `info.lease_owner`'s, renewed every
+    ttl/3. A run of another graph structure is a `GraphChangedError` (nothing is launched)."""
+    check_same_graph(graph, info, allow_graph_change=False)
+    assert info.lease_owner is not None, "launch_claimed: the run must be claimed first"
+    options = _Options(deps, max_concurrency, watch=_watch(hooks, tracer_provider, False), ttl=ttl)
+    first = "run_started" if info.last_seq == 0 else "run_resumed"
+    return _launch(graph, store, info.run_id, info.lease_owner, {}, options, first)
+
+
 def run_sync(graph: Graph[S], input: Any = None, *, store: Store | None = None,
              **options: Any) -> RunResult[S]:
     """Start a run and wait for it, without async; closes the store's connection after.
@@ -376,7 +438,8 @@ def resume_sync(graph: Graph[S], run_id: str, answer: Any = None, *, store: Stor
     """`resume` and wait, without async; closes the store's connection after."""
     async def main() -> RunResult[S]:
         try:
-            return await (await resume(graph, run_id, answer, store=store, **options)).result()
+            handle: RunHandle[S] = await resume(graph, run_id, answer, store=store, **options)
+            return await handle.result()
         finally:
             await store.close()
 
