@@ -99,7 +99,7 @@ async def test_a_stdio_server_s_tools_are_offered_called_and_recorded_with_the_f
     assert result.state.answer == "Apples cost 3 EUR."
 
     first = model.requests[0]
-    assert tool_names(first) == ["price", "crash"]
+    assert tool_names(first) == ["price", "crash", "hang"]
     assert first.tools[0]["description"] == "The price of an item, in euros."
     assert first.tools[0]["parameters"]["required"] == ["item"]  # the server's own schema
     answers = tool_results(model.requests[1])
@@ -113,7 +113,7 @@ async def test_a_stdio_server_s_tools_are_offered_called_and_recorded_with_the_f
     steps = await store.history("r")
     turns = [s.extra["result"] for s in steps if s.kind == "item"]
     assert [t.get("toolsets") is not None for t in turns] == [True, False]  # the listing rides on turn 0
-    assert [spec["name"] for spec in turns[0]["toolsets"][catalog.label]] == ["price", "crash"]
+    assert [spec["name"] for spec in turns[0]["toolsets"][catalog.label]] == ["price", "crash", "hang"]
     done = [s for s in steps if s.kind == "done"][0]
     assert [(t["tool"], t.get("server")) for t in done.extra["trace"]][:2] == [
         ("price", catalog.label), ("price", catalog.label)]
@@ -147,6 +147,46 @@ async def test_a_server_that_dies_mid_call_fails_the_node_clearly_and_the_run_re
     assert tool_results(model.requests[-1]) == ["apple: 3 EUR"]  # the conversation went on from turn 1
     assert len(pids(tmp_path)) == 1  # the resumed activation answered from the recorded tools: no connection
     assert owner_tasks() == []
+
+
+@pytest.mark.asyncio
+async def test_interrupting_a_run_during_a_call_closes_the_connection_and_reaps_the_server(
+        sqlite_store, tmp_path):
+    model = ScriptedModel([tool_call("hang", {"reason": "test"})])
+    handle = await wp.start(shop(stdio_catalog(tmp_path)), {"question": "Wait."}, store=sqlite_store,
+                            run_id="r", deps={"model": model})
+    deadline = time.monotonic() + 60
+    while calls(tmp_path) != ["hang test"]:  # wait until the server is inside the call
+        assert time.monotonic() < deadline, "the server never received the call"
+        await asyncio.sleep(0.02)
+    stopped = await handle.interrupt()
+    assert stopped.status == "interrupted"
+    assert [reaped(pid) for pid in pids(tmp_path)] == [True]
+    assert owner_tasks() == []
+
+
+class Desk(BaseModel):
+    question: str
+    answer: str = ""
+    note: str = ""
+
+
+@pytest.mark.asyncio
+async def test_a_handoff_node_uses_a_server_s_tools_before_it_transfers(sqlite_store, tmp_path):
+    g = wp.GraphBuilder(Desk, name="desk")
+    g.add(wp.handoff("front", prompt="{question}", into="answer", default="answered",
+                     targets={"sales": "Questions about buying"}, tools=[stdio_catalog(tmp_path)]),
+          routes={"sales": "sales", "answered": wp.END})
+    g.node(lambda s: {"note": "sales took it"}, name="sales")
+    g.edge("sales", wp.END)
+    g.edge(wp.START, "front")
+    model = ScriptedModel([tool_call("price", {"item": "pear"}), tool_call("transfer_to_sales", {})])
+    result = await (await wp.start(g.compile(), {"question": "Pears?"}, store=sqlite_store,
+                                   deps={"model": model})).result()
+    assert result.state.note == "sales took it"
+    assert tool_names(model.requests[0]) == ["transfer_to_sales", "price", "crash", "hang"]
+    assert tool_results(model.requests[1]) == ["pear: 5 EUR"]
+    assert [reaped(pid) for pid in pids(tmp_path)] == [True]
 
 
 def free_port() -> int:
@@ -208,7 +248,7 @@ async def test_over_http_a_resume_offers_the_recorded_tools_after_the_server_cha
     done = await run(graph, sqlite_store, model, resume=True)
     assert done.status == "done", done.error
     resumed = model.requests[2]
-    assert tool_names(resumed) == ["price", "crash"]  # what the run recorded, not what the server offers now
+    assert tool_names(resumed) == ["price", "crash", "hang"]  # what the run recorded, not what the server offers now
     gone = tool_results(model.requests[3])[-1]
     assert gone.startswith("Error: tool 'price' is no longer offered by MCP server")
     assert "it now offers ['search']" in gone
@@ -232,7 +272,7 @@ async def test_a_tool_name_the_node_has_already_is_an_error_naming_both(sqlite_s
     model = ScriptedModel([tool_call("cat_price", {"item": "pear"}), "Pears cost 5 EUR."])
     prefixed = await run(shop(price, stdio_catalog(tmp_path, prefix="cat_")), sqlite_store, model, run_id="r2")
     assert prefixed.status == "done", prefixed.error
-    assert tool_names(model.requests[0]) == ["price", "cat_price", "cat_crash"]
+    assert tool_names(model.requests[0]) == ["price", "cat_price", "cat_crash", "cat_hang"]
     assert tool_results(model.requests[1]) == ["pear: 5 EUR"]
 
 

@@ -5,14 +5,16 @@
 Over stdio by default, over streamable HTTP on 127.0.0.1:PORT with --http. It appends
 its pid to STATE_DIR/pids and each tool call to STATE_DIR/calls, so tests can check
 that a process was reaped and that a committed call was not made again. Version 1
-offers `price` and `crash`; version 2 has dropped `price` and offers `search`.
-`crash` kills the server with SIGKILL in the middle of the call.
+offers `price`, `crash` and `hang`; version 2 has dropped `price` and offers `search`.
+`crash` kills the server with SIGKILL in the middle of the call; `hang` never answers.
 """
 
 import argparse
 import os
 import signal
 from pathlib import Path
+
+import anyio
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -48,6 +50,13 @@ if options.version == 1:
         """Stops the server in the middle of the call."""
         log(f"crash {reason}")
         os.kill(os.getpid(), signal.SIGKILL)
+        return "unreachable"
+
+    @server.tool()
+    async def hang(reason: str) -> str:
+        """Never answers."""
+        log(f"hang {reason}")
+        await anyio.sleep_forever()
         return "unreachable"
 else:
     @server.tool()

@@ -45,6 +45,7 @@ from waypoint._reducers import field_reducer
 from waypoint.errors import GraphError, NodeError
 from waypoint.nodes._llm_loop import Ending
 from waypoint.nodes._tools import Tool, ToolResult, answered, check_call, execute, tool
+from waypoint.nodes._toolsets import Toolset, split_tools
 from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy, register
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.llm_node import (
@@ -182,7 +183,7 @@ def handoff(
     into: str | None = None,
     reason_into: str | None = None,
     model: Model | str | None = None,
-    tools: Sequence[Callable[..., Any] | Tool] = (),
+    tools: Sequence[Callable[..., Any] | Tool | Toolset] = (),
     max_turns: int = 10,
     stream: bool = False,
     pending: str = "pending_call",
@@ -209,7 +210,8 @@ def handoff(
                          f"must be 1-48 letters, digits, _ or -; got {bad or 'no targets'}")
     transfers = tuple(Tool(name=f"transfer_to_{label}", description=text or f"Transfer to {label}.",
                            fn=_never, arguments=_Transfer, route=label) for label, text in targets.items())
-    specs = tuple(tool(t) for t in tools)
+    plain, toolsets = split_tools(name, tools)  # mcp_tools(...) apart from the tools
+    specs = tuple(tool(t) for t in plain)
     held = [t.name for t in specs if t.needs_approval]
     if held and history is None:
         raise GraphError(f"handoff({name!r}): tools {held} need approval; give the node history=")
@@ -220,8 +222,9 @@ def handoff(
     return Handoff(
         name=name, writes=writes, retry=retry, timeout=timeout, concurrency=concurrency, join=join,
         labels=tuple(dict.fromkeys(labels)), model=model, prompt=prompt, instructions=instructions,
-        history=history, into=into, tools=(*transfers, *specs), max_turns=max_turns, stream=stream,
-        settings=settings, done=default, pending=pending if held else None, reason_into=reason_into,
+        history=history, into=into, tools=(*transfers, *specs), toolsets=toolsets, max_turns=max_turns,
+        stream=stream, settings=settings, done=default, pending=pending if held else None,
+        reason_into=reason_into,
     )
 
 
