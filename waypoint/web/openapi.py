@@ -9,6 +9,7 @@ the pydantic models in `waypoint.web.schemas`, so they cannot drift from what is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -23,11 +24,12 @@ _REF = "#/components/schemas/{model}"
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(document(sorted(web(request).graphs)))
+    return JSONResponse(document(web(request).graphs))
 
 
-def document(graphs: list[str]) -> dict[str, Any]:
-    """The OpenAPI document of a server serving `graphs` (their names are StartBody's `graph`)."""
+def document(graphs: Mapping[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document of a server serving `graphs` (by name): their names are StartBody's
+    `graph`, their state models its `input`."""
     schemas: dict[str, Any] = {"Error": _ERROR, "Run": _OBJECT, "Page": _OBJECT}
     bodies = {}
     for model in (StartBody, ResumeBody, ForkBody, CancelBody):
@@ -36,7 +38,9 @@ def document(graphs: list[str]) -> dict[str, Any]:
         schemas[model.__name__] = schema
         bodies[model.__name__] = _body(model)
     if graphs:
-        schemas["StartBody"]["properties"]["graph"]["enum"] = graphs
+        start = schemas["StartBody"]["properties"]
+        start["graph"]["enum"] = sorted(graphs)
+        start["input"] = {"anyOf": [*_states(graphs, schemas), {"type": "null"}], "default": None}
     return {
         "openapi": "3.1.0",
         "info": {"title": "waypoint", "version": "1",
@@ -52,6 +56,18 @@ _OBJECT = {"type": "object"}
 RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
 
 
+def _states(graphs: Mapping[str, Any], schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    """A reference to each served graph's state model, whose schemas join the components."""
+    refs = []
+    for graph in graphs.values():
+        model = graph.state_type
+        schema = model.model_json_schema(ref_template=_REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+        refs.append({"$ref": _REF.format(model=model.__name__)})
+    return refs
+
+
 def _body(model: type[BaseModel]) -> dict[str, Any]:
     schema = {"$ref": _REF.format(model=model.__name__)}
     return {"required": True, "content": {"application/json": {"schema": schema}}}
@@ -62,7 +78,9 @@ def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _answers(ok: int, *errors: int, media: str = "application/json") -> dict[str, Any]:
-    out: dict[str, Any] = {str(ok): {"description": "OK", "content": {media: {"schema": _OBJECT}}}}
+    content = {kind: {"schema": _OBJECT if kind == "application/json" else {"type": "string"}}
+               for kind in media.split(",")}
+    out: dict[str, Any] = {str(ok): {"description": "OK", "content": content}}
     for code in (400, 401, *errors):
         out[str(code)] = {"description": "refused",
                           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -96,7 +114,7 @@ def _paths(bodies: dict[str, Any]) -> dict[str, Any]:
         "/api/runs/{run_id}/state": _get("The state right after step `at`", [RUN_ID, _query("at", seq)], 404),
         "/api/runs/{run_id}/diagram": _get("The run drawn on its graph", [
             RUN_ID, _query("format", {"type": "string", "enum": ["svg", "mermaid", "dot"]})], 404, 503,
-            media="text/plain"),
+            media="image/svg+xml,text/plain"),
         "/api/runs/{run_id}/events": _get("The run's steps as Server-Sent Events (id: = seq)", [
             RUN_ID, _query("after", seq)], 404, media="text/event-stream"),
         "/api/runs/{run_id}/resume": _post("Answer a gate, as the authenticated user", bodies["ResumeBody"],
