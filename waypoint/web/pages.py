@@ -63,7 +63,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined)
     env.globals.update(csrf_token=csrf_token, current_user=current_user, run_url=run_url,
-                       gate_url=gate_url, events_url=events_url, form_fields=form_fields)
+                       gate_url=gate_url, events_url=events_url, signed_in=signed_in, form_fields=form_fields)
     env.filters.update(when=when, took=took, pretty=pretty)
     return env
 
@@ -97,6 +97,12 @@ def took(seconds: float | None) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def signed_in(request: Request) -> bool:
+    """Whether this server makes people log in (so the header offers to log out)."""
+    auth = web(request).auth
+    return auth is not None and auth.required
 
 
 def events_url(run_id: str) -> str:

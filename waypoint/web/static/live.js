@@ -41,12 +41,14 @@
   }
 
   function listen() {
-    source = new EventSource(root.getAttribute("data-events"));
-    source.onmessage = refresh;
-    ["step", "done", "wait", "fail", "edit", "item", "event", "status", "end"].forEach(function (name) {
-      source.addEventListener(name, refresh);
+    // Only steps after the ones drawn: ?after=seq (a reconnection sends Last-Event-ID itself).
+    var seq = live() ? live().getAttribute("data-seq") : "0";
+    source = new EventSource(root.getAttribute("data-events") + "?after=" + encodeURIComponent(seq));
+    source.addEventListener("step", refresh);  // a step was written (id: its seq)
+    source.addEventListener("run", refresh);   // the run's status or waiting gates changed
+    source.addEventListener("end", function () {  // the run finished: nothing more will come
+      source.close(); source = null; refresh();
     });
-    source.onopen = refresh;  // after a reconnection, catch up on anything missed
   }
 
   if (!finished()) { listen(); }
