@@ -290,4 +290,4 @@ def test_the_live_part_is_the_fragment_the_script_swaps_in(client, db):
     page = client.get("/runs/t-1").text
     assert 'data-events="/api/runs/t-1/events"' in page and '<script src="/static/live.js"' in page
     assert client.get("/static/live.js").status_code == 200
-    assert client.get("/static/style.css").status_code == 200
+    assert client.get("/static/waypoint.css").status_code == 200
