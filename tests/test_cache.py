@@ -11,8 +11,18 @@ from typing import Literal
 
 import pytest
 from pydantic import BaseModel
-
-from waypoint import END, START, GraphBuilder, GraphError, MemoryStore, RunError, SQLiteStore, llm, resume, start
+from waypoint import (
+    END,
+    START,
+    GraphBuilder,
+    GraphError,
+    MemoryStore,
+    RunError,
+    SQLiteStore,
+    llm,
+    resume,
+    start,
+)
 from waypoint.nodes.cache import Cache, cache_key
 from waypoint.testing import ScriptedModel
 
@@ -108,7 +118,8 @@ async def test_the_cache_is_shared_with_another_process(tmp_path):
         g.edge("answer", END)
         print(run_sync(g.compile(), {{"question": "tides?"}}, store=SQLiteStore({str(db)!r})).state.answer)
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
     assert done.returncode == 0, done.stderr
     calls: list[str] = []
     async with SQLiteStore(db) as store:

@@ -7,10 +7,19 @@ from typing import Annotated, Literal
 
 import pytest
 from pydantic import BaseModel
-
 from waypoint import (
-    END, START, GraphBuilder, GraphError, MemoryStore, NodeError, RetryPolicy, SQLiteStore, append, llm,
-    resume, start,
+    END,
+    START,
+    GraphBuilder,
+    GraphError,
+    MemoryStore,
+    NodeError,
+    RetryPolicy,
+    SQLiteStore,
+    append,
+    llm,
+    resume,
+    start,
 )
 from waypoint.nodes.failure import NodeFailure
 from waypoint.testing import ScriptedModel

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import pytest
 from pydantic import BaseModel
-
 from waypoint import END, START, GraphBuilder, MemoryStore, RunError, append, run_sync, start
 from waypoint.engine.limits import Slots, slots_of
 from waypoint.nodes.cache import Cache
@@ -56,7 +55,7 @@ async def until(condition) -> None:
 async def test_a_limit_bounds_the_calls_of_every_run_and_graph_together():
     model = Limit("model", 2)
     probe = Probe()
-    graphs = [fan_out("triage", probe, model), fan_out("draft", probe, model), fan_out("triage", probe, model)]
+    graphs = [fan_out(name, probe, model) for name in ("triage", "draft", "triage")]
     handles = [await start(graph, None, store=MemoryStore()) for graph in graphs]  # 9 calls, 3 runs
     slots = slots_of(model)
     await until(lambda: probe.in_flight == 2 and slots.waiting == 7)  # every call has arrived

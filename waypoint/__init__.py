@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each loads on 
         state_at,
         tick,
     )
+    from waypoint.engine.batch import BatchResult, run_batch
     from waypoint.engine.conversation import Conversation
     from waypoint.engine.queue import submit
     from waypoint.errors import (
@@ -70,6 +71,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each loads on 
     from waypoint.graphs import END, START, Graph, GraphBuilder, append, merge, reducer
     from waypoint.nodes import NodeContext, RetryPolicy, tool
     from waypoint.nodes.agents import agent_tool  # the LLM side: waypoint.nodes loads it lazily
+    from waypoint.nodes.cache import Cache
+    from waypoint.nodes.failure import NodeFailure
+    from waypoint.nodes.limit import Limit
     from waypoint.nodes.llm_node import LLMNode, llm
     from waypoint.nodes.mcp_tools import mcp_tools  # MCP servers as tools: loads the SDK on first use
     from waypoint.nodes.model import Model, ModelRequest, ModelResponse, OpenAIModel, ToolCall
@@ -86,6 +90,10 @@ _HOME = {  # the package each name is read from: its own front door
     "waypoint.engine.conversation": "Conversation",  # chat threads: a module of its own
     "waypoint.nodes.mcp_tools": "mcp_tools",  # MCP servers as tools
     "waypoint.engine.queue": "submit",  # queued runs: not in waypoint.engine, which is another's
+    "waypoint.engine.batch": "BatchResult run_batch",  # many inputs through one graph
+    "waypoint.nodes.cache": "Cache",  # node options: cache=, on_error= (error_into=), limit=
+    "waypoint.nodes.failure": "NodeFailure",
+    "waypoint.nodes.limit": "Limit",
     "waypoint.errors": "BudgetExceededError ConflictError CorruptRecordError GateError GraphChangedError "
                        "GraphError GuardrailTripped LeaseError NodeError RunError RunMovedError "
                        "RunNotFoundError RunStateError SchemaVersionError StaleAnswerError StoreError "
@@ -99,8 +107,10 @@ __getattr__, __dir__ = lazy(__name__, {name: home for home, names in _HOME.items
 
 __all__ = [
     "ApprovalEntry",
+    "BatchResult",
     "Budget",
     "BudgetExceededError",
+    "Cache",
     "ConflictError",
     "Conversation",
     "CorruptRecordError",
@@ -115,12 +125,14 @@ __all__ = [
     "GuardrailTripped",
     "LLMNode",
     "LeaseError",
+    "Limit",
     "MemoryStore",
     "Model",
     "ModelRequest",
     "ModelResponse",
     "NodeContext",
     "NodeError",
+    "NodeFailure",
     "OpenAIModel",
     "RetryPolicy",
     "RunError",
@@ -160,6 +172,7 @@ __all__ = [
     "resume",
     "resume_sync",
     "run_approved",
+    "run_batch",
     "run_marks",
     "run_sync",
     "start",
