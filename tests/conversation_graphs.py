@@ -59,6 +59,21 @@ graph = build()
 short = build(max_turns=1, name="short")  # two messages, then the thread ends
 
 
+class Held:
+    """deps that hold the assistant until the test releases it: `entered` is set once it waits."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = asyncio.Event(), asyncio.Event()
+
+    async def hold(self, state: Any) -> None:
+        self.entered.set()
+        await self.release.wait()
+
+    @property
+    def deps(self) -> dict[str, Any]:
+        return {"hold": self.hold}
+
+
 def file_hold(directory: Path) -> Callable[[Talk], Awaitable[None]]:
     async def hold(state: Talk) -> None:
         (directory / "started").write_text(state.heard[-1])

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from waypoint import Conversation, RunError, RunStateError, StaleAnswerError
 from waypoint.testing import ScriptedModel
 
-from conversation_graphs import UserTurn, build, graph, short
+from conversation_graphs import Held, UserTurn, build, graph, short
 
 pytestmark = pytest.mark.asyncio
 
@@ -27,21 +27,6 @@ async def db(tmp_path):
     store = wp.SQLiteStore(tmp_path / "chat.db")
     yield store
     await store.close()
-
-
-class Held:
-    """deps that hold the assistant until the test releases it: `entered` is set once it waits."""
-
-    def __init__(self) -> None:
-        self.entered, self.release = asyncio.Event(), asyncio.Event()
-
-    async def hold(self, state: Any) -> None:
-        self.entered.set()
-        await self.release.wait()
-
-    @property
-    def deps(self) -> dict[str, Any]:
-        return {"hold": self.hold}
 
 
 async def test_send_starts_the_thread_then_carries_it_on(store):

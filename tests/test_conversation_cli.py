@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +94,32 @@ def test_the_example_chats_offline(tmp_path):
     assert script.returncode == 0, script.stderr
     assert "rewound: the thread goes on as run trip~1" in script.stdout
     assert "turn 2 (step 6, you): And in June?" in script.stdout
+
+
+def read_until(fd: int, text: str, seen: bytearray) -> str:
+    """Read the terminal's output until `text` shows (a select timeout guards against a hang)."""
+    while text.encode() not in seen:
+        ready, _, _ = select.select([fd], [], [], 60)
+        assert ready, f"waited 60 s for {text!r}; the terminal showed {seen.decode(errors='replace')!r}"
+        seen.extend(os.read(fd, 4096))
+    return seen.decode(errors="replace")
+
+
+def test_in_a_terminal_it_greets_and_prompts(tmp_path):
+    main, child = pty.openpty()
+    process = subprocess.Popen([*CLI, "chat", GRAPH, "--thread", "tty", "--db", str(tmp_path / "chat.db")],
+                               stdin=child, stdout=child, stderr=child, close_fds=True)
+    os.close(child)
+    seen = bytearray()
+    try:
+        read_until(main, "you> ", seen)
+        assert "thread tty: a new thread; /help for commands, /quit to leave" in seen.decode()
+        os.write(main, b"hello\n")
+        read_until(main, "#1: hello\r\nyou> ", seen)  # the reply, then the prompt again
+        os.write(main, b"/quit\n")
+        assert process.wait(timeout=60) == 0
+    finally:
+        os.close(main)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
