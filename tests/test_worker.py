@@ -214,3 +214,79 @@ def test_refuses_a_run_of_another_graph_shape(tmp_path):
     run = in_store(db, info)
     assert run.status == "failed" and "different structure" in (run.error or "")
     assert not Path(tmp_path / "executions").exists()
+
+
+@pytest.fixture
+def pg_db(db) -> str:
+    if not db.startswith("postgresql"):
+        pytest.skip("wake-ups across processes are PostgreSQL's LISTEN/NOTIFY; SQLite workers poll")
+    return db
+
+
+def test_a_worker_is_woken_by_notify_not_by_its_poll(pg_db, tmp_path):
+    worker = WorkerProc.start(pg_db, "chain", tmp_path, "--poll", "3600", "--tick", "0")
+    try:
+        worker.expect("listening for work in queue 'default'")  # LISTEN is in place
+        assert " claimed " not in worker.log
+        submit(pg_db, flows().chain, ["prompt"])
+        worker.expect("woken: work in queue 'default'")  # an hour's poll: only NOTIFY wakes it
+        worker.expect("ended prompt: done")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.log
+    finally:
+        worker.kill()
+    assert "woken by notify 1" in worker.lines[-1]
+
+
+def test_a_dropped_listener_connection_reconnects(pg_db, pg, tmp_path):  # noqa: F811
+    worker = WorkerProc.start(pg_db, "chain", tmp_path, "--poll", "3600", "--tick", "0")
+    try:
+        worker.expect("listening for work in queue 'default'")
+        database = pg_db.rsplit("/", 1)[1]
+        [(killed,)] = pg.admin("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                               f"application_name = 'waypoint listener' AND datname = '{database}'")
+        assert killed == 1
+        worker.expect("no wake-ups from the store")
+        worker.lines.clear()
+        worker.expect("listening for work in queue 'default'")  # a new LISTEN connection
+        submit(pg_db, flows().chain, ["after-drop"])
+        worker.expect("woken: work in queue 'default'")
+        worker.expect("ended after-drop: done")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.log
+    finally:
+        worker.kill()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
+def test_signals_lock_and_wake_across_store_objects(kind, tmp_path, request):
+    from waypoint.checkpoints import signals
+
+    if kind == "postgres" and pg is None:
+        pytest.skip('PostgreSQL tests need psycopg: pip install -e ".[postgres]"')
+    where = str(tmp_path / "runs.db") if kind == "sqlite" else (
+        request.getfixturevalue("pg").new_database() if kind == "postgres" else "")
+
+    async def main():
+        first = wp.MemoryStore() if kind == "memory" else store_of(where)
+        second = first if kind == "memory" else store_of(where)
+        try:
+            async with signals.try_lock(first, "sweep") as mine:
+                async with signals.try_lock(second, "sweep") as theirs:
+                    assert (mine, theirs) == (True, False), "a held lock was taken twice"
+            async with signals.try_lock(second, "sweep") as again:
+                assert again, "a released lock stayed held"
+            if kind == "postgres":
+                assert await signals.wait_for_work(second, "q", 5) == "listening"
+            waiting = asyncio.ensure_future(signals.wait_for_work(second, "q", 60))
+            await asyncio.sleep(0)  # let it start waiting (a missed wake-up would be a poll, not a bug)
+            await signals.notify(first, "other-queue")
+            await signals.notify(first, "q")
+            assert await waiting == "notified"
+            assert await signals.wait_for_work(second, "q", 0.05) == "polled"
+        finally:
+            await signals.close_listener(second)
+            await first.close()
+            await second.close()
+
+    asyncio.run(main())

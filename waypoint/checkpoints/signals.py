@@ -1,7 +1,7 @@
 """Signals between the processes sharing a store: wake-ups on new work, and a lock for one.
 
     await notify(store, "default")                 # after a run was queued (submit, enqueue)
-    woken = await wait_for_work(store, "default", timeout=5.0)   # True: notified, False: timed out
+    why = await wait_for_work(store, "default", timeout=5.0)   # "notified", "polled" or "listening"
     async with try_lock(store, "waypoint tick") as mine:          # one holder across processes
         if mine: ...
 
@@ -29,11 +29,12 @@ import weakref
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from waypoint.errors import StoreError
 
-__all__ = ["CHANNEL", "notify", "try_lock", "wait_for_work"]
+__all__ = ["CHANNEL", "Wakeup", "close_listener", "notify", "try_lock", "wait_for_work",
+           "wakes_other_processes"]
 
 CHANNEL = "waypoint_work"
 _waiters: dict[str, set[tuple[str, asyncio.Event]]] = {}  # store key -> (queue, event) of waiters here
@@ -71,15 +72,23 @@ async def _pg_notify(conn: Any, queue: str) -> None:
     await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, queue))
 
 
-async def wait_for_work(store: Any, queue: str, timeout: float) -> bool:
-    """Wait up to `timeout` seconds for a run of `queue` to be queued: True if told so, False
-    when the time is up (look anyway: a wake-up may be missed, polling never is)."""
+Wakeup = Literal[
+    "notified",  # a run of the queue was queued: claim now
+    "polled",  # the time is up: claim anyway (a wake-up may be missed, polling never is)
+    "listening",  # the LISTEN connection was (re)opened: claim now, anything before it was missed
+]
+
+
+async def wait_for_work(store: Any, queue: str, timeout: float) -> Wakeup:
+    """Wait up to `timeout` seconds for a run of `queue` to be queued; say why it returned.
+    A LISTEN connection that fails raises StoreError (poll meanwhile: the next call opens a
+    new one, and returns "listening" at once)."""
     own = getattr(store, "wait_for_work", None)
     if _kind(store) == "other":
         if own is None:
             await asyncio.sleep(timeout)
-            return False
-        return bool(await own(queue, timeout))
+            return "polled"
+        return "notified" if await own(queue, timeout) else "polled"
     event = asyncio.Event()
     waiters = _waiters.setdefault(_key(store), set())
     waiters.add((queue, event))
@@ -88,9 +97,14 @@ async def wait_for_work(store: Any, queue: str, timeout: float) -> bool:
             return await _listener(store).wait(queue, timeout, event)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-        return event.is_set()
+        return "notified" if event.is_set() else "polled"
     finally:
         waiters.discard((queue, event))
+
+
+def wakes_other_processes(store: Any) -> bool:
+    """Whether a `notify` reaches workers in other processes (PostgreSQL), not only this one."""
+    return _kind(store) == "PostgresStore"
 
 
 def _listener(store: Any) -> _Listener:
@@ -108,36 +122,34 @@ class _Listener:
         self.conn: Any = None
         self.lock = asyncio.Lock()
 
-    async def wait(self, queue: str, timeout: float, local: asyncio.Event) -> bool:
+    async def wait(self, queue: str, timeout: float, local: asyncio.Event) -> Wakeup:
         deadline = self.loop.time() + timeout
         async with self.lock:  # one reader of the connection at a time
-            if local.is_set():
-                return True
             try:
-                conn = await self._connection()
-                while (left := deadline - self.loop.time()) > 0 or timeout == 0:
-                    async with contextlib.aclosing(conn.notifies(timeout=max(left, 0.0))) as notes:
+                if self.conn is None or self.conn.closed:
+                    await self._connect()
+                    return "listening"
+                while not local.is_set() and ((left := deadline - self.loop.time()) > 0 or timeout == 0):
+                    async with contextlib.aclosing(self.conn.notifies(timeout=max(left, 0.0))) as notes:
                         async for note in notes:  # closed on return: it holds the connection's lock
                             if note.payload == queue:
-                                return True
-                    if timeout == 0 or local.is_set():
-                        return local.is_set()
+                                return "notified"
+                    if timeout == 0:
+                        break
             except Exception as exc:  # the connection dropped: the next wait opens a new one
                 await self._drop()
                 raise StoreError(f"PostgreSQL at {self.store.where}: the LISTEN connection for "
                                  f"wake-ups failed ({' '.join(str(exc).split())}); workers poll "
                                  "meanwhile, and it is opened again at the next wait") from None
-        return local.is_set()
+        return "notified" if local.is_set() else "polled"
 
-    async def _connection(self) -> Any:
-        if self.conn is None or self.conn.closed:
-            import psycopg
+    async def _connect(self) -> None:
+        import psycopg
 
-            self.conn = await psycopg.AsyncConnection.connect(
-                self.store.url, autocommit=True, connect_timeout=5, keepalives=1, keepalives_idle=15,
-                keepalives_interval=5, keepalives_count=3, application_name="waypoint listener")
-            await self.conn.execute(f"LISTEN {CHANNEL}")  # a constant identifier
-        return self.conn
+        self.conn = await psycopg.AsyncConnection.connect(
+            self.store.url, autocommit=True, connect_timeout=5, keepalives=1, keepalives_idle=15,
+            keepalives_interval=5, keepalives_count=3, application_name="waypoint listener")
+        await self.conn.execute(f"LISTEN {CHANNEL}")  # a constant identifier
 
     async def _drop(self) -> None:
         conn, self.conn = self.conn, None

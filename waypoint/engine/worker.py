@@ -109,8 +109,10 @@ class Worker:
         """Claim and execute until `drain()` (then drain), or, with `until_idle`, until nothing
         is claimable and no run of this worker is executing."""
         await self.store.open()
-        with contextlib.suppress(StoreError):  # listen before the first claim: no wake-up is missed
-            await signals.wait_for_work(self.store, self.queue, 0)
+        if signals.wakes_other_processes(self.store):  # listen before the first claim: none is missed
+            await self._wake()
+        else:
+            self.say(f"polling queue {self.queue!r} every {self.poll:g}s (wake-ups within this process only)")
         sweeper = None if self.tick is None else asyncio.create_task(self._sweep())
         try:
             while not self._draining:
@@ -233,14 +235,16 @@ class Worker:
 
     async def _wake(self) -> None:
         try:
-            notified = await signals.wait_for_work(self.store, self.queue, self.poll)
-        except StoreError as exc:  # the listener is down: poll meanwhile, it reconnects
-            self.say(f"no wake-ups from the store ({exc}); polling every {self.poll:g}s")
-            await asyncio.sleep(self.poll)
+            why = await signals.wait_for_work(self.store, self.queue, self.poll)
+        except StoreError as exc:  # the listener dropped: poll meanwhile; the next wait reconnects
+            self.say(f"no wake-ups from the store ({exc}); listening again in {min(self.poll, 1.0):g}s")
+            await asyncio.sleep(min(self.poll, 1.0))
             return
-        if notified:
+        if why == "notified":
             self.stats.notified += 1
             self.say(f"woken: work in queue {self.queue!r}")
+        elif why == "listening":
+            self.say(f"listening for work in queue {self.queue!r} (NOTIFY), polling every {self.poll:g}s")
 
     # -- stopping ---------------------------------------------------------------------
     async def _drain(self) -> None:
