@@ -436,3 +436,18 @@ async def test_run_sync_without_a_store_keeps_the_verdict_on_the_error():
     assert (trip.guardrail, trip.stage, trip.reason, trip.info) == ("never", "input", "closed today",
                                                                     {"open": "tomorrow"})
     assert "was kept in memory" in str(trip) and "closed today" in str(trip)
+
+
+async def test_termination_checks_drive_both_the_edges_and_the_tripped_route():
+    from waypoint.testing import Choices, assert_terminates, check_terminates
+
+    @input_guardrail
+    def ok(text: str) -> None:
+        return None
+
+    graph = build(ok, tripped=True)
+    edge = check_terminates(graph, Choices(outputs={"agent": "hi"}), input={"question": "q"})
+    assert edge.state.answer == "hi" and edge.state.apology == ""  # by default a guarded node passes
+    routed = check_terminates(graph, Choices(routes={"agent": ("tripped",)}), input={"question": "q"})
+    assert routed.state.apology.startswith("Sorry") and routed.trace == ["LLM node 'agent' -> 'tripped'"]
+    assert_terminates(graph, runs=20, input={"question": "q"})

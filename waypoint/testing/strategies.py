@@ -76,6 +76,8 @@ def router_choices(graph: Graph[Any], *, max_answers: int = 6) -> st.SearchStrat
 
 
 def _labels(node: Any) -> st.SearchStrategy[Any]:
+    if node.edges_beside_routes:  # None: its edges (an LLM node with guardrails when none trips)
+        return st.sampled_from((None, *node.labels))
     one = st.sampled_from(node.labels)
     if fans_out(node) is not False and getattr(node, "fn", None) is not None:
         return st.lists(one, min_size=1, max_size=len(node.labels), unique=True).map(tuple) | one

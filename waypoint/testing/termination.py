@@ -113,8 +113,9 @@ def _driven(graph: Graph[Any], path: str, node: Any, choices: Choices, trace: li
 
 def _stand_in(graph: Graph[Any], path: str, node: Any, choices: Choices, trace: list[str]) -> _StandIn:
     routes = node.name in graph.routes
-    labels = _Answers(f"LLM node {path!r}", choices.routes.get(path, ()),
-                      node.labels[0] if node.labels else None, trace)
+    # a node with edges beside its routes (an LLM node's "tripped") follows its edges unless told
+    default = node.labels[0] if node.labels and not node.edges_beside_routes else None
+    labels = _Answers(f"LLM node {path!r}", choices.routes.get(path, ()), default, trace)
     into, output = getattr(node, "into", None), choices.outputs.get(path)
     is_router = node.writes_label
 
