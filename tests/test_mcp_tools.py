@@ -20,9 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
-
 import waypoint as wp
+from pydantic import BaseModel
 from waypoint.nodes.mcp_tools import MCPServerError, MCPTools
 from waypoint.testing import ScriptedModel, tool_call
 
@@ -114,7 +113,7 @@ async def test_a_stdio_server_s_tools_are_offered_called_and_recorded_with_the_f
     turns = [s.extra["result"] for s in steps if s.kind == "item"]
     assert [t.get("toolsets") is not None for t in turns] == [True, False]  # the listing rides on turn 0
     assert [spec["name"] for spec in turns[0]["toolsets"][catalog.label]] == ["price", "crash", "hang"]
-    done = [s for s in steps if s.kind == "done"][0]
+    done = next(s for s in steps if s.kind == "done")
     assert [(t["tool"], t.get("server")) for t in done.extra["trace"]][:2] == [
         ("price", catalog.label), ("price", catalog.label)]
     assert done.extra["usage"]["tool_calls"] == 4
@@ -163,6 +162,84 @@ async def test_interrupting_a_run_during_a_call_closes_the_connection_and_reaps_
     assert stopped.status == "interrupted"
     assert [reaped(pid) for pid in pids(tmp_path)] == [True]
     assert owner_tasks() == []
+
+
+WORKER = """
+import asyncio, sys
+from pathlib import Path
+from pydantic import BaseModel
+import waypoint as wp
+from waypoint.testing import ScriptedModel, tool_call
+
+state = Path(sys.argv[1])
+
+
+class Shop(BaseModel):
+    question: str
+    answer: str = ""
+
+
+catalog = wp.mcp_tools([sys.executable, sys.argv[3], str(state)], name="catalog")
+g = wp.GraphBuilder(Shop, name="shop")
+g.add(wp.llm("agent", prompt="{question}", into="answer", tools=[catalog]))
+g.edge(wp.START, "agent")
+g.edge("agent", wp.END)
+
+
+async def main():
+    async with wp.SQLiteStore(state / "runs.db") as store:
+        if sys.argv[2] == "start":
+            model = ScriptedModel([tool_call("price", {"item": "apple"}),
+                                   tool_call("hang", {"reason": "kill"})])
+            handle = await wp.start(g.compile(), {"question": "Apples?"}, store=store, run_id="r",
+                                    deps={"model": model})
+        else:
+            model = ScriptedModel(["Apples cost 3 EUR."])
+            handle = await wp.resume(g.compile(), "r", store=store, deps={"model": model})
+        result = await handle.result()
+    print(result.status, result.state.answer, [s["name"] for s in model.requests[0].tools])
+
+
+asyncio.run(main())
+"""
+
+
+def exited(pid: int) -> bool:
+    """Gone, or a zombie: an orphan is reaped by whoever adopts it, which may take its time."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads process states from /proc (Linux)")
+def test_a_killed_waypoint_process_leaves_no_server_behind_and_its_run_resumes(tmp_path):
+    (tmp_path / "worker.py").write_text(WORKER)
+    env = {**os.environ, "PYTHONPATH": str(CATALOG.parent.parent.parent)}
+    run = [sys.executable, str(tmp_path / "worker.py"), str(tmp_path)]
+    worker = subprocess.Popen([*run, "start", str(CATALOG)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while calls(tmp_path) != ["price apple", "hang kill"]:  # the server is inside turn 1's call
+            assert worker.poll() is None, worker.communicate()
+            assert time.monotonic() < deadline, "the server never received the call"
+            time.sleep(0.02)
+    finally:
+        worker.kill()
+        worker.communicate(timeout=30)
+    server = pids(tmp_path)[0]
+    deadline = time.monotonic() + 30
+    while not exited(server):  # its stdin closed with the killed process: it stops on its own
+        assert time.monotonic() < deadline, f"MCP server {server} outlived the killed waypoint process"
+        time.sleep(0.02)
+
+    resumed = subprocess.run([*run, "resume", str(CATALOG)], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == "done Apples cost 3 EUR. ['price', 'crash', 'hang']"
+    assert calls(tmp_path) == ["price apple", "hang kill"]  # turn 0 was not run again
+    assert len(pids(tmp_path)) == 1  # the resumed activation asked no server: it had the recorded tools
 
 
 class Desk(BaseModel):
@@ -248,7 +325,7 @@ async def test_over_http_a_resume_offers_the_recorded_tools_after_the_server_cha
     done = await run(graph, sqlite_store, model, resume=True)
     assert done.status == "done", done.error
     resumed = model.requests[2]
-    assert tool_names(resumed) == ["price", "crash", "hang"]  # what the run recorded, not what the server offers now
+    assert tool_names(resumed) == ["price", "crash", "hang"]  # as the run recorded them, not as offered now
     gone = tool_results(model.requests[3])[-1]
     assert gone.startswith("Error: tool 'price' is no longer offered by MCP server")
     assert "it now offers ['search']" in gone
@@ -270,7 +347,8 @@ async def test_a_tool_name_the_node_has_already_is_an_error_naming_both(sqlite_s
     assert all(reaped(pid) for pid in pids(tmp_path))
 
     model = ScriptedModel([tool_call("cat_price", {"item": "pear"}), "Pears cost 5 EUR."])
-    prefixed = await run(shop(price, stdio_catalog(tmp_path, prefix="cat_")), sqlite_store, model, run_id="r2")
+    graph = shop(price, stdio_catalog(tmp_path, prefix="cat_"))
+    prefixed = await run(graph, sqlite_store, model, run_id="r2")
     assert prefixed.status == "done", prefixed.error
     assert tool_names(model.requests[0]) == ["price", "cat_price", "cat_crash", "cat_hang"]
     assert tool_results(model.requests[1]) == ["pear: 5 EUR"]
@@ -287,7 +365,8 @@ async def test_a_server_that_cannot_start_or_be_reached_fails_the_node_naming_it
     nobody = wp.mcp_tools(f"http://127.0.0.1:{free_port()}/mcp")
     result = await run(shop(nobody), store, ScriptedModel([]), run_id="r2")
     assert result.status == "failed"
-    assert f"MCP server {nobody.label!r} (streamable HTTP) failed while listing its tools" in str(result.error)
+    assert f"MCP server {nobody.label!r} (streamable HTTP) failed while listing its tools" in str(
+        result.error)
     assert owner_tasks() == []
 
 

@@ -15,7 +15,6 @@ import signal
 from pathlib import Path
 
 import anyio
-
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
