@@ -33,10 +33,12 @@ class Talk(BaseModel):
 
 
 async def assistant(state: Talk, ctx: wp.NodeContext) -> dict[str, Any]:
-    """Replies '#<n>: <last message>'; deps may hold it (`hold`) or fail on a message
-    (`fail`, or $TALK_FAIL)."""
+    """Replies '#<n>: <last message>'; deps may hold it (`hold`, or
+    $TALK_HOLD: a hold directory) or fail on a message (`fail`, or $TALK_FAIL)."""
     deps = ctx.deps if isinstance(ctx.deps, dict) else {}
     hold: Callable[[Talk], Awaitable[None]] | None = deps.get("hold")
+    if hold is None and os.environ.get("TALK_HOLD"):  # for `waypoint chat`, which takes no deps
+        hold = file_hold(Path(os.environ["TALK_HOLD"]))
     if hold is not None:
         await hold(state)
     if state.heard[-1] in (deps.get("fail"), os.environ.get("TALK_FAIL")):  # env: for `waypoint chat`

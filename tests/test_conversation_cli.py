@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAPH = f"{ROOT / 'tests' / 'conversation_graphs.py'}:graph"
@@ -123,3 +127,26 @@ def test_in_a_terminal_it_greets_and_prompts(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_mid_turn_interrupts_it_and_the_next_session_retries_it(tmp_path, sig, code):
+    db, hold = tmp_path / "chat.db", tmp_path / "hold"
+    hold.mkdir()
+    # preexec_fn: SIGINT's default disposition, whatever this runner inherited (see test_cli.py)
+    process = subprocess.Popen([*CLI, "chat", GRAPH, "--thread", "t", "--db", str(db)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "TALK_HOLD": str(hold)},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process.stdin.write("a\n")
+    process.stdin.flush()
+    deadline = time.monotonic() + 60  # a guard against a hang, not a condition of the test
+    while not (hold / "started").exists():  # the turn is in flight
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.01)
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == code and out == "", err
+    later = chat(db, "/retry\nb\n")
+    assert later.stderr.startswith("note: the last turn did not finish (run t is interrupted)")
+    assert later.returncode == 0 and later.stdout.splitlines() == ["#1: a", "#2: b"]
