@@ -451,3 +451,17 @@ async def test_termination_checks_drive_both_the_edges_and_the_tripped_route():
     routed = check_terminates(graph, Choices(routes={"agent": ("tripped",)}), input={"question": "q"})
     assert routed.state.apology.startswith("Sorry") and routed.trace == ["LLM node 'agent' -> 'tripped'"]
     assert_terminates(graph, runs=20, input={"question": "q"})
+
+
+async def test_the_history_shows_verdict_items_and_the_done_steps_verdicts(store):
+    from waypoint._cli.inspect import step_detail
+
+    ran: list[Any] = []
+    model = ScriptedModel([tool_call("refund", {"order": "A1", "amount": 500}), "No."])
+    graph = build(small_refunds, no_passwords_counting([]), tools=refund_tools(ran))
+    await run(graph, model, store, "refund A1")
+    lines = [step_detail(s, graph) for s in await store.history("r") if s.node == "agent"]
+    assert lines[0] == "input guardrails: no_passwords=pass"
+    assert lines[1].startswith("tool turn 1: refund(")
+    assert lines[2].endswith("guardrails: no_passwords=pass, small_refunds=reject (refunds over 100 need a "
+                             "human; offer to escalate)")

@@ -148,17 +148,34 @@ def step_detail(step: Any, graph: Any = None) -> str:
         spent = f"  usage={dumps(extra['usage'])}" if extra.get("usage") else ""  # it counts against budgets
         return clip(f"{extra.get('type', 'error')}: {extra.get('error', '')}", 240) + spent
     if step.kind == "item":
-        result = extra.get("result")
-        if isinstance(result, dict) and "messages" in result and "trace" in result:  # an LLM tool turn
-            calls = ", ".join(f"{t.get('tool')}({clip(dumps(t.get('arguments')), 40)})"
-                              for t in result["trace"] if isinstance(t, dict))
-            return f"tool turn {extra.get('index', 0) + 1}: {clip(calls, 160)}"
-        return f"item {extra.get('index')}: {clip(dumps(result), 80)}"
+        return _item_text(extra)
     if step.kind == "edit":  # fields a person set (fork/resume --set)
         return f"set {_delta_text(step, graph)}  by {extra.get('by') or 'unknown'}"
     if step.kind != "done":
         return clip(dumps(extra), 160)
     return "  ".join(_done_parts(step, graph))
+
+
+def _item_text(extra: dict[str, Any]) -> str:
+    """A map item, an LLM node's tool turn, or the verdicts of its guardrails' stage."""
+    result = extra.get("result")
+    if isinstance(result, dict) and "messages" in result and "trace" in result:  # an LLM tool turn
+        calls = ", ".join(f"{t.get('tool')}({clip(dumps(t.get('arguments')), 40)})"
+                          for t in result["trace"] if isinstance(t, dict))
+        return f"tool turn {extra.get('index', 0) + 1}: {clip(calls, 160)}"
+    if isinstance(result, dict) and "guardrails" in result:  # nodes/_guarding.py: a stage's verdicts
+        return clip(f"{result['guardrails']} guardrails: {_verdicts(result.get('verdicts'))}", 240)
+    return f"item {extra.get('index')}: {clip(dumps(result), 80)}"
+
+
+def _verdicts(verdicts: Any) -> str:
+    """`no_passwords=pass, refund_limits=trip (too large)`."""
+    parts = []
+    for v in verdicts or ():
+        if isinstance(v, dict):
+            reason = f" ({v['reason']})" if v.get("reason") else ""
+            parts.append(f"{v.get('guardrail')}={v.get('verdict')}{reason}")
+    return ", ".join(parts)
 
 
 def _done_parts(step: Any, graph: Any) -> list[str]:
@@ -171,6 +188,8 @@ def _done_parts(step: Any, graph: Any) -> list[str]:
         answer = extra["answer"]
         said = "" if answer in step.delta.values() else f"answer={clip(dumps(answer), 70)} "
         parts.append(f"{said}answered by {extra.get('by') or 'unknown'} at {when(extra.get('answered_at'))}")
+    if extra.get("guardrails"):
+        parts.append(f"guardrails: {clip(_verdicts(extra['guardrails']), 120)}")
     if step.children:
         parts.append("next=" + ",".join(step.children))
     for key in ("attempt", "loop_count"):
