@@ -291,3 +291,30 @@ def test_the_live_part_is_the_fragment_the_script_swaps_in(client, db):
     assert 'data-events="/api/runs/t-1/events"' in page and '<script src="/static/live.js"' in page
     assert client.get("/static/live.js").status_code == 200
     assert client.get("/static/waypoint.css").status_code == 200
+
+
+def test_a_gate_whose_model_has_no_docstring_nor_defaults(db):
+    from pydantic import BaseModel
+
+    from waypoint import END, START, GraphBuilder
+
+    class Bare(BaseModel):
+        ok: bool
+
+    class State(BaseModel):
+        bare: Bare | None = None
+
+    g = GraphBuilder(State, name="bare")
+    g.gate("ask", Bare, into="bare")
+    g.edge(START, "ask")
+    g.edge("ask", END)
+    graph = g.compile()
+
+    async def go(store: SQLiteStore) -> str:
+        return (await (await start(graph, {}, store=store, run_id="b-1")).result()).status
+
+    assert read(db, go) == "waiting"
+    with TestClient(create_app(SQLiteStore(db), [graph])) as client:
+        gate = client.get("/gates/b-1/ask")
+        assert gate.status_code == 200 and 'name="ok"' in gate.text
+        assert client.get("/inbox").status_code == 200
