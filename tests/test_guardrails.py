@@ -465,3 +465,40 @@ async def test_the_history_shows_verdict_items_and_the_done_steps_verdicts(store
     assert lines[1].startswith("tool turn 1: refund(")
     assert lines[2].endswith("guardrails: no_passwords=pass, small_refunds=reject (refunds over 100 need a "
                              "human; offer to escalate)")
+
+
+class Chat(BaseModel):
+    question: str
+    answer: str = ""
+    messages: list[dict[str, Any]] = []
+    pending_call: dict[str, Any] | None = None
+
+
+async def test_a_node_that_routes_already_routes_tripped_too_and_rejected_calls_are_not_held(store):
+    def refund(order: str, amount: float) -> str:
+        """Refund an order."""
+        raise AssertionError("held calls run only after a gate")
+
+    def approval_graph(routes: dict[str, Any]) -> wp.GraphBuilder:
+        g = wp.GraphBuilder(Chat)
+        g.add(wp.llm("agent", prompt="{question}", into="answer", history="messages",
+                     tools=[wp.tool(refund, needs_approval=True)], guardrails=[small_refunds]), routes=routes)
+        g.edge(wp.START, "agent")
+        return g
+
+    with pytest.raises(wp.GraphError, match="can return 'tripped' but has no route for it"):
+        approval_graph({"approval": wp.END, "done": wp.END}).compile()
+    graph = approval_graph({"approval": wp.END, "done": wp.END, "tripped": wp.END}).compile()
+    model = ScriptedModel([tool_call("refund", {"order": "A1", "amount": 500}), "I can't refund that."])
+    handle = await wp.start(graph, {"question": "refund"}, store=store, run_id="a", deps={"model": model})
+    result = await handle.result()
+    assert result.state.pending_call is None and result.state.answer == "I can't refund that."
+    done = [s for s in await store.history("a") if s.kind == "done"][0]
+    assert done.extra["route"] == ["done"]
+
+    model = ScriptedModel([tool_call("refund", {"order": "A1", "amount": 5000})])
+    handle = await wp.start(graph, {"question": "refund"}, store=store, run_id="b", deps={"model": model})
+    tripped = await handle.result()
+    assert tripped.status == "done" and tripped.state.pending_call is None
+    done = [s for s in await store.history("b") if s.kind == "done"][0]
+    assert done.extra["route"] == ["tripped"]
