@@ -47,6 +47,15 @@ async def test_send_starts_the_thread_then_carries_it_on(store):
     assert (info.run_id, info.status, info.waiting) == ("t1", "waiting", ["user"])
 
 
+async def test_history_can_give_only_the_last_turns(db):
+    chat = Conversation(graph, "t", store=db)
+    for message in ["a", "b", "c"]:
+        await chat.send(message)
+    assert [(t.number, t.reply) for t in await chat.history(last=2)] == [(2, "#2: b"), (3, "#3: c")]
+    assert await chat.history(last=0) == []
+    assert [t.number for t in await chat.history(last=9)] == [1, 2, 3]
+
+
 async def test_a_message_that_does_not_fit_is_refused_before_anything_is_written(db):
     chat = Conversation(graph, "t", store=db)
     with pytest.raises(wp.GateError, match="gate 'user'"):

@@ -43,13 +43,14 @@ def test_a_piped_conversation_with_history_and_rewind(tmp_path):
 def test_the_next_process_carries_the_thread_on(tmp_path):
     db = tmp_path / "chat.db"
     assert chat(db, "one\n").stdout == "#1: one\n"  # the end of input ends the session
-    later = chat(db, "two\n/history\n")
+    later = chat(db, "two\n/history\n/history 1\n")
     assert later.returncode == 0 and later.stdout.splitlines()[0] == "#2: two"
-    assert [line for line in later.stdout.splitlines() if line.startswith("  > ")] == ["  > one", "  > two"]
+    assert [line for line in later.stdout.splitlines() if line.startswith("  > ")] == [
+        "  > one", "  > two", "  > two"]  # all of them, then the last one
 
 
 def test_mistakes_are_said_on_stderr_and_the_session_goes_on(tmp_path):
-    done = chat(tmp_path / "chat.db", "/bogus\n/rewind two\n/rewind 5\n//slash\n\n/help\n")
+    done = chat(tmp_path / "chat.db", "/bogus\n/rewind two\n/rewind 5\n//slash\n\n/help\n/history x\n")
     assert done.returncode == 1  # something went wrong on the way
     assert done.stdout.splitlines()[0] == "#1: /slash"  # '//' sends a line starting with '/'
     assert "/rewind N    go back to before turn N" in done.stdout
@@ -58,6 +59,7 @@ def test_mistakes_are_said_on_stderr_and_the_session_goes_on(tmp_path):
     assert errors[1] == ("error: /rewind takes a turn number, as /history shows them (e.g. /rewind 2); "
                          "got 'two'")
     assert errors[2].startswith("error: thread 't': there is no turn 5 to rewind to; it has no turns yet")
+    assert errors[3].startswith("error: /history takes how many of the last turns to show")
 
 
 def test_a_failed_turn_is_reported_and_retry_finishes_it_in_the_next_session(tmp_path):

@@ -27,7 +27,7 @@ from waypoint._cli.common import Db, UsageProblem, dumps, opened, run_async
 from waypoint.errors import GraphError, WaypointError
 
 HELP = """commands:
-  /history     the turns so far: step, who, when, message and reply
+  /history [N] the turns so far (or the last N): step, who, when, message and reply
   /rewind N    go back to before turn N; the thread goes on from there
   /retry       finish a turn that failed or was cut short
   /quit        leave (so does the end of input); the thread stays in the database
@@ -127,8 +127,7 @@ def _handle(session: Session, line: str) -> bool:
     if command == "/help":
         click.echo(HELP)
     elif command == "/history":
-        for turn in session.call(lambda chat: chat.history()) or []:
-            _show_turn(turn)
+        _history(session, argument.strip())
     elif command == "/rewind":
         _rewind(session, argument.strip())
     elif command == "/retry":
@@ -138,6 +137,17 @@ def _handle(session: Session, line: str) -> bool:
         click.echo(f"error: unknown command {command}; /help lists them (send a line starting with "
                    "'/' as '//...')", err=True)
     return True
+
+
+def _history(session: Session, argument: str) -> None:
+    if argument and not argument.isdigit():
+        session.failed = True
+        click.echo(f"error: /history takes how many of the last turns to show (e.g. /history 5), or "
+                   f"nothing for all; got {argument!r}", err=True)
+        return
+    last = int(argument) if argument else None
+    for turn in session.call(lambda chat: chat.history(last=last)) or []:
+        _show_turn(turn)
 
 
 def _rewind(session: Session, argument: str) -> None:

@@ -109,8 +109,9 @@ class Conversation(Generic[S]):
             raise await self._busy(info, "not retried", exc) from None
         return self.shape.reply_of((await self._outcome(handle)).state)
 
-    async def history(self) -> list[Turn]:
-        """The thread's turns, oldest first, through its rewinds: only those it still holds."""
+    async def history(self, *, last: int | None = None) -> list[Turn]:
+        """The thread's turns, oldest first, through its rewinds: only those it still holds
+        (with `last`, only the last ones: each reply costs a replay of the log up to it)."""
         found = await self._current()
         if found is None:
             return []
@@ -121,7 +122,8 @@ class Conversation(Generic[S]):
         taken = [(run, step) for run, step in chain
                  if step.kind == "done" and step.node == gate and "answer" in step.extra]
         turns = []
-        for number, (run, step) in enumerate(taken, start=1):
+        first = 0 if last is None else max(len(taken) - last, 0)
+        for number, (run, step) in enumerate(taken[first:], start=first + 1):
             after = bisect.bisect_right(waits, step.seq)
             end = waits[after] if after < len(waits) else info.last_seq if info.status == "done" else None
             turns.append(await self._turn(number, run, step, end, info.run_id))
