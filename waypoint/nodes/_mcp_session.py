@@ -103,6 +103,7 @@ class MCPSession:
     def _start(self) -> asyncio.Future[None]:
         if self._ready is None:  # the first use: no await between this test and the task's creation
             self._ready = asyncio.get_running_loop().create_future()
+            self._ready.add_done_callback(_seen)  # a failure nobody waits for any more is not logged
             self._owner = asyncio.create_task(self._own(), name=f"MCP server {self.server.label}")
         return self._ready
 
@@ -154,6 +155,11 @@ async def _serve(client: Client, request: _Request) -> None:
         else:
             if not request.future.done():
                 request.future.set_result(result)
+
+
+def _seen(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _transport(server: MCPTools) -> Any:
