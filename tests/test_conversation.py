@@ -178,6 +178,17 @@ async def test_a_failed_turn_is_finished_by_retry_not_by_the_next_message(db):
     assert await fixed.send("next") == "#3: next"
 
 
+async def test_a_failed_turn_can_be_dropped_by_a_rewind_instead(db):
+    chat = Conversation(graph, "t", store=db, deps={"fail": "boom"})
+    await chat.send("fine")
+    with pytest.raises(wp.NodeError):
+        await chat.send("boom")
+    assert await chat.rewind(2) == "t~1"
+    assert (await wp.get_run("t", store=db)).status == "cancelled"
+    assert await chat.send("calm") == "#2: calm"
+    assert [t.message for t in await chat.history()] == ["fine", "calm"]
+
+
 async def test_a_cancelled_send_interrupts_its_turn_and_retry_finishes_it(db):
     held = Held()
     chat = Conversation(graph, "t", store=db, deps=held.deps)

@@ -116,11 +116,7 @@ class Conversation(Generic[S]):
         if found is None:
             return []
         info = found[0]
-        chain = await _chain(self.store, info.run_id)
-        gate = self.shape.gate.name
-        waits = [step.seq for _, step in chain if step.kind == "wait" and step.node == gate]
-        taken = [(run, step) for run, step in chain
-                 if step.kind == "done" and step.node == gate and "answer" in step.extra]
+        taken, waits = await self._messages(info)
         turns = []
         first = 0 if last is None else max(len(taken) - last, 0)
         for number, (run, step) in enumerate(taken[first:], start=first + 1):
@@ -134,9 +130,9 @@ class Conversation(Generic[S]):
         that turn and those after it. Returns the run the thread goes on as (`<thread>~<k>`);
         the run it leaves is cancelled (unless it had ended), so no message can go to it."""
         found = await self._current()
-        turns = await self.history()
-        if found is None or not 1 <= turn <= len(turns):
-            held = f"turns 1 to {len(turns)}" if turns else "no turns yet"
+        taken = (await self._messages(found[0]))[0] if found is not None else []
+        if found is None or not 1 <= turn <= len(taken):
+            held = f"turns 1 to {len(taken)}" if taken else "no turns yet"
             raise RunError(f"thread {self.thread_id!r}: there is no turn {turn} to rewind to; it has "
                            f"{held} (history() lists them; /history in waypoint chat).",
                            run_id=self.thread_id)
@@ -149,7 +145,7 @@ class Conversation(Generic[S]):
             except LeaseError as exc:
                 raise await self._busy(info, "not rewound", exc) from None
         try:
-            handle = await fork(self.graph, info.run_id, at=turns[turn - 1].seq - 1, store=self.store,
+            handle = await fork(self.graph, info.run_id, at=taken[turn - 1][1].seq - 1, store=self.store,
                                 run_id=new, deps=self.deps)
         except RunStateError:
             raise RunStateError(f"thread {self.thread_id!r}: not rewound, another rewind made {new!r} "
@@ -253,6 +249,16 @@ class Conversation(Generic[S]):
                                 f"{result.run_id!r} is {result.status}); retry() finishes it.",
                                 run_id=result.run_id)
         return result
+
+    async def _messages(self, info: RunInfo) -> tuple[list[tuple[str, Step]], list[int]]:
+        """The steps that took the thread's messages (each with the run holding it), and the seqs
+        where the thread waited for one, through the revisions `info` was forked from."""
+        chain = await _chain(self.store, info.run_id)
+        gate = self.shape.gate.name
+        waits = [step.seq for _, step in chain if step.kind == "wait" and step.node == gate]
+        taken = [(run, step) for run, step in chain
+                 if step.kind == "done" and step.node == gate and "answer" in step.extra]
+        return taken, waits
 
     async def _turn(self, number: int, run: str, step: Step, end: int | None, current: str) -> Turn:
         reply = None
