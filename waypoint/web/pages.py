@@ -4,7 +4,7 @@
 
     GET  /inbox                    every pending gate, oldest first, each with its form
     GET  /gates/{run}/{gate}       one pending gate: a link to share; POST answers it
-    GET  /runs?status=&graph=&limit=&skip=   runs, newest first, filtered, a page at a time
+    GET  /runs?status=&graph=&limit=&cursor=   runs, newest first, filtered, a page at a time
     GET  /runs/{run}?at=N          a run: diagram, timeline, state after step N, fork, cancel
     GET  /runs/{run}?part=live     the live part of that page (JS swaps it in as steps arrive)
     GET  /runs/{run}?part=svg      its diagram as an SVG image
@@ -180,34 +180,24 @@ async def _find_gate(request: Request, address: str) -> tuple[str, str]:
 
 # -- runs ------------------------------------------------------------------------------
 async def runs_page(request: Request) -> Response:
+    """Runs, newest first, a page at a time: paged as the JSON API pages (`api.page_runs`)."""
+    from waypoint.web import api
+
     ctx, query = web(request), request.query_params
-    status = query.get("status") or None
-    if status is not None and status not in STATUSES:
-        status = None
+    status = query.get("status") if query.get("status") in STATUSES else None
     graph = query.get("graph") or None
-    skip = int(query["skip"]) if query.get("skip", "").isdigit() else 0
-    size = min(int(query["limit"]), 500) or PAGE if query.get("limit", "").isdigit() else PAGE
-    runs = await _top_level(ctx.store, status, graph, skip + size + 1)
-    shown, more = runs[skip:skip + size], len(runs) > skip + size
+    size = min(int(query["limit"]), api.MAX_LIMIT) or PAGE if query.get("limit", "").isdigit() else PAGE
+    cursor = api._cursor(query.get("cursor"))  # a 400 naming the parameter when it is not ours
+    runs, more = await api.page_runs(ctx, status, graph, size, cursor, False)
     filters = {"status": status, "graph": graph, "limit": size if size != PAGE else None}
-    return page(request, "runs.html", runs=shown, statuses=STATUSES, graphs=sorted(ctx.graphs),
-                filters=filters, prev=_runs_url(filters, max(skip - size, 0)) if skip else None,
-                next=_runs_url(filters, skip + size) if more else None)
+    after = api._encode_cursor(runs[-1].run_id, runs[-1].created_at) if more and runs else None
+    return page(request, "runs.html", runs=runs, statuses=STATUSES, graphs=sorted(ctx.graphs),
+                filters=filters, prev=_runs_url(filters) if cursor else None,
+                next=_runs_url(filters, after) if after else None)
 
 
-async def _top_level(store: Any, status: str | None, graph: str | None, want: int) -> list[Any]:
-    """The `want` newest runs that are not child runs (those are shown from their parent)."""
-    limit = want
-    while True:
-        runs = await store.list_runs(status=status, graph=graph, limit=limit)
-        top = [info for info in runs if info.parent_run_id is None]
-        if len(top) >= want or len(runs) < limit:
-            return top[:want]
-        limit *= 4
-
-
-def _runs_url(filters: dict[str, Any], skip: int) -> str:
-    query = {k: v for k, v in {**filters, "skip": skip or None}.items() if v}
+def _runs_url(filters: dict[str, Any], cursor: str | None = None) -> str:
+    query = {k: v for k, v in {**filters, "cursor": cursor}.items() if v}
     return "/runs" + (f"?{urlencode(query)}" if query else "")
 
 
