@@ -324,3 +324,46 @@ def test_a_gate_whose_model_has_no_docstring_nor_defaults(db):
         gate = client.get("/gates/b-1/ask")
         assert gate.status_code == 200 and 'name="ok"' in gate.text
         assert client.get("/inbox").status_code == 200
+
+
+def test_gates_inside_map_items_are_answered_by_their_address(db):
+    """A map over a graph with a gate waits once per item (`book[1]/review`): each is in the
+    inbox, has its own page, and is answered there, validated by the worker graph's model."""
+    from pydantic import BaseModel
+
+    from waypoint import END, START, GraphBuilder
+
+    class Books(BaseModel):
+        titles: list[str]
+        results: list[dict] = []
+
+    g = GraphBuilder(Books, name="books")
+    g.map("book", review_graph, over="titles", into="results", max_items=5,
+          input=lambda title: {"title": title}, output=lambda final: {"outcome": final.outcome})
+    g.edge(START, "book")
+    g.edge("book", END)
+    graph = g.compile()
+
+    async def go(store: SQLiteStore) -> list[str]:
+        handle = await start(graph, {"titles": ["dune", "emma"]}, store=store, run_id="shelf/1")
+        assert (await handle.result()).status == "waiting"
+        return list((await store.get_run("shelf/1")).waiting)
+
+    assert read(db, go) == ["book[0]/review", "book[1]/review"]
+    with TestClient(create_app(SQLiteStore(db), [graph])) as client:
+        inbox = client.get("/inbox").text
+        assert 'action="/gates/shelf/1/book%5B1%5D/review"' in inbox
+        assert "Refund ticket &#39;emma&#39;?" in inbox and "Refund ticket &#39;dune&#39;?" in inbox
+        page = client.get("/gates/shelf/1/book[1]/review").text
+        assert "Refund ticket &#39;emma&#39;?" in page and "dune" not in page
+        token = token_of(page)
+        wrong = client.post("/gates/shelf/1/book%5B1%5D/review", data={"csrf_token": token, "comment": "x"})
+        assert wrong.status_code == 422 and 'id="f-comment-error"' in wrong.text
+        right = client.post("/gates/shelf/1/book%5B1%5D/review", follow_redirects=False,
+                            data={"csrf_token": token, "comment": "a classic", "approved": "on"})
+        assert right.status_code == 303 and right.headers["location"] == "/runs/shelf/1"
+        assert settled(db, "shelf/1") == "waiting"
+        entries = read(db, lambda store: approval_log("shelf/1", store=store))
+        assert [(e.answer["comment"], e.by) for e in entries] == [("a classic", local_user())]
+        left = client.get("/inbox").text
+        assert "Refund ticket &#39;dune&#39;?" in left and "emma" not in left
