@@ -19,6 +19,7 @@ import waypoint as wp
 from tests.test_cli import wp as cli
 from tests.worker_procs import FLOWS, WorkerProc, executions, executors, wait_for_file
 from waypoint._cli.loading import load_graph
+from waypoint.testing.store_conformance import info, step
 
 try:
     from tests.test_postgres_store import pg  # noqa: F401  (the server fixture, when psycopg is here)
@@ -280,10 +281,18 @@ def test_signals_lock_and_wake_across_store_objects(kind, tmp_path, request):
                 assert await signals.wait_for_work(second, "q", 5) == "listening"
             waiting = asyncio.ensure_future(signals.wait_for_work(second, "q", 60))
             await asyncio.sleep(0)  # let it start waiting (a missed wake-up would be a poll, not a bug)
-            await signals.notify(first, "other-queue")
-            await signals.notify(first, "q")
+            for run_id, queue in (("elsewhere", "other-queue"), ("here", "q")):  # as submit() queues
+                await first.create_run(info(run_id, status="queued", queue=queue))
+                await signals.notify(first, queue)
             assert await waiting == "notified"
             assert await signals.wait_for_work(second, "q", 0.05) == "polled"
+            if kind == "postgres":  # NOTIFY comes from the database: on becoming queued, not per step
+                claimed = await first.claim_next("q", "w", 60)
+                assert claimed is not None
+                await first.append("here", "w", [step(1)])
+                assert await signals.wait_for_work(second, "q", 0.2) == "polled"
+                await first.release("here", "w", "queued")  # an enqueued answer, a hand-back
+                assert await signals.wait_for_work(second, "q", 60) == "notified"
         finally:
             await signals.close_listener(second)
             await first.close()

@@ -259,3 +259,54 @@ VALUES (%(key)s, %(value)s, now(),
         CASE WHEN %(ttl)s::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => %(ttl)s::float8) END)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, stored_at = EXCLUDED.stored_at,
                                 expires_at = EXCLUDED.expires_at;
+
+-- name: migration_3
+-- Wake-ups for workers (checkpoints/signals.py listens): a run that becomes "queued"
+-- (submitted, answered with enqueue=True, handed back by a draining worker) sends
+-- NOTIFY waypoint_work with its queue as payload, inside the transaction that queued it,
+-- so a worker is told at commit and never before. Only on becoming queued: never per step.
+CREATE FUNCTION waypoint_queued() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('waypoint_work', NEW.queue);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER waypoint_queued_insert AFTER INSERT ON waypoint_runs
+    FOR EACH ROW WHEN (NEW.status = 'queued') EXECUTE FUNCTION waypoint_queued();
+CREATE TRIGGER waypoint_queued_update AFTER UPDATE OF status ON waypoint_runs
+    FOR EACH ROW WHEN (NEW.status = 'queued' AND OLD.status <> 'queued') EXECUTE FUNCTION waypoint_queued();
+
+-- name: migration_4
+-- The slots of limits shared by processes (`Limit(..., processes=True)`): (limit, slot) held by
+-- a holder until expires_at, on the database's clock.
+CREATE TABLE waypoint_slots (
+    name       text NOT NULL,
+    slot       integer NOT NULL,
+    holder     text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (name, slot)
+);
+
+-- name: claim_slot
+-- The first slot with no live holder, taken in one statement. Two claims racing for one free
+-- slot: the second finds the first's row on conflict, live, so it updates nothing and returns
+-- no row (its caller tries again).
+WITH free AS (
+    SELECT s.slot FROM generate_series(0, %(size)s::integer - 1) AS s (slot)
+    WHERE NOT EXISTS (SELECT 1 FROM waypoint_slots w
+                      WHERE w.name = %(name)s AND w.slot = s.slot AND w.expires_at > now())
+    ORDER BY s.slot LIMIT 1
+)
+INSERT INTO waypoint_slots (name, slot, holder, expires_at)
+SELECT %(name)s, free.slot, %(holder)s, now() + make_interval(secs => %(ttl)s::float8) FROM free
+ON CONFLICT (name, slot) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+    WHERE waypoint_slots.expires_at <= now()
+RETURNING slot;
+
+-- name: renew_slot
+UPDATE waypoint_slots SET expires_at = now() + make_interval(secs => %(ttl)s::float8)
+WHERE name = %(name)s AND slot = %(slot)s AND holder = %(holder)s
+RETURNING slot;
+
+-- name: release_slot
+DELETE FROM waypoint_slots WHERE name = %(name)s AND slot = %(slot)s AND holder = %(holder)s;

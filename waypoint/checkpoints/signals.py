@@ -7,7 +7,9 @@
 
 Workers sleep in `wait_for_work` between claims. On PostgreSQL it is LISTEN on
 one dedicated connection per store (channel `waypoint_work`, the payload is the
-queue), so a worker anywhere wakes as soon as a run is queued; a listener
+queue), and the database itself sends NOTIFY from the transaction that makes a
+run "queued" (a trigger, postgres.sql migration_3), so a worker anywhere wakes
+at that commit, whoever queued the run and however; a listener
 connection that drops is opened again at the next wait, and meanwhile the
 caller's polling finds the work. On SQLite and in memory, wake-ups reach the
 waiters of this process only (a worker in another process finds work by
@@ -54,8 +56,8 @@ def _key(store: Any) -> str:
 
 
 async def notify(store: Any, queue: str) -> None:
-    """Tell the workers of `queue` that a run is claimable: every process on PostgreSQL, this
-    process elsewhere. A failure to send is ignored: workers poll as well."""
+    """Wake the waiters of `queue` in this process after a run was queued (on PostgreSQL
+    the database has already notified every process, in the transaction that queued it)."""
     own = getattr(store, "notify", None)
     if _kind(store) == "other" and own is not None:
         await own(queue)
@@ -63,13 +65,8 @@ async def notify(store: Any, queue: str) -> None:
     for waiting_queue, event in list(_waiters.get(_key(store), ())):
         if waiting_queue == queue:
             event.set()
-    if _kind(store) == "PostgresStore":
-        with contextlib.suppress(Exception):  # a lost wake-up costs one poll interval, no more
-            await store._read(None, _pg_notify, queue)
-
-
-async def _pg_notify(conn: Any, queue: str) -> None:
-    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, queue))
+    # PostgreSQL needs nothing more: the transaction that made the run "queued" sent
+    # NOTIFY (a trigger of postgres.sql, migration_3), for every process, at its commit.
 
 
 Wakeup = Literal[
