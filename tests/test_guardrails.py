@@ -502,3 +502,27 @@ async def test_a_node_that_routes_already_routes_tripped_too_and_rejected_calls_
     assert tripped.status == "done" and tripped.state.pending_call is None
     done = [s for s in await store.history("b") if s.kind == "done"][0]
     assert done.extra["route"] == ["tripped"]
+
+
+async def test_a_guardrail_that_raises_fails_the_node_like_its_own_code_and_is_retried(store):
+    tries: list[int] = []
+
+    @input_guardrail
+    def shaky(text: str) -> Verdict:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ConnectionError("moderation API down")
+        return passed()
+
+    graph = build(shaky, retry=wp.RetryPolicy(attempts=2, backoff=0, jitter=False))
+    result = await run(graph, ScriptedModel(["fine"]), store, "hi")
+    assert result.state.answer == "fine" and len(tries) == 2
+
+    @input_guardrail
+    def broken(text: str) -> Verdict:
+        raise ValueError("bug in the check")
+
+    failed = await run(build(broken), ScriptedModel([]), store, "hi", run_id="r2")
+    assert type(failed.error) is wp.NodeError and "ValueError: bug in the check" in str(failed.error)
+    assert "raised by input guardrail 'broken' of LLM node 'agent'" in failed.error.__cause__.__notes__[0]
+    assert not [s for s in await store.history("r2") if s.kind == "item"]  # no verdict was kept
