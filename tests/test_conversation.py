@@ -135,6 +135,46 @@ async def test_two_sends_at_once_in_one_process_one_is_taken_the_other_refused(d
     assert [t.message for t in await chat.history()] == ["one"]
 
 
+class Paused:
+    """A view of a store whose `nth` call of `method` waits for `go`: a sender caught between
+    two steps of its send, while the test lets another sender move the thread on."""
+
+    def __init__(self, store: Any, method: str, nth: int = 1) -> None:
+        self.store, self.method, self.left = store, method, nth
+        self.there, self.go = asyncio.Event(), asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self.store, name)
+        if name != self.method:
+            return call
+
+        async def paused(*args: Any, **kwargs: Any) -> Any:
+            self.left -= 1
+            if self.left == 0:
+                self.there.set()
+                await self.go.wait()
+            return await call(*args, **kwargs)
+
+        return paused
+
+
+@pytest.mark.parametrize(("method", "nth"), [
+    ("open", 2),  # read by the Conversation, not yet by resume: only seen_seq tells
+    ("claim", 1),  # read by resume too, not yet claimed: the claim's compare-and-set tells
+])
+async def test_a_message_read_against_a_turn_that_has_since_gone_by_is_refused(db, method, nth):
+    chat = Conversation(graph, "t", store=db)
+    await chat.send("a")
+    paused = Paused(db, method, nth)
+    late = asyncio.create_task(Conversation(graph, "t", store=paused).send("b"))
+    await paused.there.wait()  # it read the thread waiting for message 2...
+    assert await chat.send("c") == "#2: c"  # ...which another sender gave meanwhile
+    paused.go.set()
+    with pytest.raises(StaleAnswerError, match=r"was waiting at step 5 and is now waiting at step 9"):
+        await late  # the thread waits again, as it did: only the step it was read at tells them apart
+    assert [t.message for t in await chat.history()] == ["a", "c"]
+
+
 async def test_two_first_sends_race_to_start_a_thread_and_exactly_one_is_taken(db):
     held = Held()
     chats = [Conversation(graph, "new", store=db, deps=held.deps) for _ in range(2)]
