@@ -526,3 +526,26 @@ async def test_a_guardrail_that_raises_fails_the_node_like_its_own_code_and_is_r
     assert type(failed.error) is wp.NodeError and "ValueError: bug in the check" in str(failed.error)
     assert "raised by input guardrail 'broken' of LLM node 'agent'" in failed.error.__cause__.__notes__[0]
     assert not [s for s in await store.history("r2") if s.kind == "item"]  # no verdict was kept
+
+
+async def test_when_one_guardrail_raises_the_others_of_its_stage_are_cancelled(store):
+    stopped: list[str] = []
+    waiting = asyncio.Event()
+
+    @input_guardrail
+    async def slow(text: str) -> Verdict:
+        waiting.set()
+        try:
+            await asyncio.Event().wait()  # never set: only a cancel ends it
+        except asyncio.CancelledError:
+            stopped.append("slow")
+            raise
+        return passed()
+
+    @input_guardrail
+    async def failing(text: str) -> Verdict:
+        await waiting.wait()
+        raise RuntimeError("check crashed")
+
+    result = await run(build(slow, failing), ScriptedModel([]), store, "hi")
+    assert "RuntimeError: check crashed" in str(result.error) and stopped == ["slow"]

@@ -94,8 +94,15 @@ class Guards:
     async def judge(self, jobs: Sequence[tuple[Guardrail, Any, ToolCall | None]], stage: Stage,
                     messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Run the checks at once (each with its subject, and a tool check its call); verdicts in order."""
-        found = await asyncio.gather(*(r.judge(subject, self.context(r, stage, messages, call))
-                                       for r, subject, call in jobs))
+        tasks = [asyncio.ensure_future(r.judge(subject, self.context(r, stage, messages, call)))
+                 for r, subject, call in jobs]
+        try:
+            found = await asyncio.gather(*tasks)
+        except BaseException:  # one raised (or we are cancelled): the others stop too, as a turn's tools do
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         verdicts = [self.verdict(r, stage, v, call) for (r, _, call), v in zip(jobs, found, strict=True)]
         for v in verdicts:  # guardrail_verdict events: what tracing and hooks show of them
             self.ctx.emit("guardrail_verdict", dict(v))
