@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import waypoint as wp
 from tests.test_cli import wp as cli
 from tests.worker_procs import FLOWS, WorkerProc, executions, executors, wait_for_file
@@ -22,7 +21,7 @@ from waypoint._cli.loading import load_graph
 from waypoint.testing.store_conformance import info, step
 
 try:
-    from tests.test_postgres_store import pg  # noqa: F401  (the server fixture, when psycopg is here)
+    from tests.test_postgres_store import pg
 except pytest.skip.Exception:
     pg = None
 
@@ -239,7 +238,7 @@ def test_a_worker_is_woken_by_notify_not_by_its_poll(pg_db, tmp_path):
     assert "woken by notify 1" in worker.lines[-1]
 
 
-def test_a_dropped_listener_connection_reconnects(pg_db, pg, tmp_path):  # noqa: F811
+def test_a_dropped_listener_connection_reconnects(pg_db, pg, tmp_path):
     worker = WorkerProc.start(pg_db, "chain", tmp_path, "--poll", "3600", "--tick", "0")
     try:
         worker.expect("listening for work in queue 'default'")
@@ -299,3 +298,46 @@ def test_signals_lock_and_wake_across_store_objects(kind, tmp_path, request):
             await second.close()
 
     asyncio.run(main())
+
+
+def test_a_worker_that_loses_a_lease_stops_the_run_and_writes_nothing_more(db, tmp_path, monkeypatch):
+    """The lease is taken from under a worker mid-node (as when it was cut off past its ttl and
+    another worker claimed the run): its heartbeat finds another owner, the run stops there."""
+    from waypoint.engine.worker import Worker
+
+    monkeypatch.setenv("WAYPOINT_TEST_DIR", str(tmp_path))
+    graph = flows().blocker
+    submit(db, graph, ["taken"])
+
+    async def main():
+        store = store_of(db)
+        lost = asyncio.Event()
+        lines: list[str] = []
+
+        def log(line: str) -> None:
+            lines.append(line)
+            if line.startswith("lost taken"):
+                lost.set()
+
+        worker = Worker([graph], store=store, ttl=0.6, poll=0.05, tick=None, log=log)
+        running = asyncio.ensure_future(worker.run())
+        try:
+            while not (tmp_path / "held-taken").exists():  # inside `hold`, its lease renewed
+                await asyncio.sleep(0.02)
+            seen = await store.get_run("taken")
+            await store.release("taken", seen.lease_owner, "running")  # lapsed, and ...
+            assert await store.claim_next("default", "thief:1:x", 60) is not None  # ... claimed
+            await asyncio.wait_for(lost.wait(), 60)
+            (tmp_path / "release").touch()  # had the worker gone on, it would now finish `hold`
+            worker.drain()
+            stats = await asyncio.wait_for(running, 60)
+            return stats, await store.history("taken"), await store.get_run("taken"), lines
+        finally:
+            running.cancel()
+            await store.close()
+
+    stats, steps, run, lines = asyncio.run(main())
+    assert stats.lost == 1 and stats.ended == {}, lines
+    assert [s.node for s in steps] == ["before"]  # nothing written after the lease was taken
+    assert (run.status, run.lease_owner) == ("running", "thief:1:x")
+    assert executions(tmp_path)[("taken", "after")] == 0

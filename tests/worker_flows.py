@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 from pydantic import BaseModel
-
 from waypoint import END, START, GraphBuilder, NodeContext
 
 

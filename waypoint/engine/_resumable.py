@@ -94,6 +94,11 @@ def validate_answer(graph: Graph[Any], info: RunInfo, name: str, value: Any) -> 
         raise GateError(
             f"run {info.run_id!r} was interrupted while running; resume it without an answer "
             "first, then answer the gates it waits at.", run_id=info.run_id, node=name)
+    if info.status == "queued":
+        raise GateError(
+            f"run {info.run_id!r} is queued for a worker (submitted, or already answered with "
+            f"enqueue=True), so gate {name!r} takes no answer now; answer it if the run waits "
+            f"there again: `waypoint show {info.run_id}`.", run_id=info.run_id, node=name)
     if info.status not in ("waiting", "cancelled") or name not in info.waiting:
         raise GateError(
             f"run {info.run_id!r}: gate {name!r} is not waiting for an answer (run status "
