@@ -112,8 +112,10 @@ def serve(graphs: list[tuple[Any, str]], db: Db, settings: ServeSettings) -> Non
     click.echo(f"waypoint serve: http://{shown}:{settings.port}/  graphs: "
                f"{', '.join(g.name for g, _ in graphs)}  db: {db.shown}  "
                f"auth: {who or 'none (loopback only; acting as ' + _me() + ')'}", err=True)
+    # keep-alive longer than clients' own idle expiry (httpx: 5 s), so that the server never
+    # closes a connection just as a client sends a POST on it (which clients do not retry)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                            timeout_graceful_shutdown=3, lifespan="on")
+                            timeout_graceful_shutdown=3, timeout_keep_alive=30, lifespan="on")
     uvicorn.Server(config).run()
 
 

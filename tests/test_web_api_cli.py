@@ -1,0 +1,66 @@
+"""`waypoint serve` as people start it: a real subprocess, answered over HTTP, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.test_web_api import GOOD, settled
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_answers_a_gate_and_stops_cleanly_on_sigterm_with_a_stream_open(tmp_path: Path):
+    port = free_port()
+    db = tmp_path / "runs.db"
+    command = [sys.executable, "-m", "waypoint.cli", "serve", "--db", str(db), "--port", str(port),
+               "tests/web_graphs.py:review_graph"]
+    proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "WAYPOINT_TOKEN": "", "PYTHONPATH": str(ROOT)})
+    try:
+        assert proc.stderr is not None
+        banner = proc.stderr.readline()
+        assert f"http://127.0.0.1:{port}/" in banner and "graphs: review" in banner and str(db) in banner
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 30
+            while True:  # the banner comes just before uvicorn binds
+                try:
+                    if client.get("/api/graphs").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the server never answered"
+                    time.sleep(0.05)
+            started = client.post("/api/runs", json={"graph": "review", "input": {"title": "cli"}})
+            run_id = started.json()["run_id"]
+            assert settled(client, run_id)["status"] == "waiting"
+            assert client.post(f"/api/runs/{run_id}/resume", json={"answer": GOOD}).status_code == 202
+            assert settled(client, run_id)["status"] == "done"
+            assert started.json()["graph_ref"].endswith("web_graphs.py:review_graph")  # for `waypoint resume`
+            other = client.post("/api/runs", json={"graph": "review", "input": {"title": "open"}}).json()
+            assert settled(client, other["run_id"])["status"] == "waiting"
+            with client.stream("GET", f"/api/runs/{other['run_id']}/events") as response:
+                next(response.iter_lines())  # the stream is open and waits for the run to move
+                proc.send_signal(signal.SIGTERM)
+                # uvicorn shuts down (streams closed, runs interrupted, store closed), then lets
+                # SIGTERM end the process, as a shell expects (exit status 143)
+                assert proc.wait(30) == -signal.SIGTERM
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
