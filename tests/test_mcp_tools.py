@@ -272,6 +272,24 @@ async def test_a_handoff_node_uses_a_server_s_tools_before_it_transfers(sqlite_s
     assert [reaped(pid) for pid in pids(tmp_path)] == [True]
 
 
+@pytest.mark.asyncio
+async def test_a_retry_policy_retries_a_broken_connection_with_a_new_one(sqlite_store, tmp_path):
+    g = wp.GraphBuilder(Shop, name="shop")
+    g.add(wp.llm("agent", prompt="{question}", into="answer", tools=[stdio_catalog(tmp_path)],
+                 retry=wp.RetryPolicy(attempts=2, backoff=0, retry_on=(MCPServerError,))))
+    g.edge(wp.START, "agent")
+    g.edge("agent", wp.END)
+    model = ScriptedModel([tool_call("price", {"item": "pear"}), tool_call("crash", {"reason": "once"}),
+                           tool_call("crash", {"reason": "once"}), "Pears cost 5 EUR."])
+    result = await run(g.compile(), sqlite_store, model)
+    assert result.status == "done", result.error
+    assert calls(tmp_path) == ["price pear", "crash once", "crash once"]  # turn 0 kept across the retry
+    assert tool_results(model.requests[-1])[-1] == "survived"
+    assert [reaped(pid) for pid in pids(tmp_path)] == [True, True]  # a connection per attempt
+    retried = next(s for s in await sqlite_store.history("r") if s.kind == "done").extra
+    assert retried.get("attempt") == 2
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

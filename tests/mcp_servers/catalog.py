@@ -6,7 +6,8 @@ Over stdio by default, over streamable HTTP on 127.0.0.1:PORT with --http. It ap
 its pid to STATE_DIR/pids and each tool call to STATE_DIR/calls, so tests can check
 that a process was reaped and that a committed call was not made again. Version 1
 offers `price`, `crash` and `hang`; version 2 has dropped `price` and offers `search`.
-`crash` kills the server with SIGKILL in the middle of the call; `hang` never answers.
+`crash` kills the server with SIGKILL in the middle of the call (`once`: the first
+time only); `hang` never answers.
 """
 
 import argparse
@@ -46,8 +47,11 @@ if options.version == 1:
 
     @server.tool()
     def crash(reason: str) -> str:
-        """Stops the server in the middle of the call."""
+        """Stops the server in the middle of the call (with reason 'once': only the first time)."""
         log(f"crash {reason}")
+        if reason == "once" and (options.state / "crashed").exists():
+            return "survived"
+        (options.state / "crashed").touch()
         os.kill(os.getpid(), signal.SIGKILL)
         return "unreachable"
 
