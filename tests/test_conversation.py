@@ -175,6 +175,21 @@ async def test_a_message_read_against_a_turn_that_has_since_gone_by_is_refused(d
     assert [t.message for t in await chat.history()] == ["a", "c"]
 
 
+async def test_a_message_on_its_way_when_the_thread_is_rewound_is_refused(db):
+    chat = Conversation(graph, "t", store=db)
+    await chat.send("a")
+    paused = Paused(db, "open", 2)
+    late = asyncio.create_task(Conversation(graph, "t", store=paused).send("b"))
+    await paused.there.wait()  # it read run 't' waiting for message 2...
+    assert await chat.rewind(1) == "t~1"  # ...which the thread has left meanwhile
+    paused.go.set()
+    with pytest.raises(StaleAnswerError, match="rewound since it was read: it went on from run 't' to "):
+        await late
+    assert await chat.history() == []  # nothing went to either run
+    left = [s.extra["answer"] for s in await wp.history("t", store=db) if "answer" in s.extra]
+    assert left == [{"text": "a"}]
+
+
 async def test_two_first_sends_race_to_start_a_thread_and_exactly_one_is_taken(db):
     held = Held()
     chats = [Conversation(graph, "new", store=db, deps=held.deps) for _ in range(2)]

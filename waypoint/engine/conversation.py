@@ -94,6 +94,11 @@ class Conversation(Generic[S]):
                                   store=self.store, deps=self.deps, seen_seq=info.last_seq)
         except LeaseError as exc:  # a StaleAnswerError too: another message got there first
             raise await self._busy(info, "your message was not sent", exc) from None
+        except RunStateError:  # cancelled since it was read: by a rewind, if the thread went on
+            rewound = await self._rewound(info)
+            if rewound is None:
+                raise
+            raise rewound from None
         return self.shape.reply_of((await self._outcome(handle)).state)
 
     async def retry(self) -> Any:
@@ -237,6 +242,17 @@ class Conversation(Generic[S]):
             f"step {seen.last_seq} and is now {now.status} at step {now.last_seq}{who}). Nothing was "
             "written; wait for that reply (history() shows it), then try again.",
             run_id=seen.run_id, node=self.shape.gate.name, seq=now.last_seq)
+
+    async def _rewound(self, seen: RunInfo) -> StaleAnswerError | None:
+        """The error for a message to `seen`, a run the thread has left since by a rewind."""
+        found = await self._current()
+        if found is None or found[0].run_id == seen.run_id:
+            return None
+        return StaleAnswerError(
+            f"thread {self.thread_id!r}: your message was not sent, because the thread was rewound "
+            f"since it was read: it went on from run {seen.run_id!r} to run {found[0].run_id!r}. Nothing "
+            "was written; read history() and send again.",
+            run_id=seen.run_id, node=self.shape.gate.name, seq=seen.last_seq)
 
     async def _outcome(self, handle: RunHandle[S]) -> RunResult[S]:
         try:
