@@ -42,6 +42,7 @@ Passwords are stored hashed with scrypt (`hash_password`, or `waypoint serve
 from __future__ import annotations
 
 import base64
+import functools
 import getpass
 import hashlib
 import hmac
@@ -86,7 +87,7 @@ class Auth:
     def check_password(self, user: str, password: str) -> bool:
         hashed = self.users.get(user)
         if hashed is None:
-            verify_password(password, _DUMMY_HASH)  # same cost for unknown users: no user probing
+            verify_password(password, _dummy_hash())  # same cost for unknown users: no user probing
             return False
         return verify_password(password, hashed)
 
@@ -141,7 +142,9 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-_DUMMY_HASH = hash_password("waypoint", salt=b"\0" * 16)
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password("waypoint", salt=b"\0" * 16)
 
 
 # -- sessions ------------------------------------------------------------------------
@@ -199,8 +202,10 @@ def current_user(request: HTTPConnection) -> str:
     return user if isinstance(user, str) else local_user()
 
 
+@functools.cache
 def local_user() -> str:
-    """Who a loopback server without authentication acts for: the OS user, else "local"."""
+    """Who a loopback server without authentication acts for: the OS user, else "local"
+    (asked once: a password-database lookup per request showed in the server's profile)."""
     try:
         return getpass.getuser() or "local"
     except Exception:  # no user name in the environment (some containers)
