@@ -219,7 +219,7 @@ def test_refuses_a_run_of_another_graph_shape(tmp_path):
 @pytest.fixture
 def pg_db(db) -> str:
     if not db.startswith("postgresql"):
-        pytest.skip("wake-ups across processes are PostgreSQL's LISTEN/NOTIFY; SQLite workers poll")
+        pytest.skip("PostgreSQL only: LISTEN/NOTIFY wake-ups and server restarts (SQLite workers poll)")
     return db
 
 
@@ -341,3 +341,24 @@ def test_a_worker_that_loses_a_lease_stops_the_run_and_writes_nothing_more(db, t
     assert [s.node for s in steps] == ["before"]  # nothing written after the lease was taken
     assert (run.status, run.lease_owner) == ("running", "thief:1:x")
     assert executions(tmp_path)[("taken", "after")] == 0
+
+
+def test_a_run_whose_database_restarts_under_it_is_carried_on_not_failed(pg_db, pg, tmp_path):
+    submit(pg_db, flows().blocker, ["outage"])
+    worker = WorkerProc.start(pg_db, "blocker", tmp_path, "--ttl", "3", "--poll", "0.1", "--tick", "0")
+    try:
+        wait_for_file(tmp_path / "held-outage")
+        pg.stop("immediate")  # mid-node: what `hold` returns cannot be committed
+        try:
+            (tmp_path / "release").touch()
+            worker.expect("left outage to its lease")  # not marked failed
+        finally:
+            pg.restart()
+        worker.expect("ended outage: done")  # claimed again once its lease lapsed
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.log
+    finally:
+        worker.kill()
+    assert statuses(pg_db, ["outage"]) == {"outage": "done"}
+    ran = executions(tmp_path)
+    assert (ran[("outage", "before")], ran[("outage", "hold")], ran[("outage", "after")]) == (1, 2, 1)

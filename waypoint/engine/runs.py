@@ -52,6 +52,7 @@ from waypoint.errors import (
     RunMovedError,
     RunNotFoundError,
     RunStateError,
+    StoreError,
     WaypointError,
 )
 from waypoint.graphs.graph import Graph
@@ -273,6 +274,7 @@ class _Options:
     now: float | None = None  # the time gate deadlines are checked against; None: the clock
     watch: _Watch = field(default_factory=lambda: _Watch())
     ttl: float = _lease.LEASE_TTL  # the lease's length, renewed every ttl/3 (a worker's --ttl)
+    claimed: bool = False  # executed by a worker (launch_claimed): a store failure lets the lease lapse
 
 
 @dataclass(frozen=True)
@@ -346,6 +348,8 @@ async def _execute(graph: Graph[Any], store: Store, run_id: str, owner: str, ans
     except asyncio.CancelledError:
         return await stop.settle(store, run_id, getattr(loop, "state", None), bus)
     except WaypointError as exc:
+        if _left_to_lapse(options, exc):
+            return _lapsing(run_id, getattr(loop, "state", None), exc, bus)
         await finish(store, run_id, owner, "failed", exc, [])
         bus.publish(Event("run_failed", run_id, exc.node, data={"error": str(exc)}))
         return RunResult(run_id, "failed", getattr(loop, "state", None), error=exc)
@@ -357,6 +361,8 @@ async def _execute(graph: Graph[Any], store: Store, run_id: str, owner: str, ans
         raise
     finally:
         beat.cancel()
+    if outcome.error is not None and _left_to_lapse(options, outcome.error):
+        return _lapsing(run_id, outcome.state, outcome.error, bus)
     await finish(store, run_id, owner, outcome.status, outcome.error, outcome.waiting)
     kind = {"done": "run_finished", "waiting": "run_waiting", "failed": "run_failed"}[outcome.status]
     data: dict[str, Any] = {"waiting": outcome.waiting} if outcome.waiting else {}
@@ -364,6 +370,20 @@ async def _execute(graph: Graph[Any], store: Store, run_id: str, owner: str, ans
         data["error"] = str(outcome.error)
     bus.publish(Event(kind, run_id, data=data))
     return RunResult(run_id, outcome.status, outcome.state, outcome.waiting, outcome.error)
+
+
+def _left_to_lapse(options: _Options, error: WaypointError) -> bool:
+    """A worker's run whose store failed under it (unreachable, restarting: a plain StoreError,
+    not a damaged record) is not marked failed: it keeps its lease, unrenewed, and once that
+    lapses any worker carries it on from what was committed."""
+    return options.claimed and type(error) is StoreError
+
+
+def _lapsing(run_id: str, state: Any, error: WaypointError, bus: EventBus) -> RunResult[Any]:
+    bus.publish(Event("run_lapsing", run_id, data={"error": str(error)}))
+    return RunResult(run_id, "running", state, error=error,
+                     note="the store failed under this execution; the run's lease lapses unrenewed "
+                          "and a worker claims it again")
 
 
 @dataclass(frozen=True)
@@ -390,7 +410,8 @@ def launch_claimed(graph: Graph[S], store: Store, info: RunInfo, *, ttl: float, 
     ttl/3. A run of another graph structure is a `GraphChangedError` (nothing is launched)."""
     check_same_graph(graph, info, allow_graph_change=False)
     assert info.lease_owner is not None, "launch_claimed: the run must be claimed first"
-    options = _Options(deps, max_concurrency, watch=_watch(hooks, tracer_provider, False), ttl=ttl)
+    options = _Options(deps, max_concurrency, watch=_watch(hooks, tracer_provider, False), ttl=ttl,
+                       claimed=True)
     first = "run_started" if info.last_seq == 0 else "run_resumed"
     return _launch(graph, store, info.run_id, info.lease_owner, {}, options, first)
 

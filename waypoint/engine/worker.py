@@ -20,6 +20,9 @@ What a worker does, and what it promises (docs/workers.md says it for users):
 - A worker that loses a run's lease (its renewal finds another owner, or the store
   could not be reached for a whole ttl) stops that run's in-flight nodes and writes
   nothing more for it (appends are fenced by owner and epoch); it logs `lost RUN`.
+- A run whose store fails under it (PostgreSQL restarting, unreachable: a StoreError)
+  is not marked failed: it keeps its lease, unrenewed, and any worker claims it once
+  that lapses (logged `left RUN to its lease`). A damaged record still fails the run.
 - `drain()` stops claiming; in-flight runs finish, or after `grace` seconds are
   stopped and handed back to the queue ("queued"), so another worker carries them on
   from their last committed step; a second `drain()` hands them back at once.
@@ -64,6 +67,7 @@ class WorkerStats:
     ended: dict[str, int] = field(default_factory=dict)  # status of each execution -> count
     lost: int = 0  # executions stopped because another owner took the run
     requeued: int = 0  # handed back to the queue by a drain
+    lapsed: int = 0  # the store failed under them: left to their lease, which lapses unrenewed
     refused: int = 0  # claimed runs of another graph structure, left failed
     notified: int = 0  # wake-ups by the store's signal (NOTIFY), not by the poll timer
     ticks: int = 0  # deadline sweeps this worker ran
@@ -214,6 +218,10 @@ class Worker:
         if isinstance(result.error, LeaseError):
             self.stats.lost += 1
             self.say(f"lost {result.run_id}: {result.error}")
+            return
+        if result.status == "running":  # the store failed under it: its lease lapses, then anyone's
+            self.stats.lapsed += 1
+            self.say(f"left {result.run_id} to its lease: {result.error}")
             return
         self.stats.ended[result.status] = self.stats.ended.get(result.status, 0) + 1
         if result.status == "queued":
