@@ -234,3 +234,16 @@ def test_answers_can_be_queued_for_a_worker(tmp_path: Path):
         started = client.post("/api/runs", json={"graph": "review", "input": {"title": "q"}})
         assert started.status_code == 201 and started.json()["status"] == "queued"
         assert not server.ctx.tasks  # nothing executes here
+
+
+def test_a_cursor_whose_run_left_the_filter_continues_after_it(tmp_path: Path):
+    make_runs(tmp_path / "runs.db", 5)
+    with served(tmp_path / "runs.db", [review_graph]) as server, httpx.Client(base_url=server.url) as client:
+        first = client.get("/api/runs", params={"status": "waiting", "limit": 2}).json()
+        assert [r["run_id"] for r in first["runs"]] == ["r4", "r3"]
+        assert client.post("/api/runs/r3/resume", json={"answer": GOOD}).status_code == 202
+        assert settled(client, "r3")["status"] == "done"  # the cursor's run is no longer "waiting"
+        second = client.get("/api/runs", params={"status": "waiting", "limit": 2, "cursor": first["next"]}).json()
+        assert [r["run_id"] for r in second["runs"]] == ["r2", "r1"]
+        third = client.get("/api/runs", params={"status": "waiting", "limit": 2, "cursor": second["next"]}).json()
+        assert [r["run_id"] for r in third["runs"]] == ["r0"] and third["next"] is None
