@@ -290,6 +290,23 @@ async def test_a_retry_policy_retries_a_broken_connection_with_a_new_one(sqlite_
     assert retried.get("attempt") == 2
 
 
+@pytest.mark.asyncio
+async def test_closing_a_connection_still_being_opened_stops_the_server(tmp_path):
+    server = wp.mcp_tools([sys.executable, str(CATALOG), str(tmp_path), "--mute"], name="mute")
+    session = server.session(wp.NodeContext(run_id="r", node="agent", activation="0.0"))
+    listing = asyncio.ensure_future(session.list_tools())
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "pids").exists():  # the process runs; its handshake never comes
+        assert time.monotonic() < deadline and not listing.done()
+        await asyncio.sleep(0.02)
+    listing.cancel()  # the node gives up (a timeout, an interrupt)
+    await session.aclose()
+    assert [reaped(pid) for pid in pids(tmp_path)] == [True]
+    assert stray_tasks() == []
+    with pytest.raises(asyncio.CancelledError):
+        await listing
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

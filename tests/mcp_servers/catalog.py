@@ -1,6 +1,6 @@
 """An MCP server for the tests, written with the SDK's MCPServer (FastMCP before mcp 2).
 
-    python catalog.py STATE_DIR [--version 2] [--http PORT]
+    python catalog.py STATE_DIR [--version 2] [--http PORT] [--mute]
 
 Over stdio by default, over streamable HTTP on 127.0.0.1:PORT with --http. It appends
 its pid to STATE_DIR/pids and each tool call to STATE_DIR/calls, so tests can check
@@ -23,9 +23,12 @@ parser = argparse.ArgumentParser()
 parser.add_argument("state", type=Path)
 parser.add_argument("--version", type=int, default=1)
 parser.add_argument("--http", type=int)
+parser.add_argument("--mute", action="store_true", help="start, but never answer the handshake")
 options = parser.parse_args()
 with open(options.state / "pids", "a") as pids:
     pids.write(f"{os.getpid()}\n")
+if options.mute:
+    signal.pause()
 
 server = MCPServer("catalog", log_level="WARNING")
 PRICES = {"apple": 3, "pear": 5}

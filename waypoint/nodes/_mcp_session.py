@@ -95,9 +95,9 @@ class MCPSession:
             future.add_done_callback(self._pending.discard)
             self._queue.put_nowait(_Request(action, future))
             return await future
-        except (asyncio.CancelledError, MCPServerError):
+        except MCPServerError:
             raise
-        except BaseException as exc:
+        except Exception as exc:
             raise self._error(exc, tool) from exc
 
     def _start(self) -> asyncio.Future[None]:
@@ -120,11 +120,9 @@ class MCPSession:
                     while (request := await self._queue.get()) is not None:
                         tasks.start_soon(_serve, client, request)
                     tasks.cancel_scope.cancel()  # closing: what is still running is abandoned
-        except BaseException as exc:
+        except Exception as exc:  # the connection broke (a task group's errors come grouped)
             self._lost = exc
-            if not isinstance(exc, Exception):
-                raise  # cancelled: the finally below still settles every future
-        finally:
+        finally:  # also when cancelled: every future is settled
             self._lost = self._lost or ConnectionError("the connection was closed")
             for future in [self._ready, *self._pending]:
                 if not future.done():
