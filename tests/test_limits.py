@@ -153,3 +153,54 @@ async def test_a_waiter_cancelled_as_it_is_handed_a_slot_passes_it_on():
 def test_a_limit_is_checked_where_it_is_written(args, words):
     with pytest.raises(ValueError, match=words):
         Limit(*args)
+
+
+def test_a_limit_across_processes_holds_for_the_whole_fleet(tmp_path):
+    """Two real processes, 3 limited calls each, one SQLite file: at most 2 calls at once in all."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    db, folder = tmp_path / "runs.db", tmp_path / "sync"
+    folder.mkdir()
+    logs = {tag: tmp_path / f"{tag}.err" for tag in ("a", "b")}
+    workers = []
+    for tag, log in logs.items():
+        with log.open("w") as err:
+            workers.append(subprocess.Popen([sys.executable, str(root / "tests" / "limit_worker.py"), str(db),
+                                             str(folder), tag, "3"], cwd=root, stderr=err))
+
+    def errors() -> str:
+        return "\n".join(log.read_text() for log in logs.values())
+
+    def wait_for(condition, what: str) -> None:
+        deadline = time.monotonic() + 60  # a guard against a hang, not part of what is checked
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            assert all(w.poll() is None for w in workers), errors()
+            assert len(holding()) <= 2, f"{len(holding())} calls at once under Limit('fleet', 2)"
+            time.sleep(0.01)
+
+    def holding() -> list[Path]:
+        return sorted(folder.glob("holding-*"))
+
+    try:
+        wait_for(lambda: len(list(folder.glob("arrived-*"))) == 6 and len(holding()) == 2, "2 holders of 6")
+        for released in range(6):
+            current = holding()
+            assert len(current) <= 2
+            name = current[0].name.removeprefix("holding-")
+            (folder / f"go-{name}").touch()
+            wait_for(lambda name=name, released=released: not (folder / f"holding-{name}").exists()
+                     and len(holding()) == min(2, 6 - released - 1), "the next holder")
+        for worker in workers:
+            assert worker.wait(timeout=60) == 0, errors()
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    counts = [int(p.read_text()) for p in folder.glob("count-*")]
+    assert len(counts) == 6 and max(counts) == 2  # never a third call while two ran

@@ -81,7 +81,13 @@ def _v3(raw: sqlite3.Connection) -> None:
     raw.execute("CREATE INDEX cache_expires_at ON cache (expires_at) WHERE expires_at IS NOT NULL")
 
 
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}  # MIGRATIONS[n] takes a file from schema version n - 1 to n
+def _v4(raw: sqlite3.Connection) -> None:
+    # The slots of limits shared by processes (`Limit(..., processes=True)`; `_sqlite_slots`).
+    raw.execute("CREATE TABLE slots (name TEXT NOT NULL, slot INTEGER NOT NULL, holder TEXT NOT NULL, "
+                "expires_at REAL NOT NULL, PRIMARY KEY (name, slot)) WITHOUT ROWID")
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}  # MIGRATIONS[n] takes a file from schema version n - 1 to n
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -52,6 +52,7 @@ class MemoryStore:
         self._steps: dict[str, dict[int, bytes]] = {}
         self._snaps: dict[str, dict[int, bytes]] = {}
         self._cache: dict[str, tuple[bytes, float | None]] = {}  # key -> value, expiry (None: never)
+        self._slots: dict[tuple[str, int], tuple[str, float]] = {}  # (limit, slot) -> holder, expiry
 
     async def open(self) -> None:
         """Nothing to open; present for the protocol."""
@@ -177,6 +178,26 @@ class MemoryStore:
 
     async def cache_put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         self._cache[key] = (bytes(value), None if ttl is None else time.time() + ttl)
+
+    async def claim_slot(self, name: str, size: int, holder: str, ttl: float) -> int | None:
+        now = time.time()
+        for slot in range(size):  # no await in here: atomic in one event loop
+            taken = self._slots.get((name, slot))
+            if taken is None or taken[1] <= now:
+                self._slots[name, slot] = (holder, now + ttl)
+                return slot
+        return None
+
+    async def renew_slot(self, name: str, slot: int, holder: str, ttl: float) -> bool:
+        taken = self._slots.get((name, slot))
+        if taken is None or taken[0] != holder:
+            return False
+        self._slots[name, slot] = (holder, time.time() + ttl)
+        return True
+
+    async def release_slot(self, name: str, slot: int, holder: str) -> None:
+        if self._slots.get((name, slot), ("", 0.0))[0] == holder:
+            del self._slots[name, slot]
 
     def _update(self, info: RunInfo, **changes: object) -> RunInfo:
         self._runs[info.run_id] = new = structs.replace(info, **changes)

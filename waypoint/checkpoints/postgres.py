@@ -194,6 +194,19 @@ class PostgresStore:
         # One autocommit statement, outside the group commit: no run's fence is involved.
         await self._read(None, _execute, "cache_put", {"key": key, "value": value, "ttl": ttl})
 
+    async def claim_slot(self, name: str, size: int, holder: str, ttl: float) -> int | None:
+        rows = await self._read(None, _fetch, "claim_slot",
+                                {"name": name, "size": size, "holder": holder, "ttl": ttl})
+        return int(rows[0][0]) if rows else None
+
+    async def renew_slot(self, name: str, slot: int, holder: str, ttl: float) -> bool:
+        rows = await self._read(None, _fetch, "renew_slot",
+                                {"name": name, "slot": slot, "holder": holder, "ttl": ttl})
+        return bool(rows)
+
+    async def release_slot(self, name: str, slot: int, holder: str) -> None:
+        await self._read(None, _execute, "release_slot", {"name": name, "slot": slot, "holder": holder})
+
     # -- plumbing ------------------------------------------------------------------------
 
     async def _start(self) -> None:

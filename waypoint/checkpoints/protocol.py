@@ -141,3 +141,16 @@ class Store(Protocol):
         The cache of node results (`cache=` on a node): shared by every run and process
         using the store. Expired entries may be dropped at any later put.
         """
+
+    async def claim_slot(self, name: str, size: int, holder: str, ttl: float) -> int | None:
+        """Take a free slot of limit `name` (one of 0..size-1 with no holder, or an expired one)
+        for `ttl` seconds on the store's clock, in one atomic write; None when all are held.
+
+        The slots behind `Limit(..., processes=True)`: shared by every process using the store.
+        """
+
+    async def renew_slot(self, name: str, slot: int, holder: str, ttl: float) -> bool:
+        """Extend our hold of `slot` for `ttl` seconds; False if it is no longer ours."""
+
+    async def release_slot(self, name: str, slot: int, holder: str) -> None:
+        """Give `slot` back, if `holder` still holds it."""

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from waypoint.checkpoints import _sqlite_cache as cache
+from waypoint.checkpoints import _sqlite_slots as slots
 from waypoint.checkpoints import _sqlite_tx as tx
 from waypoint.checkpoints._group_commit import GroupCommit, Outcome
 from waypoint.checkpoints._rows import listed, run_from_row
@@ -168,6 +169,17 @@ class SQLiteStore:
 
     async def cache_put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         await self._write(cache.cache_put, key, value, ttl)
+
+    async def claim_slot(self, name: str, size: int, holder: str, ttl: float) -> int | None:
+        slot: int | None = await self._write(slots.claim_slot, name, size, holder, ttl)
+        return slot
+
+    async def renew_slot(self, name: str, slot: int, holder: str, ttl: float) -> bool:
+        renewed: bool = await self._write(slots.renew_slot, name, slot, holder, ttl)
+        return renewed
+
+    async def release_slot(self, name: str, slot: int, holder: str) -> None:
+        await self._write(slots.release_slot, name, slot, holder)
 
     # -- plumbing ------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ turns are sent as `ItemDone` before it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import typing
 from collections.abc import Awaitable, Callable
@@ -26,10 +27,11 @@ from waypoint.checkpoints.protocol import Store
 from waypoint.engine._budget import counting_children, unkept
 from waypoint.engine._cached import NodeCache
 from waypoint.engine._frontier import Activation
+from waypoint.engine._lease import new_owner
 from waypoint.engine._messages import Done, Finished, ItemDone, Message, Waiting
 from waypoint.engine._recovery import failure_message
 from waypoint.engine.events import Event, EventBus
-from waypoint.engine.limits import Slots, slots_of
+from waypoint.engine.limits import slots_of, store_slot
 from waypoint.engine.waits import ChildWaiting, Go, child_wait, items_wait
 from waypoint.errors import NodeError, WaypointError
 from waypoint.graphs.graph import Graph
@@ -51,6 +53,7 @@ class NodeRunner:
                  child_runs: Callable[[Activation, Go], Any], store: Store | None = None) -> None:
         self.graph, self.run_id, self.bus, self.send = graph, run_id, bus, send
         self.cache = NodeCache(graph, store, run_id, bus)  # for nodes with cache=
+        self.store = store  # for Limit(processes=True): slots held in the store
         self.attempts: dict[str, int] = {}  # act id -> its attempt, for nodes with an error route
         self.deps, self.now = deps, now
         self.done_items = done_items  # act id -> its committed items (map items, LLM turns)
@@ -67,7 +70,7 @@ class NodeRunner:
             if self.graph.nodes[act.node].cache is not None:
                 send(Done(act, await self._cached(act, state, started_seq, go, loop_count)))
                 return
-            limits = self._limits(act.node)
+            limits = self._limits(act)
             if limits is None:  # the common case: no semaphore, no context manager to enter
                 done = await self._attempts(act, state, started_seq, go, loop_count)
             else:
@@ -96,7 +99,7 @@ class NodeRunner:
         hit = await cache.lookup(node, key, act, started_seq)
         if hit is not None:
             return hit
-        async with _Limits(*self._limits_of(act.node)):
+        async with _Limits(*self._limits_of(act)):
             done = await self._attempts(act, state, started_seq, go, loop_count)
         await cache.keep(node, key, done)
         return done
@@ -220,14 +223,24 @@ class NodeRunner:
 
         return commit_item
 
-    def _limits(self, node: str) -> _Limits | None:
-        limits = self._limits_of(node)
+    def _limits(self, act: Activation) -> _Limits | None:
+        limits = self._limits_of(act)
         return _Limits(*limits) if any(limit is not None for limit in limits) else None
 
-    def _limits_of(self, node: str) -> tuple[asyncio.Semaphore | Slots | None, ...]:
-        """The run's global limit, the node's own (per run), and its shared `Limit` (per process)."""
-        shared = self.graph.nodes[node].limit
-        return self.limit, self._node_limit(node), None if shared is None else slots_of(shared)
+    def _limits_of(self, act: Activation) -> tuple[Any, ...]:
+        """The run's global limit, the node's own (per run), its shared `Limit` (per process),
+        and with `processes=True` that limit's slot in the store (engine/limits.py)."""
+        shared = self.graph.nodes[act.node].limit
+        if shared is None:
+            return self.limit, self._node_limit(act.node)
+        held = None
+        if shared.processes:
+            def lost() -> None:
+                self.bus.publish(Event("limit_slot_lost", self.run_id, act.node, act.id,
+                                       data={"limit": shared.name}))
+
+            held = store_slot(shared, self.store, f"{new_owner()}:{self.run_id}:{act.id}", lost)
+        return self.limit, self._node_limit(act.node), slots_of(shared), held
 
     def _node_limit(self, name: str) -> asyncio.Semaphore | None:
         limit = self.graph.nodes[name].concurrency
@@ -253,15 +266,20 @@ def _with_place(exc: WaypointError, run_id: str, act: Activation) -> WaypointErr
 
 
 class _Limits:
-    """Acquire the global, then the per-node semaphore, then the shared slots (any may be absent)."""
+    """Enter the global, then the per-node semaphore, then the shared slots and the store's slot
+    (any may be absent); leave them in reverse, also when entering one was cancelled."""
 
-    def __init__(self, *sems: asyncio.Semaphore | Slots | None) -> None:
-        self.sems = [s for s in sems if s is not None]
+    def __init__(self, *limits: contextlib.AbstractAsyncContextManager[Any] | None) -> None:
+        self.limits = [limit for limit in limits if limit is not None]
+        self.stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> None:
-        for sem in self.sems:
-            await sem.acquire()
+        try:
+            for limit in self.limits:
+                await self.stack.enter_async_context(limit)
+        except BaseException:
+            await self.stack.aclose()
+            raise
 
     async def __aexit__(self, *exc: object) -> None:
-        for sem in reversed(self.sems):
-            sem.release()
+        await self.stack.aclose()

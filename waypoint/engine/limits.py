@@ -7,18 +7,32 @@
 A run's `max_concurrency=` and a node's `concurrency=` count the activations of
 one run; a `Limit` counts those of every run executing in this process (in its
 event loop: `asyncio.run` twice gives two sets of pools), whichever graph the
-node is in. Waiters are served first come, first served. The limit is per
-process: processes sharing a store (a worker fleet) each have their own slots.
+node is in. Waiters are served first come, first served.
+
+`Limit(..., processes=True)` also holds a slot in the run's store for the node's
+whole execution (`store_slot`): every process sharing the store shares the bound.
+A claim that finds every slot held is tried again after a growing pause (10 ms to
+0.5 s, jittered): waiters in other processes are polled, not woken, and are served
+in no particular order. A held slot is renewed every `SLOT_TTL / 3` and expires
+`SLOT_TTL` after its process died. If a renewal finds the slot gone (the process
+was stalled past the TTL and another took it), the node goes on: for that while
+the bound is exceeded by one, which an event (`limit_slot_lost`) reports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import weakref
 from collections import deque
+from collections.abc import AsyncIterator, Callable
 
+from waypoint.checkpoints.protocol import Store
 from waypoint.errors import RunError
 from waypoint.nodes.limit import Limit
+
+SLOT_TTL = 30.0  # seconds a store slot is held without renewal
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Slots]] = weakref.WeakKeyDictionary()
 
@@ -80,3 +94,37 @@ def slots_of(limit: Limit) -> Slots:
                        f"{slots.size}) already in use in this process; give every node of one limit "
                        "the same Limit object (e.g. a module-level OPENAI = Limit('openai', 4)).")
     return slots
+
+
+@contextlib.asynccontextmanager
+async def store_slot(limit: Limit, store: Store | None, holder: str,
+                     lost: Callable[[], None] = lambda: None) -> AsyncIterator[int]:
+    """Hold one of `limit`'s slots in `store` (polling until one is free) while the block runs;
+    `lost()` is called if a renewal finds it taken by another holder meanwhile."""
+    if store is None or not hasattr(store, "claim_slot"):
+        raise RunError(f"Limit({limit.name!r}, {limit.size}, processes=True) needs a store with "
+                       f"claim_slot/renew_slot/release_slot; {type(store).__name__} has none. Use "
+                       "SQLiteStore or PostgresStore, or drop processes=True for a per-process limit.")
+    slot, pause = await store.claim_slot(limit.name, limit.size, holder, SLOT_TTL), 0.01
+    while slot is None:
+        await asyncio.sleep(random.uniform(pause / 2, pause))
+        pause = min(pause * 2, 0.5)
+        slot = await store.claim_slot(limit.name, limit.size, holder, SLOT_TTL)
+    renewing = asyncio.create_task(_renew(limit, store, slot, holder, lost))
+    try:
+        yield slot
+    finally:
+        renewing.cancel()
+        await asyncio.shield(store.release_slot(limit.name, slot, holder))
+
+
+async def _renew(limit: Limit, store: Store, slot: int, holder: str, lost: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(SLOT_TTL / 3)
+        try:
+            renewed = await store.renew_slot(limit.name, slot, holder, SLOT_TTL)
+        except Exception:  # the store is failing: the node's own commit will say so
+            renewed = False
+        if not renewed:
+            lost()
+            return

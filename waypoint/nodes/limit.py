@@ -8,6 +8,12 @@ Unlike a node's `concurrency=` (per run), a limit is shared by every run in the
 process that executes a node naming it, whichever graph that node belongs to: a
 pool of slots per name. The engine keeps the slots (`waypoint.engine.limits`);
 two limits of one name must agree on the size.
+
+With `processes=True` the bound holds across every process sharing the run's store
+(a worker fleet): a slot is also claimed in the store (`Store.claim_slot`), held
+under a lease that is renewed while the node runs and expires if its process dies.
+
+    OPENAI = Limit("openai", 4, processes=True)     # 4 calls at a time in the whole fleet
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Limit:
-    """`Limit(name, size)`: `size` slots shared, in this process, by every node naming `name`."""
+    """`Limit(name, size)`: `size` slots shared, in this process, by every node naming `name`;
+    with `processes=True`, by every process using the same store."""
 
     name: str
     size: int
+    processes: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:

@@ -437,6 +437,30 @@ async def check_cache(store: Store, plant: Plant | None) -> None:
     assert await store.cache_get("g:n:3") == b"again"
 
 
+async def check_limit_slots(store: Store, plant: Plant | None) -> None:
+    """Slots of a shared limit: at most `size` held at once; only the holder renews or releases
+    its slot; a released or expired slot is claimed again; limits are independent; claims at
+    once never give one slot twice."""
+    assert [await store.claim_slot("m", 2, h, 60) for h in ("h1", "h2", "h3")] == [0, 1, None]
+    assert await store.claim_slot("other", 1, "h3", 60) == 0
+    assert await store.renew_slot("m", 0, "h1", 60) is True
+    assert await store.renew_slot("m", 0, "h2", 60) is False
+    await store.release_slot("m", 0, "h2")  # not its slot: nothing happens
+    assert await store.claim_slot("m", 2, "h3", 60) is None
+    await store.release_slot("m", 0, "h1")
+    assert await store.claim_slot("m", 2, "h3", 60) == 0
+    assert await store.claim_slot("brief", 1, "h1", 0.05) == 0
+    await asyncio.sleep(0.2)  # past its TTL on any clock that moves forward
+    assert await store.claim_slot("brief", 1, "h2", 60) == 0  # expired: taken over
+    assert await store.renew_slot("brief", 0, "h1", 60) is False
+    got = await asyncio.gather(*(store.claim_slot("many", 3, f"c{i}", 60) for i in range(10)))
+    granted = [slot for slot in got if slot is not None]
+    assert len(granted) == len(set(granted)) and set(granted) <= {0, 1, 2} and granted
+    while (slot := await store.claim_slot("many", 3, "late", 60)) is not None:  # the rest, one by one
+        granted.append(slot)
+    assert sorted(granted) == [0, 1, 2]
+
+
 CHECKS: dict[str, Callable[[Any, Plant | None], Awaitable[None]]] = {
     fn.__name__.removeprefix("check_"): fn
     for fn in (check_create_and_get, check_create_leased_with_first_snapshot, check_unknown_run,
@@ -445,6 +469,7 @@ CHECKS: dict[str, Callable[[Any, Plant | None], Awaitable[None]]] = {
                check_forked_run_continues, check_load_snapshot_and_tail, check_history_and_snapshot_at,
                check_records_round_trip, check_group_commit, check_corrupt_record,
                check_newer_record_version, check_claim_next_order, check_claim_next_takes_lapsed_leases,
-               check_claim_next_each_run_once, check_import_run, check_cache)
+               check_claim_next_each_run_once, check_import_run, check_cache,
+               check_limit_slots)
 }
 NEEDS_PLANT = frozenset({"corrupt_record"})
