@@ -367,3 +367,46 @@ def test_gates_inside_map_items_are_answered_by_their_address(db):
         assert [(e.answer["comment"], e.by) for e in entries] == [("a classic", local_user())]
         left = client.get("/inbox").text
         assert "Refund ticket &#39;dune&#39;?" in left and "emma" not in left
+
+
+def test_a_gate_with_a_deadline_shows_it_and_says_when_it_passed(db):
+    from pydantic import BaseModel
+
+    from waypoint import END, START, GraphBuilder
+
+    class Ok(BaseModel):
+        ok: bool
+
+    class State(BaseModel):
+        ok: Ok | None = None
+
+    def build(seconds: float) -> Any:
+        g = GraphBuilder(State, name=f"timed{int(seconds)}")
+        g.gate("ask", Ok, into="ok", prompt="Quick?", deadline=seconds, escalate="late")
+        g.node(lambda s: None, name="late", writes=[])
+        g.edge(START, "ask")
+        g.edge("ask", END)
+        g.edge("late", END)
+        return g.compile()
+
+    soon, later = build(-1), build(3600)
+
+    async def go(store: SQLiteStore) -> None:
+        for graph, run_id in ((soon, "late-1"), (later, "slow-1")):
+            assert (await (await start(graph, {}, store=store, run_id=run_id)).result()).status == "waiting"
+
+    read(db, go)
+    with TestClient(create_app(SQLiteStore(db), [soon, later])) as client:
+        inbox = client.get("/inbox").text
+        assert inbox.count("<dt>deadline</dt>") == 2 and inbox.count("(passed)") == 1
+        passed = inbox.split('data-run="late-1"')[1].split("</li>")[0]
+        assert '<dd class="late">' in passed and "(passed)" in passed
+
+
+@pytest.mark.parametrize("url", ["/runs/nobody", "/runs/nobody?part=svg", "/gates/", "/gates/x",
+                                 "/runs?status=bogus&limit=0", "/runs?limit=99999999999", "/runs/t-1?at=999",
+                                 "/runs/t-1?at=-1", "/runs/t-1?part=nonsense", "/gates/t-1/nope"])
+def test_odd_urls_get_an_answer_not_a_crash(client, db, url):
+    started(db, "kettle", "t-1")
+    response = client.get(url)
+    assert response.status_code in (200, 400, 404), (url, response.text[-500:])
