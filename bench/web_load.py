@@ -14,7 +14,8 @@ waiting at their gate, made beforehand with the library. Then, in one asyncio cl
 - an open-loop answerer POSTs /api/runs/{id}/resume `{"answer": {"approved": true}}` to
   run 0, 1, 2, ... every 1/rate seconds, without waiting for earlier answers.
 
-Reported: every request answered (a non-2xx or a transport error counts as a failure),
+Reported: the server's CPU time per answer (from /proc: what the load costs, whatever
+else the machine runs), every request answered (a non-2xx or a transport error counts as a failure),
 and the latency percentiles of (a) a resume POST, (b) answer-to-update: from sending an
 answer to the `end` event of that run reaching its SSE client (the run executed, its
 steps committed and streamed), (c) GET /api/runs/{id} probes made at 5/s.
@@ -50,6 +51,8 @@ class Tally:
     failures: list[str] = field(default_factory=list)
     sent_at: dict[int, float] = field(default_factory=dict)
     ended: set[int] = field(default_factory=set)
+    server_cpu: float = 0.0  # seconds of CPU the server process used during the load
+    wall: float = 0.0
 
 
 def prepare(db: Path, count: int) -> None:
@@ -143,11 +146,21 @@ async def probe(client: httpx.AsyncClient, count: int, stop: asyncio.Event, tall
         await asyncio.sleep(0.2)
 
 
-async def load(url: str, clients: int, rate: float, count: int) -> Tally:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux /proc), 0.0 elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(url: str, clients: int, rate: float, count: int, pid: int = 0) -> Tally:
     tally = Tally()
     limits = httpx.Limits(max_connections=clients + 200, max_keepalive_connections=clients + 50)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         await wait_ready(client)
+        cpu_before, wall_before = cpu_seconds(pid), time.perf_counter()
         followers = [asyncio.create_task(follower(client, k, clients, count, tally)) for k in range(clients)]
         stop = asyncio.Event()
         prober = asyncio.create_task(probe(client, count, stop, tally))
@@ -163,6 +176,7 @@ async def load(url: str, clients: int, rate: float, count: int) -> Tally:
             tally.failures.append(f"{count - len(tally.ended)} runs' end events never arrived in 60 s")
         stop.set()
         await prober
+        tally.server_cpu, tally.wall = cpu_seconds(pid) - cpu_before, time.perf_counter() - wall_before
         for run in range(count):  # what became of the runs whose end never reached a client
             if run not in tally.ended:
                 row = (await client.get(f"/api/runs/l{run}")).json()
@@ -187,6 +201,8 @@ def summary(tally: Tally, clients: int, rate: float, seconds: float) -> dict[str
     return {"clients": clients, "rate_per_s": rate, "seconds": seconds, "failures": len(tally.failures),
             "failure_examples": tally.failures[:5], "resume_post": stats(tally.post),
             "answer_to_sse_end": stats(tally.update), "get_run_probe": stats(tally.probe),
+            "server_cpu_s": round(tally.server_cpu, 2), "wall_s": round(tally.wall, 1),
+            "server_cpu_ms_per_answer": round(1000 * tally.server_cpu / max(1, len(tally.post)), 1),
             "machine": f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}",
             "load_average_after": [round(x, 2) for x in os.getloadavg()]}
 
@@ -211,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         port = free_port()
         server = start_server(db, port)
         try:
-            tally = asyncio.run(load(f"http://127.0.0.1:{port}", args.clients, args.rate, count))
+            tally = asyncio.run(load(f"http://127.0.0.1:{port}", args.clients, args.rate, count, server.pid))
         finally:
             server.terminate()
             server.wait(30)

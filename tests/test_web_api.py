@@ -243,7 +243,27 @@ def test_a_cursor_whose_run_left_the_filter_continues_after_it(tmp_path: Path):
         assert [r["run_id"] for r in first["runs"]] == ["r4", "r3"]
         assert client.post("/api/runs/r3/resume", json={"answer": GOOD}).status_code == 202
         assert settled(client, "r3")["status"] == "done"  # the cursor's run is no longer "waiting"
-        second = client.get("/api/runs", params={"status": "waiting", "limit": 2, "cursor": first["next"]}).json()
+        waiting = {"status": "waiting", "limit": 2}
+        second = client.get("/api/runs", params={**waiting, "cursor": first["next"]}).json()
         assert [r["run_id"] for r in second["runs"]] == ["r2", "r1"]
-        third = client.get("/api/runs", params={"status": "waiting", "limit": 2, "cursor": second["next"]}).json()
+        third = client.get("/api/runs", params={**waiting, "cursor": second["next"]}).json()
         assert [r["run_id"] for r in third["runs"]] == ["r0"] and third["next"] is None
+
+
+def test_of_concurrent_answers_to_one_gate_exactly_one_is_taken(api):
+    client, server = api
+    from concurrent.futures import ThreadPoolExecutor
+
+    seq = client.get("/api/runs/r1").json()["last_seq"]
+
+    def answer(i: int) -> int:
+        with httpx.Client(base_url=server.url, timeout=30) as own:
+            body = {"answer": {**GOOD, "comment": f"answer {i}"}, "seen_seq": seq}
+            return own.post("/api/runs/r1/resume", json=body).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = sorted(pool.map(answer, range(6)))
+    assert codes == [202, 409, 409, 409, 409, 409]
+    assert settled(client, "r1")["status"] == "done"
+    assert len(client.get("/api/approvals", params={"run_id": "r1"}).json()["approvals"]) == 1
+    assert client.post("/api/runs/r1/fork", json={"at": 999}).status_code == 400

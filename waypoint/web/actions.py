@@ -205,8 +205,8 @@ async def fork(ctx: WebContext, run_id: str, *, at: int | None = None, update: d
     info, graph = await _run_graph(ctx, run_id)
     seq = info.last_seq if at is None else at
     if seq < 0 or seq > info.last_seq:
-        raise RunStateError(f"run {run_id!r} has steps 0 to {info.last_seq}; fork it at one of "
-                            f"those (got {seq}).", run_id=run_id, seq=seq)
+        raise RunError(f"run {run_id!r} has steps 0 to {info.last_seq}; fork it at one of those "
+                       f"(got {seq}).", run_id=run_id, seq=seq)
     handle = await fork_run(graph, run_id, at=seq, store=ctx.store, run_id=new_id,
                             update=update, by=by if update is not None else None)
     _keep(ctx, handle)
