@@ -228,7 +228,7 @@ async def _run_view(request: Request, run_id: str, **extra: Any) -> dict[str, An
         "drawing": await run_diagram(graph, run_id, ctx.store) if graph is not None else None,
         "gates": await gates_of(ctx, info) if info.status == "waiting" else [],
         "state": await _state_text(graph, run_id, seq, ctx.store) if graph is not None else None,
-        "finished": info.status in ("done", "failed", "cancelled", "interrupted"),
+        "finished": info.status == "done",  # the only end: a failed or stopped run may be resumed
         "problem": "", "edit": "",
     }
     view.update(extra)
