@@ -274,3 +274,29 @@ async def test_add_names_an_option_a_node_does_not_take():
 
 async def test_the_execution_bound_counts_the_error_route_as_an_alternative():
     assert builder_with(on_error="fallback").compile().max_steps == 2  # work, then END or fallback
+
+
+async def test_what_the_failed_attempts_spent_is_kept_on_the_error_step():
+    class Verdict(BaseModel):
+        ok: bool
+
+    class Judged(BaseModel):
+        text: str
+        verdict: Verdict | None = None
+        out: str = ""
+
+    g = GraphBuilder(Judged, name="spent")
+    g.add(llm("judge", prompt="{text}", output=Verdict, into="verdict", max_validation_retries=0,
+              model=ScriptedModel(["not json", "still not json"])),
+          retry=RetryPolicy(attempts=2, backoff=0, jitter=False), on_error="fallback")
+    g.node(lambda s: {"out": "no verdict"}, name="fallback")
+    g.edge(START, "judge")
+    g.edge("judge", END)
+    g.edge("fallback", END)
+    store = MemoryStore()
+    result = await finished(g.compile(), store, {"text": "Is it fine?"})
+    assert result.state.out == "no verdict"
+    step = (await store.history(result.run_id))[0]
+    # an output that does not fit is the node's own NodeError: not retried, routed at once
+    assert step.extra["error"]["attempts"] == 1 and step.extra["usage"] == {
+        "input_tokens": 3, "output_tokens": 2, "calls": 1}  # the failed call's spending counts
