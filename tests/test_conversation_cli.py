@@ -111,17 +111,18 @@ def read_until(fd: int, text: str, seen: bytearray) -> str:
     return seen.decode(errors="replace")
 
 
-def test_in_a_terminal_it_greets_and_prompts(tmp_path):
+def in_a_terminal(db: Path, line: str, reply: str) -> str:
+    """A `waypoint chat` session in a pseudo-terminal: wait for the prompt, send `line`, wait for
+    `reply` and the prompt again, /quit. What the terminal showed."""
     main, child = pty.openpty()
-    process = subprocess.Popen([*CLI, "chat", GRAPH, "--thread", "tty", "--db", str(tmp_path / "chat.db")],
+    process = subprocess.Popen([*CLI, "chat", GRAPH, "--thread", "tty", "--db", str(db)],
                                stdin=child, stdout=child, stderr=child, close_fds=True)
     os.close(child)
     seen = bytearray()
     try:
         read_until(main, "you> ", seen)
-        assert "thread tty: a new thread; /help for commands, /quit to leave" in seen.decode()
-        os.write(main, b"hello\n")
-        read_until(main, "#1: hello\r\nyou> ", seen)  # the reply, then the prompt again
+        os.write(main, line.encode() + b"\n")
+        read_until(main, reply + "\r\nyou> ", seen)  # the reply, then the prompt again
         os.write(main, b"/quit\n")
         assert process.wait(timeout=60) == 0
     finally:
@@ -129,6 +130,14 @@ def test_in_a_terminal_it_greets_and_prompts(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+    return seen.decode(errors="replace")
+
+
+def test_in_a_terminal_it_greets_and_prompts(tmp_path):
+    first = in_a_terminal(tmp_path / "chat.db", "hello", "#1: hello")
+    assert first.startswith("thread tty: a new thread; /help for commands, /quit to leave\r\nyou> ")
+    again = in_a_terminal(tmp_path / "chat.db", "again", "#2: again")
+    assert again.startswith("thread tty: 1 turn so far; /help for commands")
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

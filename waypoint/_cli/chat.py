@@ -93,11 +93,12 @@ def chat_session(graph: Any, ref: str, db: Db, options: ChatOptions) -> None:
 
 def _greet(session: Session, tty: bool) -> None:
     async def where(chat: Any) -> tuple[Any, int]:
-        return await chat.current_run(), len(await chat.history())
+        last = await chat.history(last=1)  # its number is the count: one replay, not one a turn
+        return await chat.current_run(), last[0].number if last else 0
 
     info, turns = session.call(where) or (None, 0)
     if tty:
-        held = f"{turns} turns so far" if info is not None else "a new thread"
+        held = f"{turns} turn{'' if turns == 1 else 's'} so far" if info is not None else "a new thread"
         click.echo(f"thread {session.options.thread}: {held}; /help for commands, /quit to leave")
     if info is not None and info.status not in ("waiting", "done"):
         click.echo(f"note: the last turn did not finish (run {info.run_id} is {info.status}); "
