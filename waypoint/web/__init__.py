@@ -6,6 +6,7 @@
 Layer: above the engine, beside the CLI (`waypoint._cli.serve` starts it). Nothing
 below imports it. Modules: `app` (create_app), `context` (WebContext), `security`
 (auth, sessions, CSRF), `guard` (the middleware), `login`, `actions` (what the API
-and the pages do to runs), `api` (JSON routes and OpenAPI), `events` (SSE);
-`pages`, `forms`, `templates/`, `static/` are the HTML side.
+and the pages do to runs), `api` (JSON routes), `schemas` (request bodies, JSON of
+records), `openapi` (/api/openapi.json), `events` (SSE); `pages`, `views`, `forms`,
+`templates/`, `static/` are the HTML side.
 """
