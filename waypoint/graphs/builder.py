@@ -130,7 +130,11 @@ class GraphBuilder(Generic[S]):
 
         Options: name, writes (field names; inferred from returned dict literals),
         retry (RetryPolicy), timeout (seconds), join (wait for all started branches),
-        concurrency (max simultaneous activations of this node).
+        concurrency (max simultaneous activations of this node, per run); and, for any
+        kind of node (also through `g.add(node, ...)`): on_error (the fallback node its
+        failure after retries goes to, with error_into naming a `NodeFailure` field),
+        cache (`Cache(ttl=...)`: its result kept in the store, shared by runs), limit
+        (`Limit(name, size)`: a concurrency limit shared by every run of the process).
         """
         if fn is None:
             return lambda f: self.node(f, **options)
