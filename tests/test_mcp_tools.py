@@ -396,6 +396,24 @@ async def test_a_tool_name_the_node_has_already_is_an_error_naming_both(sqlite_s
 
 
 @pytest.mark.asyncio
+async def test_tools_offers_only_the_server_tools_it_names(sqlite_store, tmp_path):
+    model = ScriptedModel([tool_call("crash", {"reason": "x"}), "No."])
+    chosen = await run(shop(stdio_catalog(tmp_path, tools=["price"])), sqlite_store, model)
+    assert chosen.status == "done", chosen.error
+    assert tool_names(model.requests[0]) == ["price"]
+    assert tool_results(model.requests[1]) == ["Error: there is no tool named 'crash'; available: ['price']. "
+                                               "Call the tool again with corrected arguments."]
+    assert calls(tmp_path) == []  # not sent to the server
+
+    wrong = await run(shop(stdio_catalog(tmp_path, name="catalog", tools=["price", "refund"])), sqlite_store,
+                      ScriptedModel([]), run_id="r2")
+    assert wrong.status == "failed"
+    assert ("MCP server 'catalog' offers no tool named ['refund'], which mcp_tools(..., tools=[...]) "
+            "asks for; it offers ['crash', 'hang', 'price']") in str(wrong.error)
+    assert all(reaped(pid) for pid in pids(tmp_path))
+
+
+@pytest.mark.asyncio
 async def test_a_server_that_cannot_start_or_be_reached_fails_the_node_naming_it(store, tmp_path):
     missing = wp.mcp_tools([str(tmp_path / "no-such-server")])
     result = await run(shop(missing), store, ScriptedModel([]))
@@ -416,6 +434,8 @@ def test_mcp_tools_refuses_what_is_not_a_server():
         wp.mcp_tools("python server.py")
     with pytest.raises(wp.GraphError, match="a StdioServerParameters, or a streamable-HTTP URL"):
         wp.mcp_tools(42)
+    with pytest.raises(wp.GraphError, match=r"tools= takes a list of the server's tool names"):
+        wp.mcp_tools(["python", "server.py"], tools="search")
     with pytest.raises(wp.GraphError, match="lists the MCP server"):
         wp.llm("agent", prompt="hi", into="answer", tools=[wp.mcp_tools(["a"]), wp.mcp_tools(["a"])])
 

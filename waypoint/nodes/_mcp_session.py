@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from waypoint.errors import NodeError
 from waypoint.nodes._tools import ToolOutput
 from waypoint.nodes.context import NodeContext
 from waypoint.nodes.mcp_tools import MCPServerError, MCPTools
@@ -52,7 +53,18 @@ class MCPSession:
     async def list_tools(self) -> list[dict[str, Any]]:
         """Every tool the server lists now: name, description, parameters (its input schema)."""
         specs: list[dict[str, Any]] = await self._ask(_list_all, None)
-        return specs
+        return specs if self.server.only is None else self._chosen(specs, self.server.only)
+
+    def _chosen(self, specs: list[dict[str, Any]], only: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The tools `mcp_tools(..., tools=[...])` names; one the server does not list is an error."""
+        missing = sorted(set(only) - {spec["name"] for spec in specs})
+        if missing:
+            ctx = self.ctx
+            raise NodeError(
+                f"run {ctx.run_id!r}, LLM node {ctx.node!r}: MCP server {self.server.label!r} offers no "
+                f"tool named {missing}, which mcp_tools(..., tools=[...]) asks for; it offers "
+                f"{sorted(spec['name'] for spec in specs)}", run_id=ctx.run_id, node=ctx.node)
+        return [spec for spec in specs if spec["name"] in only]
 
     async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutput:
         """Call tool `name`; a tool error (isError, a JSON-RPC error) is a result for the model."""

@@ -53,6 +53,7 @@ class MCPTools:
     command: tuple[str, ...] = ()  # stdio: the program and its arguments
     url: str | None = None  # streamable HTTP
     prefix: str = ""
+    only: tuple[str, ...] | None = None  # offer only these of its tools (None: all it lists)
     env: Mapping[str, str] | None = field(default=None, hash=False)
     cwd: str | None = None
     timeout: float | None = None  # seconds to wait for each answer; None: the node's timeout= bounds it
@@ -73,6 +74,7 @@ def mcp_tools(
     *,
     name: str | None = None,
     prefix: str = "",
+    tools: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
     timeout: float | None = None,
@@ -83,9 +85,9 @@ def mcp_tools(
     `command` and `args` such as the SDK's `StdioServerParameters`) or a
     streamable-HTTP URL (`"http://127.0.0.1:8000/mcp"`). `name` names the server in
     messages and in the run's record (default: the command or the URL); `prefix` is put
-    before its tools' names. For a stdio server, `env` is added to the few variables the
-    SDK passes on (HOME, PATH, ...) and `cwd` is where it starts. `timeout` bounds
-    each request (seconds).
+    before its tools' names; `tools` offers only the tools it names. For a stdio server,
+    `env` is added to the few variables the SDK passes on (HOME, PATH, ...) and `cwd` is
+    where it starts. `timeout` bounds each request (seconds).
     """
     command, url = _target(server)
     given: Any = server  # StdioServerParameters may carry env and cwd
@@ -96,7 +98,11 @@ def mcp_tools(
     label = name or url or " ".join(command)
     if timeout is not None and timeout <= 0:
         raise GraphError(f"mcp_tools({label!r}): timeout must be a number of seconds > 0, or None")
-    return MCPTools(label=label, command=command, url=url, prefix=prefix, env=dict(env) if env else None,
+    if isinstance(tools, str) or (tools is not None and not all(isinstance(t, str) for t in tools)):
+        raise GraphError(f"mcp_tools({label!r}): tools= takes a list of the server's tool names, e.g. "
+                         "tools=['search']")
+    return MCPTools(label=label, command=command, url=url, prefix=prefix,
+                    only=tuple(tools) if tools is not None else None, env=dict(env) if env else None,
                     cwd=str(cwd) if cwd is not None else None, timeout=timeout)
 
 
