@@ -410,3 +410,18 @@ def test_odd_urls_get_an_answer_not_a_crash(client, db, url):
     started(db, "kettle", "t-1")
     response = client.get(url)
     assert response.status_code in (200, 400, 404), (url, response.text[-500:])
+
+
+def test_the_inbox_pages_through_waiting_runs_longest_waiting_first(client, db, monkeypatch):
+    import waypoint.web.pages as pages
+
+    monkeypatch.setattr(pages, "INBOX_PAGE", 2)
+    for i in range(3):
+        started(db, f"t{i}", f"w-{i}")
+    first = client.get("/inbox").text
+    assert re.findall(r'data-run="(w-\d)"', first) == ["w-0", "w-1"]
+    assert 'rel="next" href="/inbox?skip=2"' in first and 'rel="prev"' not in first
+    assert '<span class="count" title="runs waiting for an answer">3</span>' in first
+    assert "Gates of the runs 1 to 2 of 3 waiting" in first
+    second = client.get("/inbox?skip=2").text
+    assert re.findall(r'data-run="(w-\d)"', second) == ["w-2"] and 'rel="prev" href="/inbox?skip=0"' in second

@@ -2,7 +2,7 @@
 
     app = Starlette(routes=[*pages.routes(), ...])   # create_app mounts them
 
-    GET  /inbox                    every pending gate, oldest first, each with its form
+    GET  /inbox?skip=              every pending gate, oldest first, each with its form
     GET  /gates/{run}/{gate}       one pending gate: a link to share; POST answers it
     GET  /runs?status=&graph=&limit=&cursor=   runs, newest first, filtered, a page at a time
     GET  /runs/{run}?at=N          a run: diagram, timeline, state after step N, fork, cancel
@@ -40,10 +40,11 @@ from waypoint.web import actions
 from waypoint.web.context import web
 from waypoint.web.forms import form_fields, placed, read_form
 from waypoint.web.security import check_csrf, csrf_token, current_user
-from waypoint.web.views import InboxItem, gates_of, inbox, pretty, run_diagram, timeline
+from waypoint.web.views import InboxItem, gates_of, inbox, pretty, run_diagram, timeline, waiting_runs
 
 STATUSES = ("queued", "running", "waiting", "done", "failed", "interrupted", "cancelled")
 PAGE = 50
+INBOX_PAGE = 25  # waiting runs a page of the inbox reads (each is replayed to list its gates)
 
 
 def routes() -> list[BaseRoute]:
@@ -117,8 +118,16 @@ def page(request: Request, name: str, status: int = 200, **context: Any) -> Resp
 
 # -- the inbox and gates ---------------------------------------------------------------
 async def inbox_page(request: Request) -> Response:
-    items = await inbox(web(request))
-    return page(request, "inbox.html", items=items, now=time.time())
+    """The pending gates of INBOX_PAGE waiting runs at a time, the longest waiting first."""
+    query = request.query_params
+    skip = int(query["skip"]) if query.get("skip", "").isdigit() else 0
+    ctx = web(request)
+    total = len(await waiting_runs(ctx))
+    items = await inbox(ctx, limit=INBOX_PAGE, skip=skip)
+    return page(request, "inbox.html", items=items, total=total, first=skip + 1,
+                last=min(skip + INBOX_PAGE, total),
+                prev=f"/inbox?skip={max(skip - INBOX_PAGE, 0)}" if skip else None,
+                next=f"/inbox?skip={skip + INBOX_PAGE}" if skip + INBOX_PAGE < total else None)
 
 
 async def gate_page(request: Request) -> Response:

@@ -46,13 +46,26 @@ def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, default=str, ensure_ascii=False)
 
 
-async def inbox(ctx: WebContext) -> list[InboxItem]:
-    """Every pending gate of every top-level waiting run, the oldest question first."""
+async def inbox(ctx: WebContext, *, limit: int | None = None, skip: int = 0) -> list[InboxItem]:
+    """Every pending gate of every top-level waiting run, the oldest question first; with
+    `limit`, those of `limit` runs only (after `skip`), taken longest-waiting first.
+
+    Reading a run's questions replays it (about 2 ms a run on SQLite), so a page of the
+    inbox reads only its runs: they are picked by when they last changed (a waiting run
+    last changed when it began to wait), then their gates sorted by when each was asked.
+    """
     items: list[InboxItem] = []
-    for info in await ctx.store.list_runs(status="waiting", limit=_ALL):
-        if info.parent_run_id is None:  # a child's gates are answered through its parent
-            items.extend(await gates_of(ctx, info))
+    for info in (await waiting_runs(ctx))[skip:None if limit is None else skip + limit]:
+        items.extend(await gates_of(ctx, info))
     return sorted(items, key=lambda item: (item.asked_at, item.run.run_id, item.gate))
+
+
+async def waiting_runs(ctx: WebContext) -> list[RunInfo]:
+    """The top-level waiting runs, longest-waiting first (a child's gates are answered
+    through its parent, which lists them)."""
+    runs = await ctx.store.list_runs(status="waiting", limit=_ALL)
+    runs = [info for info in runs if info.parent_run_id is None]
+    return sorted(runs, key=lambda info: (info.updated_at, info.run_id))
 
 
 async def gates_of(ctx: WebContext, info: RunInfo) -> list[InboxItem]:
