@@ -362,3 +362,35 @@ def test_a_run_whose_database_restarts_under_it_is_carried_on_not_failed(pg_db, 
     assert statuses(pg_db, ["outage"]) == {"outage": "done"}
     ran = executions(tmp_path)
     assert (ran[("outage", "before")], ran[("outage", "hold")], ran[("outage", "after")]) == (1, 2, 1)
+
+
+def test_a_heartbeat_that_cannot_renew_stops_before_the_lease_can_lapse():
+    """A renewal that hangs (a cut network) or fails: the execution is told its lease is lost
+    while the lease still holds in the store, so it stops before anyone else may claim the run."""
+    import time
+
+    from waypoint.engine import _lease
+    from waypoint.errors import StoreError
+
+    class Cut(wp.MemoryStore):
+        calls = 0
+
+        async def renew(self, run_id, owner, ttl):
+            Cut.calls += 1
+            if Cut.calls % 2:
+                await asyncio.Event().wait()  # no answer, ever
+            raise StoreError("server closed the connection unexpectedly")
+
+    async def main():
+        store = Cut()
+        await store.create_run(info("r", queue="q"), owner="w", ttl=1.5)
+        told = asyncio.get_running_loop().create_future()
+        beat = asyncio.ensure_future(_lease.heartbeat(store, "r", "w", 1.5, told.set_result))
+        try:
+            lost = await asyncio.wait_for(told, 30)
+        finally:
+            beat.cancel()
+        return lost, time.time(), (await store.get_run("r")).lease_expiry
+
+    lost, now, expiry = asyncio.run(main())
+    assert "could not renew" in str(lost) and now < expiry, (str(lost), expiry - now)

@@ -74,24 +74,27 @@ async def heartbeat(store: Store, run_id: str, owner: str, ttl: float,
                     on_lost: Callable[[LeaseError], object]) -> None:
     """Renew the lease every ttl/3 until cancelled; call `on_lost(exc)` once it is gone.
 
-    A renewal the store cannot make (a database restarting, a network blip) is tried
-    again at the next beat; once a whole ttl has passed without one, the lease may have
-    lapsed and been taken, so the execution is told it is lost: it stops, and fencing
-    keeps it from writing in any case.
+    A renewal the store cannot make within ttl/3 (a database restarting, a network cut)
+    is tried again at the next beat while another beat still fits before the lease could
+    lapse; when none does, the execution is told its lease is lost about ttl/3 BEFORE it
+    can lapse in the store, so it has stopped by the time another process may claim the
+    run (fencing keeps it from writing in any case).
     """
-    renewed = time.monotonic()
+    renewed = time.monotonic()  # the lease runs at least ttl from here: it was claimed before
     while True:
         await asyncio.sleep(ttl / 3)
+        sent = time.monotonic()
         try:
-            await store.renew(run_id, owner, ttl)
+            await asyncio.wait_for(store.renew(run_id, owner, ttl), timeout=ttl / 3)
         except LeaseError as exc:
             on_lost(exc)
             return
-        except StoreError as exc:
-            if time.monotonic() - renewed < ttl:
-                continue
-            on_lost(LeaseError(f"run {run_id!r}: {owner} could not renew its lease for {ttl:g}s "
-                               f"({exc}); it stops executing the run, which another process may "
-                               "have claimed since", run_id=run_id))
+        except (TimeoutError, StoreError) as exc:
+            if time.monotonic() + ttl / 3 < renewed + ttl:
+                continue  # another beat fits before the lease can lapse
+            reason = str(exc) or "no answer within ttl/3"
+            on_lost(LeaseError(f"run {run_id!r}: {owner} could not renew its lease ({reason}); it "
+                               f"stops executing the run before the lease ({ttl:g}s) can lapse and "
+                               "another process claim it", run_id=run_id))
             return
-        renewed = time.monotonic()
+        renewed = sent

@@ -163,7 +163,11 @@ class Worker:
             return False
         self._reaped = now
         reaped = False
-        for info in await self.store.list_runs(status="running", limit=_REAP_LIMIT):
+        try:
+            running = await self.store.list_runs(status="running", limit=_REAP_LIMIT)
+        except StoreError:
+            return False  # the next pass looks again
+        for info in running:
             holder = info.lease_owner
             if (info.queue != self.queue or info.graph not in self.graphs or info.parent_run_id is not None
                     or not _lease.holder_is_dead(holder)):
