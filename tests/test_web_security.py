@@ -161,7 +161,8 @@ def test_the_api_needs_credentials(guarded):
     assert client.get("/api/runs", headers=basic("bob", "correct horse")).status_code == 401
     assert client.get("/api/runs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert client.get("/api/runs", headers=basic("ana", "correct horse")).status_code == 200
-    assert client.get("/api/openapi.json").status_code == 200  # the description is public
+    described = client.get("/api/openapi.json")  # the description is public, and says what to send
+    assert described.status_code == 200 and described.json()["security"] == [{"token": []}, {"user": []}]
 
 
 def test_the_approval_log_records_the_authenticated_user(guarded):

@@ -144,3 +144,13 @@ def test_a_bad_last_event_id_is_400(server):
     with httpx.Client(base_url=server.url, timeout=30) as client:
         response = client.get("/api/runs/r1/events", headers={"Last-Event-ID": "abc"})
         assert response.status_code == 400 and "Last-Event-ID" in response.json()["error"]
+
+
+def test_streams_beyond_the_limit_are_503(server):
+    server.ctx.changes.max_streams = 1
+    with httpx.Client(base_url=server.url, timeout=30) as client, \
+            client.stream("GET", "/api/runs/r1/events") as response:
+        stream = events(response)
+        read_until(stream, lambda e: e.get("event") == "run")
+        refused = client.get("/api/runs/r0/events")
+        assert refused.status_code == 503 and "limit" in refused.json()["error"]

@@ -12,7 +12,7 @@ numbered log, so nothing is missed or repeated. `event: run` (no id, so it never
 the resumption point) carries the run's row whenever its status or waiting gates change;
 `event: end` follows a run that finished, and the stream closes. A comment line
 (`: keep-alive`) goes out when nothing happened for `keepalive` seconds, so proxies keep
-the connection open.
+the connection open. At most `max_streams` streams are open at once (503 beyond).
 
 Live steps are noticed at once for runs this server executes (`Changes.notify`, called
 from their events) and by polling the store every `poll` seconds for runs another
@@ -53,8 +53,8 @@ class Changes:
         changes.notify(run_id)                # a step or status change of run_id was written
     """
 
-    def __init__(self, *, keepalive: float = 15.0, poll: float = 1.0) -> None:
-        self.keepalive, self.poll = keepalive, poll
+    def __init__(self, *, keepalive: float = 15.0, poll: float = 1.0, max_streams: int = 1000) -> None:
+        self.keepalive, self.poll, self.max_streams = keepalive, poll, max_streams
         self.streams = 0  # open event streams
         self._events: weakref.WeakValueDictionary[str, asyncio.Event] = weakref.WeakValueDictionary()
 
@@ -89,9 +89,16 @@ async def run_events(request: Request) -> Response:
 
         return refusal(exc)
     if isinstance(after, str):
-        return Response(json.dumps({"error": after, "status": 400}), 400, media_type="application/json")
+        return _refuse(400, after)
+    if ctx.changes.streams >= ctx.changes.max_streams:
+        return _refuse(503, f"this server already streams {ctx.changes.streams} runs' events (its limit); "
+                            "retry later, or read /api/runs/{run_id}/steps?after=N instead.")
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(ctx, info, after), media_type="text/event-stream", headers=headers)
+
+
+def _refuse(status: int, message: str) -> Response:
+    return Response(json.dumps({"error": message, "status": status}), status, media_type="application/json")
 
 
 def _resume_point(request: Request) -> int | str:

@@ -24,12 +24,14 @@ _REF = "#/components/schemas/{model}"
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(document(web(request).graphs))
+    ctx = web(request)
+    return JSONResponse(document(ctx.graphs, auth=ctx.auth is not None and ctx.auth.required))
 
 
-def document(graphs: Mapping[str, Any]) -> dict[str, Any]:
+def document(graphs: Mapping[str, Any], *, auth: bool = False) -> dict[str, Any]:
     """The OpenAPI document of a server serving `graphs` (by name): their names are StartBody's
-    `graph`, their state models its `input`."""
+    `graph`, their state models its `input`. With `auth`, every operation needs the bearer
+    token or a user's Basic credentials."""
     schemas: dict[str, Any] = {"Error": _ERROR, "Run": _OBJECT, "Page": _OBJECT}
     bodies = {}
     for model in (StartBody, ResumeBody, ForkBody, CancelBody):
@@ -41,13 +43,17 @@ def document(graphs: Mapping[str, Any]) -> dict[str, Any]:
         start = schemas["StartBody"]["properties"]
         start["graph"]["enum"] = sorted(graphs)
         start["input"] = {"anyOf": [*_states(graphs, schemas), {"type": "null"}], "default": None}
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "waypoint", "version": "1",
                  "description": "Runs, gates and answers of a waypoint server (waypoint serve)."},
         "paths": _paths(bodies),
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": {
+            "token": {"type": "http", "scheme": "bearer"}, "user": {"type": "http", "scheme": "basic"}}},
     }
+    if auth:
+        doc["security"] = [{"token": []}, {"user": []}]
+    return doc
 
 
 _ERROR = {"type": "object", "required": ["error", "status"],
@@ -116,7 +122,7 @@ def _paths(bodies: dict[str, Any]) -> dict[str, Any]:
             RUN_ID, _query("format", {"type": "string", "enum": ["svg", "mermaid", "dot"]})], 404, 503,
             media="image/svg+xml,text/plain"),
         "/api/runs/{run_id}/events": _get("The run's steps as Server-Sent Events (id: = seq)", [
-            RUN_ID, _query("after", seq)], 404, media="text/event-stream"),
+            RUN_ID, _query("after", seq)], 404, 503, media="text/event-stream"),
         "/api/runs/{run_id}/resume": _post("Answer a gate, as the authenticated user", bodies["ResumeBody"],
                                            202, 404, 409),
         "/api/runs/{run_id}/fork": _post("Fork from a step, with an optional state edit", bodies["ForkBody"],
