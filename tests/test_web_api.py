@@ -231,8 +231,11 @@ def test_answers_can_be_queued_for_a_worker(tmp_path: Path):
             httpx.Client(base_url=server.url) as client:
         response = client.post("/api/runs/r0/resume", json={"answer": GOOD})
         assert response.status_code == 202 and response.json()["status"] == "queued"
-        started = client.post("/api/runs", json={"graph": "review", "input": {"title": "q"}})
+        started = client.post("/api/runs", json={"graph": "review", "input": {"title": "q"}, "run_id": "q"})
         assert started.status_code == 201 and started.json()["status"] == "queued"
+        assert client.post("/api/runs", json={"graph": "review", "run_id": "q"}).status_code == 409
+        again = client.post("/api/runs", json={"graph": "review", "run_id": "q", "if_exists": "resume"})
+        assert again.status_code == 201 and again.json()["status"] == "queued"
         assert not server.ctx.tasks  # nothing executes here
 
 

@@ -125,12 +125,23 @@ async def start(ctx: WebContext, graph: str, input: Any = None, *, run_id: str |
     chosen = graph_named(ctx, graph)
     ref = ctx.refs.get(graph)
     if ctx.enqueue:
+        if run_id is not None and if_exists == "error" and await _exists(ctx, run_id):
+            raise RunStateError(f"run {run_id!r} already exists; start it again with "
+                                "if_exists='resume' to get it as it stands.", run_id=run_id)
         info: RunInfo = await submit(chosen, input, store=ctx.store, run_id=run_id, graph_ref=ref)
         return info
     handle = await start_run(chosen, input, store=ctx.store, run_id=run_id, graph_ref=ref,
                              if_exists=if_exists)
     _keep(ctx, handle)
     return await ctx.store.get_run(handle.run_id)
+
+
+async def _exists(ctx: WebContext, run_id: str) -> bool:
+    try:
+        await ctx.store.get_run(run_id)
+    except RunNotFoundError:
+        return False
+    return True
 
 
 async def answer(ctx: WebContext, run_id: str, value: Any, *, gate: str | None = None, by: str,
