@@ -394,3 +394,41 @@ def test_a_heartbeat_that_cannot_renew_stops_before_the_lease_can_lapse():
 
     lost, now, expiry = asyncio.run(main())
     assert "could not renew" in str(lost) and now < expiry, (str(lost), expiry - now)
+
+
+def test_child_runs_are_never_claimed_on_their_own(tmp_path, monkeypatch):
+    """A subgraph's child run is executed by its parent's executor: even a worker that serves the
+    child's graph by name never claims it, not even once its lease lapsed."""
+    from waypoint import END, START, GraphBuilder
+    from waypoint.engine.worker import Worker
+
+    inner = GraphBuilder(flows().Count, name="inner")
+    inner.node(flows()._step("deep"), name="deep")
+    inner.edge(START, "deep")
+    inner.edge("deep", END)
+    inner_graph = inner.compile()
+    outer = GraphBuilder(flows().Count, name="outer")
+    outer.subgraph("sub", inner_graph)
+    outer.edge(START, "sub")
+    outer.edge("sub", END)
+    outer_graph = outer.compile()
+
+    async def main():
+        store = wp.SQLiteStore(tmp_path / "runs.db")
+        try:
+            await wp.submit(outer_graph, {}, store=store, run_id="parent")
+            stats = await Worker([outer_graph, inner_graph], store=store, poll=0.05, tick=None,
+                                 log=print).run(until_idle=True)
+            [child] = [r for r in await store.list_runs() if r.parent_run_id == "parent"]
+            await store.claim(child.run_id, "crashed:1:x", 0.0)  # held by someone gone: lapsed
+            again = await store.claim_next("default", "w", 60, graphs=["inner"])
+            return stats, child, again
+        finally:
+            await store.close()
+
+    monkeypatch.setenv("WAYPOINT_TEST_DIR", str(tmp_path))
+    stats, child, again = asyncio.run(main())
+    assert stats.claimed == 1 and stats.ended == {"done": 1}
+    assert child.queue == "" and again is None
+    with pytest.raises(ValueError, match="child runs"):
+        asyncio.run(wp.submit(outer_graph, {}, store=wp.MemoryStore(), queue=""))

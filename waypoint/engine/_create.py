@@ -21,6 +21,11 @@ from waypoint.engine._frontier import Frontier
 from waypoint.graphs.graph import Graph
 
 
+# A child run (subgraph, map item, agent tool) is executed by its parent's executor, never
+# claimed on its own: it sits in no queue a worker serves, even once its lease lapses.
+CHILD_QUEUE = ""
+
+
 def new_run_id() -> str:
     return "run-" + uuid.uuid4().hex[:12]
 
@@ -41,6 +46,7 @@ async def create_run_record(
     await store.create_run(RunInfo(
         run_id=run_id, graph=graph.name, graph_hash=graph.structure_hash, status="running",
         created_at=now, updated_at=now, last_seq=seq, graph_ref=graph_ref,
-        parent_run_id=parent_run_id, forked_from=forked_from),
+        parent_run_id=parent_run_id, forked_from=forked_from,
+        queue=CHILD_QUEUE if parent_run_id is not None else "default"),
         owner=owner, ttl=_lease.LEASE_TTL, snapshot=snapshot)
     return owner

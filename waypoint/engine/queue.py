@@ -35,6 +35,9 @@ async def submit(graph: Graph[Any], input: Any = None, *, store: Store, queue: s
     """
     from waypoint.engine.runs import _initial_state  # runs imports the engine: load it on use
 
+    if not queue:
+        raise ValueError("submit(queue=''): name a queue, e.g. queue='default'; the empty name "
+                         "holds child runs, which no worker claims")
     await store.open()
     run_id = new_run_id() if run_id is None else check_user_run_id(run_id)
     existing = await _existing(store, run_id)

@@ -86,6 +86,9 @@ class Worker:
         `deps` and `max_concurrency` are given to every run, as to `start`; `log` gets one
         line per event (claimed, ended, lost, requeued, woken...), default: logging."""
         self.graphs = _by_name(graphs)
+        if not queue:
+            raise ValueError("Worker(queue=''): name the queue to serve, e.g. 'default'; the empty "
+                             "name holds child runs, which their parent's executor runs")
         if concurrency < 1 or ttl <= 0 or poll <= 0 or grace < 0 or (tick is not None and tick <= 0):
             raise ValueError(f"Worker: concurrency ({concurrency}) must be at least 1, ttl ({ttl}), "
                              f"poll ({poll}) and tick ({tick}) positive, grace ({grace}) not negative")
