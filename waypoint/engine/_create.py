@@ -20,7 +20,6 @@ from waypoint.engine import _lease
 from waypoint.engine._frontier import Frontier
 from waypoint.graphs.graph import Graph
 
-
 # A child run (subgraph, map item, agent tool) is executed by its parent's executor, never
 # claimed on its own: it sits in no queue a worker serves, even once its lease lapses.
 CHILD_QUEUE = ""
