@@ -15,7 +15,7 @@ EXPORTED = {
     "start", "resume", "run_sync", "resume_sync", "fork", "get_run", "history", "state_at",
     "pending_gates", "approval_log", "tick", "RunHandle", "RunResult", "Event", "GateRequest",
     "ApprovalEntry", "Budget", "run_marks", "RunMarks", "cancel", "RunHooks", "submit",
-    "Conversation", "run_batch", "BatchResult", "Cache", "Limit", "NodeFailure",
+    "Conversation", "run_batch", "BatchResult", "Cache", "Limit", "NodeFailure", "Worker",
     # stores
     "SQLiteStore", "MemoryStore", "Store", "RunInfo", "Step",
     # errors

@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each loads on 
     from waypoint.engine.batch import BatchResult, run_batch
     from waypoint.engine.conversation import Conversation
     from waypoint.engine.queue import submit
+    from waypoint.engine.worker import Worker
     from waypoint.errors import (
         BudgetExceededError,
         ConflictError,
@@ -90,6 +91,7 @@ _HOME = {  # the package each name is read from: its own front door
     "waypoint.engine.conversation": "Conversation",  # chat threads: a module of its own
     "waypoint.nodes.mcp_tools": "mcp_tools",  # MCP servers as tools
     "waypoint.engine.queue": "submit",  # queued runs: not in waypoint.engine, which is another's
+    "waypoint.engine.worker": "Worker",  # executes queued runs (waypoint worker)
     "waypoint.engine.batch": "BatchResult run_batch",  # many inputs through one graph
     "waypoint.nodes.cache": "Cache",  # node options: cache=, on_error= (error_into=), limit=
     "waypoint.nodes.failure": "NodeFailure",
@@ -155,6 +157,7 @@ __all__ = [
     "ToolCall",
     "UpdateError",
     "WaypointError",
+    "Worker",
     "agent_tool",
     "append",
     "approval_log",
