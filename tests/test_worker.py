@@ -432,3 +432,29 @@ def test_child_runs_are_never_claimed_on_their_own(tmp_path, monkeypatch):
     assert child.queue == "" and again is None
     with pytest.raises(ValueError, match="child runs"):
         asyncio.run(wp.submit(outer_graph, {}, store=wp.MemoryStore(), queue=""))
+
+
+def test_a_second_answer_racing_an_enqueued_one_is_told_who_answered(tmp_path, monkeypatch):
+    from waypoint.errors import StaleAnswerError
+
+    monkeypatch.setenv("WAYPOINT_TEST_DIR", str(tmp_path))
+    graph = flows().gated
+
+    async def main():
+        store = wp.SQLiteStore(tmp_path / "runs.db")
+        try:
+            await wp.submit(graph, {}, store=store, run_id="g")
+            from waypoint import Worker
+
+            await Worker([graph], store=store, poll=0.05, tick=None, log=print).run(until_idle=True)
+            seen = await store.get_run("g")
+            await wp.resume(graph, "g", {"approved": True}, by="ann", store=store, enqueue=True)
+            with pytest.raises(StaleAnswerError) as late:  # bob read the question at the same step
+                await wp.resume(graph, "g", {"approved": False}, by="bob", store=store, enqueue=True,
+                                seen_seq=seen.last_seq)
+            return str(late.value), await store.get_run("g")
+        finally:
+            await store.close()
+
+    message, run = asyncio.run(main())
+    assert "'approve' was answered by ann" in message and run.status == "queued", message

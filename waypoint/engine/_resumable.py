@@ -18,7 +18,7 @@ from waypoint.checkpoints.fence import held
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo
 from waypoint.engine import _lease
-from waypoint.engine.waits import find_gate
+from waypoint.engine.waits import ANSWERED, find_gate
 from waypoint.errors import GateError, GraphChangedError, RunStateError, StaleAnswerError
 from waypoint.graphs.graph import Graph
 
@@ -59,8 +59,9 @@ async def stale_answer(store: Store, seen: RunInfo, gates: list[str]) -> StaleAn
     """The error for answers to `gates` validated against `seen`, a run that moved on since:
     who answered those gates meanwhile and when, and where the run stands now."""
     now = await store.get_run(seen.run_id)
-    answered = [s for s in await store.history(seen.run_id, after=seen.last_seq)
-                if s.kind == "done" and "answer" in s.extra and s.node in gates]
+    answered = [s for s in await store.history(seen.run_id, after=seen.last_seq) if s.node in gates and (
+        (s.kind == "done" and "answer" in s.extra)  # executed, or enqueued for a worker (resume(enqueue=True))
+        or (s.kind == "event" and s.extra.get("event") == ANSWERED))]
     told = "; ".join(
         f"{s.node!r} was answered by {s.extra.get('by') or 'someone unnamed'} at "
         f"{_when(s.extra.get('answered_at', s.at))} (step {s.seq})" for s in answered)
