@@ -60,7 +60,7 @@ async def stale_answer(store: Store, seen: RunInfo, gates: list[str]) -> StaleAn
     who answered those gates meanwhile and when, and where the run stands now."""
     now = await store.get_run(seen.run_id)
     answered = [s for s in await store.history(seen.run_id, after=seen.last_seq) if s.node in gates and (
-        (s.kind == "done" and "answer" in s.extra)  # executed, or enqueued for a worker (resume(enqueue=True))
+        (s.kind == "done" and "answer" in s.extra)  # executed, or enqueued (resume(enqueue=True))
         or (s.kind == "event" and s.extra.get("event") == ANSWERED))]
     told = "; ".join(
         f"{s.node!r} was answered by {s.extra.get('by') or 'someone unnamed'} at "
