@@ -160,14 +160,35 @@ def _gate() -> wp.Graph:
     return g.compile()
 
 
+def _hold() -> wp.Graph:
+    """a -> hold -> b; `hold` writes `held-<run_id>` and waits for the file `release` (the partition
+    test cuts the network while a worker is inside it)."""
+    g = wp.GraphBuilder(Flow, name="chaos_hold")
+
+    async def hold(state: Flow, ctx: wp.NodeContext) -> dict:
+        async with _recorded(ctx.run_id, ctx.activation, "hold"):
+            folder = Path(os.environ["WAYPOINT_CHAOS_DIR"])
+            (folder / f"held-{ctx.run_id}").write_text(str(os.getpid()))
+            while not (folder / "release").exists():
+                await asyncio.sleep(0.02)  # the test decides when it goes on, by a file
+            return {"trail": ["hold"], "count": state.count + 1}
+
+    _node(g, "a", _step("a"), ["trail", "count"])
+    g.node(hold, name="hold", writes=["trail", "count"])
+    _node(g, "b", _step("b"), ["trail", "count"])
+    _line(g, ["a", "hold", "b"])
+    return g.compile()
+
+
 SHAPES = {"chain": _chain(), "fanout": _fanout(), "loop": _loop(), "map": _map(), "gate": _gate()}
-GRAPHS = list(SHAPES.values())
+HOLD = _hold()
+GRAPHS = [*SHAPES.values(), HOLD]
 
 
 def reference(shape: str) -> dict[str, Any]:
     """The final state of an uninterrupted run of `shape` (its gate answered with ANSWER)."""
     async def main() -> dict[str, Any]:
-        store, graph = wp.MemoryStore(), SHAPES[shape]
+        store, graph = wp.MemoryStore(), SHAPES.get(shape, HOLD)
         result = await (await wp.start(graph, store=store, run_id="reference")).result()
         if result.status == "waiting":
             result = await (await wp.resume(graph, "reference", ANSWER, store=store)).result()

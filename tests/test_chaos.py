@@ -9,6 +9,9 @@ test SIGKILLs workers (a third of their replacements armed to SIGKILL themselves
 at a fault point, before or after a commit) and stops PostgreSQL with `pg_ctl stop
 -m immediate` (a crash: no checkpoint, no goodbye to clients), then starts it again.
 
+A second test cuts a worker off by a network partition (a network namespace and a
+veth pair; it needs root and `ip`, and skips saying so without them).
+
 Then it checks what happened, from what the nodes and the workers recorded:
 - every run is done, and its final state equals an uninterrupted run's;
 - no seq gaps: each run's steps are 1..last_seq;
@@ -29,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,7 +51,7 @@ pytest.importorskip("psycopg_pool", reason='the chaos suite needs psycopg-pool: 
 import psycopg  # noqa: E402
 
 import waypoint as wp  # noqa: E402
-from tests.chaos_flows import ANSWER, SHAPES, reference  # noqa: E402
+from tests.chaos_flows import ANSWER, HOLD, SHAPES, reference  # noqa: E402
 from waypoint.checkpoints.postgres import PostgresStore  # noqa: E402
 from waypoint.errors import WaypointError  # noqa: E402
 
@@ -85,13 +89,16 @@ class Fleet:
         self.armed = 0
         self.stderr = (folder / "stderr").open("a")
 
-    def start(self, fault: str | None = None) -> None:
+    def start(self, fault: str | None = None, *, prefix: tuple[str, ...] = (),
+              url: str | None = None) -> None:
+        """One more worker; `prefix` runs it inside something (`ip netns exec NS`), on `url`."""
         env = {**os.environ, "WAYPOINT_CHAOS_DIR": str(self.folder), "PYTHONPATH": str(ROOT)}
         env.pop("WAYPOINT_FAULT", None)
         if fault is not None:
             env["WAYPOINT_FAULT"] = fault
             self.armed += 1
-        proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "chaos_worker.py"), self.url, "chaos",
+        proc = subprocess.Popen([*prefix, sys.executable, str(ROOT / "tests" / "chaos_worker.py"),
+                                 url or self.url, "chaos",
                                  str(CONCURRENCY), str(TTL)], stdout=subprocess.PIPE,
                                 stderr=self.stderr, text=True, env=env)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", "a worker did not start"
@@ -190,6 +197,7 @@ async def answer_gates(store: PostgresStore) -> int:
     return answered
 
 
+@pytest.mark.timeout(600)
 def test_workers_and_postgres_crash_mid_load_and_every_run_ends_as_if_nothing_happened(server, tmp_path):
     rng, url, started = random.Random(SEED), server.new_database(), time.monotonic()
     shapes, fleet = shapes_of_runs(), Fleet(url, tmp_path, rng)
@@ -233,7 +241,7 @@ async def check_runs(url: str, shapes: dict[str, str],
         for run_id, shape in shapes.items():
             info = await store.get_run(run_id)
             assert info.status == "done", f"{run_id}: {info.status} {info.error}"
-            state = await wp.state_at(SHAPES[shape], run_id, store=store)
+            state = await wp.state_at(SHAPES.get(shape, HOLD), run_id, store=store)
             assert state.model_dump(mode="json") == references[shape], run_id
             steps[run_id] = await store.history(run_id)
     return steps
@@ -295,9 +303,145 @@ def owner_overlaps(folder: Path, executions: list[tuple[str, int, int, str, str]
         by_run[run].append((first, last, owner))
     for run, owned in by_run.items():
         owned.sort()
-        overlaps += [f"{run}: {a[2]} until {a[1]} and {b[2]} from {b[0]}" for a, b in zip(owned, owned[1:], strict=False)
-                     if b[0] <= a[1]]
+        overlaps += [f"{run}: {a[2]} until {a[1]} and {b[2]} from {b[0]}"
+                     for a, b in zip(owned, owned[1:], strict=False) if b[0] <= a[1]]
     return overlaps, len(spans)
+
+
+# -- a partition ---------------------------------------------------------------------------
+class Partition:
+    """A network namespace joined to the host by a veth pair: cut() and heal() its link."""
+
+    def __init__(self, tag: int) -> None:
+        self.ns, self.host_if, self.ns_if = f"wpchaos{tag}", f"wph{tag}", f"wpn{tag}"
+        net = f"10.231.{tag % 250}"
+        self.host_ip, self.ns_ip = f"{net}.1", f"{net}.2"
+
+    def create(self) -> None:
+        ip("netns", "add", self.ns)
+        ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
+        ip("link", "set", self.ns_if, "netns", self.ns)
+        ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
+        ip("-n", self.ns, "addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if)
+        for args in (("link", "set", self.host_if, "up"), ("-n", self.ns, "link", "set", self.ns_if, "up"),
+                     ("-n", self.ns, "link", "set", "lo", "up")):
+            ip(*args)
+
+    def cut(self) -> None:
+        ip("link", "set", self.host_if, "down")
+
+    def heal(self) -> None:
+        ip("link", "set", self.host_if, "up")
+
+    def destroy(self) -> None:
+        subprocess.run(["ip", "netns", "delete", self.ns], capture_output=True)
+        subprocess.run(["ip", "link", "delete", self.host_if], capture_output=True)
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def partition():
+    if os.geteuid() != 0:
+        pytest.skip("the partition test makes a network namespace and a veth pair: it needs root")
+    if shutil.which("ip") is None:
+        pytest.skip("the partition test needs `ip` (iproute2): apt-get install iproute2")
+    part = Partition(os.getpid() % 10000)
+    try:
+        part.create()
+    except subprocess.CalledProcessError as exc:
+        part.destroy()
+        pytest.skip(f"cannot make a network namespace here ({' '.join(exc.cmd)}: {exc.stderr.strip()})")
+    try:
+        yield part
+    finally:
+        part.destroy()
+
+
+def listen_also(server: pg_server.PgServer, address: str) -> None:
+    """Restart the server listening on `address` too, trusting the partition's subnet."""
+    server.stop("fast")
+    with (server.data / "pg_hba.conf").open("a") as hba:
+        hba.write(f"host all all {address.rsplit('.', 1)[0]}.0/24 trust\n")
+    options = (f"-c listen_addresses=127.0.0.1,{address} -c port={server.port} -c fsync=off "
+               f"-c full_page_writes=off -c unix_socket_directories={server.root} -c max_connections=200")
+    server._run("pg_ctl", "start", "-w", "-D", str(server.data), "-o", options,
+                "-l", str(server.root / "server.log"))
+
+
+def wait_until(what: str, check, limit: float = 60.0, show=lambda: "") -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {limit}s {show()}"
+        time.sleep(0.05)
+
+
+def heard_back(line: str, run_id: str) -> bool:
+    """A worker's log line saying its execution of `run_id` ended ("ended RUN: ...", "lost RUN: ...")."""
+    words = line.split()
+    return len(words) > 1 and words[0] in ("lost", "ended") and words[1].rstrip(":") == run_id
+
+
+async def status_of(url: str, run_id: str) -> str:
+    async with PostgresStore(url) as store:
+        return (await store.get_run(run_id)).status
+
+
+def claims_of(folder: Path, pid: int) -> list[str]:
+    lines = (folder / "claims").read_text().splitlines()
+    return [" ".join(line.split()[2:]) for line in lines if line.split()[1] == str(pid)]
+
+
+@pytest.mark.timeout(300)
+def test_a_partitioned_worker_is_fenced_and_goes_back_to_claiming(server, partition, tmp_path, monkeypatch):
+    """Worker A, in its own network namespace, is inside a node when its link to PostgreSQL is cut
+    (`ip link set ... down` on the host's end of the veth). A's renewals go unanswered, so it stops
+    the run; its lease lapses on the server's clock and worker B, on the host, finishes the run.
+    Nothing A built after the cut reaches the log (a late append would be fenced by owner and
+    epoch), and once the link is back A claims and executes a new run cleanly."""
+    listen_also(server, partition.host_ip)
+    url = server.new_database()
+    fleet = Fleet(url, tmp_path, random.Random(SEED))
+
+    async def submit(run_id: str) -> None:
+        async with PostgresStore(url) as store:
+            await wp.submit(HOLD, store=store, queue="chaos", run_id=run_id)
+
+    try:
+        inside = url.replace("127.0.0.1", partition.host_ip)  # the server, seen from the namespace
+        fleet.start(prefix=("ip", "netns", "exec", partition.ns), url=inside)
+        a = fleet.procs[0].pid
+        asyncio.run(submit("cut"))
+        wait_until("A enters the node", (tmp_path / "held-cut").exists)
+        cut_at = time.time()
+        partition.cut()
+        (tmp_path / "release").touch()  # A's node ends; its commit cannot reach the server
+        fleet.start()  # B, on the host: it claims the run once A's lease lapses on the server's clock
+        wait_until("B finishes the run", lambda: asyncio.run(status_of(url, "cut")) == "done")
+        partition.heal()
+        wait_until("A hears back", lambda: any(heard_back(line, "cut") for line in claims_of(tmp_path, a)),
+                   show=lambda: "\n".join(claims_of(tmp_path, a)))
+        fleet.procs[1].send_signal(signal.SIGTERM)  # B leaves: the next run can only be A's
+        assert fleet.procs[1].wait(timeout=60) == 0
+        asyncio.run(submit("after"))
+        wait_until("A executes a new run", lambda: asyncio.run(status_of(url, "after")) == "done")
+    finally:
+        fleet.stop()
+    a_log = claims_of(tmp_path, a)
+    assert any(line.startswith("claimed after") for line in a_log), a_log
+    monkeypatch.setenv("WAYPOINT_CHAOS_DIR", str(tmp_path))  # the reference run passes `hold` at once
+    steps = asyncio.run(check_runs(url, {"cut": "hold", "after": "hold"}, {"hold": reference("hold")}))
+    b_claimed = min(int(line.split()[0]) for line in (tmp_path / "claims").read_text().splitlines()
+                    if line.split()[1] == str(fleet.procs[1].pid) and line.split()[2] == "claimed") / 1e9
+    late = [s for s in steps["cut"] if cut_at < s.at < b_claimed]
+    assert not late, f"steps built by A after the cut reached the log: {late}"
+    executions = read_executions(tmp_path)
+    assert not completed_then_executed(executions, steps)
+    assert owner_overlaps(tmp_path, executions, fleet)[0] == []
+    record("chaos_partition", partitions=1, runs=2, rows_checked=sum(len(s) for s in steps.values()),
+           a_heard_back=next(line for line in a_log if heard_back(line, "cut"))[:120])
 
 
 def test_the_checks_catch_what_they_look_for(tmp_path):
