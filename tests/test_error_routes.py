@@ -300,3 +300,27 @@ async def test_what_the_failed_attempts_spent_is_kept_on_the_error_step():
     # an output that does not fit is the node's own NodeError: not retried, routed at once
     assert step.extra["error"]["attempts"] == 1 and step.extra["usage"] == {
         "input_tokens": 3, "output_tokens": 2, "calls": 1}  # the failed call's spending counts
+
+
+async def test_a_tripped_guardrail_never_takes_the_error_route():
+    """The fallback would answer what the guardrail refused: a trip fails the run (or takes
+    `tripped`), whatever on_error says."""
+    from waypoint import GuardrailTripped
+    from waypoint.nodes.guardrails import input_guardrail, passed, tripwire
+
+    @input_guardrail
+    def billing_only(text: str):
+        return passed() if "invoice" in text.lower() else tripwire("not a billing question")
+
+    fallback_model = ScriptedModel(["I would have answered anyway."])
+    g = GraphBuilder(S, name="guarded")
+    g.add(llm("agent", prompt="{text}", into="out", guardrails=[billing_only], model=ScriptedModel([])),
+          on_error="fallback")
+    g.add(llm("fallback", prompt="{text}", into="out", model=fallback_model))
+    g.edge(START, "agent")
+    g.edge("agent", END)
+    g.edge("fallback", END)
+    handle = await start(g.compile(), {"text": "Write my essay"}, store=MemoryStore())
+    with pytest.raises(GuardrailTripped, match="not a billing question"):
+        await handle.result()
+    assert fallback_model.requests == []

@@ -15,7 +15,7 @@ from typing import Any
 
 from waypoint.engine._frontier import Activation
 from waypoint.engine._messages import Done, Failed, Finished
-from waypoint.errors import NodeError, WaypointError
+from waypoint.errors import GuardrailTripped, NodeError, WaypointError
 from waypoint.nodes.base import Node, Outcome
 from waypoint.nodes.failure import ERROR, NodeFailure
 
@@ -26,8 +26,10 @@ def failure_message(node: Node, act: Activation, error: WaypointError, attempts:
 
     A node's own failure is a NodeError (its code raised, timed out, its model or a child
     run failed); budgets, leases, conflicts and store errors are the run's, not the node's.
+    A tripped guardrail is no failure to fall back from (the fallback would answer what
+    the guardrail refused): it takes the node's `tripped` route, or fails the run.
     """
-    if node.on_error is None or not isinstance(error, NodeError):
+    if node.on_error is None or not isinstance(error, NodeError) or isinstance(error, GuardrailTripped):
         return Failed(act, error, lost)
     cause = error.__cause__ if isinstance(error.__cause__, BaseException) else error
     failure = NodeFailure(node=act.node, type=type(cause).__name__, message=str(cause), attempts=attempts)

@@ -79,7 +79,8 @@ def _check_routes(spec: Spec, known: set[str]) -> list[str]:
     for node, routes in spec.routes.items():
         labels, what, fix = spec.nodes[node].labels, spec.nodes[node].noun, _label_fix(spec.nodes[node])
         if spec.nodes[node].on_error is not None:
-            labels = (*labels, ERROR)  # the route its failure takes
+            # the route its failure takes; with no other route, it follows its edges as before
+            labels = (*(labels if set(routes) - {ERROR} else ()), ERROR)
         for label in labels:
             if label not in routes:
                 problems.append(f"{what} {node!r} can return {label!r} but has no route for it; "
