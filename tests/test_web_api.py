@@ -270,3 +270,54 @@ def test_of_concurrent_answers_to_one_gate_exactly_one_is_taken(api):
     assert settled(client, "r1")["status"] == "done"
     assert len(client.get("/api/approvals", params={"run_id": "r1"}).json()["approvals"]) == 1
     assert client.post("/api/runs/r1/fork", json={"at": 999}).status_code == 400
+
+
+def slow_graph() -> Any:
+    """start -> wait (sleeps an hour: a run that is executing when the test acts) -> end."""
+    from pydantic import BaseModel
+
+    from waypoint import END, START, GraphBuilder
+
+    class Slow(BaseModel):
+        note: str = ""
+
+    g = GraphBuilder(Slow, name="slow")
+
+    @g.node
+    async def wait(state: Slow) -> dict[str, str]:
+        await asyncio.sleep(3600)
+        return {"note": "woke"}
+
+    g.edge(START, "wait")
+    g.edge("wait", END)
+    return g.compile()
+
+
+def executing(client: httpx.Client, run_id: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not client.get(f"/api/runs/{run_id}").json()["executing"]:
+        assert time.monotonic() < deadline, f"run {run_id} never started executing"
+        time.sleep(0.02)
+
+
+def test_a_run_executing_here_is_cancelled_here_and_the_others_are_interrupted_at_shutdown(tmp_path: Path):
+    db = tmp_path / "runs.db"
+    with served(db, [slow_graph()]) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        for run_id in ("a", "b"):
+            assert client.post("/api/runs", json={"graph": "slow", "run_id": run_id}).status_code == 201
+            executing(client, run_id)
+        cancelled = client.post("/api/runs/a/cancel", json={"reason": "no need"})
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        deadline = time.monotonic() + 30
+        while list(server.ctx.handles) != ["b"]:  # a's task lets go of it once the run settled
+            assert time.monotonic() < deadline, list(server.ctx.handles)
+            time.sleep(0.02)
+
+    async def statuses() -> dict[str, str]:
+        store = SQLiteStore(db)
+        try:
+            return {r.run_id: r.status for r in await store.list_runs()}
+        finally:
+            await store.close()
+
+    assert asyncio.run(statuses()) == {"a": "cancelled", "b": "interrupted"}  # b: resumable as it is
