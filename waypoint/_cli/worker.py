@@ -76,7 +76,7 @@ async def _serve(graphs: list[Any], db: Db, settings: WorkerSettings) -> int:
 
 
 def _drain(worker: Any, sig: signal.Signals) -> None:
-    again = " again: handing back what runs now" if worker._draining else ""
+    again = " again: handing back what runs now" if worker.draining else ""
     _say(f"{sig.name}{again}: draining (no new claims)")
     worker.drain()
 

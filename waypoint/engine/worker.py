@@ -104,6 +104,11 @@ class Worker:
         self._hurry = asyncio.Event()  # a second drain: hand back now
         self._reaped = -float("inf")  # when dead local holders were last looked for
 
+    @property
+    def draining(self) -> bool:
+        """Whether `drain()` was called: the worker claims nothing more."""
+        return self._draining
+
     def drain(self) -> None:
         """Stop claiming; in-flight runs finish, or are handed back to the queue after `grace`
         seconds. Called again: hand them back now. Safe to call from a signal handler."""
