@@ -24,8 +24,6 @@ POST bodies must be JSON (`Content-Type: application/json`, else 415).
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 from waypoint.errors import WaypointError
 from waypoint.web import actions
 from waypoint.web.context import WebContext, web
+from waypoint.web.query import choice_param, flag_param, int_param, make_cursor, page_runs, read_cursor
 from waypoint.web.schemas import (
     CancelBody,
     ForkBody,
@@ -103,46 +102,14 @@ def refusal(exc: WaypointError, **more: Any) -> JSONResponse:
 async def list_runs(request: Request) -> Response:
     """Runs, newest first: `{"runs": [...], "next": cursor or null}`; pass `cursor` for the next page."""
     query = request.query_params
-    status = _choice(query.get("status"), STATUSES, "status")
-    limit = _int(query.get("limit"), "limit", 50, low=1, high=MAX_LIMIT)
-    children = _flag(query.get("children"), "children")
-    cursor = _cursor(query.get("cursor"))
+    status = choice_param(query.get("status"), STATUSES, "status")
+    limit = int_param(query.get("limit"), "limit", 50, low=1, high=MAX_LIMIT)
+    children = flag_param(query.get("children"), "children")
+    cursor = read_cursor(query.get("cursor"))
     ctx = web(request)
-    runs, more = await page_runs(ctx, status, query.get("graph"), limit, cursor, children)
-    next_cursor = _encode_cursor(runs[-1].run_id, runs[-1].created_at) if more and runs else None
+    runs, more = await page_runs(ctx, status, query.get("graph"), limit, cursor, children=children)
+    next_cursor = make_cursor(runs[-1]) if more and runs else None
     return JSONResponse({"runs": [run_json(info) for info in runs], "next": next_cursor})
-
-
-async def page_runs(ctx: WebContext, status: Any, graph: str | None, limit: int,
-                    cursor: tuple[str, float] | None, children: bool) -> tuple[list[Any], bool]:
-    """A page of `limit` runs after `cursor` (run id, created_at), newest first, and whether
-    more follow. The Store lists newest first with a limit, so a page reads its prefix; a
-    cursor whose run left the filter (its status changed) continues from its creation time."""
-    fetch = limit + 1
-    while True:
-        listed = await ctx.store.list_runs(status=status, graph=graph, limit=fetch)
-        runs = [r for r in listed if children or r.parent_run_id is None]
-        start = _after(runs, cursor)
-        if start is None and len(listed) == fetch:
-            fetch *= 4  # the cursor is further down
-            continue
-        start = start if start is not None else len(runs)
-        if len(runs) - start > limit or len(listed) < fetch:
-            return runs[start:start + limit], len(runs) - start > limit
-        fetch *= 4
-
-
-def _after(runs: list[Any], cursor: tuple[str, float] | None) -> int | None:
-    if cursor is None:
-        return 0
-    run_id, created = cursor
-    for index, info in enumerate(runs):
-        if info.run_id == run_id:
-            return index + 1
-    for index, info in enumerate(runs):
-        if info.created_at < created:
-            return index
-    return None
 
 
 async def get_run(request: Request) -> Response:
@@ -159,8 +126,8 @@ async def get_steps(request: Request) -> Response:
     """The run's steps with seq > `after`, oldest first, at most `limit`."""
     ctx = web(request)
     run_id = request.path_params["run_id"]
-    after = _int(request.query_params.get("after"), "after", 0, low=0)
-    limit = _int(request.query_params.get("limit"), "limit", 1000, low=1, high=10_000)
+    after = int_param(request.query_params.get("after"), "after", 0, low=0)
+    limit = int_param(request.query_params.get("limit"), "limit", 1000, low=1, high=10_000)
     await ctx.store.get_run(run_id)  # 404 for an unknown run
     steps = await ctx.store.history(run_id, after=after, upto=after + limit)
     return JSONResponse({"run_id": run_id, "steps": [step_json(s) for s in steps]})
@@ -172,7 +139,7 @@ async def get_state(request: Request) -> Response:
 
     ctx = web(request)
     info, graph = await _run_and_graph(ctx, request.path_params["run_id"])
-    at = _int(request.query_params.get("at"), "at", info.last_seq, low=0)
+    at = int_param(request.query_params.get("at"), "at", info.last_seq, low=0)
     if at > info.last_seq:
         raise HTTPException(404, f"run {info.run_id!r} has steps 0 to {info.last_seq}; "
                                  f"there is no step {at} to read the state at.")
@@ -185,7 +152,7 @@ async def get_diagram(request: Request) -> Response:
     from waypoint.engine import run_marks
 
     ctx = web(request)
-    fmt = _choice(request.query_params.get("format"), ("mermaid", "dot", "svg"), "format") or "svg"
+    fmt = choice_param(request.query_params.get("format"), ("mermaid", "dot", "svg"), "format") or "svg"
     info, graph = await _run_and_graph(ctx, request.path_params["run_id"])
     marks = await run_marks(graph, info.run_id, store=ctx.store)
     text = await _draw(graph, fmt, run=marks)
@@ -228,7 +195,7 @@ async def list_approvals(request: Request) -> Response:
     from waypoint.engine import approval_log
 
     run_id = request.query_params.get("run_id")
-    limit = _int(request.query_params.get("limit"), "limit", 1000, low=1, high=100_000)
+    limit = int_param(request.query_params.get("limit"), "limit", 1000, low=1, high=100_000)
     entries = await approval_log(run_id, store=web(request).store, limit=limit)
     return JSONResponse({"approvals": [
         {"run_id": e.run_id, "gate": e.gate, "seq": e.seq, "by": e.by, "at": e.at, "answer": plain(e.answer)}
@@ -240,7 +207,7 @@ async def list_graphs(request: Request) -> Response:
     import shutil
 
     ctx = web(request)
-    svg = shutil.which("dot") is not None and _flag(request.query_params.get("svg"), "svg", True)
+    svg = shutil.which("dot") is not None and flag_param(request.query_params.get("svg"), "svg", True)
     out = []
     for name, graph in sorted(ctx.graphs.items()):
         out.append({"name": name, "ref": ctx.refs.get(name), "nodes": sorted(graph.nodes),
@@ -289,53 +256,3 @@ async def _json_body(request: Request) -> bytes:
         raise HTTPException(415, f"send the body as JSON with Content-Type: application/json "
                                  f"(got {kind or 'no content type'!r}).")
     return await request.body()
-
-
-# -- query parameters ---------------------------------------------------------------------
-def _int(text: str | None, name: str, default: int, *, low: int, high: int | None = None) -> int:
-    if text is None or text == "":
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise HTTPException(400, f"query parameter {name!r} must be an integer, not {text[:40]!r}.") from None
-    if value < low or (high is not None and value > high):
-        bounds = f"from {low}" + (f" to {high}" if high is not None else "")
-        raise HTTPException(400, f"query parameter {name!r} must be {bounds} (got {value}).")
-    return value
-
-
-def _choice(text: str | None, choices: tuple[str, ...], name: str) -> str | None:
-    if text is None or text == "":
-        return None
-    if text not in choices:
-        raise HTTPException(400, f"query parameter {name!r} must be one of {', '.join(choices)} "
-                                 f"(got {text[:40]!r}).")
-    return text
-
-
-def _flag(text: str | None, name: str, default: bool = False) -> bool:
-    if text is None or text == "":
-        return default
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise HTTPException(400, f"query parameter {name!r} must be true or false (got {text[:40]!r}).")
-
-
-def _encode_cursor(run_id: str, created_at: float) -> str:
-    return base64.urlsafe_b64encode(json.dumps([run_id, created_at]).encode()).decode()
-
-
-def _cursor(text: str | None) -> tuple[str, float] | None:
-    if not text:
-        return None
-    try:
-        run_id, created = json.loads(base64.urlsafe_b64decode(text.encode()))
-        if isinstance(run_id, str) and isinstance(created, int | float):
-            return run_id, float(created)
-    except (ValueError, TypeError):
-        pass
-    raise HTTPException(400, "query parameter 'cursor' is not one this server gave: pass the `next` "
-                             "of the previous page as it is, or leave it out for the first page.")

@@ -189,17 +189,18 @@ async def _find_gate(request: Request, address: str) -> tuple[str, str]:
 
 # -- runs ------------------------------------------------------------------------------
 async def runs_page(request: Request) -> Response:
-    """Runs, newest first, a page at a time: paged as the JSON API pages (`api.page_runs`)."""
+    """Runs, newest first, a page at a time: paged as the JSON API pages (`query.page_runs`)."""
     from waypoint.web import api
+    from waypoint.web import query as paging
 
     ctx, query = web(request), request.query_params
     status = query.get("status") if query.get("status") in STATUSES else None
     graph = query.get("graph") or None
     size = min(int(query["limit"]), api.MAX_LIMIT) or PAGE if query.get("limit", "").isdigit() else PAGE
-    cursor = api._cursor(query.get("cursor"))  # a 400 naming the parameter when it is not ours
-    runs, more = await api.page_runs(ctx, status, graph, size, cursor, False)
+    cursor = paging.read_cursor(query.get("cursor"))  # a 400 naming the parameter when it is not ours
+    runs, more = await paging.page_runs(ctx, status, graph, size, cursor, children=False)
     filters = {"status": status, "graph": graph, "limit": size if size != PAGE else None}
-    after = api._encode_cursor(runs[-1].run_id, runs[-1].created_at) if more and runs else None
+    after = paging.make_cursor(runs[-1]) if more and runs else None
     return page(request, "runs.html", runs=runs, statuses=STATUSES, graphs=sorted(ctx.graphs),
                 filters=filters, prev=_runs_url(filters) if cursor else None,
                 next=_runs_url(filters, after) if after else None)
