@@ -246,3 +246,57 @@ async def test_the_key_is_canonical():
     assert cache_key("g", "n", 1).startswith("g:n:")
     with pytest.raises(ValueError, match="TTL is a number of seconds > 0"):
         Cache(ttl=0)
+
+
+async def test_runs_asking_the_same_thing_at_once_make_one_call():
+    """A run that misses while another run of the process computes the same key waits for it."""
+    calls: list[str] = []
+    go = asyncio.Event()
+    g = GraphBuilder(Q, name="single_flight")
+
+    async def answer(state: Q) -> dict:
+        calls.append(state.question)
+        await go.wait()
+        return {"answer": "computed once"}
+
+    g.node(answer, cache=Cache(key=lambda s: s.question))
+    g.edge(START, "answer")
+    g.edge("answer", END)
+    graph, store = g.compile(), MemoryStore()
+    leader = await start(graph, {"question": "q", "user": "ann"}, store=store)
+    while not calls:
+        await asyncio.sleep(0)
+    follower = await start(graph, {"question": "q", "user": "bob"}, store=store)
+    events = follower.events()
+    assert (await anext(e async for e in events if e.kind == "cache_waiting")).data["key"].startswith(
+        "single_flight:answer:")
+    go.set()
+    first, second = await leader.result(), await follower.result()
+    assert first.state.answer == second.state.answer == "computed once" and calls == ["q"]
+    assert (await store.history(second.run_id))[0].extra["cached"]["run_id"] == first.run_id
+
+
+async def test_when_the_leader_fails_a_waiting_run_computes_it_itself():
+    calls: list[str] = []
+    go = asyncio.Event()
+    g = GraphBuilder(Q, name="leader_fails")
+
+    async def answer(state: Q) -> dict:
+        calls.append(state.user)
+        await go.wait()
+        if state.user == "ann":
+            raise ValueError("the leader's call failed")
+        return {"answer": f"computed by {state.user}"}
+
+    g.node(answer, cache=Cache(key=lambda s: s.question))
+    g.edge(START, "answer")
+    g.edge("answer", END)
+    graph, store = g.compile(), MemoryStore()
+    leader = await start(graph, {"question": "q", "user": "ann"}, store=store)
+    while not calls:
+        await asyncio.sleep(0)
+    follower = await start(graph, {"question": "q", "user": "bob"}, store=store)
+    await anext(e async for e in follower.events() if e.kind == "cache_waiting")
+    go.set()
+    assert (await leader.result(raise_on_failure=False)).status == "failed"
+    assert (await follower.result()).state.answer == "computed by bob" and calls == ["ann", "bob"]

@@ -97,11 +97,17 @@ class NodeRunner:
         node, cache = self.graph.nodes[act.node], self.cache
         key = cache.key(node, state)
         hit = await cache.lookup(node, key, act, started_seq)
+        if hit is None:  # a miss: another run of this process may be computing it now
+            hit = await cache.follow(node, key, act, started_seq)
         if hit is not None:
             return hit
-        async with _Limits(*self._limits_of(act)):
-            done = await self._attempts(act, state, started_seq, go, loop_count)
-        await cache.keep(node, key, done)
+        entry = None
+        try:
+            async with _Limits(*self._limits_of(act)):
+                done = await self._attempts(act, state, started_seq, go, loop_count)
+            entry = await cache.keep(node, key, done)
+        finally:
+            cache.land(key, entry)  # to the runs waiting for this result (None: they compute it)
         return done
 
     def _failed(self, act: Activation, error: WaypointError, lost: dict[str, int],

@@ -7,7 +7,8 @@
 Kinds: run_started, run_resumed, node_started, node_finished, node_failed,
 node_retried, gate_waiting, run_waiting, run_finished, run_failed,
 run_interrupted, run_cancelled, cache_hit (a `cache=` node's result read from
-the store; its node_finished follows), limit_slot_lost (a `Limit(processes=True)`
+the store; its node_finished follows), cache_waiting (it waits for another run
+of this process computing the same key), limit_slot_lost (a `Limit(processes=True)`
 slot taken by another process while held), plus any
 custom kind a node emits through `ctx.emit(kind, data)` (e.g. "token").
 """

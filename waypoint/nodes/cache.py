@@ -14,7 +14,9 @@ name, `version`, and the canonical JSON of the node's inputs, which are
 `key(state)` when given, else the whole state. What invalidates an entry: its TTL
 passing (`ttl=None` keeps it until replaced), a different input or `version`, a
 renamed graph or node. Changing the node's code or prompt does not: bump `version`.
-`deps` are never part of the key. A failed node stores nothing.
+`deps` are never part of the key. A failed node stores nothing. Runs of one process
+that miss the same key at once make one call: the others wait for its result
+(a `cache_waiting` event), and compute it themselves if it fails.
 """
 
 from __future__ import annotations
