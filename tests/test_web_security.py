@@ -232,3 +232,19 @@ def test_json_answers_with_markup_come_back_as_json_strings(open_server):
     response = client.get(f"/api/runs/{run_id}")
     assert response.headers["content-type"] == "application/json"
     assert response.json()["gates"][0]["payload"]["title"] == evil
+
+
+def test_a_users_file_is_read_and_a_verified_password_is_remembered(tmp_path: Path):
+    from waypoint._cli.common import UsageProblem
+    from waypoint._cli.serve import read_users
+
+    users = tmp_path / "users.txt"
+    users.write_text(f"# reviewers\n\nana:{ANA}\n")
+    assert read_users(users) == {"ana": ANA}
+    users.write_text("# nobody\n")
+    with pytest.raises(UsageProblem, match="no users in it"):
+        read_users(users)
+    auth = Auth(users={"ana": ANA})
+    assert auth.check_password("ana", "correct horse") and auth.check_password("ana", "correct horse")
+    assert not auth.check_password("ana", "correct horse ") and not auth.check_password("bob", "x")
+    assert not Auth(users={"ana": hash_password("other")}).check_password("ana", "correct horse")

@@ -85,17 +85,29 @@ class Auth:
         return self.token is not None or bool(self.users)
 
     def check_password(self, user: str, password: str) -> bool:
+        """Whether `password` is `user`'s. A match is remembered (as an HMAC under `secret`,
+        never the password) so that an API client sending Basic credentials with every
+        request pays scrypt's ~50 ms once, not per request; a miss always pays it."""
         hashed = self.users.get(user)
         if hashed is None:
             verify_password(password, _dummy_hash())  # same cost for unknown users: no user probing
             return False
-        return verify_password(password, hashed)
+        key = (user, hashed, _sign(self.secret, "password:" + password))
+        if key in _VERIFIED:
+            return True
+        if not verify_password(password, hashed):
+            return False
+        if len(_VERIFIED) >= 1024:
+            _VERIFIED.clear()
+        _VERIFIED.add(key)
+        return True
 
     def check_token(self, token: str) -> bool:
         return self.token is not None and hmac.compare_digest(token.encode(), self.token.encode())
 
 
 # -- passwords -----------------------------------------------------------------------
+_VERIFIED: set[tuple[str, str, str]] = set()  # (user, hash, HMAC of the password) that matched
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
