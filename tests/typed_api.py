@@ -13,8 +13,8 @@ from typing import Any, Literal, assert_type
 from pydantic import BaseModel
 
 from waypoint import (
-    END, START, Graph, GraphBuilder, MemoryStore, RunHandle, RunInfo, RunResult, SQLiteStore, ToolCall,
-    WaypointError, fork, resume, resume_sync, run_sync, start,
+    END, START, BatchResult, Graph, GraphBuilder, MemoryStore, RunHandle, RunInfo, RunResult, SQLiteStore,
+    ToolCall, WaypointError, fork, resume, resume_sync, run_batch, run_sync, start,
 )
 
 
@@ -70,6 +70,13 @@ def run_it_sync(graph: Graph[Essay]) -> None:
     assert_type(result, RunResult[Essay])
     assert_type(result.state.topic, str)
     assert_type(resume_sync(graph, result.run_id, store=MemoryStore()).state, Essay)
+
+
+async def run_a_batch(graph: Graph[Essay]) -> None:
+    batch = await run_batch(graph, [{"topic": "tides"}], batch_id="b", store=MemoryStore())
+    assert_type(batch, BatchResult[Essay])
+    assert_type(batch.states, list[Essay | None])
+    assert_type(batch.results[0], RunResult[Essay])
 
 
 def the_llm_side_is_typed_too() -> None:  # loaded lazily at run time, seen whole by a type checker
