@@ -181,7 +181,9 @@ def test_a_reviewer_answers_a_gate_in_the_browser_and_watches_the_run_go_on(tmp_
         answered = watcher.locator('#timeline tr[data-seq="3"]')
         assert answered.locator("td.by").inner_text() == "ana"
         assert "fair enough, refund it" in answered.inner_text()
-        assert watcher.locator("img#diagram").evaluate("img => img.complete && img.naturalWidth > 0")
+        watcher.wait_for_function(  # the new image loads after the swap: wait for it, then it is drawn
+            "() => { const img = document.querySelector('img#diagram'); return img && img.complete && "
+            "img.naturalWidth > 0 && img.src.includes('v=4'); }", timeout=30_000)
         assert '"outcome": "refunded"' in watcher.locator("pre.state-json").inner_text()
         assert watcher.locator("form.cancel").count() == 0  # a finished run offers no cancel
         shots(watcher, "run-done")

@@ -27,7 +27,9 @@
         holder.innerHTML = html;
         var fresh = holder.querySelector("#live");
         var old = live();
-        if (fresh && old && fresh.getAttribute("data-seq") !== old.getAttribute("data-seq")) {
+        // a new step, or the same last step with a new status (a run's row is released after its last step)
+        if (fresh && old && (fresh.getAttribute("data-seq") !== old.getAttribute("data-seq") ||
+                             fresh.getAttribute("data-status") !== old.getAttribute("data-status"))) {
           old.replaceWith(fresh);
           document.body.setAttribute("data-live-seq", fresh.getAttribute("data-seq"));
         }
