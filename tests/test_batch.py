@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import signal
 import subprocess
 import sys
@@ -137,3 +138,63 @@ def test_a_batch_killed_midway_is_carried_on_by_running_it_again(tmp_path):
     assert again.stdout.strip() == "A,B,C,CRASH,D,E"
     after = log.read_text().splitlines()[len(before):]
     assert after == ["started crash", "finished crash", "started d", "finished d", "started e", "finished e"]
+
+
+GRAPH_FILE = '''
+from pathlib import Path
+from pydantic import BaseModel
+from waypoint import END, START, GraphBuilder
+
+HERE = Path(__file__).parent
+
+
+class Item(BaseModel):
+    name: str
+    shout: str = ""
+
+
+def shout(state: Item) -> dict:
+    with open(HERE / "calls.log", "a") as log:
+        log.write(state.name + "\\n")
+    if state.name == "b" and not (HERE / "fixed").exists():
+        raise ValueError("b is not ready")
+    return {"shout": state.name.upper()}
+
+
+g = GraphBuilder(Item, name="cli_batch")
+g.node(shout)
+g.edge(START, "shout")
+g.edge("shout", END)
+graph = g.compile()
+'''
+
+
+def test_waypoint_batch_runs_a_file_of_inputs_and_is_carried_on_by_running_it_again(tmp_path):
+    (tmp_path / "flows.py").write_text(GRAPH_FILE)
+    (tmp_path / "items.jsonl").write_text('{"name": "a"}\n\n{"name": "b"}\n{"name": "c"}\n')
+    argv = [sys.executable, "-m", "waypoint.cli", "batch", "flows.py:graph", "--inputs", "items.jsonl",
+            "--batch-id", "night", "--concurrency", "2", "--db", str(tmp_path / "runs.db")]
+    first = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert first.returncode == 1, first.stderr
+    assert "2 done, 0 waiting, 1 failed of 3" in first.stdout
+    assert "night/1" in first.stdout and "b is not ready" in first.stdout
+    again_line = next(line for line in first.stdout.splitlines() if "run the batch again" in line)
+    assert again_line.endswith(f"waypoint batch {tmp_path / 'flows.py'}:graph --inputs {tmp_path / 'items.jsonl'} "
+                               f"--batch-id night --db {tmp_path / 'runs.db'}")  # as printed, from anywhere
+    (tmp_path / "fixed").touch()
+    printed = shlex.split(again_line.split(": ", 1)[1])  # run as printed, from another directory
+    second = subprocess.run([sys.executable, "-m", "waypoint.cli", *printed[1:]], capture_output=True,
+                            text=True, cwd=ROOT, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "3 done, 0 waiting, 0 failed of 3" in second.stdout
+    assert sorted((tmp_path / "calls.log").read_text().split()) == ["a", "b", "b", "c"]  # only b again
+
+
+def test_waypoint_batch_names_the_line_that_is_not_json(tmp_path):
+    (tmp_path / "flows.py").write_text(GRAPH_FILE)
+    (tmp_path / "items.jsonl").write_text('{"name": "a"}\n{name: b}\n')
+    done = subprocess.run([sys.executable, "-m", "waypoint.cli", "batch", "flows.py:graph", "--inputs",
+                           "items.jsonl", "--batch-id", "x", "--db", str(tmp_path / "runs.db")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and "--inputs items.jsonl, line 2: not JSON" in done.stderr
+    assert not (tmp_path / "calls.log").exists()

@@ -102,6 +102,29 @@ def submit(graph_ref: str, input_: Any, queue: str, priority: int, run_id: str |
 
 
 @cli.command()
+@click.argument("graph_ref", metavar=REF)
+@click.option("--inputs", "source", required=True, metavar="FILE",
+              help="JSON Lines (one input a line) or a JSON array; - for stdin.")
+@click.option("--batch-id", required=True, metavar="ID",
+              help="Item i runs as ID/i; the same ID carries an unfinished batch on.")
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Runs executed at once.")
+@db_option
+def batch(graph_ref: str, source: str, batch_id: str, concurrency: int, db: str | None) -> None:
+    """Run many inputs through a graph, a few at a time; run it again to carry it on.
+
+    Finished items are not run again; failed or interrupted ones resume from their
+    last committed step. Exit 1 when an item failed.
+    """
+    from waypoint._cli.batch import batch_run
+    from waypoint._cli.loading import load_graph
+
+    graph, canonical = load_graph(graph_ref)
+    raise click.exceptions.Exit(run_async(batch_run(graph, canonical, source, resolve_db(db), batch_id,
+                                                    concurrency)))
+
+
+@cli.command()
 @click.argument("graph_refs", nargs=-1, required=True, metavar=f"{REF}...")
 @db_option
 @click.option("--queue", default="default", show_default=True, help="The queue to claim runs from.")
