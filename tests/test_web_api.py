@@ -128,15 +128,19 @@ def test_graphs_come_with_their_diagrams(api, has_dot):
 
 # -- changing ----------------------------------------------------------------------------
 def test_start_is_idempotent_by_run_id_with_if_exists_resume(api):
-    client, _ = api
+    client, server = api
     first = client.post("/api/runs", json={"graph": "review", "input": {"title": "x"}, "run_id": "mine"})
     assert first.status_code == 201 and first.json()["run_id"] == "mine"
-    assert settled(client, "mine")["status"] == "waiting"
+    before = settled(client, "mine")
+    assert before["status"] == "waiting"
     again = client.post("/api/runs", json={"graph": "review", "input": {"title": "x"}, "run_id": "mine"})
     assert again.status_code == 409 and "mine" in again.json()["error"]
     same = client.post("/api/runs", json={"graph": "review", "input": {"title": "y"}, "run_id": "mine",
                                           "if_exists": "resume"})
-    assert same.status_code == 201 and same.json()["run_id"] == "mine"
+    # a waiting run is returned as it stands: not resumed just to pause again (it never reads `running`)
+    assert same.status_code == 200 and same.json()["status"] == "waiting"
+    assert same.json()["updated_at"] == before["updated_at"] and same.json()["last_seq"] == before["last_seq"]
+    assert not server.ctx.handles
     assert settled(client, "mine")["status"] == "waiting"
     assert client.get("/api/runs/mine/state").json()["state"]["title"] == "x"  # the input was ignored
 
@@ -235,7 +239,7 @@ def test_answers_can_be_queued_for_a_worker(tmp_path: Path):
         assert started.status_code == 201 and started.json()["status"] == "queued"
         assert client.post("/api/runs", json={"graph": "review", "run_id": "q"}).status_code == 409
         again = client.post("/api/runs", json={"graph": "review", "run_id": "q", "if_exists": "resume"})
-        assert again.status_code == 201 and again.json()["status"] == "queued"
+        assert again.status_code == 200 and again.json()["status"] == "queued"
         assert not server.ctx.tasks  # nothing executes here
 
 

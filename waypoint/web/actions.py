@@ -117,31 +117,57 @@ def _keep(ctx: WebContext, handle: RunHandle[Any]) -> None:
 
 
 async def start(ctx: WebContext, graph: str, input: Any = None, *, run_id: str | None = None,
-                if_exists: Literal["error", "resume"] = "error") -> RunInfo:
-    """Start a run of the served graph named `graph` (or queue it, with `enqueue`)."""
+                if_exists: Literal["error", "resume"] = "error") -> tuple[RunInfo, bool]:
+    """Start a run of the served graph named `graph` (or queue it, with `enqueue`): its row,
+    and whether this call created it.
+
+    With `run_id` and `if_exists="resume"` a retried start is idempotent: a run that
+    exists is returned as it stands (created False) when there is nothing to do: one
+    this server executes now, one waiting at gates whose deadlines have not passed, one
+    done. Only a failed, interrupted or crashed run (or a wait come due) is resumed.
+    """
     from waypoint.engine import start as start_run
     from waypoint.engine.queue import submit
 
     chosen = graph_named(ctx, graph)
     ref = ctx.refs.get(graph)
+    existing = await _existing(ctx, run_id) if run_id is not None else None
+    if existing is not None and if_exists == "error":
+        raise RunStateError(f"run {run_id!r} already exists; start it again with "
+                            "if_exists='resume' to get it as it stands.", run_id=run_id)
     if ctx.enqueue:
-        if run_id is not None and if_exists == "error" and await _exists(ctx, run_id):
-            raise RunStateError(f"run {run_id!r} already exists; start it again with "
-                                "if_exists='resume' to get it as it stands.", run_id=run_id)
         info: RunInfo = await submit(chosen, input, store=ctx.store, run_id=run_id, graph_ref=ref)
-        return info
+        return info, existing is None
+    if existing is not None and await _as_it_stands(ctx, chosen, existing):
+        return await ctx.store.get_run(existing.run_id), False
     handle = await start_run(chosen, input, store=ctx.store, run_id=run_id, graph_ref=ref,
                              if_exists=if_exists)
     _keep(ctx, handle)
-    return await ctx.store.get_run(handle.run_id)
+    return await ctx.store.get_run(handle.run_id), existing is None
 
 
-async def _exists(ctx: WebContext, run_id: str) -> bool:
-    try:
-        await ctx.store.get_run(run_id)
-    except RunNotFoundError:
+async def _as_it_stands(ctx: WebContext, graph: Any, info: RunInfo) -> bool:
+    """Whether a retried start of `info` has nothing to do: the run executes in this server,
+    waits at gates none of which is due, or is done. (A run of another graph, or another
+    structure of it, goes to the engine, whose refusal says so.)"""
+    from waypoint.engine.views import replay
+    from waypoint.engine.waits import due_waits
+
+    if info.graph != graph.name or info.graph_hash != graph.structure_hash:
         return False
-    return True
+    if info.run_id in ctx.handles or info.status == "done":
+        return True
+    if info.status != "waiting":
+        return False
+    _, frontier, _ = await replay(graph, info.run_id, store=ctx.store)
+    return not due_waits(frontier)  # a due wait: resuming applies its timeout
+
+
+async def _existing(ctx: WebContext, run_id: str) -> RunInfo | None:
+    try:
+        return await ctx.store.get_run(run_id)
+    except RunNotFoundError:
+        return None
 
 
 async def answer(ctx: WebContext, run_id: str, value: Any, *, gate: str | None = None, by: str,

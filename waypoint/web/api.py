@@ -6,7 +6,7 @@
     GET  /api/runs/{run_id}/state?at=N      its state right after step N (default: now)
     GET  /api/runs/{run_id}/diagram?format=mermaid|dot|svg   drawn with its status and path
     GET  /api/runs/{run_id}/events          Server-Sent Events (waypoint.web.events)
-    POST /api/runs                          start {graph, input, run_id, if_exists}
+    POST /api/runs                          start {graph, input, run_id, if_exists}: 201 (200: it existed)
     POST /api/runs/{run_id}/resume          answer {gate, answer, seen_seq}: as the caller
     POST /api/runs/{run_id}/fork            {at, update, run_id}
     POST /api/runs/{run_id}/cancel          {reason}
@@ -218,11 +218,11 @@ async def list_graphs(request: Request) -> Response:
 
 # -- changing --------------------------------------------------------------------------
 async def start_run(request: Request) -> Response:
-    """Start a run (or, with `run_id` and if_exists="resume", get the existing one): 201."""
+    """Start a run: 201. With `run_id` and if_exists="resume", a run that exists is 200, as it stands."""
     body = read_body(StartBody, await _json_body(request))
-    info = await actions.start(web(request), body.graph, body.input, run_id=body.run_id,
-                               if_exists=body.if_exists)
-    return JSONResponse(run_json(info), status_code=201)
+    info, created = await actions.start(web(request), body.graph, body.input, run_id=body.run_id,
+                                        if_exists=body.if_exists)
+    return JSONResponse(run_json(info), status_code=201 if created else 200)
 
 
 async def resume_run(request: Request) -> Response:

@@ -111,6 +111,8 @@ def _paths(bodies: dict[str, Any]) -> dict[str, Any]:
         _query("cursor", {"type": "string"}), _query("children", {"type": "boolean"})])
     runs.update(_post("Start a run", bodies["StartBody"], 201, 404, 409, path=False))
     runs["post"]["responses"]["201"]["links"] = _LINKS
+    runs["post"]["responses"]["200"] = {**runs["post"]["responses"]["201"],
+                                        "description": "the run existed (run_id with if_exists='resume')"}
     paths = {
         "/api/runs": runs,
         "/api/runs/{run_id}": _get("A run, with the gates it waits at", [RUN_ID], 404),
