@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from tests.web_graphs import review_graph
 from tests.web_server import served
 from waypoint import SQLiteStore, start
@@ -279,7 +278,6 @@ def test_of_concurrent_answers_to_one_gate_exactly_one_is_taken(api):
 def slow_graph() -> Any:
     """start -> wait (sleeps an hour: a run that is executing when the test acts) -> end."""
     from pydantic import BaseModel
-
     from waypoint import END, START, GraphBuilder
 
     class Slow(BaseModel):
@@ -325,3 +323,62 @@ def test_a_run_executing_here_is_cancelled_here_and_the_others_are_interrupted_a
             await store.close()
 
     assert asyncio.run(statuses()) == {"a": "cancelled", "b": "interrupted"}  # b: resumable as it is
+
+
+# -- what the server gives its runs ---------------------------------------------------------
+def ledger_graph() -> Any:
+    """book (uses ctx.deps) -> confirm (a gate) -> book again: deps on start and after an answer."""
+    from pydantic import BaseModel
+    from waypoint import END, START, GraphBuilder, NodeContext
+
+    class Confirm(BaseModel):
+        ok: bool
+
+    class Order(BaseModel):
+        order: str
+        confirm: Confirm | None = None
+
+    g = GraphBuilder(Order, name="ledger")
+
+    def book(state: Order, ctx: NodeContext) -> dict[str, Any]:
+        ctx.deps["ledger"].append((state.order, state.confirm is not None))
+        return {}
+
+    def rebook(state: Order, ctx: NodeContext) -> dict[str, Any]:
+        return book(state, ctx)
+
+    g.node(book)
+    g.gate("confirm", Confirm, into="confirm")
+    g.node(rebook)
+    g.edge(START, "book")
+    g.edge("book", "confirm")
+    g.edge("confirm", "rebook")
+    g.edge("rebook", END)
+    return g.compile()
+
+
+def test_the_server_gives_its_runs_deps_and_hooks(tmp_path: Path):
+    from waypoint.engine.hooks import RunHooks
+
+    ledger: list[tuple[str, bool]] = []
+    ended: list[str] = []
+
+    class Ends(RunHooks):
+        def on_run_end(self, event: Any) -> None:
+            ended.append(event.kind)
+
+    with served(tmp_path / "runs.db", [ledger_graph()], deps={"ledger": ledger}, hooks=Ends()) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        started = client.post("/api/runs", json={"graph": "ledger", "input": {"order": "A"}, "run_id": "a"})
+        assert started.status_code == 201
+        assert settled(client, "a")["status"] == "waiting" and ledger == [("A", False)]
+        assert client.post("/api/runs/a/resume", json={"answer": {"ok": True}}).status_code == 202
+        assert settled(client, "a")["status"] == "done"
+        assert ledger == [("A", False), ("A", True)] and ended[-1] == "run_finished"
+
+
+def test_deps_are_refused_with_enqueue(tmp_path: Path):
+    from waypoint.web.app import create_app
+
+    with pytest.raises(ValueError, match="belong to the workers"):
+        create_app(SQLiteStore(tmp_path / "runs.db"), [review_graph], enqueue=True, deps={"x": 1})

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from tests.test_web_api import GOOD, settled
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,3 +63,65 @@ def test_serve_answers_a_gate_and_stops_cleanly_on_sigterm_with_a_stream_open(tm
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+GRAPH_FILE = '''
+from pydantic import BaseModel
+from waypoint import END, START, GraphBuilder, NodeContext
+
+class Greeting(BaseModel):
+    name: str
+    text: str = ""
+
+g = GraphBuilder(Greeting, name="greet")
+
+@g.node
+def greet(state: Greeting, ctx: NodeContext) -> dict:
+    return {"text": ctx.deps["salutation"] + ", " + state.name}
+
+g.edge(START, "greet")
+g.edge("greet", END)
+graph = g.compile()
+'''
+
+
+def test_serve_gives_runs_the_deps_named_by_deps(tmp_path: Path):
+    (tmp_path / "flows.py").write_text(GRAPH_FILE)
+    (tmp_path / "deps.py").write_text("def make_deps():\n    return {'salutation': 'Hello'}\n")
+    port = free_port()
+    command = [sys.executable, "-m", "waypoint.cli", "serve", "--db", str(tmp_path / "runs.db"), "--port",
+               str(port), "--deps", f"{tmp_path / 'deps.py'}:make_deps", f"{tmp_path / 'flows.py'}:graph"]
+    proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "WAYPOINT_TOKEN": "", "PYTHONPATH": str(ROOT)})
+    try:
+        assert proc.stderr is not None
+        assert "graphs: greet" in proc.stderr.readline()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 30
+            while True:  # the banner comes just before uvicorn binds
+                try:
+                    if client.get("/api/graphs").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the server never answered"
+                    time.sleep(0.05)
+            started = client.post("/api/runs", json={"graph": "greet", "input": {"name": "Ana"}})
+            run_id = started.json()["run_id"]
+            assert settled(client, run_id)["status"] == "done"
+            assert client.get(f"/api/runs/{run_id}/state").json()["state"]["text"] == "Hello, Ana"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def test_a_deps_reference_that_does_not_load_is_a_usage_error(tmp_path: Path):
+    (tmp_path / "flows.py").write_text(GRAPH_FILE)
+    (tmp_path / "deps.py").write_text("deps = {'salutation': 'Hi'}\n")
+    command = [sys.executable, "-m", "waypoint.cli", "serve", "--db", str(tmp_path / "runs.db"), "--port",
+               str(free_port()),
+               "--deps", f"{tmp_path / 'deps.py'}:missing", f"{tmp_path / 'flows.py'}:graph"]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "WAYPOINT_TOKEN": "", "PYTHONPATH": str(ROOT)})
+    assert out.returncode != 0 and "defines no 'missing'" in out.stderr and "Traceback" not in out.stderr

@@ -358,8 +358,11 @@ def tick(db: str | None) -> None:
 @click.option("--enqueue", is_flag=True, help="Execute nothing here: queue started and answered "
               "runs for `waypoint worker`.")
 @click.option("--hash-password", is_flag=True, help="Print a NAME:HASH line for --users and exit.")
+@click.option("--deps", metavar="MODULE_OR_FILE:ATTR", help="The runs' ctx.deps: a dict, or a function "
+              "of no arguments returning one (called once, at startup).")
 def serve(graph_refs: tuple[str, ...], db: str | None, host: str, port: int, token: str | None,
-          users: Path | None, allow_hosts: tuple[str, ...], enqueue: bool, hash_password: bool) -> None:
+          users: Path | None, allow_hosts: tuple[str, ...], enqueue: bool, hash_password: bool,
+          deps: str | None) -> None:
     """Serve the JSON API, live run events and the pages where people answer gates.
 
     Binds 127.0.0.1:8000 by default; open http://127.0.0.1:8000/ for the inbox.
@@ -374,7 +377,7 @@ def serve(graph_refs: tuple[str, ...], db: str | None, host: str, port: int, tok
     if not graph_refs:
         raise click.UsageError("name the graphs to serve, e.g. "
                                "waypoint serve --db runs.db examples/approval.py:graph")
-    settings = ServeSettings(host, port, token, users, allow_hosts, enqueue)
+    settings = ServeSettings(host, port, token, users, allow_hosts, enqueue, deps)
     check_bind(settings)
     serve_forever([load_graph(ref) for ref in graph_refs], resolve_db(db), settings)
 

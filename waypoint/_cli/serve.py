@@ -5,13 +5,15 @@
     WAYPOINT_TOKEN=s3cret waypoint serve --host 0.0.0.0 --db runs.db flows.py:graph
     waypoint serve --host 0.0.0.0 --users users.txt --db runs.db flows.py:graph
     waypoint serve --hash-password          # prints a line for users.txt: NAME:scrypt$...
+    waypoint serve --db runs.db --deps myapp/deps.py:make_deps flows.py:graph   # ctx.deps of its runs
 
 Loopback (127.0.0.1) by default, where no authentication is needed and requests act
 as the OS user who started the server; any other address is refused unless a token
 (--token or $WAYPOINT_TOKEN) or a users file (`name:hash` lines, hashes from
 --hash-password) is given. Runs started or answered here execute in this process
-(or, with --enqueue, are queued for `waypoint worker`); Ctrl-C or SIGTERM leaves
-them interrupted, resumable as they are.
+(or, with --enqueue, are queued for `waypoint worker`), with `--deps` as their
+`ctx.deps` (a dict, or a function of no arguments returning one, called once at
+startup); Ctrl-C or SIGTERM leaves them interrupted, resumable as they are.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class ServeSettings:
     users: Path | None
     allow_hosts: tuple[str, ...]
     enqueue: bool
+    deps: str | None = None  # MODULE_OR_FILE:ATTR of a dict, or of a function returning one
 
 
 def is_loopback(host: str) -> bool:
@@ -74,6 +77,33 @@ def read_users(path: Path) -> dict[str, str]:
     return users
 
 
+def load_deps(ref: str) -> Any:
+    """`--deps MODULE_OR_FILE:ATTR`: the object there, called if it is a function of no
+    arguments (so clients are made once, at startup); a UsageProblem naming what failed."""
+    import importlib
+    import runpy
+
+    target, sep, attr = ref.rpartition(":")
+    if not sep or not target or not attr.isidentifier():
+        raise UsageProblem(f"--deps {ref!r} is not MODULE_OR_FILE:ATTR (e.g. myapp/deps.py:deps "
+                           "or myapp.deps:make_deps).")
+    try:
+        if target.endswith(".py") or "/" in target:
+            if not Path(target).is_file():
+                raise UsageProblem(f"--deps {ref!r}: there is no file {target}.")
+            namespace = runpy.run_path(target)
+        else:
+            namespace = vars(importlib.import_module(target))
+        if attr not in namespace:
+            raise UsageProblem(f"--deps {ref!r}: {target} defines no {attr!r}.")
+        value = namespace[attr]
+        return value() if callable(value) and not isinstance(value, type) else value
+    except UsageProblem:
+        raise
+    except Exception as exc:
+        raise UsageProblem(f"--deps {ref!r}: loading it raised {type(exc).__name__}: {exc}") from None
+
+
 def allowed_hosts(settings: ServeSettings) -> list[str]:
     """The Host headers to accept: on loopback the loopback names (DNS rebinding guard);
     elsewhere only --allow-host names, or any when none are given (authentication guards it)."""
@@ -103,9 +133,13 @@ def serve(graphs: list[tuple[Any, str]], db: Db, settings: ServeSettings) -> Non
     check_bind(settings)
     users = read_users(settings.users) if settings.users else {}
     auth = Auth(token=settings.token, users=users) if settings.token or users else Auth()
+    if settings.deps and settings.enqueue:
+        raise UsageProblem("--deps with --enqueue: this server executes no run; give the deps to "
+                           "the workers that do.")
+    deps = load_deps(settings.deps) if settings.deps else None
     app = create_app(db.store(), [g for g, _ in graphs], refs={g.name: ref for g, ref in graphs},
                      auth=auth, allowed_hosts=allowed_hosts(settings), enqueue=settings.enqueue,
-                     owns_store=True)
+                     owns_store=True, deps=deps)
     who = ("a token" if settings.token else "") + (" and " if settings.token and users else "") + (
         f"{len(users)} user(s)" if users else "")
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host

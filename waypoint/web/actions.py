@@ -141,7 +141,7 @@ async def start(ctx: WebContext, graph: str, input: Any = None, *, run_id: str |
     if existing is not None and await _as_it_stands(ctx, chosen, existing):
         return await ctx.store.get_run(existing.run_id), False
     handle = await start_run(chosen, input, store=ctx.store, run_id=run_id, graph_ref=ref,
-                             if_exists=if_exists)
+                             if_exists=if_exists, **ctx.run_options())
     _keep(ctx, handle)
     return await ctx.store.get_run(handle.run_id), existing is None
 
@@ -198,7 +198,8 @@ async def answer(ctx: WebContext, run_id: str, value: Any, *, gate: str | None =
                                            seen_seq=seen_seq, enqueue=True)
             ctx.changes.notify(run_id)
             return queued
-        handle = await resume(graph, run_id, value, gate=name, by=by, store=ctx.store, seen_seq=seen_seq)
+        handle = await resume(graph, run_id, value, gate=name, by=by, store=ctx.store, seen_seq=seen_seq,
+                              **ctx.run_options())
     except GateError as exc:
         if isinstance(exc, StaleAnswerError) or (info.status == "waiting" and name in info.waiting):
             raise
@@ -244,7 +245,7 @@ async def fork(ctx: WebContext, run_id: str, *, at: int | None = None, update: d
     if seq < 0 or seq > info.last_seq:
         raise RunError(f"run {run_id!r} has steps 0 to {info.last_seq}; fork it at one of those "
                        f"(got {seq}).", run_id=run_id, seq=seq)
-    handle = await fork_run(graph, run_id, at=seq, store=ctx.store, run_id=new_id,
+    handle = await fork_run(graph, run_id, at=seq, store=ctx.store, run_id=new_id, deps=ctx.deps,
                             update=update, by=by if update is not None else None)
     _keep(ctx, handle)
     return await ctx.store.get_run(handle.run_id)

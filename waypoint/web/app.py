@@ -48,7 +48,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 def create_app(store: Any, graphs: Mapping[str, Any] | Sequence[Any], *,
                refs: Mapping[str, str] | None = None, auth: Auth | None = None,
                allowed_hosts: Sequence[str] = (), enqueue: bool = False,
-               pages: bool = True, owns_store: bool = False) -> Starlette:
+               pages: bool = True, owns_store: bool = False, deps: Any = None, hooks: Any = None,
+               tracer_provider: Any = None) -> Starlette:
     """The Starlette app serving `store` and `graphs` (a dict by graph name, or a list of graphs).
 
     `auth`: who may use it (`Auth()`, the default, is nobody in particular: bind it to
@@ -57,10 +58,17 @@ def create_app(store: Any, graphs: Mapping[str, Any] | Sequence[Any], *,
     `enqueue`: answers queue runs for workers instead of executing them here.
     `pages=False` serves the API alone. The store is opened at startup; the caller closes it,
     unless `owns_store` (then the app closes it at shutdown, in the loop it was used in).
+    `deps` (clients, connections: `ctx.deps` in nodes), `hooks` and `tracer_provider` are
+    given to every run the server executes, as to `start`; with `enqueue` they belong to
+    the workers (`Worker(..., deps=)`), and passing them is a ValueError.
     """
+    if enqueue and (deps is not None or hooks is not None or tracer_provider is not None):
+        raise ValueError("create_app(..., enqueue=True) executes no run: deps, hooks and tracer_provider "
+                         "belong to the workers that do (Worker(..., deps=...)); pass none of them here.")
     by_name = dict(graphs) if isinstance(graphs, Mapping) else {g.name: g for g in graphs}
     ctx = WebContext(store, by_name, dict(refs or {}), auth or Auth(), enqueue,
-                     frozenset(h.lower() for h in allowed_hosts))
+                     frozenset(h.lower() for h in allowed_hosts), deps=deps, hooks=hooks,
+                     tracer_provider=tracer_provider)
     app = Starlette(routes=_routes(pages), lifespan=_lifespan(ctx, owns_store),
                     exception_handlers={HTTPException: _http_error})
     app.state.waypoint = ctx

@@ -50,6 +50,8 @@ class WebContext:
       call `ctx.changes.notify(run_id)` after writing to a run.
     - `tasks`: runs this server executes now (background tasks), cancelled on shutdown;
       `handles`: their RunHandles by run id (a cancel of such a run stops it here).
+    - `deps`, `hooks`, `tracer_provider`: given to every run this server executes (started,
+      answered, resumed; a fork gets `deps`), as `start(..., deps=, hooks=, tracer_provider=)`.
     """
 
     store: Store
@@ -61,6 +63,13 @@ class WebContext:
     changes: Changes = field(default_factory=lambda: _changes())
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     handles: dict[str, Any] = field(default_factory=dict)
+    deps: Any = None
+    hooks: Any = None
+    tracer_provider: Any = None
+
+    def run_options(self) -> dict[str, Any]:
+        """What `start` and `resume` get for a run executed here: `deps`, `hooks`, `tracer_provider`."""
+        return {"deps": self.deps, "hooks": self.hooks, "tracer_provider": self.tracer_provider}
 
     def graph_of(self, info: RunInfo) -> Graph[Any] | None:
         """The graph run `info` was started from, if this server was given it."""
