@@ -101,7 +101,11 @@ class Fleet:
                                  url or self.url, "chaos",
                                  str(CONCURRENCY), str(TTL)], stdout=subprocess.PIPE,
                                 stderr=self.stderr, text=True, env=env)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", "a worker did not start"
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            self.stderr.flush()
+            raise AssertionError(f"a worker did not start (exit {proc.wait()}):\n"
+                                 f"{(self.folder / 'stderr').read_text()[-3000:]}")
         self.procs.append(proc)
 
     def kill_one(self) -> None:
