@@ -154,3 +154,33 @@ def test_streams_beyond_the_limit_are_503(server):
         read_until(stream, lambda e: e.get("event") == "run")
         refused = client.get("/api/runs/r0/events")
         assert refused.status_code == 503 and "limit" in refused.json()["error"]
+
+
+def test_the_stream_ends_on_any_status_that_waits_for_someone_to_act_but_not_on_waiting(tmp_path: Path):
+    from tests.web_graphs import Ticket
+    from waypoint import END, START, GraphBuilder
+
+    g = GraphBuilder(Ticket, name="broken")
+
+    def explode(state: Ticket) -> dict[str, Any]:
+        raise RuntimeError("the ledger is down")
+
+    g.node(explode)
+    g.edge(START, "explode")
+    g.edge("explode", END)
+    make_runs(tmp_path / "runs.db", 1)
+    with served(tmp_path / "runs.db", [review_graph, g.compile()]) as server, \
+            httpx.Client(base_url=server.url, timeout=20) as client:
+        with client.stream("GET", "/api/runs/r0/events") as response:  # waiting: the stream stays open
+            stream = events(response)
+            read_until(stream, lambda e: e.get("event") == "run")
+            assert client.post("/api/runs/r0/cancel", json={"reason": "duplicate"}).status_code == 200
+            tail = read_until(stream, lambda e: e.get("event") == "end")
+            assert tail[-1]["data"] == {"run_id": "r0", "status": "cancelled"}
+            assert list(stream) == []  # and the server closed it
+        started = client.post("/api/runs", json={"graph": "broken", "input": {"title": "x"}, "run_id": "b"})
+        assert started.status_code == 201
+        with client.stream("GET", "/api/runs/b/events") as response:
+            got = read_until(events(response), lambda e: e.get("event") == "end")
+        assert got[-1]["data"] == {"run_id": "b", "status": "failed"}
+        assert [e["data"]["status"] for e in got if e.get("event") == "run"][-1] == "failed"

@@ -3,14 +3,19 @@
     const source = new EventSource("/api/runs/" + encodeURIComponent(runId) + "/events");
     source.addEventListener("step", e => { const step = JSON.parse(e.data); ... });  // e.lastEventId = seq
     source.addEventListener("run", e => { const run = JSON.parse(e.data); ... });    // status changed
-    source.addEventListener("end", () => source.close());                           // done: no more
+    source.addEventListener("end", e => { source.close(); show(JSON.parse(e.data).status); });  // "failed"...
 
 Each step of the run's log is one `event: step` whose `id:` is its seq. A client that
 reconnects sends `Last-Event-ID` (browsers do it by themselves; `?after=N` works too)
 and gets every step after it read from the store, then the live ones: a run is a
 numbered log, so nothing is missed or repeated. `event: run` (no id, so it never moves
-the resumption point) carries the run's row whenever its status or waiting gates change;
-`event: end` follows a run that finished, and the stream closes. A comment line
+the resumption point) carries the run's row whenever its status or waiting gates change.
+`event: end` (`{"run_id", "status"}`) follows the last step of a run that will not move
+unless someone acts on it (`ENDED`: done, failed, cancelled, interrupted), and the stream
+closes: a client needs no list of statuses to know when to stop. A run *waiting* at gates
+keeps its stream open, since a client watching it wants to see the answer and what
+follows; a failed or interrupted run resumed later is followed by reconnecting with the
+last step's id (`Last-Event-ID`), which gives everything after it. A comment line
 (`: keep-alive`) goes out when nothing happened for `keepalive` seconds, so proxies keep
 the connection open. At most `max_streams` streams are open at once (503 beyond).
 
@@ -38,6 +43,7 @@ from waypoint.web.context import WebContext, web
 from waypoint.web.schemas import run_json, step_json
 
 BATCH = 500  # steps read from the store at a time
+ENDED = frozenset({"done", "failed", "cancelled", "interrupted"})  # the stream ends (not on "waiting")
 
 
 def routes() -> list[BaseRoute]:
@@ -133,8 +139,8 @@ async def stream(ctx: WebContext, info: Any, after: int) -> AsyncIterator[str]:
                 shown = (info.status, list(info.waiting))
                 yield _event("run", run_json(info))
                 sent = clock()
-            if info.status == "done" and after >= info.last_seq:
-                yield _event("end", {"run_id": info.run_id})
+            if info.status in ENDED and after >= info.last_seq:
+                yield _event("end", {"run_id": info.run_id, "status": info.status})
                 return
             if clock() - sent >= changes.keepalive:
                 yield ": keep-alive\n\n"
