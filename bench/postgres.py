@@ -41,7 +41,6 @@ from typing import Any
 
 import psycopg
 
-from bench import lg as lg_bench
 from bench import pg_graphs
 from bench.common import ROOT, child_env, clock, compile_bytecode, waypoint_cli
 from waypoint import start, submit
@@ -75,6 +74,8 @@ async def lg_runs(url: str, runs: int, at_once: int) -> list[float]:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
+
+    from bench import lg as lg_bench
 
     kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}  # as from_conn_string
     async with AsyncConnectionPool(url, max_size=POOL, kwargs=kwargs, open=False) as pool:
@@ -264,6 +265,16 @@ def worker_rows(medians: dict[str, float], size: dict[str, Any]) -> list[str]:
     return lines
 
 
+def has_langgraph() -> bool:
+    """LangGraph's side needs langgraph (the bench extra) and langgraph-checkpoint-postgres."""
+    from importlib.util import find_spec
+
+    try:
+        return find_spec("langgraph.checkpoint.postgres") is not None
+    except ModuleNotFoundError:  # no langgraph at all
+        return False
+
+
 def server_version(medians: dict[str, float]) -> str:
     return str(int(medians.get("server_version", 0)) // 10000 or "?")
 
@@ -278,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="also write every value here")
     args = parser.parse_args(argv)
     size, reps = SIZES["quick" if args.quick else "full"], args.reps or (1 if args.quick else 5)
+    if not has_langgraph():
+        print("bench.postgres: LangGraph's side skipped (pip install langgraph-checkpoint-postgres)",
+              file=sys.stderr)
     why = missing()
     if why:
         raise SystemExit(f"bench.postgres: {why}")
@@ -287,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
         server.prepare_template()
         results["server_version"].append(float(server.admin("SHOW server_version_num")[0][0]))
         for rep in range(reps):
-            sides = [side for side, _ in SIDES]
+            sides = [side for side, _ in SIDES if side != "lg" or has_langgraph()]
             floor_once(server, results)
             for workload in WORKLOADS if args.only != "workers" else ():
                 for side in sides if rep % 2 == 0 else sides[::-1]:
