@@ -56,7 +56,8 @@ async def plant_postgres(store: PostgresStore, run_id: str, seq: int, payload: b
 @pytest.mark.asyncio
 @pytest.mark.parametrize("check", list(CHECKS))
 async def test_conformance(pg, check):
-    await run_check(check, lambda: PostgresStore(pg.new_database()), plant=plant_postgres)
+    await run_check(check, lambda: PostgresStore(pg.new_database()), plant=plant_postgres,
+                    twin=lambda store: PostgresStore(store.url))
 
 
 @pytest.mark.asyncio

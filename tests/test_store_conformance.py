@@ -33,12 +33,34 @@ STORES = {
 @pytest.mark.parametrize("kind", list(STORES))
 async def test_conformance(kind, check, tmp_path):
     make, plant = STORES[kind]
-    await run_check(check, make(tmp_path), plant=plant)
+    twin = None if kind == "memory" else (lambda store: SQLiteStore(store.path, synchronous=store.synchronous))
+    await run_check(check, make(tmp_path), plant=plant, twin=twin)
 
 
 @pytest.mark.asyncio
 async def test_check_store_runs_the_whole_suite(tmp_path):
     await check_store(lambda: SQLiteStore(tmp_path / f"{uuid.uuid4().hex}.db"))  # no plant: skips one
+
+
+@pytest.mark.asyncio
+async def test_a_store_without_signals_passes_and_a_deaf_one_fails(tmp_path):
+    class Plain(MemoryStore):  # a store of one's own without wake-ups or locks: optional
+        def __init__(self):
+            super().__init__()
+            del self.signals
+
+    await run_check("signals", Plain)
+
+    class Deaf(MemoryStore):  # its waits never hear a queued run: only the poll timer ends them
+        def __init__(self):
+            super().__init__()
+            self.signals.wait = self._timer
+
+        async def _timer(self, queue, timeout):
+            return "polled"
+
+    with pytest.raises(AssertionError, match="did not wake its waiter"):
+        await run_check("signals", Deaf)
 
 
 @pytest.mark.asyncio

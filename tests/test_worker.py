@@ -258,46 +258,61 @@ def test_a_dropped_listener_connection_reconnects(pg_db, pg, tmp_path):
         worker.kill()
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
-def test_signals_lock_and_wake_across_store_objects(kind, tmp_path, request):
-    from waypoint.checkpoints import signals
-
-    if kind == "postgres" and pg is None:
+def test_postgres_notifies_when_a_run_becomes_queued_never_per_step(request):
+    """Wake-ups and locks across store objects are store conformance checks; this is what only
+    PostgreSQL does: the database sends NOTIFY, from the transaction that makes a run queued."""
+    if pg is None:
         pytest.skip('PostgreSQL tests need psycopg: pip install -e ".[postgres]"')
-    where = str(tmp_path / "runs.db") if kind == "sqlite" else (
-        request.getfixturevalue("pg").new_database() if kind == "postgres" else "")
+    where = request.getfixturevalue("pg").new_database()
 
     async def main():
-        first = wp.MemoryStore() if kind == "memory" else store_of(where)
-        second = first if kind == "memory" else store_of(where)
+        first, second = store_of(where), store_of(where)
         try:
-            async with signals.try_lock(first, "sweep") as mine:
-                async with signals.try_lock(second, "sweep") as theirs:
-                    assert (mine, theirs) == (True, False), "a held lock was taken twice"
-            async with signals.try_lock(second, "sweep") as again:
-                assert again, "a released lock stayed held"
-            if kind == "postgres":
-                assert await signals.wait_for_work(second, "q", 5) == "listening"
-            waiting = asyncio.ensure_future(signals.wait_for_work(second, "q", 60))
-            await asyncio.sleep(0)  # let it start waiting (a missed wake-up would be a poll, not a bug)
-            for run_id, queue in (("elsewhere", "other-queue"), ("here", "q")):  # as submit() queues
-                await first.create_run(info(run_id, status="queued", queue=queue))
-                await signals.notify(first, queue)
-            assert await waiting == "notified"
-            assert await signals.wait_for_work(second, "q", 0.05) == "polled"
-            if kind == "postgres":  # NOTIFY comes from the database: on becoming queued, not per step
-                claimed = await first.claim_next("q", "w", 60)
-                assert claimed is not None
-                await first.append("here", "w", [step(1)])
-                assert await signals.wait_for_work(second, "q", 0.2) == "polled"
-                await first.release("here", "w", "queued")  # an enqueued answer, a hand-back
-                assert await signals.wait_for_work(second, "q", 60) == "notified"
+            assert await second.signals.wait("q", 5) == "listening"
+            await first.create_run(info("here", status="queued", queue="q"))  # no notify() called
+            assert await second.signals.wait("q", 60) == "notified"
+            claimed = await first.claim_next("q", "w", 60)
+            assert claimed is not None
+            await first.append("here", "w", [step(1)])
+            assert await second.signals.wait("q", 0.2) == "polled"  # a step sends nothing
+            await first.release("here", "w", "queued")  # an enqueued answer, a hand-back
+            assert await second.signals.wait("q", 60) == "notified"
         finally:
-            await signals.close_listener(second)
             await first.close()
             await second.close()
 
     asyncio.run(main())
+
+
+def test_a_store_without_signals_is_polled_and_swept_without_a_lock(tmp_path, monkeypatch):
+    """A store of one's own need not offer `signals`: the worker says so once, polls, and its
+    deadline sweep runs unlocked (each re-queue is a compare-and-set claim)."""
+    from waypoint.engine.worker import Worker
+
+    class Plain(wp.MemoryStore):
+        def __init__(self):
+            super().__init__()
+            del self.signals
+
+    lines: list[str] = []
+
+    async def main():
+        store = Plain()
+        await wp.submit(flows().deadlined, {}, store=store, run_id="late")
+
+        def said(line: str) -> None:
+            lines.append(line)
+            if line.startswith("ended late: done"):
+                worker.drain()
+
+        worker = Worker([flows().deadlined], store=store, poll=0.02, tick=0.05, log=said)
+        return await worker.run()
+
+    monkeypatch.setenv("WAYPOINT_TEST_DIR", str(tmp_path))
+    stats = asyncio.run(main())
+    assert len([line for line in lines if "has no signals" in line]) == 1, lines
+    assert stats.ticks >= 1 and stats.ended == {"waiting": 1, "done": 1}, (stats, lines)
+    assert executions(tmp_path)[("late", "escalated")] == 1
 
 
 def test_a_worker_that_loses_a_lease_stops_the_run_and_writes_nothing_more(db, tmp_path, monkeypatch):

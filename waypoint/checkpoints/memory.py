@@ -38,6 +38,7 @@ from waypoint.checkpoints.records import (
     decode_snapshot,
     decode_step,
 )
+from waypoint.checkpoints.signals import LocalSignals
 from waypoint.errors import RunStateError
 
 __all__ = ["MemoryStore"]
@@ -53,6 +54,7 @@ class MemoryStore:
         self._snaps: dict[str, dict[int, bytes]] = {}
         self._cache: dict[str, tuple[bytes, float | None]] = {}  # key -> value, expiry (None: never)
         self._slots: dict[tuple[str, int], tuple[str, float]] = {}  # (limit, slot) -> holder, expiry
+        self.signals = LocalSignals(f"memory:{id(self)}")  # wake-ups and locks: protocol.Signals
 
     async def open(self) -> None:
         """Nothing to open; present for the protocol."""

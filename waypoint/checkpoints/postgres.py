@@ -43,6 +43,7 @@ from waypoint.checkpoints._group_commit import GroupCommit, Outcome
 from waypoint.checkpoints._rows import encode_info, encode_waiting, listed, run_from_row
 from waypoint.checkpoints.fence import first_snapshot, imported, prepare
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
+from waypoint.checkpoints.signals import PgSignals
 from waypoint.errors import StoreError
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
@@ -88,6 +89,7 @@ class PostgresStore:
         self._pool: AsyncConnectionPool | None = None
         self._writes: GroupCommit[tx.Write] = GroupCommit(self._transaction)
         self._epochs: dict[tuple[str, str], int] = {}  # (run, owner) -> the epoch our claim got
+        self.signals = PgSignals(url, self.where)  # LISTEN/NOTIFY wake-ups, advisory locks
 
     async def __aenter__(self) -> PostgresStore:
         await self.open()
@@ -114,6 +116,7 @@ class PostgresStore:
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer and close the pool. Idempotent."""
+        await self.signals.close()  # its LISTEN connection, opened by a wait even before open()
         if self._opening is None or self._loop is not asyncio.get_running_loop():
             return None
         try:

@@ -29,13 +29,59 @@ conformance suite (`waypoint.testing.store_conformance`):
   one transaction (group commit); each call returns once its steps are durable.
 - `import_run` writes a whole run as another store holds it (`waypoint copy`):
   row, steps and snapshots in one atomic write, leased to nobody.
+
+Optional: a store may also offer `signals` (the `Signals` protocol below, found
+by `signals_of(store)`): wake-ups when a run becomes queued and a lock held by
+one process at a time, both shared by every store object on one database. The
+three stores do (`checkpoints/signals.py`); a store without them is polled by
+workers, and the deadline sweep runs unlocked there (safe, since each re-queue is
+a compare-and-set claim; only the work is repeated). The conformance suite
+checks them where present.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from contextlib import AbstractAsyncContextManager
+from typing import Literal, Protocol, runtime_checkable
 
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step
+
+Wakeup = Literal[
+    "notified",  # a run of the queue was queued: claim now
+    "polled",  # the time is up: claim anyway (a wake-up may be missed, polling never is)
+    "listening",  # a connection for wake-ups was (re)opened: claim now, anything before it was missed
+]
+
+
+@runtime_checkable
+class Signals(Protocol):
+    """Wake-ups and locks between the processes sharing a store: `store.signals`, optional.
+
+        await store.signals.notify("default")            # a run of the queue was just queued
+        why = await store.signals.wait("default", 5.0)   # a Wakeup, within `timeout` seconds
+        async with store.signals.try_lock("waypoint tick") as mine:
+            if mine: ...                                 # no other holder, in any process
+    """
+
+    @property
+    def wakes_other_processes(self) -> bool:
+        """Whether a run queued by another process wakes `wait` here (False: this process only)."""
+
+    async def notify(self, queue: str) -> None:
+        """Called after a run of `queue` became queued in this store: wake its waiters (every store
+        object on this database in this process, and other processes if `wakes_other_processes`)."""
+
+    async def wait(self, queue: str, timeout: float) -> Wakeup:
+        """Wait up to `timeout` seconds for a run of `queue` to be queued; say why it returned.
+        "listening" may come at once, when the channel was (re)opened. A channel that fails
+        raises StoreError: poll meanwhile, the next call opens it again."""
+
+    def try_lock(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Hold lock `name` for the block if nobody (any store object, any process) holds it:
+        yields True, or False at once. A holder that dies frees it."""
+
+    async def close(self) -> None:
+        """Drop connections held for waiting (the next `wait` opens them again)."""
 
 
 @runtime_checkable
@@ -154,3 +200,9 @@ class Store(Protocol):
 
     async def release_slot(self, name: str, slot: int, holder: str) -> None:
         """Give `slot` back, if `holder` still holds it."""
+
+
+def signals_of(store: object) -> Signals | None:
+    """`store.signals` if the store offers wake-ups and locks, else None (poll; sweep unlocked)."""
+    signals = getattr(store, "signals", None)
+    return signals if isinstance(signals, Signals) else None

@@ -44,6 +44,7 @@ from waypoint.checkpoints._sqlite_schema import SCHEMA_VERSION, setup
 from waypoint.checkpoints._sqlite_thread import ConnectionThread
 from waypoint.checkpoints.fence import first_snapshot, imported, prepare
 from waypoint.checkpoints.records import RunInfo, RunStatus, Snapshot, Step, decode_snapshot, decode_step
+from waypoint.checkpoints.signals import LocalSignals
 from waypoint.errors import StoreError
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -67,6 +68,8 @@ class SQLiteStore:
         self._file: FileWatch | None = None  # is the file we write still the one on disk?
         self._direct: DirectWriter | None = None  # at NORMAL: commits on the loop's own thread
         self._checkpoint: asyncio.Task[Any] | None = None
+        # Wake-ups for this process's store objects on the file; a lock flocked beside it.
+        self.signals = LocalSignals(f"sqlite:{self.path.resolve()}", beside=self.path)
 
     async def __aenter__(self) -> SQLiteStore:
         await self.open()

@@ -13,8 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from waypoint.checkpoints import signals
-from waypoint.checkpoints.protocol import Store
+from waypoint.checkpoints.protocol import Store, signals_of
 from waypoint.checkpoints.records import RunInfo, Snapshot
 from waypoint.engine._create import new_run_id
 from waypoint.engine._frontier import Frontier
@@ -53,7 +52,8 @@ async def submit(graph: Graph[Any], input: Any = None, *, store: Store, queue: s
         await store.create_run(info, snapshot=snapshot)
     except RunStateError:  # submitted meanwhile by another caller with this id: theirs stands
         return await store.get_run(run_id)
-    await signals.notify(store, queue)  # wakes the workers of the queue (NOTIFY on PostgreSQL)
+    if (signals := signals_of(store)) is not None:  # wakes the workers of the queue
+        await signals.notify(queue)
     return await store.get_run(run_id)
 
 

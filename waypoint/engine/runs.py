@@ -24,9 +24,8 @@ from msgspec import structs
 from pydantic import BaseModel, ValidationError
 
 from waypoint._messages import misfit, unknown_keys
-from waypoint.checkpoints import signals
 from waypoint.checkpoints.memory import MemoryStore
-from waypoint.checkpoints.protocol import Store
+from waypoint.checkpoints.protocol import Store, signals_of
 from waypoint.checkpoints.records import RunInfo, Step
 from waypoint.engine import _lease
 from waypoint.engine._budget import Budget
@@ -225,7 +224,8 @@ async def resume(
         await _append_claimed(store, seen, owner, steps)
     if enqueue:  # answered and left for a worker: release as "queued", and wake the workers
         await store.release(run_id, owner, "queued", waiting=seen.waiting)
-        await signals.notify(store, seen.queue)
+        if (signals := signals_of(store)) is not None:
+            await signals.notify(seen.queue)
         return await store.get_run(run_id)
     return _launch(graph, store, run_id, owner, checked,
                    _Options(deps, max_concurrency, budget, now, watch), "run_resumed")

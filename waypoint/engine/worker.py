@@ -26,12 +26,15 @@ What a worker does, and what it promises (docs/workers.md says it for users):
 - `drain()` stops claiming; in-flight runs finish, or after `grace` seconds are
   stopped and handed back to the queue ("queued"), so another worker carries them on
   from their last committed step; a second `drain()` hands them back at once.
-- Between claims it sleeps until a run of its ends, new work is signalled
-  (`checkpoints.signals`: LISTEN/NOTIFY on PostgreSQL, an in-process event elsewhere) or
-  `poll` seconds pass.
-- Every `tick` seconds one worker of the store at a time (`signals.try_lock`) sweeps gate
-  deadlines: waiting runs of its graphs and queue with a due gate are re-queued
+- Between claims it sleeps until a run of its ends, the store signals new work
+  (`store.signals.wait`, `protocol.Signals`: LISTEN/NOTIFY on PostgreSQL, an in-process
+  event elsewhere) or `poll` seconds pass.
+- Every `tick` seconds one worker of the store at a time (`store.signals.try_lock`) sweeps
+  gate deadlines: waiting runs of its graphs and queue with a due gate are re-queued
   (`tick(..., enqueue=True)`), and a worker executes their escalation.
+- A store without `signals` (one of your own) is polled, and swept without the lock: each
+  re-queue is a compare-and-set claim, so concurrent sweeps re-queue a run once. The worker
+  says so once, when it starts.
 """
 
 from __future__ import annotations
@@ -44,8 +47,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from waypoint.checkpoints import signals
-from waypoint.checkpoints.protocol import Store
+from waypoint.checkpoints.protocol import Store, signals_of
 from waypoint.checkpoints.records import RunInfo
 from waypoint.engine import _lease
 from waypoint.engine.handles import RunHandle, RunResult, finish
@@ -93,6 +95,7 @@ class Worker:
             raise ValueError(f"Worker: concurrency ({concurrency}) must be at least 1, ttl ({ttl}), "
                              f"poll ({poll}) and tick ({tick}) positive, grace ({grace}) not negative")
         self.store, self.queue, self.concurrency = store, queue, concurrency
+        self.signals = signals_of(store)  # None: a store without wake-ups or locks
         self.ttl, self.poll, self.grace, self.tick = ttl, poll, grace, tick
         self.deps, self.max_concurrency = deps, max_concurrency
         self.say: Callable[[str], object] = log or _logger.info
@@ -121,7 +124,11 @@ class Worker:
         """Claim and execute until `drain()` (then drain), or, with `until_idle`, until nothing
         is claimable and no run of this worker is executing."""
         await self.store.open()
-        if signals.wakes_other_processes(self.store):  # listen before the first claim: none is missed
+        if self.signals is None:
+            self.say(f"polling queue {self.queue!r} every {self.poll:g}s: {type(self.store).__name__} has "
+                     "no signals (waypoint.checkpoints.protocol.Signals), so no wake-ups, and deadline "
+                     "sweeps run without a lock")
+        elif self.signals.wakes_other_processes:  # listen before the first claim: none is missed
             await self._wake()
         else:
             self.say(f"polling queue {self.queue!r} every {self.poll:g}s (wake-ups within this process only)")
@@ -139,7 +146,8 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
             await asyncio.shield(self._hand_back())  # cancelled: nothing is left leased to us
-            await signals.close_listener(self.store)
+            if self.signals is not None:
+                await self.signals.close()
         return self.stats
 
     # -- claiming ---------------------------------------------------------------------
@@ -254,8 +262,11 @@ class Worker:
                 waiting.cancel()
 
     async def _wake(self) -> None:
+        if self.signals is None:
+            await asyncio.sleep(self.poll)
+            return
         try:
-            why = await signals.wait_for_work(self.store, self.queue, self.poll)
+            why = await self.signals.wait(self.queue, self.poll)
         except StoreError as exc:  # the listener dropped: poll meanwhile; the next wait reconnects
             self.say(f"no wake-ups from the store ({exc}); listening again in {min(self.poll, 1.0):g}s")
             await asyncio.sleep(min(self.poll, 1.0))
@@ -287,8 +298,8 @@ class Worker:
             with contextlib.suppress(WaypointError):
                 await handle.requeue(reason="its worker stopped")
             self.say(f"handed back {run_id}")
-        if handed:
-            await signals.notify(self.store, self.queue)  # another worker takes them at once
+        if handed and self.signals is not None:
+            await self.signals.notify(self.queue)  # another worker takes them at once
         if self._watchers:
             await asyncio.wait(set(self._watchers))
 
@@ -301,7 +312,8 @@ class Worker:
         while True:
             await asyncio.sleep(self.tick)
             try:
-                async with signals.try_lock(self.store, "waypoint tick") as mine:
+                unlocked = contextlib.nullcontext(True)
+                async with self.signals.try_lock("waypoint tick") if self.signals else unlocked as mine:
                     if not mine:
                         continue
                     swept = await tick(self._graph_for, store=self.store, enqueue=True)

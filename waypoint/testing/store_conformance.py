@@ -9,8 +9,14 @@
 `make_store()` returns a new, empty store on each call (opened here, closed
 after each check). `plant(store, run_id, seq, payload)`, if given, overwrites
 the stored bytes of one step, as a damaged disk would; without it the
-corruption check is skipped. For one pytest case per check, parametrize over
-`CHECKS` and call `run_check(name, make_store, plant=...)`.
+corruption check is skipped. `twin(store)`, if given, returns another store
+object on the same database as `store` (`lambda s: MyStore(s.path)`): the checks
+across store objects (`NEEDS_TWIN`) need it and are skipped without it. For one
+pytest case per check, parametrize over `CHECKS` and call
+`run_check(name, make_store, plant=..., twin=...)`.
+
+`signals` (wake-ups and locks, `protocol.Signals`) are optional: a store without
+them passes those checks, and its workers poll.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any, TypeVar
 
 from msgspec import structs
 
-from waypoint.checkpoints.protocol import Store
+from waypoint.checkpoints.protocol import Signals, Store, signals_of
 from waypoint.checkpoints.records import RECORD_VERSION, RunInfo, Snapshot, Step
 from waypoint.errors import (
     CorruptRecordError,
@@ -36,32 +42,45 @@ from waypoint.errors import (
     SchemaVersionError,
 )
 
-__all__ = ["CHECKS", "NEEDS_PLANT", "check_store", "plant_memory", "plant_sqlite", "run_check"]
+__all__ = ["CHECKS", "NEEDS_PLANT", "NEEDS_TWIN", "check_store", "plant_memory", "plant_sqlite", "run_check"]
 
 Plant = Callable[[Any, str, int, bytes], Awaitable[None]]
 MakeStore = Callable[[], "Store | Awaitable[Store]"]
+Twin = Callable[[Any], "Store | Awaitable[Store]"]
 E = TypeVar("E", bound=Exception)
 
 
-async def check_store(make_store: MakeStore, *, plant: Plant | None = None) -> None:
+async def check_store(make_store: MakeStore, *, plant: Plant | None = None, twin: Twin | None = None) -> None:
     """Run every check on a fresh store; the first failure raises AssertionError naming it."""
     for name in CHECKS:
-        if name in NEEDS_PLANT and plant is None:
+        if (name in NEEDS_PLANT and plant is None) or (name in NEEDS_TWIN and twin is None):
             continue
         try:
-            await run_check(name, make_store, plant=plant)
+            await run_check(name, make_store, plant=plant, twin=twin)
         except Exception as exc:
             raise AssertionError(f"store check {name!r} failed: {type(exc).__name__}: {exc}") from exc
 
 
-async def run_check(name: str, make_store: MakeStore, *, plant: Plant | None = None) -> None:
-    """Run the check `name` (a key of CHECKS) on a fresh store, opened and closed around it."""
+async def run_check(name: str, make_store: MakeStore, *, plant: Plant | None = None,
+                    twin: Twin | None = None) -> None:
+    """Run the check `name` (a key of CHECKS) on a fresh store, opened and closed around it
+    (with its twin, for the checks of NEEDS_TWIN: without `twin` they are skipped)."""
     store = make_store()
     if inspect.isawaitable(store):
         store = await store
     await store.open()
     try:
-        await CHECKS[name](store, plant)
+        if name not in NEEDS_TWIN:
+            await CHECKS[name](store, plant)
+        elif twin is not None:
+            other = twin(store)
+            if inspect.isawaitable(other):
+                other = await other
+            await other.open()
+            try:
+                await TWIN_CHECKS[name](store, other)
+            finally:
+                await other.close()
     finally:
         await store.close()
 
@@ -461,7 +480,52 @@ async def check_limit_slots(store: Store, plant: Plant | None) -> None:
     assert sorted(granted) == [0, 1, 2]
 
 
-CHECKS: dict[str, Callable[[Any, Plant | None], Awaitable[None]]] = {
+async def check_signals(store: Store, plant: Plant | None) -> None:
+    """If the store offers `signals`: a waiter of a queue is woken when a run of that queue is
+    queued and notified (not by another queue's); a lock has one holder at a time."""
+    signals = signals_of(store)
+    if signals is None:
+        return  # optional: workers poll such a store
+    async with signals.try_lock("conformance") as mine:
+        async with signals.try_lock("conformance") as again, signals.try_lock("other") as other:
+            assert (mine, again, other) == (True, False, True), "a held lock was taken twice"
+    async with signals.try_lock("conformance") as later:
+        assert later, "a released lock stayed held"
+    await _wakes(store, signals, signals)
+
+
+async def check_signals_across_objects(store: Store, twin: Store) -> None:
+    """Two store objects on one database: a run queued through one wakes a waiter of the
+    other; a lock held through one is refused to the other until released."""
+    mine, theirs = signals_of(store), signals_of(twin)
+    if mine is None or theirs is None:
+        return
+    async with mine.try_lock("conformance") as first:
+        async with theirs.try_lock("conformance") as second:
+            assert (first, second) == (True, False), "a lock was held through two store objects"
+    async with theirs.try_lock("conformance") as again:
+        assert again, "a lock released through one store object stayed held for the other"
+    await _wakes(store, mine, theirs)
+    assert await theirs.wait("q", 0.05) == "polled", "a wake-up was delivered twice"
+
+
+async def _wakes(store: Store, queuer: Signals, waiter: Signals) -> None:
+    for _ in range(3):  # "listening" first, when a channel opens: anything before it was missed
+        if await waiter.wait("q", 0) != "listening":
+            break
+    waiting = asyncio.ensure_future(waiter.wait("q", 0.3))
+    await asyncio.sleep(0)
+    await store.create_run(info("s-other", status="queued", queue="other-queue"))
+    await queuer.notify("other-queue")
+    assert await waiting == "polled", "a run queued in another queue woke a waiter of 'q'"
+    waiting = asyncio.ensure_future(waiter.wait("q", 30))
+    await asyncio.sleep(0)
+    await store.create_run(info("s-here", status="queued", queue="q"))
+    await queuer.notify("q")
+    assert await waiting == "notified", "a run queued in 'q' did not wake its waiter"
+
+
+CHECKS: dict[str, Callable[..., Awaitable[None]]] = {
     fn.__name__.removeprefix("check_"): fn
     for fn in (check_create_and_get, check_create_leased_with_first_snapshot, check_unknown_run,
                check_list_runs, check_claim_renew_release, check_claim_compare_and_set,
@@ -470,6 +534,9 @@ CHECKS: dict[str, Callable[[Any, Plant | None], Awaitable[None]]] = {
                check_records_round_trip, check_group_commit, check_corrupt_record,
                check_newer_record_version, check_claim_next_order, check_claim_next_takes_lapsed_leases,
                check_claim_next_each_run_once, check_import_run, check_cache,
-               check_limit_slots)
+               check_limit_slots, check_signals, check_signals_across_objects)
 }
+TWIN_CHECKS: dict[str, Callable[[Any, Any], Awaitable[None]]] = {
+    "signals_across_objects": check_signals_across_objects}
 NEEDS_PLANT = frozenset({"corrupt_record"})
+NEEDS_TWIN = frozenset(TWIN_CHECKS)
