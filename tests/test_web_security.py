@@ -64,7 +64,7 @@ def test_loopback_binds_allow_only_loopback_host_names():
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
     hosts = allowed_hosts(ServeSettings("127.0.0.1", 8000, None, None, (), False))
     assert "127.0.0.1:8000" in hosts and "localhost:8000" in hosts and "evil.example:8000" not in hosts
-    assert allowed_hosts(ServeSettings("0.0.0.0", 8000, "t", None, (), False)) == []  # auth guards it
+    assert allowed_hosts(ServeSettings("0.0.0.0", 8000, "t", None, (), False)) == ["*"]  # auth guards it
 
 
 # -- requests ----------------------------------------------------------------------------
@@ -82,6 +82,25 @@ def test_a_foreign_host_header_is_refused(open_server):
     assert client.get("/api/runs", headers={"Host": f"evil.example:{server.port}"}).status_code == 400
     assert client.get("/inbox", headers={"Host": "evil.example"}).status_code == 400
     assert client.get("/api/runs", headers={"Host": f"localhost:{server.port}"}).status_code == 200
+
+
+def test_create_app_accepts_only_loopback_names_unless_told(tmp_path: Path):
+    """The default is the safe one: a DNS-rebinding Host is refused without any allowed_hosts."""
+    make_runs(tmp_path / "runs.db", 1)
+    with served(tmp_path / "runs.db", [review_graph], allowed_hosts=None) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        for host in (f"127.0.0.1:{server.port}", f"localhost:{server.port}", "localhost", f"[::1]:{server.port}"):
+            assert client.get("/api/runs", headers={"Host": host}).status_code == 200, host
+        for host in (f"evil.example:{server.port}", "evil.example", f"127.0.0.1.evil.example:{server.port}"):
+            refused = client.get("/api/runs", headers={"Host": host})
+            assert refused.status_code == 400 and "--allow-host" in refused.json()["error"], host
+    with served(tmp_path / "runs.db", [review_graph], allowed_hosts=["*"]) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.get("/api/runs", headers={"Host": "app.internal"}).status_code == 200
+    with served(tmp_path / "runs.db", [review_graph], allowed_hosts=["app.internal"]) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.get("/api/runs", headers={"Host": "app.internal:443"}).status_code == 200  # any port
+        assert client.get("/api/runs", headers={"Host": "localhost"}).status_code == 400  # only as told
 
 
 @pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"}, {"Origin": "null"},

@@ -52,7 +52,7 @@ def served(db: Path, graphs: list[Any], *, loopback_hosts: bool = True, proxy_he
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    hosts = [f"127.0.0.1:{port}", f"localhost:{port}"] if loopback_hosts else []
+    hosts = [f"127.0.0.1:{port}", f"localhost:{port}"] if loopback_hosts else ["*"]
     app = create_app(SQLiteStore(db), graphs, allowed_hosts=options.pop("allowed_hosts", hosts),
                      owns_store=True, **options)
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2,

@@ -106,10 +106,10 @@ def load_deps(ref: str) -> Any:
 
 def allowed_hosts(settings: ServeSettings) -> list[str]:
     """The Host headers to accept: on loopback the loopback names (DNS rebinding guard);
-    elsewhere only --allow-host names, or any when none are given (authentication guards it)."""
+    elsewhere only --allow-host names, or any ("*") when none are given (authentication guards it)."""
     named = list(settings.allow_hosts)
     if not is_loopback(settings.host):
-        return [*named, *(f"{h}:{settings.port}" for h in named)] if named else []
+        return [*named, *(f"{h}:{settings.port}" for h in named)] if named else ["*"]
     names = [*LOOPBACK_NAMES, *named]
     return [*names, *(f"{h}:{settings.port}" for h in names)]
 

@@ -40,21 +40,23 @@ from starlette.staticfiles import StaticFiles
 
 from waypoint.web.context import WebContext
 from waypoint.web.guard import Guard
-from waypoint.web.security import Auth
+from waypoint.web.security import ANY_HOST, DEFAULT_HOSTS, Auth
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
 def create_app(store: Any, graphs: Mapping[str, Any] | Sequence[Any], *,
                refs: Mapping[str, str] | None = None, auth: Auth | None = None,
-               allowed_hosts: Sequence[str] = (), enqueue: bool = False,
+               allowed_hosts: Sequence[str] | None = None, enqueue: bool = False,
                pages: bool = True, owns_store: bool = False, deps: Any = None, hooks: Any = None,
                tracer_provider: Any = None) -> Starlette:
     """The Starlette app serving `store` and `graphs` (a dict by graph name, or a list of graphs).
 
     `auth`: who may use it (`Auth()`, the default, is nobody in particular: bind it to
     loopback only, as `waypoint serve` enforces). `allowed_hosts`: the Host header values
-    accepted ("127.0.0.1:8000"; empty accepts any, for a server behind a proxy that checks).
+    accepted ("127.0.0.1:8000", or "app.internal" on any port); by default the loopback
+    names (`security.DEFAULT_HOSTS`: a DNS-rebinding page is refused); `["*"]` accepts any,
+    for a server reached by other names (with `auth`, or behind a proxy that checks).
     `enqueue`: answers queue runs for workers instead of executing them here.
     `pages=False` serves the API alone. The store is opened at startup; the caller closes it,
     unless `owns_store` (then the app closes it at shutdown, in the loop it was used in).
@@ -66,9 +68,10 @@ def create_app(store: Any, graphs: Mapping[str, Any] | Sequence[Any], *,
         raise ValueError("create_app(..., enqueue=True) executes no run: deps, hooks and tracer_provider "
                          "belong to the workers that do (Worker(..., deps=...)); pass none of them here.")
     by_name = dict(graphs) if isinstance(graphs, Mapping) else {g.name: g for g in graphs}
-    ctx = WebContext(store, by_name, dict(refs or {}), auth or Auth(), enqueue,
-                     frozenset(h.lower() for h in allowed_hosts), deps=deps, hooks=hooks,
-                     tracer_provider=tracer_provider)
+    hosts = DEFAULT_HOSTS if allowed_hosts is None else allowed_hosts
+    accepted = frozenset() if ANY_HOST in hosts else frozenset(h.lower() for h in hosts)
+    ctx = WebContext(store, by_name, dict(refs or {}), auth or Auth(), enqueue, accepted, deps=deps,
+                     hooks=hooks, tracer_provider=tracer_provider)
     app = Starlette(routes=_routes(pages), lifespan=_lifespan(ctx, owns_store),
                     exception_handlers={HTTPException: _http_error})
     app.state.waypoint = ctx

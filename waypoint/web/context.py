@@ -45,7 +45,8 @@ class WebContext:
       (allowed on loopback binds only).
     - `enqueue`: answers queue the run for a worker (`resume(..., enqueue=True)`)
       instead of executing it in this server's event loop.
-    - `allowed_hosts`: Host header values accepted (DNS-rebinding guard); empty: any.
+    - `allowed_hosts`: Host header values accepted (DNS-rebinding guard; a name without a
+      port matches any port); empty: any (create_app's `["*"]`).
     - `changes`: wakes the event streams of a run when it changes (`waypoint.web.events`);
       call `ctx.changes.notify(run_id)` after writing to a run.
     - `tasks`: runs this server executes now (background tasks), cancelled on shutdown;

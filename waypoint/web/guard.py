@@ -59,13 +59,20 @@ class Guard:
     # -- refusals ---------------------------------------------------------------------
     def _refusal(self, scope: Scope, headers: Headers) -> Response | None:
         host = headers.get("host", "")
-        if self.allowed_hosts and host.lower() not in self.allowed_hosts:
+        if self.allowed_hosts and not self._allowed(host.lower()):
             return _error(scope, 400, f"Host {host!r} is not one this server answers to "
                                       f"({', '.join(sorted(self.allowed_hosts))}); open the server by "
                                       "one of those names, or start it with --allow-host NAME.")
         if scope["method"] in UNSAFE_METHODS:
             return _cross_origin(scope, headers, host)
         return None
+
+    def _allowed(self, host: str) -> bool:
+        """`host` (a Host header, lowercased) is allowed as it is, or by its name on any port."""
+        if host in self.allowed_hosts:
+            return True
+        name = host[:host.find("]") + 1] if host.startswith("[") else host.rpartition(":")[0]
+        return bool(name) and name in self.allowed_hosts
 
     # -- who ----------------------------------------------------------------------------
     def _session(self, headers: Headers) -> Session:

@@ -14,9 +14,12 @@
 Rules, enforced by `Guard` (an ASGI middleware wrapping the whole app) before any
 handler runs:
 
-- **Host allowlist.** When `allowed_hosts` is set (always, on a loopback bind), a
-  request whose Host header is not one of them is refused (400): a DNS-rebinding page
-  cannot reach the server under its own name.
+- **Host allowlist.** A request whose Host header is not one of `allowed_hosts` is
+  refused (400): a DNS-rebinding page cannot reach the server under its own name. A
+  name without a port matches it on any port. `create_app`'s default is the loopback
+  names (`DEFAULT_HOSTS`); `["*"]` (`ANY_HOST`) accepts any Host, for a server reached
+  by other names with authentication (what `waypoint serve --host 0.0.0.0` does unless
+  given `--allow-host`).
 - **Same origin.** A state-changing request (POST, PUT, PATCH, DELETE) whose `Origin`
   is not this server's, or whose `Sec-Fetch-Site` says cross-site or same-site, is
   refused (403).
@@ -59,6 +62,10 @@ from starlette.requests import HTTPConnection
 COOKIE = "waypoint_session"
 SESSION_SECONDS = 12 * 3600
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+# create_app's default Host allowlist: the loopback names on any port, and the name Starlette's
+# in-process TestClient sends (no browser reaches a page under it, so no rebinding through it)
+DEFAULT_HOSTS = (*LOOPBACK_HOSTS, "testserver")
+ANY_HOST = "*"  # allowed_hosts=["*"]: every Host (behind a proxy that checks it, with authentication)
 PUBLIC_PATHS = ("/login", "/static/", "/favicon.ico")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
