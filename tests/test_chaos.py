@@ -144,37 +144,45 @@ def shapes_of_runs() -> dict[str, str]:
 
 async def drive(url: str, server: pg_server.PgServer, fleet: Fleet, rng: random.Random,
                 shapes: dict[str, str]) -> dict[str, int]:
-    """Submit the runs in waves, a fault after each wave; answer gates; until every run is done.
+    """Submit the runs in waves and inject the faults while runs execute; answer gates; until
+    every run is done and every fault was injected.
 
-    A fault comes a moment after a wave was queued, so it lands while runs execute."""
+    A new wave is queued whenever the last one is done, so the load never stops while
+    faults remain; a fault is injected only while runs are pending, unless all are done."""
     faults = ["kill"] * KILLS + ["restart"] * RESTARTS
     rng.shuffle(faults)
     run_ids = list(shapes)
-    waves = [run_ids[i::len(faults) + 1] for i in range(len(faults) + 1)]
+    count = 2 * len(faults) + 2
+    waves = [run_ids[i::count] for i in range(count)]
     figures = {"answers": 0, "faults_while_runs_pending": 0, "restarts": 0}
-    deadline = time.monotonic() + LIMIT
+    deadline, submitted = time.monotonic() + LIMIT, 0
     async with PostgresStore(url, timeout=2.0, connect_timeout=2) as store:
         next_fault = await submit_wave(store, waves.pop(0), shapes, rng)
+        submitted = RUNS - sum(len(w) for w in waves)
         while True:
             assert time.monotonic() < deadline, f"not every run finished within {LIMIT}s"
             fleet.replace_the_dead()
             try:
                 figures["answers"] += await answer_gates(store)
-                pending = RUNS - sum(len(w) for w in waves) - len(await store.list_runs(status="done",
-                                                                                        limit=RUNS))
+                pending = submitted - len(await store.list_runs(status="done", limit=RUNS))
             except WaypointError:  # the server is down or restarting: ask again
-                pending = -1
+                await asyncio.sleep(0.05)
+                continue
+            if not pending and waves:
+                next_fault = max(next_fault, await submit_wave(store, waves.pop(0), shapes, rng))
+                submitted = RUNS - sum(len(w) for w in waves)
+                continue
             if not pending and not faults:
                 return figures
             if faults and time.monotonic() >= next_fault:
-                figures["faults_while_runs_pending"] += pending != 0
+                figures["faults_while_runs_pending"] += pending > 0
                 if faults.pop() == "kill":
                     fleet.kill_one()
                 else:
                     server.stop("immediate")
                     server.restart()
                     figures["restarts"] += 1
-                next_fault = await submit_wave(store, waves.pop(0), shapes, rng)
+                next_fault = time.monotonic() + rng.uniform(0.2, 0.8)
             await asyncio.sleep(0.05)
 
 
@@ -185,7 +193,7 @@ async def submit_wave(store: PostgresStore, run_ids: list[str], shapes: dict[str
         try:
             await asyncio.gather(*(wp.submit(SHAPES[shapes[r]], store=store, queue="chaos", run_id=r)
                                    for r in run_ids))
-            return time.monotonic() + rng.uniform(0.2, 0.8)
+            return time.monotonic() + rng.uniform(0.1, 0.4)
         except WaypointError:  # the server is still coming back
             await asyncio.sleep(0.1)
 
