@@ -267,3 +267,62 @@ def test_a_users_file_is_read_and_a_verified_password_is_remembered(tmp_path: Pa
     assert auth.check_password("ana", "correct horse") and auth.check_password("ana", "correct horse")
     assert not auth.check_password("ana", "correct horse ") and not auth.check_password("bob", "x")
     assert not Auth(users={"ana": hash_password("other")}).check_password("ana", "correct horse")
+
+
+# -- the cost of a password, and guessing it -----------------------------------------------
+def test_basic_credentials_cost_scrypt_once_in_a_while_not_per_request(tmp_path: Path, monkeypatch):
+    from waypoint.web import security
+
+    checks: list[str] = []
+
+    def counted(password: str, hashed: str) -> bool:
+        checks.append(password)
+        return verify_password(password, hashed)
+
+    monkeypatch.setattr(security, "verify_password", counted)
+    make_runs(tmp_path / "runs.db", 1)
+    auth = Auth(users={"ana": ANA})
+    with served(tmp_path / "runs.db", [review_graph], auth=auth) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(5):
+            assert client.get("/api/runs", headers=basic("ana", "correct horse")).status_code == 200
+        assert checks == ["correct horse"]  # verified once, then remembered
+        assert client.get("/api/runs", headers=basic("ana", "correct hors")).status_code == 401
+        assert client.get("/api/runs", headers=basic("ana", "correct hors")).status_code == 401
+        assert checks == ["correct horse", "correct hors", "correct hors"]  # a miss always pays
+    assert "correct horse" not in repr(auth) and all("correct" not in k for k in auth._verified)
+    forgetful = Auth(users={"ana": ANA}, remember=0)  # remembered for no time: each check pays
+    assert forgetful.check_password("ana", "correct horse") and forgetful.check_password("ana", "correct horse")
+    assert checks[-2:] == ["correct horse", "correct horse"]
+
+
+def test_guessing_a_password_is_slowed_down_per_user_and_client(tmp_path: Path):
+    from waypoint.web.security import Throttle
+
+    now = [1000.0]
+    auth = Auth(token="s3cret", users={"ana": ANA, "bob": hash_password("bob's")},
+                throttle=Throttle(free=3, base=60, clock=lambda: now[0]))
+    make_runs(tmp_path / "runs.db", 1)
+    with served(tmp_path / "runs.db", [review_graph], auth=auth) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(3):  # three free tries; the third failure starts a 60 s wait
+            assert client.get("/api/runs", headers=basic("ana", "guess")).status_code == 401
+        refused = client.get("/api/runs", headers=basic("ana", "correct horse"))  # even the right one
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "60"
+        assert "too many failed logins as 'ana'" in refused.json()["error"]
+        assert client.get("/api/runs", headers=basic("bob", "bob's")).status_code == 200  # per user
+        page = client.get("/login")
+        form = client.post("/login", data={"csrf_token": csrf_of(page.text), "user": "ana",
+                                           "secret": "correct horse"})
+        assert form.status_code == 429 and "too many failed logins" in form.text  # the form too
+        now[0] += 60
+        assert client.get("/api/runs", headers=basic("ana", "guess")).status_code == 401
+        again = client.get("/api/runs", headers=basic("ana", "correct horse"))
+        assert again.status_code == 429 and again.headers["retry-after"] == "120"  # doubled
+        now[0] += 120
+        assert client.get("/api/runs", headers=basic("ana", "correct horse")).status_code == 200
+        assert client.get("/api/runs", headers=basic("ana", "guess")).status_code == 401  # forgiven: free again
+        assert client.get("/api/runs", headers=basic("ana", "correct horse")).status_code == 200
+        for _ in range(3):
+            assert client.get("/api/runs", headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert client.get("/api/runs", headers={"Authorization": "Bearer s3cret"}).status_code == 429

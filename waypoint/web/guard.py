@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import time
 from urllib.parse import quote
 
@@ -27,6 +28,7 @@ from waypoint.web.security import (
     UNSAFE_METHODS,
     Auth,
     Session,
+    Throttled,
     cookie_header,
     local_user,
 )
@@ -48,7 +50,13 @@ class Guard:
             await refusal(scope, receive, send)
             return
         session = self._session(headers)
-        user = self._identify(headers, session)
+        try:
+            user = self._identify(headers, session, _client(scope))
+        except Throttled as exc:
+            response = _error(scope, 429, str(exc))
+            response.headers["retry-after"] = str(math.ceil(exc.seconds))
+            await response(scope, receive, send)
+            return
         if user is None and self.auth.required and not _public(scope["path"]):
             await _unauthenticated(scope)(scope, receive, send)
             return
@@ -84,23 +92,24 @@ class Guard:
                     return found
         return Session.new(None)
 
-    def _identify(self, headers: Headers, session: Session) -> str | None:
+    def _identify(self, headers: Headers, session: Session, client: str) -> str | None:
+        """Who the request is, or None; `Throttled` while its user must wait after failures."""
         if not self.auth.required:
             return local_user()
         scheme, _, credentials = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer":
-            return self.auth.token_user if self.auth.check_token(credentials.strip()) else None
+            return self.auth.token_user if self.auth.login_token(credentials.strip(), client=client) else None
         if scheme.lower() == "basic":
-            return self._basic(credentials.strip())
+            return self._basic(credentials.strip(), client)
         known = session.user in self.auth.users or session.user == self.auth.token_user
         return session.user if session.user is not None and known else None
 
-    def _basic(self, credentials: str) -> str | None:
+    def _basic(self, credentials: str, client: str) -> str | None:
         try:
             user, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return None
-        return user if self.auth.check_password(user, password) else None
+        return user if self.auth.login(user, password, client=client) else None
 
     # -- the cookie ---------------------------------------------------------------------
     def _cookie_sender(self, scope: Scope, send: Send, session: Session, headers: Headers) -> Send:
@@ -118,6 +127,12 @@ class Guard:
             await send(message)
 
         return sender
+
+
+def _client(scope: Scope) -> str:
+    """The client's address (uvicorn's, or the proxy's X-Forwarded-For with --proxy-headers)."""
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 def _public(path: str) -> bool:

@@ -11,6 +11,7 @@ templates) so that a server serving the API alone can still log people in.
 
 from __future__ import annotations
 
+import math
 from html import escape
 from typing import Any
 
@@ -19,7 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from waypoint.web.context import web
-from waypoint.web.security import Session, check_csrf, csrf_token
+from waypoint.web.security import Session, Throttled, check_csrf, csrf_token
 
 
 def routes() -> list[BaseRoute]:
@@ -70,12 +71,18 @@ async def log_in(request: Request) -> Response:
     if auth is None or not auth.required:
         return RedirectResponse(target, status_code=303)
     user, secret = str(form.get("user") or ""), str(form.get("secret") or "")
-    if user and auth.check_password(user, secret):
-        who: str | None = user
-    elif not user and auth.check_token(secret):
-        who = auth.token_user
-    else:
-        who = None
+    client = request.client.host if request.client else ""
+    try:
+        if user and auth.login(user, secret, client=client):
+            who: str | None = user
+        elif not user and auth.login_token(secret, client=client):
+            who = auth.token_user
+        else:
+            who = None
+    except Throttled as exc:
+        refused = _form(request, target, str(exc), 429)
+        refused.headers["retry-after"] = str(math.ceil(exc.seconds))
+        return refused
     if who is None:
         return _form(request, target, "Wrong user name, password or token.", 401)
     request.scope["waypoint.session"] = Session.new(who)  # a new id: no session fixation

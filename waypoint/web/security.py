@@ -38,8 +38,16 @@ handler runs:
   they must be `Content-Type: application/json` (415 otherwise), which a cross-site
   form cannot send, and the Origin check above applies to them too.
 
+- **Guessing.** Failed logins (Basic credentials, the token, the login form) are
+  counted per user and client address (`Throttle`): after 5 in a row, each further
+  attempt waits 1 s, 2 s, 4 s... (at most 5 minutes) and is refused meanwhile with
+  429 and `Retry-After`, the password unchecked; a success forgets the failures.
+
 Passwords are stored hashed with scrypt (`hash_password`, or `waypoint serve
---hash-password`); `pbkdf2_sha256$...` hashes (Django's format) are accepted too.
+--hash-password`); `pbkdf2_sha256$...` hashes (Django's format) are accepted too. A
+verified password is remembered for a minute (`Auth.remember`) as an HMAC under the
+server's secret, never as itself, so an API client sending Basic credentials on every
+request pays scrypt once a minute rather than on each (~0.05-0.25 s of CPU apiece).
 """
 
 from __future__ import annotations
@@ -50,9 +58,10 @@ import getpass
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,43 +79,117 @@ PUBLIC_PATHS = ("/login", "/static/", "/favicon.ico")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+class Throttle:
+    """Login throttling per (user, client address): after `free` failures in a row, each
+    further attempt must wait `base * 2 ** (failures - free)` seconds (at most `cap`) and is
+    refused meanwhile (429, `Retry-After`) without the password being checked. A success
+    forgets the failures.
+
+        wait = throttle.wait("ana", "10.0.0.7")     # seconds to wait first; 0.0: go ahead
+        throttle.failed("ana", "10.0.0.7")          # or throttle.succeeded(...)
+
+    At most `keep` keys are remembered (the stalest are dropped first). `clock` is
+    `time.monotonic` unless given (tests pass their own).
+    """
+
+    def __init__(self, *, free: int = 5, base: float = 1.0, cap: float = 300.0, keep: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.free, self.base, self.cap, self.keep, self.clock = free, base, cap, keep, clock
+        self._failures: dict[tuple[str, str], tuple[int, float]] = {}  # key -> (failures, not before)
+
+    def wait(self, user: str, client: str) -> float:
+        _, not_before = self._failures.get((user, client), (0, 0.0))
+        return max(0.0, not_before - self.clock())
+
+    def failed(self, user: str, client: str) -> None:
+        key = (user, client)
+        failures = self._failures.pop(key, (0, 0.0))[0] + 1
+        delay = 0.0 if failures < self.free else min(self.cap, self.base * 2 ** (failures - self.free))
+        if len(self._failures) >= self.keep:
+            for stale in sorted(self._failures, key=lambda k: self._failures[k][1])[:self.keep // 2]:
+                del self._failures[stale]
+        self._failures[key] = (failures, self.clock() + delay)
+
+    def succeeded(self, user: str, client: str) -> None:
+        self._failures.pop((user, client), None)
+
+
+class Throttled(Exception):
+    """Too many failed logins of `user` from this client: try again in `seconds` (429)."""
+
+    def __init__(self, user: str, seconds: float) -> None:
+        super().__init__(f"too many failed logins as {user!r} from this address: try again in "
+                         f"{math.ceil(seconds)} s.")
+        self.user, self.seconds = user, seconds
+
+
 @dataclass(frozen=True)
 class Auth:
     """Who may use the server. `Auth()` is nobody in particular: loopback binds only.
 
         Auth(token="s3cret")                                   # one shared token
         Auth(users={"ana": hash_password("correct horse")})    # people with passwords
+        auth.login("ana", "correct horse", client="10.0.0.7")  # True, False, or Throttled raised
 
     `token_user` is the identity recorded for requests made with the token.
     `secret` signs session cookies and CSRF tokens: random per process unless given.
+    `throttle` slows down guessing (`Throttle`); `remember` is how many seconds a verified
+    password is remembered (see `check_password`).
     """
 
     token: str | None = None
     users: Mapping[str, str] = field(default_factory=dict)  # name -> hash_password(...) result
     token_user: str = "token"
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    throttle: Throttle = field(default_factory=Throttle, repr=False, compare=False)
+    remember: float = 60.0
+    _verified: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def required(self) -> bool:
         """Whether requests must authenticate (a token or users are configured)."""
         return self.token is not None or bool(self.users)
 
+    def login(self, user: str, password: str, *, client: str) -> bool:
+        """`check_password` under the throttle: `Throttled` (nothing checked) while `user` must
+        wait after failures from `client`; a failure counts towards the next wait."""
+        wait = self.throttle.wait(user, client)
+        if wait > 0:
+            raise Throttled(user, wait)
+        if self.check_password(user, password):
+            self.throttle.succeeded(user, client)
+            return True
+        self.throttle.failed(user, client)
+        return False
+
+    def login_token(self, token: str, *, client: str) -> bool:
+        """`check_token` under the throttle (as `login`, for the token's user)."""
+        wait = self.throttle.wait(self.token_user, client)
+        if wait > 0:
+            raise Throttled(self.token_user, wait)
+        ok = self.check_token(token)
+        (self.throttle.succeeded if ok else self.throttle.failed)(self.token_user, client)
+        return ok
+
     def check_password(self, user: str, password: str) -> bool:
-        """Whether `password` is `user`'s. A match is remembered (as an HMAC under `secret`,
-        never the password) so that an API client sending Basic credentials with every
-        request pays scrypt's ~50 ms once, not per request; a miss always pays it."""
+        """Whether `password` is `user`'s. A match is remembered for `remember` seconds (as an
+        HMAC under `secret` of the user, their hash and the password: never the password), so
+        an API client sending Basic credentials with every request pays scrypt (~50-250 ms)
+        once a minute, not per request; a miss always pays it."""
         hashed = self.users.get(user)
         if hashed is None:
             verify_password(password, _dummy_hash())  # same cost for unknown users: no user probing
             return False
-        key = (user, hashed, _sign(self.secret, "password:" + password))
-        if key in _VERIFIED:
+        key = _sign(self.secret, "\0".join(("password", user, hashed, password)))
+        now = time.monotonic()
+        if self._verified.get(key, 0.0) > now:
             return True
         if not verify_password(password, hashed):
             return False
-        if len(_VERIFIED) >= 1024:
-            _VERIFIED.clear()
-        _VERIFIED.add(key)
+        if len(self._verified) >= 1024:
+            for old in [k for k, until in self._verified.items() if until <= now] or list(self._verified):
+                del self._verified[old]
+        self._verified[key] = now + self.remember
         return True
 
     def check_token(self, token: str) -> bool:
@@ -114,7 +197,6 @@ class Auth:
 
 
 # -- passwords -----------------------------------------------------------------------
-_VERIFIED: set[tuple[str, str, str]] = set()  # (user, hash, HMAC of the password) that matched
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
