@@ -5,6 +5,9 @@ resumed parent picks the child's log up where it stopped instead of starting
 it over. The parent's lease owner executes the child; a gate inside the child
 pauses the parent under the name `<subgraph node>/<gate>`, or, for an item of a
 map, `<map>[<index>]/<gate>` (`nodes/address.py`): that item waits, its siblings go on.
+
+A child's lease is the parent's owner's, as long as the parent's (its ttl) and
+renewed by the parent's heartbeat (`_lease.beating`) while the child executes.
 """
 
 from __future__ import annotations
@@ -67,21 +70,28 @@ class ChildRuns:
         waiting = still_waiting(child_id, recorded, answers, self.now)
         if waiting is not None:
             raise waiting  # an item still waiting, with nothing new: its child is left untouched
-        await _claim_child(self, act, graph, child_id, child_input)
-        loop = self.make_loop(graph, self.store, child_id, self.owner, deps=self.deps,
+        beat = _lease.beating(self.owner)
+        await _claim_child(self, act, graph, child_id, child_input,
+                           beat.ttl if beat is not None else _lease.LEASE_TTL)
+        store = self.store
+        loop = self.make_loop(graph, store, child_id, self.owner, deps=self.deps,
                               answers=answers, bus=_forwarding_bus(self.bus, self.run_id, act),
                               now=self.now)
+        held = beat.children if beat is not None else set()
+        held.add(child_id)  # renewed with the parent's lease from now on
         try:
             await loop.load()
             outcome = await loop.drive()
         except asyncio.CancelledError:
             # A failing sibling (or the parent being stopped) cancelled this child: hand its
             # lease back now, so that resuming the parent does not meet it held for a TTL.
-            await _release_quietly(self, child_id, "interrupted")
+            held.discard(child_id)
+            await _release_quietly(store, child_id, self.owner, "interrupted")
             raise
-        await self.store.release(child_id, self.owner, outcome.status,
-                                 error=str(outcome.error) if outcome.error else None,
-                                 waiting=outcome.waiting)
+        finally:
+            held.discard(child_id)  # before its release: a beat renewing it meanwhile is no loss
+        await store.release(child_id, self.owner, outcome.status,
+                            error=str(outcome.error) if outcome.error else None, waiting=outcome.waiting)
         if usage is not None:
             add_usage(usage, loop.frontier.usage)
         if outcome.status == "waiting":
@@ -93,9 +103,9 @@ class ChildRuns:
         return outcome.state
 
 
-async def _release_quietly(parent: ChildRuns, child_id: str, status: RunStatus) -> None:
+async def _release_quietly(store: Store, child_id: str, owner: str, status: RunStatus) -> None:
     try:
-        await parent.store.release(child_id, parent.owner, status)
+        await store.release(child_id, owner, status)
     except WaypointError:
         pass  # not ours any more, or the store is gone: whoever holds it decides
 
@@ -119,20 +129,20 @@ def _waiting(parent: ChildRuns, act: Activation, child: Any, gates: list[str]) -
 
 
 async def _claim_child(parent: ChildRuns, act: Activation, graph: Graph[Any], child_id: str,
-                       child_input: Any) -> None:
-    """Create child run `child_id` or take it over, leased by the parent's owner."""
+                       child_input: Any, ttl: float) -> None:
+    """Create child run `child_id` or take it over, leased by the parent's owner for `ttl`."""
     try:
         info = await parent.store.get_run(child_id)
     except RunNotFoundError:  # created leased to the parent's owner, in the same write
         await create_run_record(parent.store, graph, child_id, graph.schema.initial(child_input),
-                                owner=parent.owner, parent_run_id=parent.run_id)
+                                owner=parent.owner, parent_run_id=parent.run_id, ttl=ttl)
         return
     _check_own_child(parent, act, graph, info)
     if info.lease_owner not in (None, parent.owner):
         # Whoever held the child before us held the parent too, and lost it: the
         # parent's lease, which we hold, is what fences the child.
         await parent.store.release(child_id, info.lease_owner, info.status, waiting=info.waiting)
-    await parent.store.claim(child_id, parent.owner, _lease.LEASE_TTL)
+    await parent.store.claim(child_id, parent.owner, ttl)
 
 
 def _check_own_child(parent: ChildRuns, act: Activation, graph: Graph[Any], info: RunInfo) -> None:

@@ -32,7 +32,7 @@ def new_run_id() -> str:
 async def create_run_record(
     store: Store, graph: Graph[Any], run_id: str, state: BaseModel, *, owner: str | None = None,
     graph_ref: str | None = None, parent_run_id: str | None = None, forked_from: str | None = None,
-    frontier: Frontier | None = None, seq: int = 0,
+    frontier: Frontier | None = None, seq: int = 0, ttl: float = _lease.LEASE_TTL,
 ) -> str:
     """Insert the run row, leased, with its first snapshot; returns the lease owner holding it.
 
@@ -47,5 +47,5 @@ async def create_run_record(
         created_at=now, updated_at=now, last_seq=seq, graph_ref=graph_ref,
         parent_run_id=parent_run_id, forked_from=forked_from,
         queue=CHILD_QUEUE if parent_run_id is not None else "default"),
-        owner=owner, ttl=_lease.LEASE_TTL, snapshot=snapshot)
+        owner=owner, ttl=ttl, snapshot=snapshot)
     return owner

@@ -1,4 +1,13 @@
-"""Who executes a run: lease owners, heartbeats, and leases left by dead processes."""
+"""Who executes a run: lease owners, heartbeats, and leases left by dead processes.
+
+    beat = asyncio.create_task(heartbeat(store, run_id, owner, ttl, on_lost))
+    beating(owner)          # the execution's Beat: its ttl, the child runs it executes now
+
+One heartbeat per execution renews its run's lease and the leases of the child runs
+(subgraphs, map items) that execution holds, all under the same owner: a child's
+work may outlast any ttl, and its lease is renewed with its parent's, fenced by
+owner in the store.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +17,30 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from waypoint.checkpoints.protocol import Store
 from waypoint.checkpoints.records import RunInfo, RunStatus
 from waypoint.errors import LeaseError, RunMovedError, StoreError
 
 LEASE_TTL = 30.0
+
+
+@dataclass
+class Beat:
+    """What one execution's heartbeat keeps alive: its lease length, and the child runs it
+    executes now (their leases are renewed after the parent's, at each beat)."""
+
+    ttl: float
+    children: set[str] = field(default_factory=set)
+
+
+_beats: dict[str, Beat] = {}  # lease owner -> the heartbeat of that execution, while it beats
+
+
+def beating(owner: str) -> Beat | None:
+    """The heartbeat of the execution holding leases as `owner` (None: none beats in this process)."""
+    return _beats.get(owner)
 
 
 def new_owner() -> str:
@@ -74,6 +101,9 @@ async def heartbeat(store: Store, run_id: str, owner: str, ttl: float,
                     on_lost: Callable[[LeaseError], object]) -> None:
     """Renew the lease every ttl/3 until cancelled; call `on_lost(exc)` once it is gone.
 
+    The leases of the child runs this execution holds (`beating(owner).children`) are
+    renewed after the run's own; a child's lease taken by another owner is the run lost.
+
     A renewal the store cannot make within ttl/3 (a database restarting, a network cut)
     is tried again at the next beat while another beat still fits before the lease could
     lapse; when none does, the execution is told its lease is lost about ttl/3 BEFORE it
@@ -81,11 +111,32 @@ async def heartbeat(store: Store, run_id: str, owner: str, ttl: float,
     run (fencing keeps it from writing in any case).
     """
     renewed = time.monotonic()  # the lease runs at least ttl from here: it was claimed before
+    beat = _beats[owner] = Beat(ttl)
+    try:
+        await _beat(store, run_id, owner, beat, on_lost, renewed)
+    finally:
+        if _beats.get(owner) is beat:
+            del _beats[owner]
+
+
+async def _renew(store: Store, run_id: str, owner: str, beat: Beat) -> None:
+    await store.renew(run_id, owner, beat.ttl)  # first: a lost parent renews no child
+    children = sorted(beat.children)
+    renewals = await asyncio.gather(*(store.renew(child, owner, beat.ttl) for child in children),
+                                    return_exceptions=True)  # concurrent: one group commit
+    for child, outcome in zip(children, renewals, strict=True):
+        if isinstance(outcome, BaseException) and child in beat.children:  # ended meanwhile: released
+            raise outcome
+
+
+async def _beat(store: Store, run_id: str, owner: str, beat: Beat,
+                on_lost: Callable[[LeaseError], object], renewed: float) -> None:
+    ttl = beat.ttl
     while True:
         await asyncio.sleep(ttl / 3)
         sent = time.monotonic()
         try:
-            await asyncio.wait_for(store.renew(run_id, owner, ttl), timeout=ttl / 3)
+            await asyncio.wait_for(_renew(store, run_id, owner, beat), timeout=ttl / 3)
         except LeaseError as exc:
             on_lost(exc)
             return
