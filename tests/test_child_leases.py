@@ -14,9 +14,8 @@ import asyncio
 import time
 
 import pytest
-from pydantic import BaseModel
-
 import waypoint as wp
+from pydantic import BaseModel
 from waypoint import END, START, GraphBuilder
 from waypoint.engine.runs import launch_claimed
 from waypoint.errors import LeaseError
@@ -83,7 +82,7 @@ def test_a_child_that_outlasts_the_ttl_keeps_its_lease_through_the_parents_heart
         await asyncio.wait_for(events["started"].wait(), 30)
         child = await the_child(store)
         assert child.lease_owner == owner
-        assert child.lease_expiry <= time.time() + ttl, "the child was leased for longer than the parent's ttl"
+        assert child.lease_expiry <= time.time() + ttl, "the child was leased for longer than its parent"
         await asyncio.wait_for(store.renewed.wait(), 30)  # 4 beats of ttl/3 since the child was claimed
         with pytest.raises(LeaseError):  # lapsed without renewals; held by the parent's owner with them
             await store.claim(child.run_id, "host:2:intruder", 60)
@@ -95,3 +94,30 @@ def test_a_child_that_outlasts_the_ttl_keeps_its_lease_through_the_parents_heart
     result, child = asyncio.run(main())
     assert result.status == "done" and result.state.n == 1
     assert child.status == "done" and child.lease_owner is None
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_parent_taken_over_writes_nothing_more_for_its_child(kind, tmp_path):
+    """The parent's lease is taken while its child's node executes (as when the parent's worker
+    was paused past its ttl and another claimed the run): the child's result is not written,
+    nor its row released, although the child's own lease is still the stopped parent's."""
+
+    async def main():
+        events = {"started": asyncio.Event(), "go": asyncio.Event()}
+        store = wp.MemoryStore() if kind == "memory" else wp.SQLiteStore(tmp_path / "runs.db")
+        try:
+            owner, handle = await launched(store, graphs(events), 60.0)  # no beat within the test
+            await asyncio.wait_for(events["started"].wait(), 30)
+            before = await the_child(store)
+            await store.release("p", owner, "running")  # its lease lapsed...
+            await store.claim("p", "host:2:other", 60)  # ...and another worker claimed the run
+            events["go"].set()
+            result = await handle.result(raise_on_failure=False)
+            return owner, before, await the_child(store), await store.history(before.run_id), result
+        finally:
+            await store.close()
+
+    owner, before, after, steps, result = asyncio.run(main())
+    assert (after.last_seq, after.status, after.lease_owner) == (before.last_seq, "running", owner)
+    assert [step.seq for step in steps] == list(range(1, before.last_seq + 1))
+    assert isinstance(result.error, LeaseError), result

@@ -7,7 +7,11 @@ pauses the parent under the name `<subgraph node>/<gate>`, or, for an item of a
 map, `<map>[<index>]/<gate>` (`nodes/address.py`): that item waits, its siblings go on.
 
 A child's lease is the parent's owner's, as long as the parent's (its ttl) and
-renewed by the parent's heartbeat (`_lease.beating`) while the child executes.
+renewed by the parent's heartbeat (`_lease.beating`) while the child executes. Its
+writes are fenced by its parent too (`_UnderParent`): each append or release of a
+child first checks that the parent run is still held by this execution, so a
+parent stopped or taken over (its lease lapsed, another worker claimed it) writes
+nothing more for its child, even while the child's own lease is still its.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from waypoint.engine._frontier import Activation
 from waypoint.engine._ids import child_run_id
 from waypoint.engine.events import Event, EventBus
 from waypoint.engine.waits import ChildWaiting, Go, child_address, still_waiting, take_answers
-from waypoint.errors import NodeError, RunNotFoundError, RunStateError, WaypointError
+from waypoint.errors import LeaseError, NodeError, RunNotFoundError, RunStateError, WaypointError
 from waypoint.graphs.graph import Graph
 from waypoint.nodes.context import add_usage
 
@@ -73,7 +77,7 @@ class ChildRuns:
         beat = _lease.beating(self.owner)
         await _claim_child(self, act, graph, child_id, child_input,
                            beat.ttl if beat is not None else _lease.LEASE_TTL)
-        store = self.store
+        store = _UnderParent(self.store, self.run_id, self.owner)
         loop = self.make_loop(graph, store, child_id, self.owner, deps=self.deps,
                               answers=answers, bus=_forwarding_bus(self.bus, self.run_id, act),
                               now=self.now)
@@ -103,11 +107,40 @@ class ChildRuns:
         return outcome.state
 
 
-async def _release_quietly(store: Store, child_id: str, owner: str, status: RunStatus) -> None:
+async def _release_quietly(store: _UnderParent, child_id: str, owner: str, status: RunStatus) -> None:
     try:
         await store.release(child_id, owner, status)
     except WaypointError:
-        pass  # not ours any more, or the store is gone: whoever holds it decides
+        pass  # not ours any more (nor its parent), or the store is gone: whoever holds it decides
+
+
+class _UnderParent:
+    """The store as a child run's execution sees it: an append or release of the child first
+    checks that its parent run is still held by `owner`, else `LeaseError` and nothing is
+    written. Reads and everything else go to the store as they are."""
+
+    def __init__(self, store: Any, parent_run_id: str, owner: str) -> None:
+        self._store, self._parent, self._owner = store, parent_run_id, owner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def _check(self, run_id: str, what: str) -> None:
+        holder = (await self._store.get_run(self._parent)).lease_owner
+        if holder != self._owner:
+            now = f"it is now held by {holder}" if holder else "it was released"
+            raise LeaseError(f"run {run_id!r}: {self._owner} cannot {what} of this child run: its parent "
+                             f"run {self._parent!r} is no longer this execution's ({now}); a child is "
+                             "written only by its parent's holder, which resumes it", run_id=run_id)
+
+    async def append(self, run_id: str, owner: str, steps: list[Any], snapshot: Any = None) -> None:
+        await self._check(run_id, "append steps")
+        await self._store.append(run_id, owner, steps, snapshot)
+
+    async def release(self, run_id: str, owner: str, status: RunStatus, *, error: str | None = None,
+                      waiting: list[str] | None = None) -> None:
+        await self._check(run_id, f"release as {status!r}")
+        await self._store.release(run_id, owner, status, error=error, waiting=waiting)
 
 
 def _waiting(parent: ChildRuns, act: Activation, child: Any, gates: list[str]) -> Exception:
