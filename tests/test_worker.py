@@ -315,6 +315,39 @@ def test_a_store_without_signals_is_polled_and_swept_without_a_lock(tmp_path, mo
     assert executions(tmp_path)[("late", "escalated")] == 1
 
 
+def test_two_deadline_sweeps_at_the_same_moment_requeue_each_due_run_once(db, tmp_path, monkeypatch):
+    """Two workers' sweeps (two store objects on one database, as two processes have), started
+    together without the lock that usually keeps them apart: each due run is re-queued by one of
+    them, once, and the other skips it (its compare-and-set claim finds the run moved on)."""
+    from waypoint.engine.gates import tick
+    from waypoint.engine.worker import Worker
+
+    graph = flows().deadlined
+    run_ids = [f"due-{i}" for i in range(12)]
+    monkeypatch.setenv("WAYPOINT_TEST_DIR", str(tmp_path))
+
+    async def main():
+        first, second = store_of(db), store_of(db)
+        try:
+            for run_id in run_ids:
+                await wp.submit(graph, {}, store=first, run_id=run_id)
+            stats = await Worker([graph], store=first, poll=0.05, tick=None).run(until_idle=True)
+            assert stats.ended == {"waiting": len(run_ids)}
+            sweeps = await asyncio.gather(*(tick(lambda info: graph, store=store, enqueue=True)
+                                            for store in (first, second)))
+            rows = [await first.get_run(run_id) for run_id in run_ids]
+            return sweeps, rows, [await first.history(run_id) for run_id in run_ids]
+        finally:
+            await first.close()
+            await second.close()
+
+    sweeps, rows, logs = asyncio.run(main())
+    queued = sorted(info.run_id for sweep in sweeps for info in sweep.queued)
+    assert queued == sorted(run_ids), "a due run was re-queued twice, or not at all"
+    assert {row.status for row in rows} == {"queued"}
+    assert all([step.kind for step in log].count("event") == 0 for log in logs), "a sweep wrote steps"
+
+
 def test_a_worker_that_loses_a_lease_stops_the_run_and_writes_nothing_more(db, tmp_path, monkeypatch):
     """The lease is taken from under a worker mid-node (as when it was cut off past its ttl and
     another worker claimed the run): its heartbeat finds another owner, the run stops there."""

@@ -135,7 +135,7 @@ async def _enqueue_due(store: Store, info: RunInfo, graph_for: Callable[[RunInfo
     graph = graph_for(info)
     if graph is None or not await due_gates(info.run_id, now or time.time(), store=store):
         return None
-    return await resume(graph, info.run_id, store=store, enqueue=True)
+    return await resume(graph, info.run_id, store=store, enqueue=True, seen_status=info.status)
 
 
 async def _tick_one(store: Store, info: RunInfo, graph_for: Callable[[RunInfo], Graph[Any] | None],

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from waypoint._messages import misfit, unknown_keys
 from waypoint.checkpoints.memory import MemoryStore
 from waypoint.checkpoints.protocol import Store, signals_of
-from waypoint.checkpoints.records import RunInfo, Step
+from waypoint.checkpoints.records import RunInfo, RunStatus, Step
 from waypoint.engine import _lease
 from waypoint.engine._budget import Budget
 from waypoint.engine._create import create_run_record, new_run_id
@@ -158,7 +158,7 @@ async def resume(
     graph: Graph[S], run_id: str, answer: Any = None, *, gate: str | None = None,
     answers: Mapping[str, Any] | None = None, by: str | None = None, store: Store,
     allow_graph_change: bool = False, force: bool = False, seen_seq: int | None = None,
-    update: Mapping[str, Any] | None = None, enqueue: Literal[True],
+    update: Mapping[str, Any] | None = None, enqueue: Literal[True], seen_status: RunStatus | None = None,
 ) -> RunInfo: ...
 async def resume(
     graph: Graph[S], run_id: str, answer: Any = None, *, gate: str | None = None,
@@ -167,7 +167,7 @@ async def resume(
     budget: Budget | None = None, now: float | None = None, force: bool = False,
     seen_seq: int | None = None, update: Mapping[str, Any] | None = None,
     hooks: RunHooks | Sequence[RunHooks] | None = None, tracer_provider: Any = None,
-    trace_content: bool = False, enqueue: bool = False,
+    trace_content: bool = False, enqueue: bool = False, seen_status: RunStatus | None = None,
 ) -> RunHandle[S] | RunInfo:
     """Continue a waiting, failed, interrupted or crashed run, answering gates if given.
 
@@ -189,7 +189,9 @@ async def resume(
     `enqueue=True` executes nothing here: the same checks and the same compare-and-set
     claim, then the answers (and the edit) are written to the run's log and the run is
     left "queued" for a worker of its queue (`waypoint worker`), which hands them to
-    their gates. It returns the run's row (status "queued").
+    their gates. It returns the run's row (status "queued"). `seen_status` (with
+    enqueue) is the status the caller read: the claim is a compare-and-set on it, so
+    of two deadline sweeps re-queueing one run only one does (`RunMovedError`).
     """
     if enqueue and (deps is not None or max_concurrency is not None or budget is not None
                     or now is not None or hooks is not None or tracer_provider is not None):
@@ -203,6 +205,10 @@ async def resume(
     raw = dict(answers or {})
     if answer is not None:
         raw[pick_gate(seen, gate)] = answer
+    if seen_status is not None and seen_status != seen.status:  # e.g. re-queued by another sweep
+        raise RunMovedError(f"run {run_id!r} moved on since it was read (status {seen_status!r} -> "
+                            f"{seen.status!r}); nothing was written: read the run again and decide anew",
+                            run_id=run_id, seq=seen.last_seq)
     if seen_seq is not None and seen_seq != seen.last_seq:
         seen = structs.replace(seen, last_seq=seen_seq)  # what the answerer saw: stale now
         raise await stale_answer(store, seen, list(raw) or [gate or "?"])
