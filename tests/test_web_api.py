@@ -382,3 +382,25 @@ def test_deps_are_refused_with_enqueue(tmp_path: Path):
 
     with pytest.raises(ValueError, match="belong to the workers"):
         create_app(SQLiteStore(tmp_path / "runs.db"), [review_graph], enqueue=True, deps={"x": 1})
+
+
+def test_serve_in_thread_serves_until_stopped_and_says_why_it_could_not_start(tmp_path: Path):
+    from waypoint.web import serve_in_thread
+    from waypoint.web.app import create_app
+
+    make_runs(tmp_path / "runs.db", 1)
+    app = create_app(SQLiteStore(tmp_path / "runs.db"), [review_graph], owns_store=True)
+    with serve_in_thread(app) as server:
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        assert [r["run_id"] for r in httpx.get(server.url + "/api/runs").json()["runs"]] == ["r0"]
+    with pytest.raises(httpx.ConnectError):  # stopped: nothing listens there any more
+        httpx.get(server.url + "/api/runs")
+    url, stop = serve_in_thread(create_app(SQLiteStore(tmp_path / "runs.db"), [review_graph], owns_store=True))
+    try:
+        assert httpx.get(url + "/api/graphs").status_code == 200
+    finally:
+        stop()
+        stop()  # idempotent
+    broken = create_app(SQLiteStore(tmp_path / "no such dir" / "runs.db"), [review_graph], owns_store=True)
+    with pytest.raises(RuntimeError, match="did not start"):
+        serve_in_thread(broken, log_level="critical")

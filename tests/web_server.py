@@ -4,9 +4,10 @@
         httpx.get(server.url + "/api/runs")
         server.ctx.changes.streams          # the server's WebContext, read from the test thread
 
-The server runs in a thread with its own event loop, on a socket the test bound first
-(a free port, known before the app is made, so the Host allowlist can name it). Leaving
-the block stops it (in-flight runs interrupted, store closed) and joins the thread.
+The server runs in a thread with its own event loop (`waypoint.web.serve_in_thread`), on
+a socket the test bound first (a free port, known before the app is made, so the Host
+allowlist can name it). Leaving the block stops it (in-flight runs interrupted, store
+closed) and joins the thread.
 In-process ASGI clients are no substitute here: they buffer endless SSE streams.
 """
 
@@ -14,17 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from waypoint import SQLiteStore
+from waypoint.web import serve_in_thread
 from waypoint.web.app import create_app
 from waypoint.web.context import WebContext
 
@@ -55,27 +53,5 @@ def served(db: Path, graphs: list[Any], *, loopback_hosts: bool = True, proxy_he
     hosts = [f"127.0.0.1:{port}", f"localhost:{port}"] if loopback_hosts else ["*"]
     app = create_app(SQLiteStore(db), graphs, allowed_hosts=options.pop("allowed_hosts", hosts),
                      owns_store=True, **options)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2,
-                            proxy_headers=proxy_headers, forwarded_allow_ips="127.0.0.1")
-    server = uvicorn.Server(config)
-    loops: list[asyncio.AbstractEventLoop] = []
-
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        loops.append(loop)
-        loop.run_until_complete(server.serve(sockets=[sock]))
-        loop.close()
-
-    thread = threading.Thread(target=serve, name=f"uvicorn:{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield Server(f"http://127.0.0.1:{port}", port, app.state.waypoint, loops[0])
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+    with serve_in_thread(app, sock=sock, proxy_headers=proxy_headers, forwarded_allow_ips="127.0.0.1") as server:
+        yield Server(server.url, port, app.state.waypoint, server.loop)
