@@ -404,3 +404,36 @@ def test_serve_in_thread_serves_until_stopped_and_says_why_it_could_not_start(tm
     broken = create_app(SQLiteStore(tmp_path / "no such dir" / "runs.db"), [review_graph], owns_store=True)
     with pytest.raises(RuntimeError, match="did not start"):
         serve_in_thread(broken, log_level="critical")
+
+
+def test_a_retried_start_of_a_run_whose_wait_came_due_applies_the_deadline(tmp_path: Path):
+    """Nothing to do is the only reason a retried start leaves a waiting run alone."""
+    from pydantic import BaseModel
+
+    from waypoint import END, START, GraphBuilder
+
+    class Ok(BaseModel):
+        ok: bool
+
+    class Case(BaseModel):
+        name: str
+        outcome: str = ""
+
+    g = GraphBuilder(Case, name="due")
+    g.gate("approve", Ok, deadline=0.0, escalate="escalate")  # due as soon as it is asked
+
+    @g.node
+    def escalate(state: Case) -> dict[str, Any]:
+        return {"outcome": "escalated"}
+
+    g.edge(START, "approve")
+    g.edge("approve", END)
+    g.edge("escalate", END)
+    with served(tmp_path / "runs.db", [g.compile()]) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        body = {"graph": "due", "input": {"name": "c"}, "run_id": "c", "if_exists": "resume"}
+        assert client.post("/api/runs", json=body).status_code == 201
+        assert settled(client, "c")["status"] == "waiting"
+        assert client.post("/api/runs", json=body).status_code == 200
+        assert settled(client, "c")["status"] == "done"
+        assert client.get("/api/runs/c/state").json()["state"]["outcome"] == "escalated"
