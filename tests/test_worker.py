@@ -177,6 +177,20 @@ def test_an_answer_enqueued_from_the_cli_is_executed_by_a_worker(db, tmp_path):
     assert (entry.gate, entry.by, entry.answer) == ("approve", "ann", {"approved": True})
 
 
+def test_worker_once_executes_one_batch_and_exits(db, tmp_path):
+    run_ids = ["a", "b", "c"]
+    submit(db, flows().chain, run_ids)
+    worker = WorkerProc.start(db, "chain", tmp_path, "--once", "--concurrency", "2", "--poll", "3600")
+    assert worker.wait() == 0, worker.log  # an hour's poll: it exits on its batch, not on a timer
+    assert "claimed 2;" in worker.lines[-1], worker.log
+    assert sorted(statuses(db, run_ids).values()) == ["done", "done", "queued"]
+    again = WorkerProc.start(db, "chain", tmp_path, "--once", "--poll", "3600")
+    assert again.wait() == 0, again.log
+    assert statuses(db, run_ids) == {"a": "done", "b": "done", "c": "done"}
+    empty = WorkerProc.start(db, "chain", tmp_path, "--once", "--poll", "3600")
+    assert empty.wait() == 0 and "claimed 0;" in empty.lines[-1], empty.log  # nothing queued: exits
+
+
 def test_deadlines_are_swept_inside_workers(db, tmp_path):
     submit(db, flows().deadlined, ["late"])
     worker = WorkerProc.start(db, "deadlined", tmp_path, "--poll", "0.1", "--tick", "0.2")

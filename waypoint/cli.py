@@ -140,8 +140,9 @@ def batch(graph_ref: str, source: str, batch_id: str, concurrency: int, db: str 
 @click.option("--tick", default=30.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds between deadline sweeps (one worker at a time); 0: none.")
 @click.option("--until-idle", is_flag=True, help="Exit once nothing is claimable and nothing runs.")
+@click.option("--once", is_flag=True, help="Claim one batch (up to --concurrency runs), execute it, exit.")
 def worker(graph_refs: tuple[str, ...], db: str | None, queue: str, concurrency: int, ttl: float,
-           poll: float, grace: float, tick: float, until_idle: bool) -> None:
+           poll: float, grace: float, tick: float, until_idle: bool, once: bool) -> None:
     """Claim queued runs of these graphs and execute them, until SIGTERM or Ctrl-C.
 
     Runs come from `waypoint submit`, `waypoint resume --enqueue` and workers that
@@ -152,7 +153,7 @@ def worker(graph_refs: tuple[str, ...], db: str | None, queue: str, concurrency:
     from waypoint._cli.worker import WorkerSettings, serve_worker
 
     graphs = [_load(ref) for ref in graph_refs]
-    settings = WorkerSettings(queue, concurrency, ttl, poll, grace, tick or None, until_idle)
+    settings = WorkerSettings(queue, concurrency, ttl, poll, grace, tick or None, until_idle, once)
     raise click.exceptions.Exit(serve_worker(graphs, resolve_db(db), settings))
 
 

@@ -45,6 +45,7 @@ class WorkerSettings(NamedTuple):
     grace: float
     tick: float | None
     until_idle: bool
+    once: bool = False
 
 
 def serve_worker(graphs: list[Any], db: Db, settings: WorkerSettings) -> int:
@@ -65,7 +66,7 @@ async def _serve(graphs: list[Any], db: Db, settings: WorkerSettings) -> int:
         _say(f"worker started: queue {settings.queue!r}, graphs {sorted(worker.graphs)}, concurrency "
              f"{settings.concurrency}, ttl {settings.ttl:g}s, db {db.shown}")
         try:
-            stats = await worker.run(until_idle=settings.until_idle)
+            stats = await worker.run(until_idle=settings.until_idle, once=settings.once)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

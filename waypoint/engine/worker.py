@@ -3,6 +3,7 @@
     worker = Worker([graph], store=PostgresStore(url), queue="default", concurrency=8)
     stats = await worker.run()                  # until worker.drain() (SIGTERM in `waypoint worker`)
     stats = await worker.run(until_idle=True)   # until nothing is claimable and nothing runs
+    stats = await worker.run(once=True)         # claim one batch (up to concurrency), execute it, return
 
 What a worker does, and what it promises (docs/workers.md says it for users):
 
@@ -120,9 +121,10 @@ class Worker:
         self._draining = True
         self._changed.set()
 
-    async def run(self, *, until_idle: bool = False) -> WorkerStats:
+    async def run(self, *, until_idle: bool = False, once: bool = False) -> WorkerStats:
         """Claim and execute until `drain()` (then drain), or, with `until_idle`, until nothing
-        is claimable and no run of this worker is executing."""
+        is claimable and no run of this worker is executing, or, with `once`, until the runs of
+        one claim (up to `concurrency`, maybe none) have ended."""
         await self.store.open()
         if self.signals is None:
             self.say(f"polling queue {self.queue!r} every {self.poll:g}s: {type(self.store).__name__} has "
@@ -135,6 +137,9 @@ class Worker:
         sweeper = None if self.tick is None else asyncio.create_task(self._sweep())
         try:
             while not self._draining:
+                if once:
+                    await self._batch()
+                    break
                 claimed = await self._fill()
                 if until_idle and not claimed and not self.running:
                     break
@@ -169,6 +174,13 @@ class Worker:
             claimed += 1
             self._start(info)
         return claimed
+
+    async def _batch(self) -> None:
+        """`once`: claim up to `concurrency` runs, then wait until they have ended (or a drain)."""
+        await self._fill()
+        while self.running and not self._draining:
+            self._changed.clear()
+            await self._changed.wait()  # a run of ours ended, or a drain began
 
     async def _reap(self) -> bool:
         """Hand back to the queue the runs of ours whose holder is a dead process on this host
