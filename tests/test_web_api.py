@@ -395,7 +395,8 @@ def test_serve_in_thread_serves_until_stopped_and_says_why_it_could_not_start(tm
         assert [r["run_id"] for r in httpx.get(server.url + "/api/runs").json()["runs"]] == ["r0"]
     with pytest.raises(httpx.ConnectError):  # stopped: nothing listens there any more
         httpx.get(server.url + "/api/runs")
-    url, stop = serve_in_thread(create_app(SQLiteStore(tmp_path / "runs.db"), [review_graph], owns_store=True))
+    again = create_app(SQLiteStore(tmp_path / "runs.db"), [review_graph], owns_store=True)
+    url, stop = serve_in_thread(again)
     try:
         assert httpx.get(url + "/api/graphs").status_code == 200
     finally:
@@ -409,7 +410,6 @@ def test_serve_in_thread_serves_until_stopped_and_says_why_it_could_not_start(tm
 def test_a_retried_start_of_a_run_whose_wait_came_due_applies_the_deadline(tmp_path: Path):
     """Nothing to do is the only reason a retried start leaves a waiting run alone."""
     from pydantic import BaseModel
-
     from waypoint import END, START, GraphBuilder
 
     class Ok(BaseModel):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.test_web_api import GOOD, make_runs, settled
 from tests.web_graphs import review_graph
 from tests.web_server import served
@@ -89,7 +88,8 @@ def test_create_app_accepts_only_loopback_names_unless_told(tmp_path: Path):
     make_runs(tmp_path / "runs.db", 1)
     with served(tmp_path / "runs.db", [review_graph], allowed_hosts=None) as server, \
             httpx.Client(base_url=server.url, timeout=30) as client:
-        for host in (f"127.0.0.1:{server.port}", f"localhost:{server.port}", "localhost", f"[::1]:{server.port}"):
+        port = server.port
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
             assert client.get("/api/runs", headers={"Host": host}).status_code == 200, host
         for host in (f"evil.example:{server.port}", "evil.example", f"127.0.0.1.evil.example:{server.port}"):
             refused = client.get("/api/runs", headers={"Host": host})
@@ -292,7 +292,8 @@ def test_basic_credentials_cost_scrypt_once_in_a_while_not_per_request(tmp_path:
         assert checks == ["correct horse", "correct hors", "correct hors"]  # a miss always pays
     assert "correct horse" not in repr(auth) and all("correct" not in k for k in auth._verified)
     forgetful = Auth(users={"ana": ANA}, remember=0)  # remembered for no time: each check pays
-    assert forgetful.check_password("ana", "correct horse") and forgetful.check_password("ana", "correct horse")
+    assert forgetful.check_password("ana", "correct horse")
+    assert forgetful.check_password("ana", "correct horse")
     assert checks[-2:] == ["correct horse", "correct horse"]
 
 
@@ -321,7 +322,8 @@ def test_guessing_a_password_is_slowed_down_per_user_and_client(tmp_path: Path):
         assert again.status_code == 429 and again.headers["retry-after"] == "120"  # doubled
         now[0] += 120
         assert client.get("/api/runs", headers=basic("ana", "correct horse")).status_code == 200
-        assert client.get("/api/runs", headers=basic("ana", "guess")).status_code == 401  # forgiven: free again
+        # forgiven: the next failure is a free one again
+        assert client.get("/api/runs", headers=basic("ana", "guess")).status_code == 401
         assert client.get("/api/runs", headers=basic("ana", "correct horse")).status_code == 200
         for _ in range(3):
             assert client.get("/api/runs", headers={"Authorization": "Bearer nope"}).status_code == 401

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from tests.test_web_api import GOOD, make_runs
 from tests.web_graphs import review_graph
 from tests.web_server import Server, served

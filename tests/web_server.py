@@ -53,5 +53,6 @@ def served(db: Path, graphs: list[Any], *, loopback_hosts: bool = True, proxy_he
     hosts = [f"127.0.0.1:{port}", f"localhost:{port}"] if loopback_hosts else ["*"]
     app = create_app(SQLiteStore(db), graphs, allowed_hosts=options.pop("allowed_hosts", hosts),
                      owns_store=True, **options)
-    with serve_in_thread(app, sock=sock, proxy_headers=proxy_headers, forwarded_allow_ips="127.0.0.1") as server:
+    with serve_in_thread(app, sock=sock, proxy_headers=proxy_headers,
+                         forwarded_allow_ips="127.0.0.1") as server:
         yield Server(server.url, port, app.state.waypoint, server.loop)
