@@ -169,7 +169,7 @@ def test_the_stream_ends_on_any_status_that_waits_for_someone_to_act_but_not_on_
     g.edge("explode", END)
     make_runs(tmp_path / "runs.db", 1)
     with served(tmp_path / "runs.db", [review_graph, g.compile()]) as server, \
-            httpx.Client(base_url=server.url, timeout=20) as client:
+            httpx.Client(base_url=server.url, timeout=10) as client:  # < keep-alive: a stalled stream fails
         with client.stream("GET", "/api/runs/r0/events") as response:  # waiting: the stream stays open
             stream = events(response)
             read_until(stream, lambda e: e.get("event") == "run")
