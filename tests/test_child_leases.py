@@ -20,6 +20,11 @@ from waypoint import END, START, GraphBuilder
 from waypoint.engine.runs import launch_claimed
 from waypoint.errors import LeaseError
 
+try:
+    from tests.test_postgres_store import pg
+except pytest.skip.Exception:
+    pg = None
+
 
 class Count(BaseModel):
     n: int = 0
@@ -96,15 +101,24 @@ def test_a_child_that_outlasts_the_ttl_keeps_its_lease_through_the_parents_heart
     assert child.status == "done" and child.lease_owner is None
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-def test_a_parent_taken_over_writes_nothing_more_for_its_child(kind, tmp_path):
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
+def test_a_parent_taken_over_writes_nothing_more_for_its_child(kind, tmp_path, request):
     """The parent's lease is taken while its child's node executes (as when the parent's worker
     was paused past its ttl and another claimed the run): the child's result is not written,
     nor its row released, although the child's own lease is still the stopped parent's."""
+    if kind == "postgres" and pg is None:
+        pytest.skip('PostgreSQL tests need psycopg: pip install -e ".[postgres]"')
+    where = request.getfixturevalue("pg").new_database() if kind == "postgres" else ""
+
+    def postgres():
+        from waypoint.checkpoints import PostgresStore
+
+        return PostgresStore(where)
 
     async def main():
         events = {"started": asyncio.Event(), "go": asyncio.Event()}
-        store = wp.MemoryStore() if kind == "memory" else wp.SQLiteStore(tmp_path / "runs.db")
+        store = {"memory": wp.MemoryStore, "sqlite": lambda: wp.SQLiteStore(tmp_path / "runs.db"),
+                 "postgres": postgres}[kind]()
         try:
             owner, handle = await launched(store, graphs(events), 60.0)  # no beat within the test
             await asyncio.wait_for(events["started"].wait(), 30)
