@@ -36,6 +36,37 @@ SNAPSHOT_SMALL_BYTES = 16 * 1024
 _encode = msgspec.msgpack.Encoder().encode
 
 
+class Inbox:
+    """The messages the runner sends the loop: a list, and the one future the loop waits on.
+
+    `take()` returns everything sent since the last take (waiting for a first message if
+    there is none), in order: what `asyncio.Queue` did with get() and get_nowait() until
+    empty, without its per-message bookkeeping (one queue operation per node).
+    """
+
+    __slots__ = ("items", "waker")
+
+    def __init__(self) -> None:
+        self.items: list[Message] = []
+        self.waker: asyncio.Future[None] | None = None
+
+    def put(self, message: Message) -> None:
+        self.items.append(message)
+        waker = self.waker
+        if waker is not None and not waker.done():
+            waker.set_result(None)
+
+    async def take(self) -> list[Message]:
+        while not self.items:
+            self.waker = asyncio.get_running_loop().create_future()
+            try:
+                await self.waker
+            finally:
+                self.waker = None
+        batch, self.items = self.items, []
+        return batch
+
+
 @dataclass
 class Outcome:
     status: RunStatus
@@ -56,9 +87,9 @@ class RunLoop:
         self.answers = dict(answers or {})
         self.budget = budget
         self.bus = bus or EventBus()
-        self.queue: asyncio.Queue[Message] = asyncio.Queue()
+        self.queue = Inbox()
         self.children = ChildRuns(graph, store, run_id, owner, deps, now, self.bus, make_loop=RunLoop)
-        self.runner = NodeRunner(graph, run_id, self.bus, send=self.queue.put_nowait, deps=deps,
+        self.runner = NodeRunner(graph, run_id, self.bus, send=self.queue.put, deps=deps,
                                  max_concurrency=max_concurrency, now=now,
                                  done_items=self._done_items, child_runs=self.children.runner,
                                  store=store)
@@ -124,10 +155,7 @@ class RunLoop:
         return Outcome("done", self.state)
 
     async def next_batch(self) -> list[Message]:
-        batch = [await self.queue.get()]
-        while not self.queue.empty():
-            batch.append(self.queue.get_nowait())
-        return batch
+        return await self.queue.take()
 
     async def commit_batch(self, batch: list[Message]) -> None:
         steps: list[Step] = []
@@ -267,7 +295,7 @@ class RunLoop:
             return  # still waiting for a human
         self.outstanding += 1
         if isinstance(go, Pause):
-            self.queue.put_nowait(Waiting(act, go.request))
+            self.queue.put(Waiting(act, go.request))
             return
         self.bus.publish(Event("node_started", self.run_id, act.node, act.id, self.seq))
         task = asyncio.create_task(self.runner.execute(act, self.state, self.seq, go,
