@@ -13,8 +13,8 @@ from typing import Any, Literal, assert_type
 from pydantic import BaseModel
 
 from waypoint import (
-    END, START, BatchResult, Graph, GraphBuilder, MemoryStore, RunHandle, RunInfo, RunResult, SQLiteStore,
-    ToolCall, WaypointError, fork, resume, resume_sync, run_batch, run_sync, start,
+    END, START, BatchResult, Conversation, Graph, GraphBuilder, MemoryStore, RunHandle, RunInfo, RunResult,
+    SQLiteStore, ToolCall, WaypointError, Worker, fork, resume, resume_sync, run_batch, run_sync, start,
 )
 
 
@@ -77,6 +77,14 @@ async def run_a_batch(graph: Graph[Essay]) -> None:
     assert_type(batch, BatchResult[Essay])
     assert_type(batch.states, list[Essay | None])
     assert_type(batch.results[0], RunResult[Essay])
+
+
+async def converse_and_work(graph: Graph[Essay]) -> None:
+    chat = Conversation(graph, "trip-1", store=MemoryStore())
+    assert_type(chat, Conversation[Essay])
+    assert_type(await chat.rewind(1), str)  # the revision's run id
+    assert_type(await chat.current_run(), RunInfo | None)
+    assert_type(Worker([graph], store=MemoryStore()).draining, bool)
 
 
 def the_llm_side_is_typed_too() -> None:  # loaded lazily at run time, seen whole by a type checker
