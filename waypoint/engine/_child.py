@@ -11,7 +11,10 @@ renewed by the parent's heartbeat (`_lease.beating`) while the child executes. I
 writes are fenced by its parent too (`_UnderParent`): each append or release of a
 child first checks that the parent run is still held by this execution, so a
 parent stopped or taken over (its lease lapsed, another worker claimed it) writes
-nothing more for its child, even while the child's own lease is still its.
+nothing more for its child, even while the child's own lease is still its. The
+check costs nothing while the parent's heartbeat is on time (`Beat.sure`: renewed
+under 2/3 ttl ago, so its lease cannot have lapsed); after a pause or a blocked
+event loop it reads the parent's row.
 """
 
 from __future__ import annotations
@@ -126,6 +129,9 @@ class _UnderParent:
         return getattr(self._store, name)
 
     async def _check(self, run_id: str, what: str) -> None:
+        beat = _lease.beating(self._owner)
+        if beat is not None and beat.sure():
+            return  # the parent's lease was renewed too recently to have lapsed: still ours
         holder = (await self._store.get_run(self._parent)).lease_owner
         if holder != self._owner:
             now = f"it is now held by {holder}" if holder else "it was released"

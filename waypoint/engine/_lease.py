@@ -28,11 +28,18 @@ LEASE_TTL = 30.0
 
 @dataclass
 class Beat:
-    """What one execution's heartbeat keeps alive: its lease length, and the child runs it
-    executes now (their leases are renewed after the parent's, at each beat)."""
+    """What one execution's heartbeat keeps alive: its lease length, the child runs it executes
+    now (their leases are renewed after the parent's, at each beat), and until when (on this
+    process's monotonic clock) its own lease is surely still its: renewed less than 2/3 ttl ago."""
 
     ttl: float
+    sure_until: float = 0.0
     children: set[str] = field(default_factory=set)
+
+    def sure(self) -> bool:
+        """Whether no other owner can hold the run now (its lease cannot have lapsed): a paused
+        process or a blocked event loop finds this False, and must ask the store."""
+        return time.monotonic() < self.sure_until
 
 
 _beats: dict[str, Beat] = {}  # lease owner -> the heartbeat of that execution, while it beats
@@ -111,7 +118,7 @@ async def heartbeat(store: Store, run_id: str, owner: str, ttl: float,
     run (fencing keeps it from writing in any case).
     """
     renewed = time.monotonic()  # the lease runs at least ttl from here: it was claimed before
-    beat = _beats[owner] = Beat(ttl)
+    beat = _beats[owner] = Beat(ttl, sure_until=renewed + ttl * 2 / 3)
     try:
         await _beat(store, run_id, owner, beat, on_lost, renewed)
     finally:
@@ -149,3 +156,4 @@ async def _beat(store: Store, run_id: str, owner: str, beat: Beat,
                                "another process claim it", run_id=run_id))
             return
         renewed = sent
+        beat.sure_until = sent + ttl * 2 / 3
