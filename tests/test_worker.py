@@ -298,6 +298,39 @@ def test_postgres_notifies_when_a_run_becomes_queued_never_per_step(request):
     asyncio.run(main())
 
 
+def test_the_sweep_lock_of_a_sqlite_file_is_held_across_processes(tmp_path):
+    """Within a process the lock is a flag per file; across processes it is a flock beside the
+    file: another process holding it refuses it here, and its death frees it."""
+    import subprocess
+
+    db = tmp_path / "runs.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"""
+import asyncio, sys
+from waypoint import SQLiteStore
+
+async def main():
+    async with SQLiteStore({str(db)!r}).signals.try_lock("waypoint tick") as mine:
+        print("held" if mine else "refused", flush=True)
+        sys.stdin.read()  # until the test closes our stdin, or kills us
+
+asyncio.run(main())
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    async def try_it():
+        async with wp.SQLiteStore(db).signals.try_lock("waypoint tick") as mine:
+            return mine
+
+    with holder:  # closes its pipes
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            assert asyncio.run(try_it()) is False, "a lock held by another process was taken here"
+        finally:
+            holder.kill()
+            holder.wait()
+    assert asyncio.run(try_it()) is True, "a dead holder's lock stayed held"
+
+
 def test_a_store_without_signals_is_polled_and_swept_without_a_lock(tmp_path, monkeypatch):
     """A store of one's own need not offer `signals`: the worker says so once, polls, and its
     deadline sweep runs unlocked (each re-queue is a compare-and-set claim)."""
