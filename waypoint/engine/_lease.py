@@ -26,11 +26,21 @@ from waypoint.errors import LeaseError, RunMovedError, StoreError
 LEASE_TTL = 30.0
 
 
+def clock() -> float:
+    """Seconds on a clock that goes on while the machine is suspended (CLOCK_BOOTTIME on Linux;
+    the monotonic clock elsewhere): a lease lapses in the store meanwhile, so a heartbeat must
+    see that time pass."""
+    return time.clock_gettime(_BOOTTIME) if _BOOTTIME is not None else time.monotonic()
+
+
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
 @dataclass
 class Beat:
     """What one execution's heartbeat keeps alive: its lease length, the child runs it executes
     now (their leases are renewed after the parent's, at each beat), and until when (on this
-    process's monotonic clock) its own lease is surely still its: renewed less than 2/3 ttl ago."""
+    process's `clock()`) its own lease is surely still its: renewed less than 2/3 ttl ago."""
 
     ttl: float
     sure_until: float = 0.0
@@ -39,7 +49,7 @@ class Beat:
     def sure(self) -> bool:
         """Whether no other owner can hold the run now (its lease cannot have lapsed): a paused
         process or a blocked event loop finds this False, and must ask the store."""
-        return time.monotonic() < self.sure_until
+        return clock() < self.sure_until
 
 
 _beats: dict[str, Beat] = {}  # lease owner -> the heartbeat of that execution, while it beats
@@ -117,7 +127,7 @@ async def heartbeat(store: Store, run_id: str, owner: str, ttl: float,
     can lapse in the store, so it has stopped by the time another process may claim the
     run (fencing keeps it from writing in any case).
     """
-    renewed = time.monotonic()  # the lease runs at least ttl from here: it was claimed before
+    renewed = clock()  # the lease runs at least ttl from here: it was claimed before
     beat = _beats[owner] = Beat(ttl, sure_until=renewed + ttl * 2 / 3)
     try:
         await _beat(store, run_id, owner, beat, on_lost, renewed)
@@ -141,14 +151,14 @@ async def _beat(store: Store, run_id: str, owner: str, beat: Beat,
     ttl = beat.ttl
     while True:
         await asyncio.sleep(ttl / 3)
-        sent = time.monotonic()
+        sent = clock()
         try:
             await asyncio.wait_for(_renew(store, run_id, owner, beat), timeout=ttl / 3)
         except LeaseError as exc:
             on_lost(exc)
             return
         except (TimeoutError, StoreError) as exc:
-            if time.monotonic() + ttl / 3 < renewed + ttl:
+            if clock() + ttl / 3 < renewed + ttl:
                 continue  # another beat fits before the lease can lapse
             reason = str(exc) or "no answer within ttl/3"
             on_lost(LeaseError(f"run {run_id!r}: {owner} could not renew its lease ({reason}); it "
