@@ -32,6 +32,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(scope="session")
+def pg():
+    """One throwaway PostgreSQL server for the whole session (tests/pg_server.py); skipped, naming
+    the install command, where it cannot start. `pg.new_database()` is a fresh migrated database."""
+    from tests import pg_server
+
+    with pg_server.running() as server:
+        yield server
+
+
+@pytest.fixture
+def url(pg) -> str:
+    """A fresh database of its own on the session's PostgreSQL server."""
+    return pg.new_database()
+
+
+@pytest.fixture(scope="session")
 def has_dot() -> bool:
     """Whether Graphviz's `dot` is on PATH, for tests that draw less without it."""
     return shutil.which("dot") is not None

@@ -21,6 +21,8 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 INSTALL = "apt-get install postgresql"
@@ -55,6 +57,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def running(*, fsync: bool = False) -> Iterator[PgServer]:
+    """A started server with its template database, destroyed on exit; skips the test without one.
+
+        with pg_server.running() as server:
+            url = server.new_database()
+    """
+    import pytest
+
+    pytest.importorskip("psycopg", reason='PostgresStore needs psycopg: pip install -e ".[postgres]"')
+    pytest.importorskip("psycopg_pool", reason='PostgresStore needs psycopg-pool: pip install -e ".[postgres]"')
+    why = missing()
+    if why:
+        pytest.skip(why)
+    server = PgServer.start(fsync=fsync)
+    try:
+        server.prepare_template()
+        yield server
+    finally:
+        server.destroy()
 
 
 class PgServer:

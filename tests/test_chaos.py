@@ -67,15 +67,8 @@ LIMIT = 240.0  # seconds before the load counts as hung
 @pytest.fixture
 def server():
     """A server of this test's own: it is crashed and restarted, which others must not see."""
-    why = pg_server.missing()
-    if why:
-        pytest.skip(why)
-    server = pg_server.PgServer.start()
-    try:
-        server.prepare_template()
+    with pg_server.running() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 class Fleet:

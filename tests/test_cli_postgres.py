@@ -1,7 +1,7 @@
 """`--db postgresql://...`: every command that takes a file takes a PostgreSQL URL too.
 
-Real processes against the throwaway server of tests/pg_server.py (the fixtures of
-test_postgres_store.py); skipped, with the install command, where PostgreSQL is missing.
+Real processes against the session's throwaway server (tests/pg_server.py, the `pg` and `url`
+fixtures of tests/conftest.py); skipped, with the install command, where PostgreSQL is missing.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ INSTALL = 'pip install -e ".[postgres]"'
 pytest.importorskip("psycopg", reason=f"--db postgresql:// needs psycopg: {INSTALL}")
 pytest.importorskip("psycopg_pool", reason=f"--db postgresql:// needs psycopg-pool: {INSTALL}")
 
-from tests.test_postgres_store import pg, url  # noqa: E402,F401  (fixtures)
 
 
 def run_id_of(output: str) -> str:

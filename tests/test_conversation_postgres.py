@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests import pg_server
 
 pytest.importorskip("psycopg", reason='PostgresStore needs psycopg: pip install -e ".[postgres]"')
 pytest.importorskip("psycopg_pool", reason='PostgresStore needs psycopg-pool: pip install -e ".[postgres]"')
@@ -20,19 +19,6 @@ from waypoint.checkpoints.postgres import PostgresStore
 from conversation_graphs import Held, graph
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def pg():
-    why = pg_server.missing()
-    if why:
-        pytest.skip(why)
-    server = pg_server.PgServer.start()
-    try:
-        server.prepare_template()
-        yield server
-    finally:
-        server.destroy()
 
 
 @pytest.mark.asyncio

@@ -27,7 +27,6 @@ pytest.importorskip("psycopg", reason=f"copying to PostgreSQL needs psycopg: {IN
 pytest.importorskip("psycopg_pool", reason=f"copying to PostgreSQL needs psycopg-pool: {INSTALL}")
 
 import psycopg  # noqa: E402
-from tests.test_postgres_store import pg, url  # noqa: E402,F401  (fixtures)
 from waypoint.checkpoints.postgres import PostgresStore  # noqa: E402
 
 APPROVE = '{"approved": true}'

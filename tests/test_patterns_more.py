@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from tests import pg_server
 from waypoint import (
     END, START, Cache, GraphBuilder, Limit, MemoryStore, NodeFailure, RetryPolicy, run_batch, start,
 )
@@ -132,18 +131,6 @@ async def test_duplicate_inputs_in_a_batch_are_computed_once_with_a_cache():
 
 
 # -- PostgreSQL: the cache shared by processes of a fleet -----------------------------------
-@pytest.fixture(scope="module")
-def pg():
-    pytest.importorskip("psycopg", reason='PostgresStore needs psycopg: pip install -e ".[postgres]"')
-    why = pg_server.missing()
-    if why:
-        pytest.skip(why)
-    server = pg_server.PgServer.start()
-    try:
-        server.prepare_template()
-        yield server
-    finally:
-        server.destroy()
 
 
 CACHED_GRAPH = """

@@ -1,6 +1,6 @@
 """PostgresStore.close() is idempotent even when two closes race (issue 12's typing found it).
 
-Uses the throwaway server of tests/test_postgres_store.py (its `pg` and `url` fixtures).
+Uses the session's throwaway server (the `pg` and `url` fixtures of tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests import test_postgres_store as pg_tests
 from waypoint.testing.store_conformance import info
 
-pg, url = pg_tests.pg, pg_tests.url  # the fixtures, shared by name
-PostgresStore = pg_tests.PostgresStore
+pytest.importorskip("psycopg_pool", reason='PostgresStore needs psycopg-pool: pip install -e ".[postgres]"')
+from waypoint.checkpoints.postgres import PostgresStore  # noqa: E402
 
 
 @pytest.mark.asyncio

@@ -25,25 +25,7 @@ import waypoint as wp  # noqa: E402
 from waypoint.checkpoints.postgres import SCHEMA_VERSION, PostgresStore  # noqa: E402
 from waypoint.checkpoints.records import Snapshot  # noqa: E402
 from waypoint.errors import LeaseError, SchemaVersionError, StoreError  # noqa: E402
-from waypoint.testing.store_conformance import CHECKS, info, leased, run_check, step  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def pg():
-    why = pg_server.missing()
-    if why:
-        pytest.skip(why)
-    server = pg_server.PgServer.start()
-    try:
-        server.prepare_template()
-        yield server
-    finally:
-        server.destroy()
-
-
-@pytest.fixture
-def url(pg):
-    return pg.new_database()
+from waypoint.testing.store_conformance import CHECKS, leased, run_check, step  # noqa: E402
 
 
 async def plant_postgres(store: PostgresStore, run_id: str, seq: int, payload: bytes) -> None:

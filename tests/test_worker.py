@@ -20,9 +20,9 @@ from tests.worker_procs import FLOWS, WorkerProc, executions, executors, wait_fo
 from waypoint._cli.loading import load_graph
 from waypoint.testing.store_conformance import info, step
 
-try:
-    from tests.test_postgres_store import pg
-except pytest.skip.Exception:
+try:  # the `pg` fixture (tests/conftest.py) skips without psycopg; these checks say it first
+    import psycopg_pool as pg
+except ImportError:
     pg = None
 
 
