@@ -23,6 +23,8 @@ BELOW = {  # what each layer may load besides itself and the helpers
     "waypoint.nodes": {"waypoint.errors"},
     "waypoint.graphs": {"waypoint.errors", "waypoint.nodes"},
     "waypoint.engine": {"waypoint.errors", "waypoint.nodes", "waypoint.graphs", "waypoint.checkpoints"},
+    "waypoint.web.pages": {"waypoint.errors", "waypoint.nodes", "waypoint.graphs", "waypoint.checkpoints",
+                           "waypoint.engine"},  # the server sits on the engine, beside the CLI
 }
 
 
