@@ -26,34 +26,45 @@ class GroupCommit(Generic[J]):
     def __init__(self, commit: Callable[[list[J]], Awaitable[list[Outcome]]]) -> None:
         self._commit = commit
         self._queue: list[tuple[J, asyncio.Future[Any]]] = []
-        self._wake = asyncio.Event()  # made anew by start(), in the loop it serves
+        self._waker: asyncio.Future[None] | None = None  # set while the writer waits for work
         self._task: asyncio.Task[None] | None = None
         self.closing = False  # drain() has begun: no new writes are taken
 
     def start(self) -> None:
-        self._queue, self._wake, self.closing = [], asyncio.Event(), False
+        self._queue, self._waker, self.closing = [], None, False
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def submit(self, job: J) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((job, future))
-        self._wake.set()
+        self._wake()
         return await future
 
     async def drain(self) -> None:
         self.closing = True
-        self._wake.set()
+        self._wake()
         if self._task is not None:  # wait() does not re-raise if the task was cancelled
             await asyncio.wait([self._task])
 
     def forget(self) -> None:
-        self._task, self._queue, self.closing = None, [], False
+        self._task, self._queue, self._waker, self.closing = None, [], None, False
+
+    def _wake(self) -> None:
+        """Wake the writer if it waits for work (a future of its own: no asyncio.Event's
+        waiter list to build and scan for each commit)."""
+        waker = self._waker
+        if waker is not None and not waker.done():
+            waker.set_result(None)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._queue or not self.closing:
             if not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
+                self._waker = loop.create_future()
+                try:
+                    await self._waker
+                finally:
+                    self._waker = None
                 continue
             batch, self._queue = [(job, f) for job, f in self._queue if not f.done()], []
             if batch:
