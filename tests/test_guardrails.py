@@ -486,8 +486,12 @@ async def test_a_node_that_routes_already_routes_tripped_too_and_rejected_calls_
         g.edge(wp.START, "agent")
         return g
 
-    with pytest.raises(wp.GraphError, match="can return 'tripped' but has no route for it"):
-        approval_graph({"approval": wp.END, "done": wp.END}).compile()
+    # "tripped" needs no route: without one a trip fails the run
+    unrouted = approval_graph({"approval": wp.END, "done": wp.END}).compile()
+    model = ScriptedModel([tool_call("refund", {"order": "A1", "amount": 5000})])
+    handle = await wp.start(unrouted, {"question": "refund"}, store=store, run_id="u", deps={"model": model})
+    failed = await handle.result(raise_on_failure=False)
+    assert isinstance(failed.error, wp.GuardrailTripped) and failed.error.stage == "tool"
     graph = approval_graph({"approval": wp.END, "done": wp.END, "tripped": wp.END}).compile()
     model = ScriptedModel([tool_call("refund", {"order": "A1", "amount": 500}), "I can't refund that."])
     handle = await wp.start(graph, {"question": "refund"}, store=store, run_id="a", deps={"model": model})

@@ -82,7 +82,7 @@ def _check_routes(spec: Spec, known: set[str]) -> list[str]:
             # the route its failure takes; with no other route, it follows its edges as before
             labels = (*(labels if set(routes) - {ERROR} else ()), ERROR)
         for label in labels:
-            if label not in routes:
+            if label not in routes and label not in spec.nodes[node].optional_labels:
                 problems.append(f"{what} {node!r} can return {label!r} but has no route for it; "
                                 f"add routes={{{label!r}: ...}}.")
         for label, targets in routes.items():

@@ -122,7 +122,7 @@ def _llm(spec: Spec, name: str, node: Any) -> list[str]:
     into = getattr(node, "into", None)
     if into in spec.fields:
         if node.writes_label:
-            written: Any = Literal[tuple(node.labels)]
+            written: Any = Literal[tuple(lb for lb in node.labels if lb not in node.optional_labels)]
         else:
             written = getattr(node, "output", None) or str
         written = one_item(written, spec.fields[into], spec.schema.fields[into].reducer)

@@ -56,10 +56,8 @@ class Guards:
         trip = next((v for v in self.verdicts if v["verdict"] == "trip"), None)
         if trip is not None:
             return Ending(None, tripped=trip)
-        if "output" in self.kept:  # judged and passed before a crash: the reply is known
-            reply = self.kept["output"]["reply"]
-            output = self.loop.node.output
-            return Ending(reply, output.model_validate_json(reply) if output is not None else reply)
+        if "output" in self.kept:  # judged and passed before a crash: the reply (or transfer) is known
+            return _ending(self.kept["output"], self.loop.node.output)
         rails = self.of("input")
         if not rails or "input" in self.kept:
             return None
@@ -67,14 +65,25 @@ class Guards:
         trip = await self.commit("input", verdicts)
         return None if trip is None else Ending(None, tripped=trip)
 
-    async def after(self, end: Ending, messages: list[dict[str, Any]]) -> Ending:
-        """The output stage on the final reply; a trip is set on the returned Ending."""
+    async def after(self, end: Ending, messages: list[dict[str, Any]], gave_up: bool = False) -> Ending:
+        """The output stage on the final reply or transfer; a trip is set on the returned Ending.
+
+        What is checked is the node's choice (`LLMNode.judged`): the reply, a router's label,
+        a handoff's target. The item keeps what the stage judged (the reply; a transfer's
+        route, arguments and turn; whether a router fell back) so a rerun rebuilds the Ending.
+        """
         rails = self.of("output")
         if not rails:
             return end
-        seen = [*messages, {"role": "assistant", "content": end.reply}]
-        verdicts = await self.judge([(r, end.value, None) for r in rails], "output", seen)
-        end.tripped = await self.commit("output", verdicts, reply=end.reply)
+        seen = messages if end.reply is None else [*messages, {"role": "assistant", "content": end.reply}]
+        subject = self.loop.node.judged(end)
+        verdicts = await self.judge([(r, subject, None) for r in rails], "output", seen)
+        kept: dict[str, Any] = {"reply": end.reply}
+        if end.route is not None:
+            kept.update(route=end.route, arguments=end.arguments, turn=end.turn)
+        if gave_up:
+            kept["gave_up"] = True
+        end.tripped = await self.commit("output", verdicts, **kept)
         return end
 
     async def tools(self, calls: list[ToolCall], checked: list[Any],
@@ -133,6 +142,18 @@ class Guards:
     async def ask(self, request: ModelRequest, model: Model | None) -> ModelResponse:
         """A guardrail's model call: the node's model unless given, counted as one of the node's calls."""
         return await self.loop.ask(request, model)
+
+
+def _ending(kept: dict[str, Any], output: Any) -> Ending:
+    """The Ending an output item judged and passed: its transfer, its fallback, or its reply."""
+    from waypoint.nodes._llm_loop import Ending
+
+    reply = kept["reply"]
+    if kept.get("route") is not None:
+        return Ending(reply, route=kept["route"], arguments=kept["arguments"], turn=kept["turn"])
+    if kept.get("gave_up") or output is None:
+        return Ending(reply, None if kept.get("gave_up") else reply)
+    return Ending(reply, output.model_validate_json(reply))
 
 
 def _latest_user(messages: list[dict[str, Any]]) -> str:

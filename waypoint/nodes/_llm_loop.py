@@ -71,7 +71,8 @@ class _Loop:
                 end = await self.run_tools(messages, response, turns)
                 if end is not None:
                     end.turn = messages[start:]
-                    return end
+                    held = end.route in (None, APPROVAL)  # a tool trip or a held call: no choice made
+                    return end if held else await self.guards.after(end, messages)  # a transfer
                 await self.keep(turns - 1, messages)
                 continue
             reply = response.text or ""
@@ -82,7 +83,8 @@ class _Loop:
             except ValidationError as exc:
                 invalid += 1
                 if invalid > self.node.max_validation_retries:
-                    return Ending(reply, self.node.give_up(self.ctx, reply, exc))
+                    end = Ending(reply, self.node.give_up(self.ctx, reply, exc))  # a router's fallback
+                    return await self.guards.after(end, messages, gave_up=True)
                 messages += [{"role": "assistant", "content": reply}, _fix_request(self.node.output, exc)]
                 continue
             return await self.guards.after(Ending(reply, value), messages)

@@ -147,6 +147,11 @@ class Node:
         """May it have static edges as well as routes? (A gate: edges when answered, a route when expired.)"""
         return False
 
+    @property
+    def optional_labels(self) -> tuple[str, ...]:
+        """Labels it may return that need no route (an LLM node's "tripped": without it, the run fails)."""
+        return ()
+
     def child_graphs(self) -> tuple[Any, ...]:
         """Every graph this node may run as a child run (gates inside are addressed through it)."""
         return ()

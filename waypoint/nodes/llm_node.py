@@ -105,6 +105,15 @@ class LLMNode(Node):
         """With guardrails and no routes of its own, a "tripped" route beside its edges."""
         return bool(self.guardrails) and self.done is None
 
+    @property
+    def optional_labels(self) -> tuple[str, ...]:
+        """"tripped" needs no route: without one, a trip fails the run with GuardrailTripped."""
+        return (TRIPPED,) if self.guardrails else ()
+
+    def judged(self, end: Ending) -> Any:
+        """What its output guardrails check: the reply (text or parsed); a router's, its choice."""
+        return end.value
+
     def _tripped(self, ctx: NodeContext, verdict: dict[str, Any]) -> Outcome:
         """A guardrail tripped: the "tripped" route if the graph gives one, else GuardrailTripped."""
         if TRIPPED in ctx.routes:
@@ -113,11 +122,11 @@ class LLMNode(Node):
         stage, name, reason = verdict["stage"], verdict["guardrail"], verdict["reason"]
         on = f" on a call of tool {verdict['tool']!r}" if stage == "tool" else ""
         raise GuardrailTripped(
-            f"run {ctx.run_id!r}, LLM node {self.name!r}: {stage} guardrail {name!r} tripped{on}: {reason}. "
-            "The verdict is kept, so resuming the run reports it again; to handle trips in the graph give "
-            "the node a route, g.add(node, routes={'tripped': 'next_node'}), or fork the run before the "
-            "node with a changed state.", run_id=ctx.run_id, node=self.name, guardrail=name, stage=stage,
-            reason=reason, info=verdict.get("info"))
+            f"run {ctx.run_id!r}, {self.noun} {self.name!r}: {stage} guardrail {name!r} tripped{on}: "
+            f"{reason}. The verdict is kept, so resuming the run reports it again; to handle trips in the "
+            "graph give the node a route, g.add(node, routes={'tripped': 'next_node'}), or fork the run "
+            "before the node with a changed state.", run_id=ctx.run_id, node=self.name, guardrail=name,
+            stage=stage, reason=reason, info=verdict.get("info"))
 
     def child_graphs(self) -> tuple[Any, ...]:
         """The graphs of its tools made with agent_tool, which run as child runs."""

@@ -48,6 +48,7 @@ from waypoint.nodes._tools import Tool, ToolResult, answered, check_call, execut
 from waypoint.nodes._toolsets import Toolset, split_tools
 from waypoint.nodes.base import NO_RETRY, Node, Outcome, RetryPolicy, register
 from waypoint.nodes.context import NodeContext
+from waypoint.nodes.guardrails import TRIPPED, Guardrail, check_guardrails
 from waypoint.nodes.llm_node import (
     APPROVAL,
     LLMNode,
@@ -91,8 +92,16 @@ class LLMRouter(LLMNode):
         ctx.record["invalid_output"] = _clip(reply, 500)
         return None  # the fallback
 
+    @property
+    def edges_beside_routes(self) -> bool:
+        return False  # its labels are its routes; "tripped" is one of them when it has guardrails
+
+    def judged(self, end: Ending) -> Any:
+        """Its output guardrails check the label it chose (the fallback when the model gave none)."""
+        return end.value.route if end.value is not None else self.fallback
+
     def _outcome(self, state: Any, ctx: NodeContext, fresh: list[dict[str, Any]], end: Ending) -> Outcome:
-        label = end.value.route if end.value is not None else self.fallback
+        label = self.judged(end)
         ctx.record["routing"] = {"label": label, "fallback_used": end.value is None}
         value = [label] if self.into and _collects(state, self.into) else label
         return Outcome(update={self.into: value} if self.into else None, labels=(label,))
@@ -109,6 +118,8 @@ def llm_router(
     into: str | None = None,
     model: Model | str | None = None,
     max_validation_retries: int = 1,
+    guardrails: Sequence[Guardrail] = (),
+    tripped_into: str | None = None,
     retry: RetryPolicy = NO_RETRY,
     timeout: float | None = None,
     concurrency: int | None = None,
@@ -118,8 +129,11 @@ def llm_router(
     """A router whose model picks one of `labels` (a list, or label -> description).
 
     `history=` is read (the conversation to route on), not extended; `into=`
-    receives the chosen label. Node options as for `llm` (retry, timeout,
-    concurrency, join); extra keywords (temperature, ...) go to the model.
+    receives the chosen label. `guardrails` as for `llm`: input ones before the
+    model is asked, output ones on the chosen label (a str); a trip takes the
+    "tripped" route if the graph gives one, else fails the run with GuardrailTripped.
+    Node options as for `llm` (retry, timeout, concurrency, join); extra keywords
+    (temperature, ...) go to the model.
     """
     check_settings(llm_router, name, settings, LLMRouter)
     choices = tuple(labels.items()) if isinstance(labels, Mapping) else tuple((label, "") for label in labels)
@@ -132,9 +146,11 @@ def llm_router(
     output = create_model(f"{name}_route", route=(enum, Field(description="the chosen route")))
     if isinstance(model, str):
         settings["model"], model = model, None
+    rails = _rails("llm_router", name, guardrails, tripped_into)
     return LLMRouter(
-        name=name, writes=frozenset({into} if into else ()), retry=retry, timeout=timeout,
-        concurrency=concurrency, join=join, labels=tuple(dict.fromkeys((*names, fallback))), model=model,
+        name=name, writes=frozenset(f for f in (into, tripped_into) if f), retry=retry, timeout=timeout,
+        concurrency=concurrency, join=join, labels=tuple(dict.fromkeys((*names, fallback, *rails[1]))),
+        model=model, guardrails=rails[0], tripped_into=tripped_into,
         prompt=prompt, instructions=instructions, history=history, output=output, into=into,
         max_validation_retries=max_validation_retries, settings=settings, choices=choices,
         fallback=fallback,
@@ -160,6 +176,10 @@ class Handoff(LLMNode):
     noun: ClassVar[str] = "router"
     drawing: ClassVar[str] = "router"
     reason_into: str | None = None
+
+    def judged(self, end: Ending) -> Any:
+        """Its output guardrails check the target it transfers to, or its text answer."""
+        return end.route if end.route is not None else end.value
 
     def _outcome(self, state: Any, ctx: NodeContext, fresh: list[dict[str, Any]], end: Ending) -> Outcome:
         outcome = super()._outcome(state, ctx, fresh, end)
@@ -187,6 +207,8 @@ def handoff(
     max_turns: int = 10,
     stream: bool = False,
     pending: str = "pending_call",
+    guardrails: Sequence[Guardrail] = (),
+    tripped_into: str | None = None,
     retry: RetryPolicy = NO_RETRY,
     timeout: float | None = None,
     concurrency: int | None = None,
@@ -198,7 +220,10 @@ def handoff(
     Routes: each target's label, and `default` when the model answers with text
     (a target's label or a label of its own, e.g. "answered"). Ordinary `tools`
     run in the loop before the model decides; one needing approval adds the
-    "approval" route as for `llm(...)`. Node options as for `llm` (retry, timeout,
+    "approval" route as for `llm(...)`. `guardrails` as for `llm`: input, tool
+    calls, and output ones on its choice (the target label of a transfer, or its
+    text answer); a trip takes "tripped" if routed, else fails with GuardrailTripped.
+    Node options as for `llm` (retry, timeout,
     concurrency, join); extra keywords (temperature, ...) go to the model.
     """
     check_llm_options(name, into=into, history=history, max_turns=max_turns, max_validation_retries=0,
@@ -217,15 +242,26 @@ def handoff(
         raise GraphError(f"handoff({name!r}): tools {held} need approval; give the node history=")
     if isinstance(model, str):
         settings["model"], model = model, None
-    writes = frozenset(f for f in (into, history, reason_into, held and pending) if f)
-    labels = (*targets, default, *((APPROVAL,) if held else ()))
+    rails = _rails("handoff", name, guardrails, tripped_into)
+    writes = frozenset(f for f in (into, history, reason_into, held and pending, tripped_into) if f)
+    labels = (*targets, default, *((APPROVAL,) if held else ()), *rails[1])
     return Handoff(
         name=name, writes=writes, retry=retry, timeout=timeout, concurrency=concurrency, join=join,
         labels=tuple(dict.fromkeys(labels)), model=model, prompt=prompt, instructions=instructions,
         history=history, into=into, tools=(*transfers, *specs), toolsets=toolsets, max_turns=max_turns,
         stream=stream, settings=settings, done=default, pending=pending if held else None,
-        reason_into=reason_into,
+        reason_into=reason_into, guardrails=rails[0], tripped_into=tripped_into,
     )
+
+
+def _rails(kind: str, name: str, guardrails: Sequence[Guardrail],
+           tripped_into: str | None) -> tuple[tuple[Guardrail, ...], tuple[str, ...]]:
+    """The checked guardrails, and the label they add ("tripped", which needs no route)."""
+    rails = check_guardrails(name, guardrails)
+    if tripped_into and not rails:
+        raise GraphError(f"{kind}({name!r}): tripped_into= receives a guardrail's verdict, but the node has "
+                         "no guardrails=; give it some or drop tripped_into=")
+    return rails, (TRIPPED,) if rails else ()
 
 
 # -- approved tool calls ------------------------------------------------------------

@@ -64,7 +64,7 @@ def router_choices(graph: Graph[Any], *, max_answers: int = 6) -> st.SearchStrat
     routes, until, outputs, answers = {}, {}, {}, {}
     for path, node, owner in decision_nodes(graph):
         if node.name in owner.routes and node.decides and node.labels:
-            routes[path] = st.lists(_labels(node), max_size=max_answers).map(tuple)
+            routes[path] = st.lists(_labels(node, owner.routes[node.name]), max_size=max_answers).map(tuple)
         if node.counts_loops and getattr(node, "until", None) is not None:
             until[path] = st.lists(st.booleans(), max_size=max_answers).map(tuple)
         if node.decides and getattr(node, "into", None):
@@ -75,12 +75,14 @@ def router_choices(graph: Graph[Any], *, max_answers: int = 6) -> st.SearchStrat
                      outputs=st.fixed_dictionaries(outputs), answers=st.fixed_dictionaries(answers))
 
 
-def _labels(node: Any) -> st.SearchStrategy[Any]:
+def _labels(node: Any, routes: Any) -> st.SearchStrategy[Any]:
+    # an optional label without a route (a router's "tripped") fails the run instead of routing: not drawn
+    labels = tuple(lb for lb in node.labels if lb in routes or lb not in node.optional_labels)
     if node.edges_beside_routes:  # None: its edges (an LLM node with guardrails when none trips)
-        return st.sampled_from((None, *node.labels))
-    one = st.sampled_from(node.labels)
+        return st.sampled_from((None, *labels))
+    one = st.sampled_from(labels)
     if fans_out(node) is not False and getattr(node, "fn", None) is not None:
-        return st.lists(one, min_size=1, max_size=len(node.labels), unique=True).map(tuple) | one
+        return st.lists(one, min_size=1, max_size=len(labels), unique=True).map(tuple) | one
     return one
 
 
