@@ -116,6 +116,34 @@ def test_the_inbox_lists_every_pending_gate_oldest_first(api):
     assert gates[0]["answerable"] is True and gates[0]["seq"] == client.get("/api/runs/r0").json()["last_seq"]
 
 
+
+def test_the_inbox_is_paged_with_a_cursor_replaying_only_the_runs_of_a_page(tmp_path: Path, monkeypatch):
+    import waypoint.web.views as views
+
+    make_runs(tmp_path / "runs.db", 5)
+    replayed: list[str] = []
+    real = views.gates_of
+
+    async def counted(ctx: Any, info: Any) -> Any:
+        replayed.append(info.run_id)
+        return await real(ctx, info)
+
+    monkeypatch.setattr(views, "gates_of", counted)
+    with served(tmp_path / "runs.db", [review_graph]) as server, httpx.Client(base_url=server.url) as client:
+        seen, cursor = [], None
+        while True:
+            body = client.get("/api/gates", params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+            assert body["total"] == 5 and len(body["gates"]) <= 2
+            seen += [g["run_id"] for g in body["gates"]]
+            cursor = body["next"]
+            if cursor is None:
+                break
+        assert seen == [f"r{i}" for i in range(5)] and sorted(replayed) == seen  # each run replayed once
+        assert client.get("/api/gates", params={"cursor": "!!"}).status_code == 400
+        assert client.get("/api/gates", params={"limit": 0}).status_code == 400
+        spec = client.get("/api/openapi.json").json()["paths"]["/api/gates"]["get"]
+        assert {p["name"] for p in spec["parameters"]} == {"limit", "cursor"}
+
 def test_graphs_come_with_their_diagrams(api, has_dot):
     client, _ = api
     [graph] = client.get("/api/graphs").json()["graphs"]

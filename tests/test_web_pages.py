@@ -412,16 +412,27 @@ def test_odd_urls_get_an_answer_not_a_crash(client, db, url):
     assert response.status_code in (200, 400, 404), (url, response.text[-500:])
 
 
-def test_the_inbox_pages_through_waiting_runs_longest_waiting_first(client, db, monkeypatch):
+def test_the_inbox_pages_in_the_exact_order_questions_were_asked(client, db, monkeypatch):
+    """Pages are cut by gate (when asked, run, address), not by a run's last change: a run
+    touched after its question (here its lease taken and given back) keeps its place."""
     import waypoint.web.pages as pages
 
     monkeypatch.setattr(pages, "INBOX_PAGE", 2)
     for i in range(3):
         started(db, f"t{i}", f"w-{i}")
+
+    async def touch(store: SQLiteStore) -> None:  # w-0's row changes last; its question is still the oldest
+        info = await store.claim("w-0", "someone", 30)
+        await store.release("w-0", "someone", "waiting", waiting=list(info.waiting))
+    read(db, touch)
     first = client.get("/inbox").text
     assert re.findall(r'data-run="(w-\d)"', first) == ["w-0", "w-1"]
-    assert 'rel="next" href="/inbox?skip=2"' in first and 'rel="prev"' not in first
-    assert '<span class="count" title="runs waiting for an answer">3</span>' in first
-    assert "Gates of the runs 1 to 2 of 3 waiting" in first
-    second = client.get("/inbox?skip=2").text
-    assert re.findall(r'data-run="(w-\d)"', second) == ["w-2"] and 'rel="prev" href="/inbox?skip=0"' in second
+    assert 'rel="prev"' not in first
+    assert '<span class="count" title="gates waiting for an answer">3</span>' in first
+    assert "Gates 1 to 2 of 3 waiting" in first
+    after = re.search(r'rel="next" href="(/inbox\?cursor=[^"]+)"', first)
+    assert after is not None
+    second = client.get(after.group(1).replace("&amp;", "&")).text
+    assert re.findall(r'data-run="(w-\d)"', second) == ["w-2"] and 'rel="prev" href="/inbox"' in second
+    assert "Gates 3 to 3 of 3" in second and 'rel="next"' not in second
+    assert client.get("/inbox?cursor=nonsense").status_code == 400

@@ -183,3 +183,44 @@ def test_the_stream_ends_on_any_status_that_waits_for_someone_to_act_but_not_on_
             got = read_until(events(response), lambda e: e.get("event") == "end")
         assert got[-1]["data"] == {"run_id": "b", "status": "failed"}
         assert [e["data"]["status"] for e in got if e.get("event") == "run"][-1] == "failed"
+
+
+# -- the inbox's stream ------------------------------------------------------------------
+def test_the_inbox_stream_tells_at_once_when_a_gate_of_a_run_executed_here_starts_or_stops_waiting(server):
+    server.ctx.changes.poll = server.ctx.changes.keepalive = 3600  # no polling: only this server's notices
+    with httpx.Client(base_url=server.url, timeout=20) as client, \
+            client.stream("GET", "/api/gates/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        stream = events(response)
+        first = read_until(stream, lambda e: e.get("event") == "inbox")[-1]
+        assert first["data"]["total"] == 2 and "id" not in first
+        assert first["data"]["version"] == server.call(_version(server))
+        assert client.post("/api/runs/r0/resume", json={"answer": GOOD}).status_code == 202
+        got = read_until(stream, lambda e: e.get("event") == "inbox")
+        assert [(e["event"], e["data"]) for e in got[:-1]] == [("gone", {"run_id": "r0", "gate": "review"})]
+        assert got[-1]["data"]["total"] == 1
+        started = client.post("/api/runs", json={"graph": "review", "input": {"title": "new"}, "run_id": "n"})
+        assert started.status_code == 201
+        got = read_until(stream, lambda e: e.get("event") == "waiting")
+        assert got[-1]["data"]["run_id"] == "n" and got[-1]["data"]["url"] == "/gates/n/review"
+        assert read_until(stream, lambda e: e.get("event") == "inbox")[-1]["data"]["total"] == 2
+
+
+def test_the_inbox_stream_sees_runs_executed_elsewhere_by_polling(server, tmp_path: Path):
+    server.ctx.changes.poll = 0.05
+    with httpx.Client(base_url=server.url, timeout=20) as client, \
+            client.stream("GET", "/api/gates/events") as response:
+        stream = events(response)
+        assert read_until(stream, lambda e: e.get("event") == "inbox")[-1]["data"]["total"] == 2
+        make_runs(tmp_path / "runs.db", 1, prefix="cli-")  # another process's store on the same file
+        got = read_until(stream, lambda e: e.get("event") == "inbox")
+        assert [(e["event"], e["data"]["run_id"]) for e in got[:-1]] == [("waiting", "cli-0")]
+        assert got[-1]["data"]["total"] == 3
+
+
+def _version(server: Server) -> Any:
+    from waypoint.web.views import pending
+
+    async def go() -> str:
+        return (await pending(server.ctx)).version
+    return go()

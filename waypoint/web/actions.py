@@ -88,6 +88,9 @@ async def _run_graph(ctx: WebContext, run_id: str) -> tuple[RunInfo, Any]:
 
 _WRITES = frozenset({"node_finished", "node_failed", "gate_waiting", "run_waiting", "run_finished",
                      "run_failed", "run_interrupted", "run_cancelled", "run_started", "run_resumed"})
+# the run's row changed in a way that may start or stop a wait: the inbox's streams look again
+_INBOX = frozenset({"run_waiting", "run_finished", "run_failed", "run_interrupted", "run_cancelled",
+                    "run_started", "run_resumed"})
 
 
 def _keep(ctx: WebContext, handle: RunHandle[Any]) -> None:
@@ -96,13 +99,13 @@ def _keep(ctx: WebContext, handle: RunHandle[Any]) -> None:
         try:
             async for event in handle.events():  # until the run stops: wake its event streams
                 if event.kind in _WRITES:
-                    ctx.changes.notify(handle.run_id)
+                    ctx.changes.notify(handle.run_id, inbox=event.kind in _INBOX)
             await handle.result(raise_on_failure=False)
         except asyncio.CancelledError:
             await asyncio.shield(handle.interrupt())  # the server stops: resumable as it is
             raise
         finally:
-            ctx.changes.notify(handle.run_id)
+            ctx.changes.notify(handle.run_id, inbox=True)
 
     task = asyncio.get_running_loop().create_task(settle())
     ctx.tasks.add(task)
@@ -196,7 +199,7 @@ async def answer(ctx: WebContext, run_id: str, value: Any, *, gate: str | None =
         if ctx.enqueue:
             queued: RunInfo = await resume(graph, run_id, value, gate=name, by=by, store=ctx.store,
                                            seen_seq=seen_seq, enqueue=True)
-            ctx.changes.notify(run_id)
+            ctx.changes.notify(run_id, inbox=True)
             return queued
         handle = await resume(graph, run_id, value, gate=name, by=by, store=ctx.store, seen_seq=seen_seq,
                               **ctx.run_options())
@@ -261,5 +264,5 @@ async def cancel(ctx: WebContext, run_id: str, *, by: str, reason: str | None = 
         await handle.cancel(reason=reason, by=by)
         return await ctx.store.get_run(run_id)
     info: RunInfo = await cancel_run(run_id, store=ctx.store, reason=reason, by=by)
-    ctx.changes.notify(run_id)
+    ctx.changes.notify(run_id, inbox=True)
     return info

@@ -10,7 +10,8 @@
     POST /api/runs/{run_id}/resume          answer {gate, answer, seen_seq}: as the caller
     POST /api/runs/{run_id}/fork            {at, update, run_id}
     POST /api/runs/{run_id}/cancel          {reason}
-    GET  /api/gates                         the inbox: every pending gate, oldest first
+    GET  /api/gates?limit=&cursor=          the inbox: pending gates, oldest question first, paged
+    GET  /api/gates/events                  Server-Sent Events: a gate starts or stops waiting
     GET  /api/approvals?run_id=&limit=      who answered what, when
     GET  /api/graphs                        the served graphs, with their diagrams
 
@@ -35,7 +36,16 @@ from starlette.routing import BaseRoute, Route
 from waypoint.errors import WaypointError
 from waypoint.web import actions
 from waypoint.web.context import WebContext, web
-from waypoint.web.query import choice_param, flag_param, int_param, make_cursor, page_runs, read_cursor
+from waypoint.web.query import (
+    choice_param,
+    flag_param,
+    int_param,
+    make_cursor,
+    make_gate_cursor,
+    page_runs,
+    read_cursor,
+    read_gate_cursor,
+)
 from waypoint.web.schemas import (
     CancelBody,
     ForkBody,
@@ -176,10 +186,14 @@ async def _run_and_graph(ctx: WebContext, run_id: str) -> tuple[Any, Any]:
 
 
 async def list_gates(request: Request) -> Response:
-    """Every pending gate of every top-level waiting run, oldest question first."""
+    """The pending gates of every top-level waiting run, the oldest question first across pages:
+    `{"gates": [...], "next": cursor or null, "total": n}`; pass `cursor` for the next page."""
     from waypoint.web.views import inbox
 
-    return JSONResponse({"gates": [gate_json(item) for item in await inbox(web(request))]})
+    limit = int_param(request.query_params.get("limit"), "limit", 50, low=1, high=MAX_LIMIT)
+    page = await inbox(web(request), limit=limit, after=read_gate_cursor(request.query_params.get("cursor")))
+    return JSONResponse({"gates": [gate_json(item) for item in page.items], "total": page.total,
+                         "next": make_gate_cursor(page.next) if page.next else None})
 
 
 def gate_json(item: Any) -> dict[str, Any]:

@@ -53,6 +53,8 @@ class WebContext:
       `handles`: their RunHandles by run id (a cancel of such a run stops it here).
     - `deps`, `hooks`, `tracer_provider`: given to every run this server executes (started,
       answered, resumed; a fork gets `deps`), as `start(..., deps=, hooks=, tracer_provider=)`.
+    - `asked`: when each waiting run's pending gates were asked, by run id, with the run's
+      last seq (`waypoint.web.views.pending` reads a run's log again only when it changed).
     """
 
     store: Store
@@ -67,6 +69,7 @@ class WebContext:
     deps: Any = None
     hooks: Any = None
     tracer_provider: Any = None
+    asked: dict[str, tuple[Any, list[tuple[str, float]]]] = field(default_factory=dict)
 
     def run_options(self) -> dict[str, Any]:
         """What `start` and `resume` get for a run executed here: `deps`, `hooks`, `tracer_provider`."""

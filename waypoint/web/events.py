@@ -32,6 +32,11 @@ would still be polled. `checkpoints/signals.py` wakes workers for queued runs; i
 nothing about a run's progress. A client that goes away stops its generator
 (Starlette cancels it on http.disconnect): no task, no store read left behind;
 `Changes.streams` counts the open streams.
+
+`GET /api/gates/events` streams the inbox's changes the same way (`inbox_stream`): a gate
+that starts waiting (`event: waiting`), one that stops (`event: gone`: answered, expired,
+cancelled), and after each batch `event: inbox` with the count and a version the inbox
+page compares with the one it drew (`static/inbox.js` then redraws its list).
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ ENDED = frozenset({"done", "failed", "cancelled", "interrupted"})  # the stream 
 
 
 def routes() -> list[BaseRoute]:
-    return [Route("/api/runs/{run_id:path}/events", run_events, methods=["GET"])]
+    return [Route("/api/runs/{run_id:path}/events", run_events, methods=["GET"]),
+            Route("/api/gates/events", gate_events, methods=["GET"])]
 
 
 class Changes:
@@ -65,12 +71,15 @@ class Changes:
         ... read ...
         await changes.wait(changed, timeout)  # True when notified, False on timeout
         changes.notify(run_id)                # a step or status change of run_id was written
+        changes.notify(run_id, inbox=True)    # ... one that may start or stop a wait (wakes the inbox)
+        changed = changes.listen_inbox()      # the inbox's streams wait on this one
     """
 
     def __init__(self, *, keepalive: float = 15.0, poll: float = 1.0, max_streams: int = 1000) -> None:
         self.keepalive, self.poll, self.max_streams = keepalive, poll, max_streams
         self.streams = 0  # open event streams
         self._events: weakref.WeakValueDictionary[str, asyncio.Event] = weakref.WeakValueDictionary()
+        self._inbox = asyncio.Event()
 
     def listen(self, run_id: str) -> asyncio.Event:
         event = self._events.get(run_id)
@@ -78,10 +87,16 @@ class Changes:
             event = self._events[run_id] = asyncio.Event()
         return event
 
-    def notify(self, run_id: str) -> None:
+    def listen_inbox(self) -> asyncio.Event:
+        return self._inbox
+
+    def notify(self, run_id: str, *, inbox: bool = False) -> None:
         event = self._events.pop(run_id, None)
         if event is not None:
             event.set()
+        if inbox:
+            self._inbox.set()
+            self._inbox = asyncio.Event()
 
     @staticmethod
     async def wait(event: asyncio.Event, timeout: float) -> bool:
@@ -161,3 +176,67 @@ async def stream(ctx: WebContext, info: Any, after: int) -> AsyncIterator[str]:
 def _event(kind: str, data: dict[str, Any], seq: int | None = None) -> str:
     head = f"id: {seq}\n" if seq is not None else ""
     return f"{head}event: {kind}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+# -- the inbox -------------------------------------------------------------------------
+async def gate_events(request: Request) -> Response:
+    """GET /api/gates/events: the inbox's changes as Server-Sent Events (`inbox_stream`)."""
+    ctx = web(request)
+    if ctx.changes.streams >= ctx.changes.max_streams:
+        return _refuse(503, f"this server already has {ctx.changes.streams} event streams open (its limit); "
+                            "retry later, or read /api/gates instead.")
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(inbox_stream(ctx), media_type="text/event-stream", headers=headers)
+
+
+async def inbox_stream(ctx: WebContext) -> AsyncIterator[str]:
+    """The SSE text of the inbox's changes.
+
+    First `event: inbox` `{"total", "version"}` (the pending gates now); then, whenever a gate
+    starts waiting, `event: waiting` `{"run_id", "gate", "asked_at", "url"}`, when one stops
+    (answered, expired, cancelled), `event: gone` `{"run_id", "gate"}`, each batch followed
+    by a new `inbox` event. The events carry no `id:`: the inbox is a set, not a log, so a
+    client that reconnects compares the first `inbox` event's `version` with the one it
+    drew (the inbox page's `data-version`) and reloads its list when they differ.
+    Changes are noticed at once for runs this server executes (`notify(..., inbox=True)`
+    on a run's start, resume and stop) and by reading the waiting runs every `poll`
+    seconds for runs executed elsewhere (`views.pending`: one `list_runs`, a run's log
+    read again only when it changed).
+    """
+    from waypoint.web.views import pending
+
+    changes: Changes = ctx.changes
+    clock = asyncio.get_running_loop().time
+    changes.streams += 1
+    shown: dict[tuple[str, str], float] | None = None
+    try:
+        yield "retry: 2000\n\n"
+        sent = clock()
+        while True:
+            changed = changes.listen_inbox()  # before reading: a change meanwhile wakes us
+            now = await pending(ctx)
+            current = {(run_id, gate): at for at, run_id, gate in now.keys}
+            if current != shown:
+                if shown is not None:  # the first `inbox` event stands for what is pending now
+                    for text in _differences(shown, current, now.keys):
+                        yield text
+                yield _event("inbox", {"total": len(now.keys), "version": now.version})
+                shown, sent = current, clock()
+            if clock() - sent >= changes.keepalive:
+                yield ": keep-alive\n\n"
+                sent = clock()
+            await changes.wait(changed, min(changes.poll, changes.keepalive - (clock() - sent)))
+    finally:
+        changes.streams -= 1
+
+
+def _differences(shown: dict[tuple[str, str], float], current: dict[tuple[str, str], float],
+                 keys: list[tuple[float, str, str]]) -> list[str]:
+    """`gone` for each gate that stopped waiting (or was asked anew), then `waiting` for each new one."""
+    from waypoint.web.views import gate_url
+
+    out = [_event("gone", {"run_id": run_id, "gate": gate})
+           for (run_id, gate), at in shown.items() if current.get((run_id, gate)) != at]
+    out += [_event("waiting", {"run_id": run_id, "gate": gate, "asked_at": at, "url": gate_url(run_id, gate)})
+            for at, run_id, gate in keys if shown.get((run_id, gate)) != at]
+    return out

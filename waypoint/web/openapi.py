@@ -130,7 +130,12 @@ def _paths(bodies: dict[str, Any]) -> dict[str, Any]:
         "/api/runs/{run_id}/fork": _post("Fork from a step, with an optional state edit", bodies["ForkBody"],
                                          201, 404, 409),
         "/api/runs/{run_id}/cancel": _post("Cancel a run on purpose", bodies["CancelBody"], 200, 404, 409),
-        "/api/gates": _get("Every pending gate (the inbox), oldest first", []),
+        "/api/gates": _get("Pending gates (the inbox), the oldest question first, a page at a time", [
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+            _query("cursor", {"type": "string"})]),
+        "/api/gates/events": _get("Server-Sent Events: `inbox` (total, version), then `waiting` and "
+                                  "`gone` as gates start and stop waiting", [], 503,
+                                  media="text/event-stream"),
         "/api/approvals": _get("Answers given at gates", [
             _query("run_id", {"type": "string"}), _query("limit", {"type": "integer", "minimum": 1})], 404),
         "/api/graphs": _get("The served graphs and their diagrams", [_query("svg", {"type": "boolean"})]),

@@ -40,7 +40,7 @@ from waypoint.web import actions
 from waypoint.web.context import web
 from waypoint.web.forms import form_fields, placed, read_form
 from waypoint.web.security import check_csrf, csrf_token, current_user
-from waypoint.web.views import InboxItem, gates_of, inbox, pretty, run_diagram, timeline, waiting_runs
+from waypoint.web.views import InboxItem, gate_url, gates_of, inbox, pretty, run_diagram, timeline
 
 STATUSES = ("queued", "running", "waiting", "done", "failed", "interrupted", "cancelled")
 PAGE = 50
@@ -81,11 +81,6 @@ def run_url(run_id: str, **query: Any) -> str:
     return f"/runs/{quote(run_id, safe='/')}" + (f"?{urlencode(extra)}" if extra else "")
 
 
-def gate_url(run_id: str, gate: str) -> str:
-    """The shareable page of a pending gate: `/gates/<run>/<gate address>`."""
-    return f"/gates/{quote(run_id, safe='/')}/{quote(gate, safe='/')}"
-
-
 def when(timestamp: float | None) -> str:
     if not timestamp:
         return ""
@@ -118,16 +113,19 @@ def page(request: Request, name: str, status: int = 200, **context: Any) -> Resp
 
 # -- the inbox and gates ---------------------------------------------------------------
 async def inbox_page(request: Request) -> Response:
-    """The pending gates of INBOX_PAGE waiting runs at a time, the longest waiting first."""
-    query = request.query_params
-    skip = int(query["skip"]) if query.get("skip", "").isdigit() else 0
-    ctx = web(request)
-    total = len(await waiting_runs(ctx))
-    items = await inbox(ctx, limit=INBOX_PAGE, skip=skip)
-    return page(request, "inbox.html", items=items, total=total, first=skip + 1,
-                last=min(skip + INBOX_PAGE, total),
-                prev=f"/inbox?skip={max(skip - INBOX_PAGE, 0)}" if skip else None,
-                next=f"/inbox?skip={skip + INBOX_PAGE}" if skip + INBOX_PAGE < total else None)
+    """INBOX_PAGE pending gates at a time, the oldest question first across pages (`?cursor=`);
+    `?part=list` is the list alone (`static/inbox.js` swaps it in when the inbox changes)."""
+    from waypoint.web import query as paging
+
+    cursor = request.query_params.get("cursor")
+    found = await inbox(web(request), limit=INBOX_PAGE, after=paging.read_gate_cursor(cursor))
+    after = paging.make_gate_cursor(found.next) if found.next else None
+    here = "/inbox" + (f"?{urlencode({'cursor': cursor})}" if cursor else "")
+    name = "_inbox_list.html" if request.query_params.get("part") == "list" else "inbox.html"
+    return page(request, name, items=found.items, total=found.total, first=found.start + 1,
+                last=found.start + len(found.items), version=found.pending.version, here=here,
+                prev="/inbox" if cursor else None,
+                next=f"/inbox?{urlencode({'cursor': after})}" if after else None)
 
 
 async def gate_page(request: Request) -> Response:

@@ -1,8 +1,10 @@
-"""Query parameters of the JSON API, and paging through runs with an opaque cursor.
+"""Query parameters of the JSON API and pages, and paging through runs and gates with opaque cursors.
 
     limit = int_param(request.query_params.get("limit"), "limit", 50, low=1, high=500)
     runs, more = await page_runs(ctx, "waiting", None, limit, read_cursor(text), children=False)
     next_cursor = make_cursor(runs[-1]) if more else None
+    page = await inbox(ctx, limit=limit, after=read_gate_cursor(text))  # the inbox: keyed by gate
+    next_gates = make_gate_cursor(page.next) if page.next else None
 
 Each parser raises HTTPException(400) naming the parameter and what it must be.
 """
@@ -98,3 +100,21 @@ def read_cursor(text: str | None) -> tuple[str, float] | None:
         pass
     raise HTTPException(400, "query parameter 'cursor' is not one this server gave: pass the `next` "
                              "of the previous page as it is, or leave it out for the first page.")
+
+
+def make_gate_cursor(key: tuple[float, str, str]) -> str:
+    """The cursor of the inbox page after gate `key` (when it was asked, its run, its address)."""
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+
+
+def read_gate_cursor(text: str | None) -> tuple[float, str, str] | None:
+    if not text:
+        return None
+    try:
+        asked, run_id, gate = json.loads(base64.urlsafe_b64decode(text.encode()))
+        if isinstance(asked, int | float) and isinstance(run_id, str) and isinstance(gate, str):
+            return float(asked), run_id, gate
+    except (ValueError, TypeError):
+        pass
+    raise HTTPException(400, "query parameter 'cursor' is not one this server gave: pass the `next` "
+                             "of the previous page of gates as it is, or leave it out for the first page.")

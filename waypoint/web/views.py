@@ -1,6 +1,7 @@
 """What the pages show, read from the store: inbox items, timeline rows, a run's diagram.
 
-    items = await inbox(ctx)                       # every pending gate of every run, oldest first
+    page = await inbox(ctx, limit=25, after=None)  # pending gates, the oldest question first
+    page.items, page.next                          # ...and the key to pass as `after` for the next page
     rows = timeline(info, steps)                   # one Row a step: node, took, attempt, delta, by
     drawing = await run_diagram(graph, run_id, ctx.store)   # SVG text, or a readable fallback
 
@@ -10,10 +11,13 @@ turns requests into these calls.
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from waypoint.checkpoints.records import RunInfo, Step
 from waypoint.nodes.address import GateAddress
@@ -41,31 +45,93 @@ class InboxItem:
         return pretty(self.payload)
 
 
+def gate_url(run_id: str, gate: str) -> str:
+    """The shareable page of a pending gate: `/gates/<run>/<gate address>`."""
+    return f"/gates/{quote(run_id, safe='/')}/{quote(gate, safe='/')}"
+
+
 def pretty(value: Any) -> str:
     """A value as indented JSON text (what a person reads; escaped by the template)."""
     return json.dumps(value, indent=2, default=str, ensure_ascii=False)
 
 
-async def inbox(ctx: WebContext, *, limit: int | None = None, skip: int = 0) -> list[InboxItem]:
-    """Every pending gate of every top-level waiting run, the oldest question first; with
-    `limit`, those of `limit` runs only (after `skip`), taken longest-waiting first.
+GateKey = tuple[float, str, str]  # (asked_at, run_id, gate): the inbox's order, and its cursor
 
-    Reading a run's questions replays it (about 2 ms a run on SQLite), so a page of the
-    inbox reads only its runs: they are picked by when they last changed (a waiting run
-    last changed when it began to wait), then their gates sorted by when each was asked.
-    """
+
+@dataclass(frozen=True)
+class Pending:
+    """Every pending gate of every top-level waiting run, as keys in inbox order (the oldest
+    question first), and those runs by id. `version` changes whenever a gate starts or
+    stops waiting (a live inbox compares it with the one it drew)."""
+
+    keys: list[GateKey]
+    runs: dict[str, RunInfo]
+
+    @property
+    def version(self) -> str:
+        return hashlib.sha1(repr(self.keys).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    """A page of the inbox: its items, oldest question first, and where it sits."""
+
+    items: list[InboxItem]
+    pending: Pending
+    start: int  # how many pending gates come before this page
+    next: GateKey | None  # the cursor of the page after this one; None on the last page
+
+    @property
+    def total(self) -> int:
+        return len(self.pending.keys)
+
+
+async def inbox(ctx: WebContext, *, limit: int | None = None, after: GateKey | None = None) -> InboxPage:
+    """The pending gates after `after` (a key, None: from the oldest), at most `limit`, the
+    oldest question first across every page.
+
+    The order is exact: every pending gate's key (when it was asked, run, address) comes from
+    its run's wait steps (`pending`), and only the runs of this page are replayed to list
+    their questions (about 2 ms a run on SQLite)."""
+    now = await pending(ctx)
+    start = bisect.bisect_right(now.keys, after) if after is not None else 0
+    keys = now.keys[start:None if limit is None else start + limit]
+    order = {(run_id, gate): index for index, (_, run_id, gate) in enumerate(keys)}
     items: list[InboxItem] = []
-    for info in (await waiting_runs(ctx))[skip:None if limit is None else skip + limit]:
-        items.extend(await gates_of(ctx, info))
-    return sorted(items, key=lambda item: (item.asked_at, item.run.run_id, item.gate))
+    for run_id in dict.fromkeys(run_id for _, run_id, _ in keys):
+        items.extend(i for i in await gates_of(ctx, now.runs[run_id]) if (run_id, i.gate) in order)
+    items.sort(key=lambda item: order[(item.run.run_id, item.gate)])
+    more = limit is not None and start + limit < len(now.keys)
+    return InboxPage(items, now, start, keys[-1] if more and keys else None)
+
+
+async def pending(ctx: WebContext) -> Pending:
+    """Every pending gate's key, oldest first: one `list_runs`, then each waiting run's log
+    read once per change of it (remembered in `ctx.asked` by its last seq), never replayed."""
+    runs = await waiting_runs(ctx)
+    fresh: dict[str, tuple[Any, list[tuple[str, float]]]] = {}
+    keys: list[GateKey] = []
+    for info in runs:
+        mark = (info.last_seq, tuple(info.waiting))
+        known = ctx.asked.get(info.run_id)
+        if known is None or known[0] != mark:
+            known = (mark, await _asked(ctx, info))
+        fresh[info.run_id] = known
+        keys.extend((at, info.run_id, gate) for gate, at in known[1])
+    ctx.asked = fresh  # only waiting runs are remembered
+    return Pending(sorted(keys), {info.run_id: info for info in runs})
+
+
+async def _asked(ctx: WebContext, info: RunInfo) -> list[tuple[str, float]]:
+    """When each of the run's pending gates was asked: its node's latest wait step (as `gates_of`)."""
+    waits = {step.node: step.at for step in await ctx.store.history(info.run_id) if step.kind == "wait"}
+    return [(name, waits.get(GateAddress.parse(name).node, info.updated_at)) for name in info.waiting]
 
 
 async def waiting_runs(ctx: WebContext) -> list[RunInfo]:
-    """The top-level waiting runs, longest-waiting first (a child's gates are answered
-    through its parent, which lists them)."""
+    """The top-level waiting runs (a child's gates are answered through its parent, which lists them)."""
     runs = await ctx.store.list_runs(status="waiting", limit=_ALL)
-    runs = [info for info in runs if info.parent_run_id is None]
-    return sorted(runs, key=lambda info: (info.updated_at, info.run_id))
+    return [info for info in runs if info.parent_run_id is None]
 
 
 async def gates_of(ctx: WebContext, info: RunInfo) -> list[InboxItem]:
