@@ -132,7 +132,8 @@ def test_the_inbox_is_paged_with_a_cursor_replaying_only_the_runs_of_a_page(tmp_
     with served(tmp_path / "runs.db", [review_graph]) as server, httpx.Client(base_url=server.url) as client:
         seen, cursor = [], None
         while True:
-            body = client.get("/api/gates", params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+            params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+            body = client.get("/api/gates", params=params).json()
             assert body["total"] == 5 and len(body["gates"]) <= 2
             seen += [g["run_id"] for g in body["gates"]]
             cursor = body["next"]

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.web_graphs import review_graph
+from tests.web_server import served
 from waypoint import SQLiteStore, approval_log, start
 
 CHROMIUM = "/usr/bin/chromium"
@@ -48,42 +47,6 @@ def read(db: Path, work: Any) -> Any:
             await store.close()
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, go()).result()
-
-
-class Server:
-    """`create_app` served by uvicorn in a thread, on a free loopback port."""
-
-    def __init__(self, db: Path, auth: Any) -> None:
-        import uvicorn
-
-        from waypoint.web.app import create_app
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(SQLiteStore(db), [review_graph], auth=auth, allowed_hosts=[f"127.0.0.1:{self.port}"])
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        ready = threading.Event()
-
-        def watch() -> None:  # uvicorn sets .started once it listens
-            while not self.server.started and self.thread.is_alive():
-                ready.wait(0.01)
-            ready.set()
-
-        threading.Thread(target=watch, daemon=True).start()
-        assert ready.wait(30) and self.server.started, "uvicorn did not start"
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-        self.sock.close()
 
 
 @pytest.fixture
@@ -128,8 +91,12 @@ def test_a_reviewer_answers_a_gate_in_the_browser_and_watches_the_run_go_on(tmp_
         return len(await store.history("ticket-4711"))
 
     steps_before = read(db, gated)
+
+    async def third(store: SQLiteStore) -> None:
+        handle = await start(review_graph, {"title": "lamp #4713"}, store=store, run_id="ticket-4713")
+        assert (await handle.result()).status == "waiting"
     auth = Auth(users={"ana": hash_password("correct horse")})
-    with Server(db, auth) as server:
+    with served(db, [review_graph], auth=auth) as server:
         context = browser.new_context(viewport={"width": 1100, "height": 900})
         page = context.new_page()
         errors: list[str] = []
@@ -145,6 +112,19 @@ def test_a_reviewer_answers_a_gate_in_the_browser_and_watches_the_run_go_on(tmp_
         assert gate.locator(".prompt").inner_text() == "Refund ticket 'kettle <b>#4711</b>'?"  # as text
         assert page.locator("li.gate").count() == 2
         shots(page, "inbox")
+
+        # the inbox is live: a run another process starts shows up without a reload, and
+        # what was being typed into another gate's form stays
+        page.wait_for_selector('body[data-live="on"]')
+        page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+        gate.locator("input[name=comment]").fill("typed before")
+        read(db, lambda store: third(store))
+        page.wait_for_selector('li.gate[data-run="ticket-4713"]', timeout=30_000)
+        assert page.evaluate("window.__sameDocument") is True
+        assert page.locator("li.gate").count() == 3 and page.locator("h1 .count").inner_text() == "3"
+        assert [page.locator("li.gate").nth(i).get_attribute("data-run") for i in range(3)] == \
+            ["ticket-4711", "ticket-4712", "ticket-4713"]  # the oldest question first
+        assert gate.locator("input[name=comment]").input_value() == "typed before"
 
         # the run's page, open in a second tab before anyone answers
         watcher = context.new_page()
@@ -189,10 +169,10 @@ def test_a_reviewer_answers_a_gate_in_the_browser_and_watches_the_run_go_on(tmp_
         shots(watcher, "run-done")
 
         page.goto(server.url + "/runs")
-        assert page.locator("table.runs tbody tr").count() == 2
+        assert page.locator("table.runs tbody tr").count() == 3
         shots(page, "runs")
         page.goto(server.url + "/inbox")
-        assert page.locator("li.gate").count() == 1
+        assert page.locator("li.gate").count() == 2
         assert errors == []
         context.close()
 
@@ -211,7 +191,7 @@ def test_every_action_works_without_javascript(tmp_path, browser):
         assert (await handle.result()).status == "waiting"
 
     read(db, gated)
-    with Server(db, Auth()) as server:
+    with served(db, [review_graph], auth=Auth()) as server:
         context = browser.new_context(java_script_enabled=False)
         page = context.new_page()
         page.goto(server.url + "/gates/m-1/review")
@@ -223,3 +203,52 @@ def test_every_action_works_without_javascript(tmp_path, browser):
         context.close()
     entries = read(db, lambda store: approval_log("m-1", store=store))
     assert [(e.by, e.answer["level"]) for e in entries] == [(local_user(), "high")]
+
+
+def test_a_run_is_forked_with_an_edit_and_the_fork_cancelled_from_its_page(tmp_path, browser):
+    from waypoint.web.security import Auth, local_user
+
+    db = tmp_path / "runs.db"
+
+    async def gated(store: SQLiteStore) -> int:
+        handle = await start(review_graph, {"title": "kettle"}, store=store, run_id="k-1")
+        assert (await handle.result()).status == "waiting"
+        return (await store.get_run("k-1")).last_seq
+
+    last = read(db, gated)
+    with served(db, [review_graph], auth=Auth()) as server:
+        context = browser.new_context()
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.url + "/runs/k-1")
+
+        page.fill("#fork-edit", "[1, 2]")  # not an object: refused on the page, nothing made
+        page.locator("form.fork button[type=submit]").click()
+        page.wait_for_selector(".problem")
+        assert "JSON object" in page.locator(".problem").inner_text()
+        assert page.locator("#fork-edit").input_value() == "[1, 2]"  # kept as typed
+
+        page.fill("#fork-at", str(last))
+        page.fill("#fork-edit", '{"title": "kettle, edited"}')
+        page.locator("form.fork button[type=submit]").click()
+        page.wait_for_url(lambda url: "/runs/" in url and not url.endswith("/runs/k-1"))
+        fork_id = page.url.split("/runs/", 1)[1]
+        page.wait_for_selector('#live[data-status="waiting"]', timeout=30_000)
+        assert "kettle, edited" in page.locator("pre.state-json").inner_text()
+        assert page.locator("p.facts a").first.inner_text() == f"k-1@{last}"
+
+        page.fill("#cancel-reason", "a duplicate")
+        page.locator("form.cancel button[type=submit]").click()
+        page.wait_for_selector('#live[data-status="cancelled"]', timeout=30_000)
+        assert page.locator("#run-status").inner_text() == "cancelled"
+        assert errors == []
+        context.close()
+
+    async def check(store: SQLiteStore) -> tuple[Any, Any, Any]:
+        return await store.get_run(fork_id), await store.history(fork_id), await store.list_runs()
+    fork, steps, runs = read(db, check)
+    assert fork.status == "cancelled" and fork.forked_from == f"k-1@{last}"
+    assert len(runs) == 2  # the refused edit made no run
+    edits = [s for s in steps if s.extra.get("by") == local_user()]
+    assert edits and any("a duplicate" in str(s.extra) for s in steps)
