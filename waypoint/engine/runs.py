@@ -55,6 +55,7 @@ from waypoint.errors import (
     WaypointError,
 )
 from waypoint.graphs.graph import Graph
+from waypoint.nodes.resources import begin as execution_resources
 
 S = TypeVar("S")  # the graph's state model: start(Graph[Essay], ...) gives RunHandle[Essay]
 
@@ -346,6 +347,8 @@ async def _execute(graph: Graph[Any], store: Store, run_id: str, owner: str, ans
     beat = asyncio.create_task(_lease.heartbeat(store, run_id, owner, options.ttl, lost))
     loop = RunLoop(graph, store, run_id, owner, deps=options.deps, answers=answers, bus=bus,
                    max_concurrency=options.max_concurrency, budget=options.budget, now=options.now)
+    # per-execution resources (an MCP server's connection): shared by its activations, closed at its end
+    close_resources = execution_resources()
     try:
         if begin is not None:
             await begin(store, owner)
@@ -367,6 +370,7 @@ async def _execute(graph: Graph[Any], store: Store, run_id: str, owner: str, ans
         raise
     finally:
         beat.cancel()
+        await close_resources()
     if outcome.error is not None and _left_to_lapse(options, outcome.error):
         return _lapsing(run_id, outcome.state, outcome.error, bus)
     await finish(store, run_id, owner, outcome.status, outcome.error, outcome.waiting)

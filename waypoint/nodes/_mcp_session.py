@@ -1,9 +1,15 @@
-"""One activation's connection to one MCP server, owned by one task.
+"""Connections to MCP servers, each owned by one task, and an activation's use of one.
 
-    session = MCPSession(server, ctx)           # MCPTools.session: nothing happens yet
+    session = MCPSession(server, ctx, shared)   # MCPTools.session: nothing happens yet
     specs = await session.list_tools()          # connects (first use), lists every page
     output = await session.call("add", {"a": 1})  # a ToolOutput for the model
-    await session.aclose()                      # the server is stopped (stdio) and reaped
+    await session.aclose()                      # its own connection: the server is stopped and reaped
+
+A connection is the run's execution's (`ctx.resources`, `nodes/resources.py`): the
+first activation that uses the server opens it, the run's other activations (a loop
+back to the node, parallel branches) share it, and the engine closes it when the
+execution ends (done, waiting at a gate, failed, interrupted). Outside an execution a
+session opens a connection of its own and closes it with the activation.
 
 The SDK's client is an anyio context whose cancel scopes must be entered and left in
 one task. So one owner task enters `mcp.Client`, serves the requests it takes from a
@@ -40,15 +46,16 @@ class _Request:
 
 
 class MCPSession:
-    """A connection to `server` for one activation; see the module's docstring."""
+    """One activation's use of a connection to `server`; see the module's docstring.
 
-    def __init__(self, server: MCPTools, ctx: NodeContext) -> None:
+    `connection` is the run's execution's (shared, closed when the execution ends), or
+    this session's own (`owned`: closed by `aclose`) when it runs outside an execution.
+    """
+
+    def __init__(self, server: MCPTools, ctx: NodeContext, connection: Connection | None = None) -> None:
         self.server, self.ctx = server, ctx
-        self._owner: asyncio.Task[None] | None = None
-        self._ready: asyncio.Future[None] | None = None
-        self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
-        self._pending: set[asyncio.Future[Any]] = set()
-        self._lost: BaseException | None = None  # why the connection ended, once it has
+        self.owned = connection is None
+        self.connection = Connection(server) if connection is None else connection
 
     async def list_tools(self) -> list[dict[str, Any]]:
         """Every tool the server lists now: name, description, parameters (its input schema)."""
@@ -77,13 +84,9 @@ class MCPSession:
         return ToolOutput(text, {"server": self.server.label})
 
     async def aclose(self) -> None:
-        """Leave the client (stopping a stdio server) and wait until the owner task has ended."""
-        if self._owner is None:
-            return
-        if self._ready is not None and not self._ready.done():
-            self._owner.cancel()  # still connecting: the owner leaves the client it is entering
-        self._queue.put_nowait(None)
-        await asyncio.wait([self._owner])
+        """The activation is over: close its own connection; a shared one stays for the run's execution."""
+        if self.owned:
+            await self.connection.aclose()
 
     async def _refused(self, name: str, error: str) -> ToolOutput:
         """A tool error for the model, saying so when the tool is no longer on the server."""
@@ -99,18 +102,68 @@ class MCPSession:
     async def _ask(self, action: Callable[[Client], Awaitable[Any]], tool: str | None) -> Any:
         """Run `action` on the client in the owner task; a connection failure is an MCPServerError."""
         try:
-            await asyncio.shield(self._start())
-            if self._lost is not None:
-                raise self._lost
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._pending.add(future)
-            future.add_done_callback(self._pending.discard)
-            self._queue.put_nowait(_Request(action, future))
-            return await future
+            return await self.connection.ask(action)
         except MCPServerError:
             raise
         except Exception as exc:
             raise self._error(exc, tool) from exc
+
+    def _error(self, exc: BaseException, tool: str | None) -> MCPServerError:
+        server, ctx = self.server, self.ctx
+        doing = f"calling tool {tool!r}" if tool else "listing its tools"
+        return MCPServerError(
+            f"MCP server {server.label!r} ({server.transport}) failed while {doing} for LLM node "
+            f"{ctx.node!r} of run {ctx.run_id!r}: {_cause(exc)}. Check that the server "
+            f"{'runs' if server.command else 'is up at ' + str(server.url)} (its own output says why it "
+            "stopped), then resume the run: the tool turns already committed are not run again.",
+            server=server.label, tool=tool, run_id=ctx.run_id, node=ctx.node)
+
+
+class Connection:
+    """A connection to one MCP server, owned by one task; requests are queued to it.
+
+    Opened on the first `ask`, by whichever activation asks first; closed by `aclose`
+    (the run's execution's end, `nodes/resources.py`, or the session that owns it).
+    A broken connection is `lost`: the next activation of the execution opens a new one.
+    """
+
+    def __init__(self, server: MCPTools) -> None:
+        self.server = server
+        self._owner: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._lost: BaseException | None = None  # why the connection ended, once it has
+
+    @property
+    def lost(self) -> bool:
+        """It broke or was closed: of no more use."""
+        return self._lost is not None
+
+    async def ask(self, action: Callable[[Client], Awaitable[Any]]) -> Any:
+        """Run `action` on the client in the owner task (connecting on first use); its result."""
+        await asyncio.shield(self._start())
+        if self._lost is not None:
+            raise self._lost
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        self._queue.put_nowait(_Request(action, future))
+        try:
+            return await future
+        except Exception as exc:  # what reaches here broke the connection (tool errors are results):
+            self._lost = self._lost or exc  # stale at once, before its owner has finished unwinding
+            raise
+
+    async def aclose(self) -> None:
+        """Leave the client (stopping a stdio server) and wait until the owner task has ended."""
+        if self._owner is None:
+            self._lost = self._lost or ConnectionError("the connection was closed")
+            return
+        if self._ready is not None and not self._ready.done():
+            self._owner.cancel()  # still connecting: the owner leaves the client it is entering
+        self._queue.put_nowait(None)
+        await asyncio.wait([self._owner])
 
     def _start(self) -> asyncio.Future[None]:
         if self._ready is None:  # the first use: no await between this test and the task's creation
@@ -139,16 +192,6 @@ class MCPSession:
             for future in [self._ready, *self._pending]:
                 if not future.done():
                     future.set_exception(self._lost)
-
-    def _error(self, exc: BaseException, tool: str | None) -> MCPServerError:
-        server, ctx = self.server, self.ctx
-        doing = f"calling tool {tool!r}" if tool else "listing its tools"
-        return MCPServerError(
-            f"MCP server {server.label!r} ({server.transport}) failed while {doing} for LLM node "
-            f"{ctx.node!r} of run {ctx.run_id!r}: {_cause(exc)}. Check that the server "
-            f"{'runs' if server.command else 'is up at ' + str(server.url)} (its own output says why it "
-            "stopped), then resume the run: the tool turns already committed are not run again.",
-            server=server.label, tool=tool, run_id=ctx.run_id, node=ctx.node)
 
 
 async def _serve(client: Client, request: _Request) -> None:

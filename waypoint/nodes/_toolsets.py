@@ -9,7 +9,8 @@ opens one session per toolset and lists its tools, unless the activation's first
 tool turn was already committed: then the listing recorded with that turn is offered
 again, so a resumed activation shows the model the tools it saw before, whatever the
 server offers now. The listing rides on turn 0's item (`"toolsets": {label: [spec]}`).
-Sessions connect on first use and are closed when the activation ends, whatever way.
+Sessions connect on first use; `aclose` at the activation's end closes a connection of its own, while
+the run's execution's shared connections (`nodes/resources.py`) are closed when it ends.
 """
 
 from __future__ import annotations

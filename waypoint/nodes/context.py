@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from waypoint.nodes.resources import Resources, current
+
 EmitFn = Callable[[str, dict[str, Any]], None]
 USAGE_KEYS = ("input_tokens", "output_tokens", "calls", "tool_calls")  # what ctx.record["usage"] counts
 
@@ -53,6 +55,11 @@ class NodeContext:
     done_items: dict[int, Any] = field(default_factory=dict)
     run_child: Callable[..., Awaitable[Any]] | None = None
     routes: Collection[str] = ()  # the labels this node has routes for in its graph (an LLM node's "tripped")
+
+    @property
+    def resources(self) -> Resources | None:
+        """The run's execution's resources (`nodes/resources.py`), shared by its activations; None outside."""
+        return current()
 
     @property
     def idempotency_key(self) -> str:

@@ -5,10 +5,12 @@
     g.add(llm("agent", prompt="{question}", into="answer", tools=[files, search, my_function]))
 
 Through the `mcp` Python SDK's client (`pip install "waypoint-workflows[mcp]"`), loaded
-only when a node first uses the server. Each activation of the node has its own
-connection, opened on first use (listing the tools when the activation starts, or the
-first call of a resumed one) and closed when the activation ends, whether it answered,
-failed or was cancelled: a stdio server's process is stopped and reaped then.
+only when a node first uses the server. A run's execution has one connection per
+server, opened on first use (listing the tools when an activation starts) and shared by
+every activation of the run that uses the server, so a loop back to an agent node does
+not start its stdio server again. It is closed when the execution ends, whichever way:
+done, waiting at a gate, failed or interrupted; a stdio server's process is stopped and
+reaped then. A broken connection is replaced by a new one at the next use.
 
 The tool list is recorded with the activation's first committed tool turn, so a resumed
 run offers the model the tools it saw before, even if the server changed meanwhile; a
@@ -59,10 +61,14 @@ class MCPTools:
     timeout: float | None = None  # seconds to wait for each answer; None: the node's timeout= bounds it
 
     def session(self, ctx: NodeContext) -> ToolsetSession:
-        """This activation's connection, opened on first use."""
-        from waypoint.nodes._mcp_session import MCPSession
+        """This activation's use of the server: the run's execution's connection, opened on first use."""
+        from waypoint.nodes._mcp_session import Connection, MCPSession
 
-        return MCPSession(self, ctx)
+        resources = ctx.resources
+        if resources is None:  # outside an execution: a connection of its own, closed with the activation
+            return MCPSession(self, ctx)
+        shared = resources.get(("mcp", self), lambda: Connection(self), stale=lambda c: c.lost)
+        return MCPSession(self, ctx, shared)
 
     @property
     def transport(self) -> str:
