@@ -218,6 +218,31 @@ def test_the_inbox_stream_sees_runs_executed_elsewhere_by_polling(server, tmp_pa
         assert got[-1]["data"]["total"] == 3
 
 
+
+def test_open_inboxes_share_one_read_of_the_store_and_cost_nothing_once_gone(server):
+    server.ctx.changes.poll = server.ctx.changes.keepalive = 3600
+    reads: list[str | None] = []
+    store, real = server.ctx.store, server.ctx.store.list_runs
+
+    async def counted(**query: Any) -> Any:
+        reads.append(query.get("status"))
+        return await real(**query)
+
+    store.list_runs = counted  # type: ignore[method-assign]
+    baseline = server.tasks()
+    clients = [httpx.Client(base_url=server.url, timeout=20) for _ in range(5)]
+    contexts = [c.stream("GET", "/api/gates/events") for c in clients]
+    streams = [events(context.__enter__()) for context in contexts]
+    for stream in streams:
+        assert read_until(stream, lambda e: e.get("event") == "inbox")[-1]["data"]["total"] == 2
+    assert reads == ["waiting"] and server.ctx.changes.streams == 5  # five inboxes, one read
+    for context, client in zip(contexts, clients, strict=True):
+        context.__exit__(None, None, None)
+        client.close()
+    del streams
+    wait_for(lambda: server.ctx.changes.streams == 0, "the inbox streams' generators were not stopped")
+    wait_for(lambda: server.tasks() <= baseline, f"tasks left behind: {server.tasks()} > {baseline}")
+
 def _version(server: Server) -> Any:
     from waypoint.web.views import pending
 

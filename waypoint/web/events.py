@@ -80,6 +80,8 @@ class Changes:
         self.streams = 0  # open event streams
         self._events: weakref.WeakValueDictionary[str, asyncio.Event] = weakref.WeakValueDictionary()
         self._inbox = asyncio.Event()
+        self._read: tuple[asyncio.Event, float, Any] | None = None  # the inbox as last read, shared
+        self._reading = asyncio.Lock()
 
     def listen(self, run_id: str) -> asyncio.Event:
         event = self._events.get(run_id)
@@ -89,6 +91,21 @@ class Changes:
 
     def listen_inbox(self) -> asyncio.Event:
         return self._inbox
+
+    async def pending(self, ctx: WebContext) -> Any:
+        """`views.pending(ctx)`, read at most once per `poll / 2` seconds for all the inbox's
+        streams together, unless a change was notified since (then at once, once): with 50
+        inboxes open, one `list_runs` a second instead of 50."""
+        from waypoint.web.views import pending
+
+        async with self._reading:
+            clock, read = asyncio.get_running_loop().time(), self._read
+            if read is not None and read[0] is self._inbox and clock - read[1] < self.poll / 2:
+                return read[2]
+            marker = self._inbox  # a change notified while reading makes the next call read again
+            now = await pending(ctx)
+            self._read = (marker, clock, now)
+            return now
 
     def notify(self, run_id: str, *, inbox: bool = False) -> None:
         event = self._events.pop(run_id, None)
@@ -200,11 +217,10 @@ async def inbox_stream(ctx: WebContext) -> AsyncIterator[str]:
     drew (the inbox page's `data-version`) and reloads its list when they differ.
     Changes are noticed at once for runs this server executes (`notify(..., inbox=True)`
     on a run's start, resume and stop) and by reading the waiting runs every `poll`
-    seconds for runs executed elsewhere (`views.pending`: one `list_runs`, a run's log
-    read again only when it changed).
+    seconds for runs executed elsewhere (`Changes.pending`: one `list_runs` shared by all
+    open inbox streams, a run's log read again only when it changed), so such a gate
+    shows within 1.5 poll periods.
     """
-    from waypoint.web.views import pending
-
     changes: Changes = ctx.changes
     clock = asyncio.get_running_loop().time
     changes.streams += 1
@@ -214,7 +230,7 @@ async def inbox_stream(ctx: WebContext) -> AsyncIterator[str]:
         sent = clock()
         while True:
             changed = changes.listen_inbox()  # before reading: a change meanwhile wakes us
-            now = await pending(ctx)
+            now = await changes.pending(ctx)
             current = {(run_id, gate): at for at, run_id, gate in now.keys}
             if current != shown:
                 if shown is not None:  # the first `inbox` event stands for what is pending now
