@@ -2,7 +2,8 @@
 
     app = Starlette(routes=[*pages.routes(), ...])   # create_app mounts them
 
-    GET  /inbox?skip=              every pending gate, oldest first, each with its form
+    GET  /inbox?cursor=            pending gates, the oldest question first, each with its form
+    GET  /inbox?part=list          its list alone (static/inbox.js swaps it in as the inbox changes)
     GET  /gates/{run}/{gate}       one pending gate: a link to share; POST answers it
     GET  /runs?status=&graph=&limit=&cursor=   runs, newest first, filtered, a page at a time
     GET  /runs/{run}?at=N          a run: diagram, timeline, state after step N, fork, cancel
@@ -12,7 +13,8 @@
 
 Every action is a form POST carrying the CSRF token, answered with a redirect (303),
 so everything works without JavaScript; `static/live.js` only redraws the run page
-when its event stream (`/api/runs/{run}/events`) says a step arrived. What an action
+when its event stream (`/api/runs/{run}/events`) says a step arrived, and
+`static/inbox.js` the inbox's list when `/api/gates/events` says the gates changed. What an action
 does to a run is `waypoint.web.actions`, shared with the JSON API. A refused form is
 drawn again with the reason (and, for an answer, each error beside its input), and
 nothing is written. Run ids and gate addresses may hold '/': `/gates/a/b/c` is read
@@ -44,7 +46,7 @@ from waypoint.web.views import InboxItem, gate_url, gates_of, inbox, pretty, run
 
 STATUSES = ("queued", "running", "waiting", "done", "failed", "interrupted", "cancelled")
 PAGE = 50
-INBOX_PAGE = 25  # waiting runs a page of the inbox reads (each is replayed to list its gates)
+INBOX_PAGE = 25  # gates a page of the inbox shows (their runs are replayed to list them)
 
 
 def routes() -> list[BaseRoute]:
