@@ -47,7 +47,7 @@ from waypoint import start, submit
 from waypoint.checkpoints.postgres import PostgresStore
 
 SIZES = {"full": {"sequential": (50, 1), "concurrent": (400, 100), "workers": (1, 2, 4),
-                  "submitted": {"chain10": 150, "io10": 150}, "concurrency": 10},
+                  "submitted": {"chain10": 150, "io10": 400}, "concurrency": 10},
          "quick": {"sequential": (5, 1), "concurrent": (20, 10), "workers": (1, 2),
                    "submitted": {"chain10": 20, "io10": 20}, "concurrency": 4}}
 WORKLOADS = ("sequential", "concurrent")
