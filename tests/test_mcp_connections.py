@@ -8,8 +8,12 @@ each call it serves, so the tests count spawns and see that every process was re
 from __future__ import annotations
 
 import asyncio
+import signal
+import socket
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -166,3 +170,73 @@ async def _get_in_task(key: str) -> object:
     resources = current()
     assert resources is not None
     return resources.get(key, lambda: Closing([], "never"))
+
+
+# -- HTTP headers (auth) ------------------------------------------------------------------------------
+@pytest.fixture
+def guarded_catalog(tmp_path: Path) -> Iterator[str]:
+    """The catalog over streamable HTTP on a free loopback port, answering 401 without the bearer token."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = subprocess.Popen([sys.executable, str(CATALOG), str(tmp_path), "--http", str(port),
+                               "--token", TOKEN], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        assert server.poll() is None, f"the MCP server exited with {server.returncode} before listening"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, f"the MCP server did not listen on port {port}"
+            time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/mcp"
+    server.send_signal(signal.SIGINT)
+    server.wait(timeout=30)
+
+
+TOKEN = "s3cret-token-for-the-test"
+
+
+def http_shop(server: MCPTools) -> wp.Graph:
+    g = wp.GraphBuilder(Shop, name="shop")
+    g.add(wp.llm("agent", prompt="{question}", into="answer", tools=[server]))
+    g.edge(wp.START, "agent")
+    g.edge("agent", wp.END)
+    return g.compile()
+
+
+async def test_headers_reach_an_http_server_that_needs_a_token_and_are_kept_nowhere(
+        sqlite_store, tmp_path, guarded_catalog):
+    model = ScriptedModel([tool_call("price", {"item": "apple"})])
+    refused = await (await wp.start(http_shop(wp.mcp_tools(guarded_catalog, name="catalog")), {"question": "?"},
+                                    store=sqlite_store, run_id="no", deps={"model": model})).result(
+        raise_on_failure=False)
+    assert refused.status == "failed" and "'catalog'" in str(refused.error), refused.error
+    assert "401" in str(refused.error), str(refused.error)
+    assert set(calls(tmp_path)) == {"refused"}  # without the token, nothing reached the tools
+    before = len(calls(tmp_path))
+
+    read: list[str] = []
+
+    def bearer() -> dict[str, str]:  # called when a connection opens: a token from a vault, rotated
+        read.append("token")
+        return {"Authorization": f"Bearer {TOKEN}"}
+
+    for run_id, headers in (("dict", {"Authorization": f"Bearer {TOKEN}"}), ("fn", bearer)):
+        server = wp.mcp_tools(guarded_catalog, name="catalog", headers=headers)
+        assert TOKEN not in repr(server)
+        model = ScriptedModel([tool_call("price", {"item": "apple"}), "Apples cost 3 EUR."])
+        done = await (await wp.start(http_shop(server), {"question": "?"}, store=sqlite_store, run_id=run_id,
+                                     deps={"model": model})).result()
+        assert done.state.answer == "Apples cost 3 EUR."
+        history = await sqlite_store.history(run_id)
+        assert TOKEN not in repr(history)  # neither in the recorded listing nor anywhere in the record
+    assert read == ["token"] and calls(tmp_path)[before:] == ["price apple", "price apple"]
+
+
+async def test_headers_are_for_http_servers_and_must_be_strings():
+    with pytest.raises(wp.GraphError, match="stdio server takes its settings through env="):
+        wp.mcp_tools(["python", "server.py"], headers={"Authorization": "x"})
+    with pytest.raises(wp.GraphError, match="dict of strings"):
+        wp.mcp_tools("http://127.0.0.1:1/mcp", headers={"X-Retries": 3})  # type: ignore[dict-item]

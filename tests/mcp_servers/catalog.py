@@ -1,6 +1,6 @@
 """An MCP server for the tests, written with the SDK's MCPServer (FastMCP before mcp 2).
 
-    python catalog.py STATE_DIR [--version 2] [--http PORT] [--mute]
+    python catalog.py STATE_DIR [--version 2] [--http PORT [--token TOKEN]] [--mute]
 
 Over stdio by default, over streamable HTTP on 127.0.0.1:PORT with --http. It appends
 its pid to STATE_DIR/pids and each tool call to STATE_DIR/calls, so tests can check
@@ -24,6 +24,7 @@ parser.add_argument("state", type=Path)
 parser.add_argument("--version", type=int, default=1)
 parser.add_argument("--http", type=int)
 parser.add_argument("--mute", action="store_true", help="start, but never answer the handshake")
+parser.add_argument("--token", help="over HTTP: answer 401 to requests without 'Authorization: Bearer TOKEN'")
 options = parser.parse_args()
 with open(options.state / "pids", "a") as pids:
     pids.write(f"{os.getpid()}\n")
@@ -72,7 +73,26 @@ else:
         return [item for item in PRICES if text in item]
 
 
+def guarded(app, token: str):
+    """The app behind a bearer-token check; each refused request is logged as `refused`."""
+    async def check(scope, receive, send):
+        given = dict(scope.get("headers", ())).get(b"authorization")
+        if scope["type"] == "http" and given != f"Bearer {token}".encode():
+            log("refused")
+            plain = [(b"content-type", b"text/plain")]
+            await send({"type": "http.response.start", "status": 401, "headers": plain})
+            await send({"type": "http.response.body", "body": b"missing or wrong bearer token"})
+            return
+        await app(scope, receive, send)
+    return check
+
+
 if options.http is None:
     server.run()
-else:
+elif options.token is None:
     server.run("streamable-http", host="127.0.0.1", port=options.http)
+else:
+    import uvicorn
+
+    uvicorn.run(guarded(server.streamable_http_app(), options.token), host="127.0.0.1", port=options.http,
+                log_level="warning")

@@ -22,7 +22,8 @@ the cause; a caller that gives up (cancelled) cancels its request's task.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -111,11 +112,16 @@ class MCPSession:
     def _error(self, exc: BaseException, tool: str | None) -> MCPServerError:
         server, ctx = self.server, self.ctx
         doing = f"calling tool {tool!r}" if tool else "listing its tools"
+        denied = self.connection.denied
+        check = (f"The server answered {denied[-1]}: give mcp_tools(..., headers={{'Authorization': ...}}) "
+                 "the credentials it expects (a function of no arguments may read them when the connection "
+                 "opens)" if denied else
+                 f"Check that the server {'runs' if server.command else 'is up at ' + str(server.url)} "
+                 "(its own output says why it stopped)")
         return MCPServerError(
             f"MCP server {server.label!r} ({server.transport}) failed while {doing} for LLM node "
-            f"{ctx.node!r} of run {ctx.run_id!r}: {_cause(exc)}. Check that the server "
-            f"{'runs' if server.command else 'is up at ' + str(server.url)} (its own output says why it "
-            "stopped), then resume the run: the tool turns already committed are not run again.",
+            f"{ctx.node!r} of run {ctx.run_id!r}: {_cause(exc)}. {check}, then resume the run: the tool "
+            "turns already committed are not run again.",
             server=server.label, tool=tool, run_id=ctx.run_id, node=ctx.node)
 
 
@@ -134,6 +140,7 @@ class Connection:
         self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
         self._pending: set[asyncio.Future[Any]] = set()
         self._lost: BaseException | None = None  # why the connection ended, once it has
+        self.denied: list[str] = []  # "HTTP 401 Unauthorized": what an HTTP server refused, for the error
 
     @property
     def lost(self) -> bool:
@@ -179,7 +186,8 @@ class Connection:
 
         assert self._ready is not None
         try:
-            async with Client(_transport(self.server), read_timeout_seconds=self.server.timeout) as client:
+            transport = _transport(self.server, self.denied)
+            async with Client(transport, read_timeout_seconds=self.server.timeout) as client:
                 self._ready.set_result(None)
                 async with anyio.create_task_group() as tasks:
                     while (request := await self._queue.get()) is not None:
@@ -215,15 +223,33 @@ def _seen(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-def _transport(server: MCPTools) -> Any:
-    """What `mcp.Client` connects to: StdioServerParameters for a command, else the URL."""
+def _transport(server: MCPTools, denied: list[str]) -> Any:
+    """What `mcp.Client` connects to: StdioServerParameters for a command, else an HTTP transport."""
     if server.url is not None:
-        return server.url
+        return _http(server.url, server.headers, denied)
     from mcp import StdioServerParameters
 
     program, *args = server.command
     return StdioServerParameters(command=program, args=args, env=dict(server.env) if server.env else None,
                                  cwd=server.cwd)
+
+
+@asynccontextmanager
+async def _http(url: str, headers: Any, denied: list[str]) -> AsyncIterator[Any]:
+    """The streamable-HTTP transport, with `headers` on every request (a function: called now);
+    a 401 or 403 answer is noted in `denied`, since the SDK's error does not say which."""
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client  # the SDK's own default client and timeouts
+
+    async def note(response: Any) -> None:
+        if response.status_code in (401, 403):
+            denied.append(f"HTTP {response.status_code} {response.reason_phrase}")
+
+    sent = dict(headers() if callable(headers) else headers or {})
+    async with create_mcp_http_client(headers=sent) as http:
+        http.event_hooks["response"].append(note)
+        async with streamable_http_client(url, http_client=http) as streams:
+            yield streams
 
 
 async def _list_all(client: Client) -> list[dict[str, Any]]:

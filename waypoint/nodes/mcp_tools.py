@@ -23,7 +23,7 @@ naming the server, the tool, the run and the node; resume the run once the serve
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,9 @@ class MCPTools:
     env: Mapping[str, str] | None = field(default=None, hash=False)
     cwd: str | None = None
     timeout: float | None = None  # seconds to wait for each answer; None: the node's timeout= bounds it
+    # HTTP headers (auth): a mapping, or a function called at each connection; never shown, never recorded
+    headers: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = field(default=None, hash=False,
+                                                                                   repr=False)
 
     def session(self, ctx: NodeContext) -> ToolsetSession:
         """This activation's use of the server: the run's execution's connection, opened on first use."""
@@ -84,6 +87,7 @@ def mcp_tools(
     env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
     timeout: float | None = None,
+    headers: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
 ) -> MCPTools:
     """The tools of an MCP server, for `llm(..., tools=[...])`.
 
@@ -94,6 +98,12 @@ def mcp_tools(
     before its tools' names; `tools` offers only the tools it names. For a stdio server,
     `env` is added to the few variables the SDK passes on (HOME, PATH, ...) and `cwd` is
     where it starts. `timeout` bounds each request (seconds).
+
+    `headers` are sent with every request to a streamable-HTTP server, for its
+    authentication: a mapping, or a function returning one, called each time a
+    connection opens (so a token is read from the environment or a vault at run time,
+    rotates, and is not part of the graph). They are never shown in messages nor kept
+    in the run's record.
     """
     command, url = _target(server)
     given: Any = server  # StdioServerParameters may carry env and cwd
@@ -104,12 +114,21 @@ def mcp_tools(
     label = name or url or " ".join(command)
     if timeout is not None and timeout <= 0:
         raise GraphError(f"mcp_tools({label!r}): timeout must be a number of seconds > 0, or None")
+    if headers is not None and url is None:
+        raise GraphError(f"mcp_tools({label!r}): headers= are sent to a streamable-HTTP server; a stdio "
+                         "server takes its settings through env=")
+    if headers is not None and not callable(headers) and not (
+            isinstance(headers, Mapping) and all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in headers.items())):
+        raise GraphError(f"mcp_tools({label!r}): headers= takes a dict of strings, e.g. "
+                         "headers={'Authorization': 'Bearer ...'}, or a function returning one")
     if isinstance(tools, str) or (tools is not None and not all(isinstance(t, str) for t in tools)):
         raise GraphError(f"mcp_tools({label!r}): tools= takes a list of the server's tool names, e.g. "
                          "tools=['search']")
     return MCPTools(label=label, command=command, url=url, prefix=prefix,
                     only=tuple(tools) if tools is not None else None, env=dict(env) if env else None,
-                    cwd=str(cwd) if cwd is not None else None, timeout=timeout)
+                    cwd=str(cwd) if cwd is not None else None, timeout=timeout,
+                    headers=dict(headers) if isinstance(headers, Mapping) else headers)
 
 
 def _target(server: Any) -> tuple[tuple[str, ...], str | None]:
