@@ -172,3 +172,11 @@ async def test_compile_takes_a_tripped_route_only_from_a_guarded_router():
         g.compile()
     with pytest.raises(wp.GraphError, match="tripped_into= receives"):
         wp.handoff("d", targets={"a": "A"}, default="x", prompt="{ticket}", into="route", tripped_into="verdict")
+
+
+async def test_termination_checks_drive_guarded_routers_and_handoffs_with_and_without_tripped():
+    from waypoint.testing import assert_terminates
+
+    for tripped in (False, True):
+        assert_terminates(router_graph(no_passwords, tripped=tripped), input={"ticket": "t"}, runs=20)
+        assert_terminates(handoff_graph(no_passwords, tripped=tripped), input={"ticket": "t"}, runs=20)
