@@ -31,12 +31,14 @@ def test_a_piped_conversation_with_history_and_rewind(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[:2] == ["#1: hello", "#2: how are you"]
-    assert lines[2].startswith("turn 1  step 2  ana  20") and lines[3:5] == ["  > hello", "  #1: hello"]
-    assert lines[5].startswith("turn 2  step 6  ana")
+    assert lines[2].startswith("turn 1  step 3  ana  20") and lines[3:5] == ["  > hello", "  #1: hello"]
+    assert lines[5].startswith("turn 2  step 8  ana")
     assert lines[6:8] == ["  > how are you", "  #2: how are you"]
     assert lines[8] == "rewound: the thread goes on from before turn 2 (as run t~1)"
     assert lines[9] == "#2: again"
-    assert lines[10:] == [lines[2], "  > hello", "  #1: hello", lines[5], "  > again", "  #2: again"]
+    # t~1 forks at step 7 (turn 2's answered step); its own steps: the answered step 8, the done step 9
+    redone = lines[5].replace("step 8", "step 9")
+    assert lines[10:] == [lines[2], "  > hello", "  #1: hello", redone, "  > again", "  #2: again"]
     assert "never read" not in done.stdout and done.stderr == ""
 
 
@@ -99,7 +101,7 @@ def test_the_example_chats_offline(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert script.returncode == 0, script.stderr
     assert "rewound: the thread goes on as run trip~1" in script.stdout
-    assert "turn 2 (step 6, you): And in June?" in script.stdout
+    assert "turn 2 (step 9, you): And in June?" in script.stdout
 
 
 def read_until(fd: int, text: str, seen: bytearray) -> str:

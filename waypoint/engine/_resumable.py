@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from waypoint.checkpoints.fence import held
 from waypoint.checkpoints.protocol import Store
-from waypoint.checkpoints.records import RunInfo
+from waypoint.checkpoints.records import RunInfo, Step
 from waypoint.engine import _lease
 from waypoint.engine.waits import ANSWERED, find_gate
 from waypoint.errors import GateError, GraphChangedError, RunStateError, StaleAnswerError
@@ -59,9 +59,7 @@ async def stale_answer(store: Store, seen: RunInfo, gates: list[str]) -> StaleAn
     """The error for answers to `gates` validated against `seen`, a run that moved on since:
     who answered those gates meanwhile and when, and where the run stands now."""
     now = await store.get_run(seen.run_id)
-    answered = [s for s in await store.history(seen.run_id, after=seen.last_seq) if s.node in gates and (
-        (s.kind == "done" and "answer" in s.extra)  # executed, or enqueued (resume(enqueue=True))
-        or (s.kind == "event" and s.extra.get("event") == ANSWERED))]
+    answered = _answers_given(await store.history(seen.run_id, after=seen.last_seq), gates)
     told = "; ".join(
         f"{s.node!r} was answered by {s.extra.get('by') or 'someone unnamed'} at "
         f"{_when(s.extra.get('answered_at', s.at))} (step {s.seq})" for s in answered)
@@ -74,6 +72,25 @@ async def stale_answer(store: Store, seen: RunInfo, gates: list[str]) -> StaleAn
         f"checked against is gone: {told or 'another resume got there first'} (the log moved from "
         f"step {seen.last_seq} to {now.last_seq}, status {seen.status!r} -> {now.status!r}). "
         f"Nothing was written; {where}.", run_id=seen.run_id, node=gates[0], seq=now.last_seq)
+
+
+def _answers_given(steps: list[Step], gates: list[str]) -> list[Step]:
+    """Each answer given to `gates` in `steps`, once: its `answered` step (written by resume), or
+    a gate's `done` step with an answer and no `answered` step before it (a log of an older version)."""
+    given: list[Step] = []
+    untaken: dict[str, int] = {}  # gate -> answered steps its done step has not taken yet
+    for step in steps:
+        if step.node not in gates:
+            continue
+        if step.kind == "event" and step.extra.get("event") == ANSWERED:
+            given.append(step)
+            untaken[step.node] = untaken.get(step.node, 0) + 1
+        elif step.kind == "done" and "answer" in step.extra:
+            if untaken.get(step.node):
+                untaken[step.node] -= 1
+            else:
+                given.append(step)
+    return given
 
 
 def _when(at: float) -> str:

@@ -223,10 +223,12 @@ async def resume(
     checked = {name: Answer(validate_answer(graph, seen, name, value), by) for name, value in raw.items()}
     edit = None if update is None else await _edit(graph, store, seen, update, by)
     owner = await _claim_seen(store, seen, list(raw))
+    # The edit and the answers are durable before resume returns (a crash after it loses no
+    # accepted answer): each answer an `answered` step under the claim, which the execution,
+    # here or a worker's, hands to its gate (RunLoop.load: waits.enqueued_answers).
     steps = [] if edit is None else [edit]
-    if enqueue:
-        first = seen.last_seq + len(steps) + 1
-        steps += [answered_step(first + i, name, value) for i, (name, value) in enumerate(checked.items())]
+    first = seen.last_seq + len(steps) + 1
+    steps += [answered_step(first + i, name, value) for i, (name, value) in enumerate(checked.items())]
     if steps:
         await _append_claimed(store, seen, owner, steps)
     if enqueue:  # answered and left for a worker: release as "queued", and wake the workers
@@ -234,7 +236,7 @@ async def resume(
         if (signals := signals_of(store)) is not None:
             await signals.notify(seen.queue)
         return await store.get_run(run_id)
-    return _launch(graph, store, run_id, owner, checked,
+    return _launch(graph, store, run_id, owner, {},
                    _Options(deps, max_concurrency, budget, now, watch), "run_resumed")
 
 
@@ -262,7 +264,7 @@ async def _edit(graph: Graph[Any], store: Store, seen: RunInfo, update: Mapping[
 
 
 async def _append_claimed(store: Store, seen: RunInfo, owner: str, steps: list[Step]) -> None:
-    """Write a resume's edit (and enqueued answers) under the lease just claimed; on failure,
+    """Write a resume's edit and answers under the lease just claimed; on failure,
     hand the run back as it was."""
     try:
         await store.append(seen.run_id, owner, steps)
