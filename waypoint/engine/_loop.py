@@ -94,6 +94,7 @@ class RunLoop:
                                  done_items=self._done_items, child_runs=self.children.runner,
                                  store=store)
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.event_loop: asyncio.AbstractEventLoop  # drive() sets it
         self.outstanding = 0
         self.seq = 0
         self.since_snapshot = 0  # bytes of deltas since the last snapshot
@@ -135,6 +136,7 @@ class RunLoop:
     # -- driving --------------------------------------------------------------
     async def drive(self) -> Outcome:
         """Run until nothing can make progress; returns the run's new status."""
+        self.event_loop = asyncio.get_running_loop()  # launch() starts tasks in it, without asking again
         try:
             if self.budget is not None and self.frontier.pending:  # spent before this resume
                 self.budget.check(self.frontier.usage, run_id=self.run_id, node=None, seq=self.seq,
@@ -298,8 +300,8 @@ class RunLoop:
             self.queue.put(Waiting(act, go.request))
             return
         self.bus.publish(Event("node_started", self.run_id, act.node, act.id, self.seq))
-        task = asyncio.create_task(self.runner.execute(act, self.state, self.seq, go,
-                                                       self._loop_count(node, act)))
+        task = self.event_loop.create_task(self.runner.execute(act, self.state, self.seq, go,
+                                                               self._loop_count(node, act)))
         self.tasks[act.id] = task  # until commit_batch takes its last message (no done callback)
 
     def _loop_count(self, node: Any, act: Activation) -> int | None:
