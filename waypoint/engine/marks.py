@@ -59,8 +59,8 @@ async def _collect(graph: Any, store: Any, run_id: str, prefix: str, marks: RunM
     for name in graph.start:
         marks.edge(prefix + START, prefix + name)
     for step in await store.history(run_id):
-        if step.node not in graph.nodes:
-            continue  # a run-level failure recorded under "-", a person's edit
+        if step.node not in graph.nodes or step.kind == "event":
+            continue  # a run-level failure recorded under "-", a person's edit; an answer given
         nodes.setdefault(step.activation, step.node)  # '-' too: a failure after its node ended
         _items_of(frontier, step.activation, items)  # before a done step forgets them
         frontier.advance(graph, step)

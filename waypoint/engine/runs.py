@@ -178,7 +178,10 @@ async def resume(
     got there first), nothing is written and a `StaleAnswerError` says who answered,
     when, and what the run waits for now. Pass `seen_seq` (a `GateRequest.seq`, the
     step `waypoint show` printed) to apply answers only to the questions exactly as
-    they were read then. A run cancelled on purpose resumes only with `force=True`.
+    they were read then. An answer that was applied is durable once `resume` returns: it
+    is in the run's log (an `answered` step), so a crash of this process right after
+    loses nothing; the next execution of the run hands it to its gate.
+    A run cancelled on purpose resumes only with `force=True`.
     `update` edits fields of the state first (as `fork(..., update=)` does), validated
     before anything is written and recorded as an `edit` step by `by`. `now` (a Unix time)
     is what gate deadlines are checked against instead of the clock, so a test can see a

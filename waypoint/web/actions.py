@@ -181,7 +181,9 @@ async def answer(ctx: WebContext, run_id: str, value: Any, *, gate: str | None =
 
     The answer is validated first (`InvalidAnswer`, nothing written), then applied only
     to the wait it was checked against: `seen_seq` (the step the answerer saw) makes a
-    stale answer a `StaleAnswerError` (409) too.
+    stale answer a `StaleAnswerError` (409) too. Once this returns (and the client is
+    told 202/303), the answer is durable: `resume` wrote it to the run's log, so a
+    server killed right after loses nothing, and the next execution of the run takes it.
     """
     from waypoint.engine import resume
     from waypoint.engine.waits import find_gate
