@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 import waypoint as wp
 from tests.answer_worker import graph
 from tests.test_web_api import GOOD
@@ -134,7 +133,8 @@ def test_a_202_from_the_server_means_the_answer_survives_the_server_being_killed
             result = await (await wp.resume(review_graph, "r", store=store)).result()
             assert (result.status, result.state.outcome) == ("done", "refunded")
             log = await wp.approval_log("r", store=store)
-            assert [(e.gate, e.by, e.answer["comment"]) for e in log] == [("review", local_user(), GOOD["comment"])]
+            given = [(e.gate, e.by, e.answer["comment"]) for e in log]
+            assert given == [("review", local_user(), GOOD["comment"])]
 
     asyncio.run(carry_on())
 
@@ -157,5 +157,5 @@ async def test_an_answered_resume_writes_its_answer_once_and_the_log_reads_as_be
         assert (done.status, done.state.acted_by) == ("done", "round 2")
         log = await wp.approval_log("q", store=store)
         assert [(e.by, e.answer) for e in log] == [("ann", {"approved": False}), ("bob", {"approved": True})]
-        pending = [s for s in await store.history("q") if s.kind == "event" and s.extra["event"] == "answered"]
-        assert [s.extra["by"] for s in pending] == ["ann", "bob"]
+        written = [s.extra["by"] for s in await store.history("q") if s.kind == "event"]
+        assert written == ["ann", "bob"]  # each answer written once, with its author
