@@ -130,7 +130,7 @@ class RunLoop:
                 f"{'fork the run from an earlier step or ' if at > 0 else ''}restore the database.",
                 run_id=self.run_id, seq=at) from None
         self.snapshot_size = len(msgspec.msgpack.encode(snapshot.state))
-        # Answers given with resume(enqueue=True) wait in the log for the execution that takes them.
+        # Answers `resume` accepted wait in the log (answered steps) for the execution that takes them.
         self.answers = {**enqueued_answers(self.graph, tail, self.run_id), **self.answers}
 
     # -- driving --------------------------------------------------------------

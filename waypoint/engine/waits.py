@@ -126,12 +126,13 @@ class Pause:
 
 RUN = Go()  # what an activation with nothing to do with waits gets (never changed)
 
-ANSWERED = "answered"  # the `event` of a step that holds an answer given with resume(enqueue=True)
+ANSWERED = "answered"  # the `event` of a step that holds an answer `resume` accepted
 
 
 def answered_step(seq: int, gate: str, answer: Answer) -> Step:
-    """The `event` step `resume(..., enqueue=True)` appends: the answer waits in the log,
-    validated, until the worker that claims the run hands it to its gate."""
+    """The `event` step `resume` appends under its claim before it returns: the answer waits in
+    the log, validated, until the execution that takes the run (this one, or a worker's after
+    `enqueue=True` or a crash) hands it to its gate."""
     return Step(seq=seq, kind="event", node=gate, activation="", at=answer.at,
                 extra={"event": ANSWERED, "answer": answer.value.model_dump(mode="json"),
                        **({"by": answer.by} if answer.by else {})})
