@@ -155,15 +155,18 @@ def test_a_reviewer_answers_a_gate_in_the_browser_and_watches_the_run_go_on(tmp_
         watcher.wait_for_selector('#live[data-status="done"]', timeout=30_000)
         assert watcher.evaluate("window.__sameDocument") is True
         assert watcher.locator("#run-status").inner_text() == "done"
-        assert "v=4" in (watcher.locator("img#diagram").get_attribute("src") or "")
+        log = read(db, lambda store: store.history("ticket-4711"))  # what the page must show, whole
+        last = log[-1].seq
+        assert f"v={last}" in (watcher.locator("img#diagram").get_attribute("src") or "")
         rows = watcher.locator("#timeline tbody tr")
-        assert rows.count() == 4
-        answered = watcher.locator('#timeline tr[data-seq="3"]')
+        assert rows.count() == len(log)
+        [taken] = [s.seq for s in log if s.kind == "done" and s.extra.get("by") == "ana"]  # the gate's step
+        answered = watcher.locator(f'#timeline tr[data-seq="{taken}"]')
         assert answered.locator("td.by").inner_text() == "ana"
         assert "fair enough, refund it" in answered.inner_text()
         watcher.wait_for_function(  # the new image loads after the swap: wait for it, then it is drawn
             "() => { const img = document.querySelector('img#diagram'); return img && img.complete && "
-            "img.naturalWidth > 0 && img.src.includes('v=4'); }", timeout=30_000)
+            f"img.naturalWidth > 0 && img.src.includes('v={last}'); }}", timeout=30_000)
         assert '"outcome": "refunded"' in watcher.locator("pre.state-json").inner_text()
         assert watcher.locator("form.cancel").count() == 0  # a finished run offers no cancel
         shots(watcher, "run-done")
