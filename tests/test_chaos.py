@@ -227,7 +227,7 @@ def test_workers_and_postgres_crash_mid_load_and_every_run_ends_as_if_nothing_ha
            postgres_restarts_survived=figures["restarts"],
            faults_while_runs_pending=figures["faults_while_runs_pending"], gate_answers=figures["answers"],
            rows_checked=sum(len(s) for s in steps.values()), node_executions=len(executions),
-           re_executed=sum(n - 1 for n in executions_per_node(executions).values() if n > 1),
+           in_flight_executed_again=sum(n - 1 for n in executions_per_node(executions).values() if n > 1),
            claims=owners, seconds=round(time.monotonic() - started, 1))
 
 
@@ -445,8 +445,10 @@ def test_a_partitioned_worker_is_fenced_and_goes_back_to_claiming(server, partit
     executions = read_executions(tmp_path)
     assert not completed_then_executed(executions, steps)
     assert owner_overlaps(tmp_path, executions, fleet)[0] == []
+    stopped = next(line for line in a_log if heard_back(line, "cut"))
+    print(stopped)  # what the cut-off worker logged when it stopped executing the run
     record("chaos_partition", partitions=1, runs=2, rows_checked=sum(len(s) for s in steps.values()),
-           a_heard_back=next(line for line in a_log if heard_back(line, "cut"))[:120])
+           cut_off_worker_stopped_itself=True, its_steps_after_the_cut=len(late))
 
 
 def test_the_checks_catch_what_they_look_for(tmp_path):
