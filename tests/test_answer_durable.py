@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -24,6 +23,7 @@ from tests.answer_worker import graph
 from tests.test_web_api import GOOD
 from tests.test_web_api_cli import free_port
 from tests.web_graphs import review_graph
+from tests.web_server import wait_until_serving
 from waypoint.web.security import local_user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,14 +105,7 @@ def test_a_202_from_the_server_means_the_answer_survives_the_server_being_killed
         assert proc.stderr is not None
         assert "graphs: review" in proc.stderr.readline()
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            deadline = time.monotonic() + 30
-            while True:  # the banner comes just before uvicorn binds
-                try:
-                    if client.get("/api/graphs").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, "the server never answered"
-                    time.sleep(0.05)
+            wait_until_serving(client)  # the banner comes just before uvicorn binds
             try:
                 response = client.post("/api/runs/r/resume", json={"answer": GOOD})
                 status = response.status_code, response.text

@@ -7,11 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 from tests.test_web_api import GOOD, settled
+from tests.web_server import wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,14 +34,7 @@ def test_serve_answers_a_gate_and_stops_cleanly_on_sigterm_with_a_stream_open(tm
         banner = proc.stderr.readline()
         assert f"http://127.0.0.1:{port}/" in banner and "graphs: review" in banner and str(db) in banner
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            deadline = time.monotonic() + 30
-            while True:  # the banner comes just before uvicorn binds
-                try:
-                    if client.get("/api/graphs").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, "the server never answered"
-                    time.sleep(0.05)
+            wait_until_serving(client)  # the banner comes just before uvicorn binds
             started = client.post("/api/runs", json={"graph": "review", "input": {"title": "cli"}})
             run_id = started.json()["run_id"]
             assert settled(client, run_id)["status"] == "waiting"
@@ -97,14 +90,7 @@ def test_serve_gives_runs_the_deps_named_by_deps(tmp_path: Path):
         assert proc.stderr is not None
         assert "graphs: greet" in proc.stderr.readline()
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            deadline = time.monotonic() + 30
-            while True:  # the banner comes just before uvicorn binds
-                try:
-                    if client.get("/api/graphs").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, "the server never answered"
-                    time.sleep(0.05)
+            wait_until_serving(client)  # the banner comes just before uvicorn binds
             started = client.post("/api/runs", json={"graph": "greet", "input": {"name": "Ana"}})
             run_id = started.json()["run_id"]
             assert settled(client, run_id)["status"] == "done"

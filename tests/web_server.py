@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from waypoint import SQLiteStore
 from waypoint.web import serve_in_thread
 from waypoint.web.app import create_app
@@ -56,3 +58,16 @@ def served(db: Path, graphs: list[Any], *, loopback_hosts: bool = True, proxy_he
     with serve_in_thread(app, sock=sock, proxy_headers=proxy_headers,
                          forwarded_allow_ips="127.0.0.1") as server:
         yield Server(server.url, port, app.state.waypoint, server.loop)
+
+
+def wait_until_serving(client: httpx.Client, seconds: float = 30) -> None:
+    """Poll until a `waypoint serve` subprocess answers (it prints its banner just before
+    uvicorn binds); fail naming it after `seconds`. A bound on the wait, not a timing."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if client.get("/api/graphs").status_code == 200:
+                return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, f"the server at {client.base_url} never answered"
+            time.sleep(0.05)
