@@ -6,8 +6,7 @@
 (function () {
   "use strict";
   var root = document.getElementById("inbox-root");
-  if (!root || !window.EventSource || !window.fetch) { return; }
-  var pending = false, again = false;
+  if (!root || !window.EventSource || !window.fetch || !window.waypointFragment) { return; }
 
   function list() { return document.getElementById("inbox-list"); }
   function key(li) { return li.getAttribute("data-run") + "\u0000" + li.getAttribute("data-gate"); }
@@ -26,29 +25,12 @@
     old.replaceWith(fresh);
   }
 
-  function refresh() {
-    if (pending) { again = true; return; }
-    pending = true;
-    fetch(root.getAttribute("data-list"), {credentials: "same-origin", headers: {"Accept": "text/html"}})
-      .then(function (response) {
-        if (!response.ok) { throw new Error("HTTP " + response.status); }
-        return response.text();
-      })
-      .then(function (html) {
-        var holder = document.createElement("div");
-        holder.innerHTML = html;
-        var fresh = holder.querySelector("#inbox-list");
-        if (fresh && list()) {
-          merge(fresh);
-          document.title = "Inbox (" + fresh.getAttribute("data-total") + ") · waypoint";
-        }
-      })
-      .catch(function () { /* the next event retries */ })
-      .then(function () {
-        pending = false;
-        if (again) { again = false; refresh(); }
-      });
-  }
+  var refresh = window.waypointFragment(root.getAttribute("data-list"), "#inbox-list", function (fresh) {
+    if (list()) {
+      merge(fresh);
+      document.title = "Inbox (" + fresh.getAttribute("data-total") + ") · waypoint";
+    }
+  });
 
   var source = new EventSource(root.getAttribute("data-events"));
   source.addEventListener("inbox", function (e) {  // first on (re)connecting, then after each change

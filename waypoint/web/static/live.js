@@ -4,8 +4,8 @@
 (function () {
   "use strict";
   var root = document.getElementById("live-root");
-  if (!root || !window.EventSource || !window.fetch) { return; }
-  var source = null, pending = false, again = false;
+  if (!root || !window.EventSource || !window.fetch || !window.waypointFragment) { return; }
+  var source = null;
 
   function live() { return document.getElementById("live"); }
 
@@ -14,33 +14,16 @@
     return el && el.getAttribute("data-finished") === "yes";
   }
 
-  function refresh() {
-    if (pending) { again = true; return; }
-    pending = true;
-    fetch(root.getAttribute("data-live"), {credentials: "same-origin", headers: {"Accept": "text/html"}})
-      .then(function (response) {
-        if (!response.ok) { throw new Error("HTTP " + response.status); }
-        return response.text();
-      })
-      .then(function (html) {
-        var holder = document.createElement("div");
-        holder.innerHTML = html;
-        var fresh = holder.querySelector("#live");
-        var old = live();
-        // a new step, or the same last step with a new status (a run's row is released after its last step)
-        if (fresh && old && (fresh.getAttribute("data-seq") !== old.getAttribute("data-seq") ||
-                             fresh.getAttribute("data-status") !== old.getAttribute("data-status"))) {
-          old.replaceWith(fresh);
-          document.body.setAttribute("data-live-seq", fresh.getAttribute("data-seq"));
-        }
-        if (finished() && source) { source.close(); source = null; }
-      })
-      .catch(function () { /* the next event retries */ })
-      .then(function () {
-        pending = false;
-        if (again) { again = false; refresh(); }
-      });
-  }
+  var refresh = window.waypointFragment(root.getAttribute("data-live"), "#live", function (fresh) {
+    var old = live();
+    // a new step, or the same last step with a new status (a run's row is released after its last step)
+    if (old && (fresh.getAttribute("data-seq") !== old.getAttribute("data-seq") ||
+                fresh.getAttribute("data-status") !== old.getAttribute("data-status"))) {
+      old.replaceWith(fresh);
+      document.body.setAttribute("data-live-seq", fresh.getAttribute("data-seq"));
+    }
+    if (finished() && source) { source.close(); source = null; }
+  });
 
   function listen() {
     // Only steps after the ones drawn: ?after=seq (a reconnection sends Last-Event-ID itself).
