@@ -155,6 +155,19 @@ def test_graphs_come_with_their_diagrams(api, has_dot):
     assert mermaid.status_code == 200 and "flowchart" in mermaid.text
 
 
+def test_without_graphviz_a_diagram_is_mermaid_and_svg_is_a_clear_refusal(api, monkeypatch, tmp_path):
+    """The server offers what it can draw: no 5xx for a missing optional binary (the fuzz asks for it)."""
+    client, _ = api
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` (the server's thread reads PATH per call)
+    plain = client.get("/api/runs/r0/diagram")
+    assert plain.status_code == 200 and plain.text.startswith("flowchart")  # the default without dot
+    svg = client.get("/api/runs/r0/diagram", params={"format": "svg"})
+    assert svg.status_code == 400 and "apt-get install graphviz" in svg.json()["error"]
+    spec = client.get("/api/openapi.json").json()["paths"]["/api/runs/{run_id}/diagram"]["get"]
+    [fmt] = [p for p in spec["parameters"] if p["name"] == "format"]
+    assert fmt["schema"]["enum"] == ["mermaid", "dot"]
+
+
 # -- changing ----------------------------------------------------------------------------
 def test_start_is_idempotent_by_run_id_with_if_exists_resume(api):
     client, server = api

@@ -57,6 +57,7 @@ from waypoint.web.schemas import (
     step_json,
 )
 from waypoint.web.security import current_user
+from waypoint.web.views import diagram_formats
 
 Handler = Callable[[Request], Awaitable[Response]]
 STATUSES = ("queued", "running", "waiting", "done", "failed", "interrupted", "cancelled")
@@ -158,11 +159,18 @@ async def get_state(request: Request) -> Response:
 
 
 async def get_diagram(request: Request) -> Response:
-    """The run drawn on its graph (status, visits, path): Mermaid or DOT text, or SVG."""
+    """The run drawn on its graph (status, visits, path): SVG (the default where Graphviz is
+    installed), Mermaid (the default without it) or DOT text."""
     from waypoint.engine import run_marks
 
     ctx = web(request)
-    fmt = choice_param(request.query_params.get("format"), ("mermaid", "dot", "svg"), "format") or "svg"
+    asked = request.query_params.get("format")
+    formats = diagram_formats()
+    if asked in ("svg",) and asked not in formats:
+        raise HTTPException(400, "format 'svg' needs Graphviz's 'dot' binary, which this server lacks: ask "
+                                 "format=mermaid or format=dot, or install it (apt-get install graphviz, "
+                                 "brew install graphviz) and restart the server.")
+    fmt = choice_param(asked, formats, "format") or formats[0]
     info, graph = await _run_and_graph(ctx, request.path_params["run_id"])
     marks = await run_marks(graph, info.run_id, store=ctx.store)
     text = await _draw(graph, fmt, run=marks)
@@ -218,10 +226,8 @@ async def list_approvals(request: Request) -> Response:
 
 async def list_graphs(request: Request) -> Response:
     """The served graphs: name, reference, nodes and diagrams (Mermaid, DOT; SVG with Graphviz)."""
-    import shutil
-
     ctx = web(request)
-    svg = shutil.which("dot") is not None and flag_param(request.query_params.get("svg"), "svg", True)
+    svg = "svg" in diagram_formats() and flag_param(request.query_params.get("svg"), "svg", True)
     out = []
     for name, graph in sorted(ctx.graphs.items()):
         out.append({"name": name, "ref": ctx.refs.get(name), "nodes": sorted(graph.nodes),

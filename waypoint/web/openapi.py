@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from waypoint.web.context import web
 from waypoint.web.schemas import CancelBody, ForkBody, ResumeBody, StartBody
+from waypoint.web.views import diagram_formats
 
 STATUSES = ["queued", "running", "waiting", "done", "failed", "interrupted", "cancelled"]
 _REF = "#/components/schemas/{model}"
@@ -121,7 +122,7 @@ def _paths(bodies: dict[str, Any]) -> dict[str, Any]:
             _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000})], 404),
         "/api/runs/{run_id}/state": _get("The state right after step `at`", [RUN_ID, _query("at", seq)], 404),
         "/api/runs/{run_id}/diagram": _get("The run drawn on its graph", [
-            RUN_ID, _query("format", {"type": "string", "enum": ["svg", "mermaid", "dot"]})], 404, 503,
+            RUN_ID, _query("format", {"type": "string", "enum": list(diagram_formats())})], 404, 503,
             media="image/svg+xml,text/plain"),
         "/api/runs/{run_id}/events": _get("The run's steps as Server-Sent Events (id: = seq)", [
             RUN_ID, _query("after", seq)], 404, 503, media="text/event-stream"),

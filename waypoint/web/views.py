@@ -215,6 +215,11 @@ class Drawing:
     path: list[tuple[str, str]] = field(default_factory=list)
 
 
+def diagram_formats() -> tuple[str, ...]:
+    """What this server can draw, the default first: SVG only where Graphviz's `dot` is on PATH."""
+    return ("svg", "mermaid", "dot") if shutil.which("dot") else ("mermaid", "dot")
+
+
 async def run_diagram(graph: Any, run_id: str, store: Any) -> Drawing:
     """The run's diagram as `waypoint render --run` draws it (`run_marks` on the graph)."""
     from waypoint.engine import run_marks
@@ -222,7 +227,7 @@ async def run_diagram(graph: Any, run_id: str, store: Any) -> Drawing:
     marks = await run_marks(graph, run_id, store=store)
     dot = str(graph.render("dot", run=marks))
     svg = None
-    if shutil.which("dot"):
+    if "svg" in diagram_formats():
         svg = _bare(str(graph.render("svg", run=marks)))
     nodes = [(name, status, marks.visits.get(name, 0)) for name, status in marks.status.items()]
     return Drawing(svg, dot, nodes, list(marks.path))
